@@ -10,3 +10,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Each area adds its public names here once its module imports cleanly.
+from keras_bert_impl.config import BertConfig  # noqa: E402
+from keras_bert_impl.models.encoder import BertEncoder  # noqa: E402
+from keras_bert_impl.text.tokenizer import BertTokenizer  # noqa: E402
+from keras_bert_impl.text.preprocessor import BertPreprocessor  # noqa: E402
+from keras_bert_impl.checkpoints.google import (  # noqa: E402
+    load_google_checkpoint,
+    save_google_checkpoint,
+)
+from keras_bert_impl.export.saved_model import export_saved_model  # noqa: E402
+from keras_bert_impl import serving  # noqa: E402

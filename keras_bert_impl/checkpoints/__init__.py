@@ -1,0 +1,1 @@
+"""Reading and writing checkpoints in the original TF1 format."""

@@ -1,0 +1,126 @@
+"""bert-create-pretraining-data: raw text to pretraining TFRecords (static masking).
+
+The flags and the records are the original ``create_pretraining_data.py``'s,
+so its outputs and ours feed either trainer. The instances come from the same
+graph as ``pretraining_dataset``: ``--dupe_factor`` passes over the corpus,
+each with fresh NSP pairs and masks. The corpus is streamed (memory bounded
+by shuffle buffers, not by the corpus size); instances are shuffled within a
+buffer rather than globally. Beside each output file ``F`` goes
+``F.metadata.json`` with the generation parameters, checked at read time.
+
+    bert-create-pretraining-data --input_file='corpus/*.txt' \
+        --output_file=/tmp/train.tfrecord --vocab_file=vocab.txt \
+        --max_seq_length=128 --max_predictions_per_seq=20 --dupe_factor=5
+"""
+
+import os
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input_file", None,
+                    "Input raw text file (or comma-separated list of files, globs allowed; "
+                    "plain or .gz).")
+flags.DEFINE_string("output_file", None, "Output TF example file (or comma-separated list).")
+flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
+flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text.")
+flags.DEFINE_bool("do_whole_word_mask", False,
+                  "Whether to use whole word masking rather than per-WordPiece masking.")
+flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions "
+                     "per sequence.")
+flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with "
+                     "different masks).")
+flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
+flags.DEFINE_float("short_seq_prob", 0.1, "Probability of creating sequences which are shorter "
+                   "than the maximum length.")
+flags.DEFINE_string("tfds_name", None, "Read a TFDS text dataset (e.g. wikipedia/20230601.en) "
+                    "instead of --input_file.")
+flags.DEFINE_string("tfds_text_key", "text", "The TFDS feature holding the text.")
+flags.DEFINE_string("tfds_split", "train", "The TFDS split.")
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
+flags.DEFINE_integer("max_document_sentences", 1000,
+                     "Documents with more lines are cut into several (bounded memory).")
+flags.DEFINE_integer("shuffle_buffer", 10000, "Documents and instances shuffled within buffers "
+                     "of this size.")
+flags.mark_flags_as_required(["output_file", "vocab_file"])
+
+
+def main(argv):
+    del argv
+    if bool(FLAGS.input_file) == bool(FLAGS.tfds_name):
+        raise app.UsageError("give exactly one of --input_file and --tfds_name")
+    import keras
+    import tensorflow as tf
+
+    from keras_bert_impl.data import tfrecords
+    from keras_bert_impl.data.pretraining import pretraining_dataset
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.do_lower_case)
+    dataset = pretraining_dataset(
+        FLAGS.input_file, tokenizer,
+        seq_length=FLAGS.max_seq_length,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        batch_size=256,
+        masked_lm_prob=FLAGS.masked_lm_prob,
+        short_seq_prob=FLAGS.short_seq_prob,
+        whole_word_masking=FLAGS.do_whole_word_mask,
+        seed=FLAGS.random_seed,
+        num_epochs=FLAGS.dupe_factor,
+        drop_remainder=False,
+        input_format="text",
+        tfds_name=FLAGS.tfds_name,
+        tfds_text_key=FLAGS.tfds_text_key,
+        tfds_split=FLAGS.tfds_split,
+        tfds_data_dir=FLAGS.tfds_data_dir,
+        document_shuffle_buffer=FLAGS.shuffle_buffer,
+        instance_shuffle_buffer=FLAGS.shuffle_buffer,
+        max_document_sentences=FLAGS.max_document_sentences,
+    )
+    output_files = [f.strip() for f in FLAGS.output_file.split(",") if f.strip()]
+    for path in output_files:
+        tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+    writers = [tf.io.TFRecordWriter(path) for path in output_files]
+    counts = [0] * len(writers)
+    progress = keras.utils.Progbar(None, unit_name="instance")
+    total = 0
+    for batch in dataset.as_numpy_iterator():
+        size = len(batch["next_sentence_labels"])
+        for row in range(size):
+            index = total % len(writers)
+            writers[index].write(tfrecords.serialize_example(
+                {name: values[row] for name, values in batch.items()}))
+            counts[index] += 1
+            total += 1
+        progress.add(size)
+    for writer in writers:
+        writer.close()
+    if total == 0:
+        raise app.UsageError("the corpus gave no instances; see the input files")
+    for path, count in zip(output_files, counts):
+        tfrecords.write_metadata(path, {
+            "seq_length": FLAGS.max_seq_length,
+            "max_predictions_per_seq": FLAGS.max_predictions_per_seq,
+            "vocab_file": FLAGS.vocab_file,
+            "vocab_sha256": tokenizer.vocab_sha256,
+            "do_lower_case": FLAGS.do_lower_case,
+            "do_whole_word_mask": FLAGS.do_whole_word_mask,
+            "masked_lm_prob": FLAGS.masked_lm_prob,
+            "short_seq_prob": FLAGS.short_seq_prob,
+            "dupe_factor": FLAGS.dupe_factor,
+            "random_seed": FLAGS.random_seed,
+            "input_file": FLAGS.input_file,
+            "tfds_name": FLAGS.tfds_name,
+            "num_instances": count,
+        })
+    print(f"Wrote {total} instances to {', '.join(output_files)}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,93 @@
+"""bert-export: write a trained model as a TensorFlow Serving SavedModel with its tokenizer.
+
+    bert-export --model=/tmp/sst2/model.keras --vocab_file=vocab.txt \
+        --labels_file=/tmp/sst2/labels.txt --export_dir=/models/bert
+    bert-export --init_checkpoint=bert_model.ckpt --bert_config=bert_config.json \
+        --model_kind=masked_lm --vocab_file=vocab.txt --export_dir=/models/bert
+
+Writes --export_dir/<version>/ (by default one above the newest version there),
+which `tensorflow_model_server --model_base_path=--export_dir` picks up.
+"""
+
+import os
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "A saved .keras model: BertEncoder, BertPretrainer, "
+                    "BertClassifier or another kind with a registered serving head.")
+flags.DEFINE_string("init_checkpoint", None, "Or a Google-format checkpoint (bert_model.ckpt).")
+flags.DEFINE_enum("model_kind", "masked_lm", ["masked_lm", "encoder"],
+                  "With --init_checkpoint: a fill-mask (BertPretrainer) or encoder export.")
+flags.DEFINE_string("bert_config", None, "bert_config.json for --init_checkpoint.")
+flags.DEFINE_string("preset", None, "Or a preset name for --init_checkpoint, e.g. bert_base.")
+flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary the model was trained with.")
+flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
+flags.DEFINE_string("export_dir", None, "Base directory; the version goes in a subdirectory.")
+flags.DEFINE_integer("version", None, "Version number; default: newest existing + 1.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
+flags.DEFINE_integer("seq_length", 128, "Sequence length the texts are packed to.")
+flags.DEFINE_list("seq_length_buckets", [], "Optional increasing lengths ending with "
+                  "--seq_length; each batch is padded only to the bucket it needs.")
+flags.DEFINE_bool("pair_inputs", False, "Serve sentence pairs: inputs `text` and `text_pair`.")
+flags.DEFINE_integer("top_k", 5, "Masked-LM exports: candidates per [MASK].")
+flags.DEFINE_string("labels_file", None, "Classifiers: labels.txt (line i = class i), served "
+                    "as the `label` output.")
+flags.mark_flags_as_required(["vocab_file", "export_dir"])
+flags.mark_flags_as_mutual_exclusive(["model", "init_checkpoint"], required=True)
+
+
+def next_version(export_dir: str) -> int:
+    """One above the highest numeric subdirectory of `export_dir` (1 when there is none)."""
+    if not os.path.isdir(export_dir):
+        return 1
+    versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def _load_model():
+    import keras
+
+    import keras_bert_impl  # noqa: F401  (registers the model classes for loading)
+
+    if FLAGS.model:
+        return keras.saving.load_model(FLAGS.model, compile=False)
+    from keras_bert_impl.checkpoints.google import load_google_checkpoint
+    from keras_bert_impl.config import BertConfig
+    from keras_bert_impl.models.encoder import BertEncoder
+    from keras_bert_impl.models.pretrainer import BertPretrainer
+    from keras_bert_impl.text.vocab_file import read_vocab_file
+
+    if FLAGS.bert_config:
+        config = BertConfig.from_json_file(FLAGS.bert_config)
+    elif FLAGS.preset:
+        config = BertConfig.from_preset(FLAGS.preset,
+                                        vocab_size=len(read_vocab_file(FLAGS.vocab_file)[0]))
+    else:
+        raise app.UsageError("--init_checkpoint needs --bert_config or --preset")
+    encoder = BertEncoder(config)
+    model = BertPretrainer(encoder) if FLAGS.model_kind == "masked_lm" else encoder
+    load_google_checkpoint(model, FLAGS.init_checkpoint)
+    return model
+
+
+def main(argv):
+    del argv
+    from keras_bert_impl.export.saved_model import export_saved_model
+
+    version = FLAGS.version if FLAGS.version is not None else next_version(FLAGS.export_dir)
+    path = export_saved_model(
+        _load_model(), FLAGS.export_dir, vocab_file=FLAGS.vocab_file,
+        lower_case=FLAGS.lower_case, seq_length=FLAGS.seq_length, version=version,
+        pair_inputs=FLAGS.pair_inputs, top_k=FLAGS.top_k, labels=FLAGS.labels_file,
+        seq_length_buckets=[int(b) for b in FLAGS.seq_length_buckets] or None,
+        overwrite=FLAGS.overwrite)
+    print(f"Exported {path}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,148 @@
+"""bert-finetune: fine-tune BERT for classification, NER or SQuAD, evaluate and export.
+
+    bert-finetune --task=classify --train_file=SST-2/train.tsv --eval_file=SST-2/dev.tsv \
+        --vocab_file=vocab.txt --bert_config=bert_config.json \
+        --init_checkpoint=bert_model.ckpt --model_dir=/tmp/sst2 --export_dir=/tmp/sst2_export
+
+Writes DIR/eval_results.json (classify: accuracy, f1 for two classes; ner:
+entity precision/recall/f1; squad: exact_match/f1 in percent; all with
+skipped_records), DIR/labels.txt, DIR/predictions.json for squad, DIR/model.keras, training
+checkpoints and TensorBoard logs. A restarted run with the same flags resumes
+from the newest checkpoint in --model_dir.
+"""
+
+import json
+import math
+import os
+
+from absl import app, flags, logging
+
+from keras_bert_impl.training.strategy import STRATEGIES
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("task", None, ["classify", "ner", "squad"], "The fine-tuning task.")
+flags.DEFINE_string("train_file", None, "Training data: TSV/CSV/JSONL, CoNLL, or SQuAD JSON.")
+flags.DEFINE_string("eval_file", None, "Evaluation data in the same format.")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
+flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
+flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
+flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
+flags.DEFINE_string("init_checkpoint", None,
+                    "Google-format checkpoint (bert_model.ckpt) or a .keras BertEncoder or "
+                    "BertPretrainer to start from; random initialisation without it.")
+flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, labels and results.")
+flags.DEFINE_integer("seq_length", 128, "Sequence length.")
+flags.DEFINE_integer("batch_size", 32, "Global batch size for training and evaluation.")
+flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs (unless --num_train_steps).")
+flags.DEFINE_integer("num_train_steps", None, "Training steps; overrides --num_train_epochs.")
+flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.")
+flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
+flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+flags.DEFINE_string("export_dir", None, "Export the fine-tuned model here for serving.")
+flags.DEFINE_integer("export_version", 1, "Version directory under --export_dir.")
+flags.DEFINE_string("text_a_column", "sentence", "classify: column of the (first) text.")
+flags.DEFINE_string("text_b_column", None, "classify: column of the second text of pairs.")
+flags.DEFINE_string("label_column", "label", "classify: column of the label.")
+flags.DEFINE_bool("skip_bad_records", False,
+                  "Skip and count bad records instead of stopping at the first one.")
+flags.DEFINE_integer("doc_stride", 128, "squad: tokens between the starts of context windows.")
+flags.DEFINE_integer("max_query_length", 64, "squad: question tokens kept.")
+flags.DEFINE_integer("max_answer_length", 30, "squad: longest answer in tokens.")
+flags.DEFINE_integer("n_best_size", 20, "squad: start/end candidates per window.")
+flags.DEFINE_bool("version_2_with_negative", False, "squad: SQuAD v2.0 (unanswerable questions).")
+flags.DEFINE_float("null_score_diff_threshold", 0.0,
+                   "squad v2.0: predict no answer when null score - best span score exceeds this.")
+flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu: '' on Colab, 'local' on a TPU VM.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
+flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
+flags.mark_flags_as_required(["task", "train_file", "eval_file", "vocab_file", "model_dir"])
+flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    import keras
+
+    from keras_bert_impl.cli import finetune_tasks
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+    from keras_bert_impl.training.checkpointing import TrainingCheckpoint
+    from keras_bert_impl.training.optimization import create_optimizer
+    from keras_bert_impl.training.strategy import get_strategy
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
+    preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
+    task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)
+    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    if task.labels:
+        with open(os.path.join(FLAGS.model_dir, "labels.txt"), "w", encoding="utf-8") as f:
+            f.writelines(f"{label}\n" for label in task.labels)
+
+    num_train_steps = FLAGS.num_train_steps or max(
+        1, math.ceil(task.num_train_examples * FLAGS.num_train_epochs / FLAGS.batch_size))
+    steps_per_epoch = min(FLAGS.save_checkpoints_steps, num_train_steps)
+    strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
+    with strategy.scope():
+        model = task.build_model(_encoder())
+        optimizer = create_optimizer(
+            FLAGS.learning_rate, num_train_steps=num_train_steps,
+            num_warmup_steps=int(num_train_steps * FLAGS.warmup_proportion),
+            weight_decay_rate=FLAGS.weight_decay_rate,
+        )
+        model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile, **task.compile_args())
+        checkpoint = TrainingCheckpoint(FLAGS.model_dir, model, optimizer)
+        step = checkpoint.restore()
+    if step < num_train_steps:
+        model.fit(
+            task.train_dataset(FLAGS.batch_size, FLAGS.seed).skip(step),
+            steps_per_epoch=steps_per_epoch,
+            epochs=math.ceil(num_train_steps / steps_per_epoch),
+            initial_epoch=step // steps_per_epoch,
+            callbacks=[checkpoint.callback(),
+                       keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs"))],
+            shuffle=False,
+            verbose=2,
+        )
+    results = task.evaluate(model, FLAGS.batch_size, FLAGS.model_dir)
+    results["skipped_records"] = task.skipped_records
+    with open(os.path.join(FLAGS.model_dir, "eval_results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results))
+    model.save(os.path.join(FLAGS.model_dir, "model.keras"))
+    if FLAGS.export_dir:
+        task.export(model, FLAGS.export_dir, FLAGS.export_version)
+
+
+def _encoder():
+    import keras
+
+    from keras_bert_impl.checkpoints.google import load_google_checkpoint
+    from keras_bert_impl.config import BertConfig
+    from keras_bert_impl.models.encoder import BertEncoder
+
+    path = FLAGS.init_checkpoint
+    if path and path.endswith(".keras"):
+        loaded = keras.saving.load_model(path, compile=False)
+        return getattr(loaded, "encoder", loaded)
+    if FLAGS.bert_config:
+        config = BertConfig.from_json_file(FLAGS.bert_config)
+    else:
+        with open(FLAGS.vocab_file, encoding="utf-8") as f:
+            vocab_size = sum(1 for _ in f)
+        config = BertConfig.from_preset(FLAGS.preset, vocab_size=vocab_size)
+    encoder = BertEncoder(config)
+    if path:
+        load_google_checkpoint(encoder, path)
+    return encoder
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

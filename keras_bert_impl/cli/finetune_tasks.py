@@ -1,0 +1,168 @@
+"""The three `bert-finetune` tasks: their data, model, loss, evaluation and export.
+
+Each task reads its files when constructed (so bad records stop the run
+before any training) and offers the same small interface to `finetune.py`.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+
+from keras_bert_impl.data import classification, ner, squad
+from keras_bert_impl.metrics import classification as classification_metrics
+from keras_bert_impl.metrics.ner import entity_scores
+from keras_bert_impl.metrics.squad import squad_scores
+from keras_bert_impl.metrics.squad_decoding import decode_answers
+from keras_bert_impl.models.classifier import BertClassifier
+from keras_bert_impl.models.span_labeler import BertSpanLabeler
+from keras_bert_impl.models.token_classifier import BertTokenClassifier
+
+
+def _sparse_loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+class ClassifyTask:
+    """Texts or text pairs from TSV/CSV/JSONL files with one label each."""
+
+    def __init__(self, flags, tokenizer, preprocessor):
+        self.flags = flags
+        self.preprocessor = preprocessor
+        read = dict(text_a_column=flags.text_a_column, text_b_column=flags.text_b_column,
+                    label_column=flags.label_column, skip_bad_records=flags.skip_bad_records)
+        train = classification.read_classification_file(flags.train_file, **read)
+        self.labels = classification.sorted_labels(train.labels)
+        self.train, self.train_ids = classification.encode_labels(train, self.labels)
+        evaluation = classification.read_classification_file(flags.eval_file, **read)
+        self.eval, self.eval_ids = classification.encode_labels(
+            evaluation, self.labels, skip_bad_records=flags.skip_bad_records)
+        self.num_train_examples = len(self.train_ids)
+        self.skipped_records = self.train.skipped_records + self.eval.skipped_records
+
+    def build_model(self, encoder):
+        return BertClassifier(encoder, num_classes=len(self.labels))
+
+    def compile_args(self) -> dict:
+        return {"loss": _sparse_loss(),
+                "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
+
+    def train_dataset(self, batch_size, seed):
+        return classification.classification_dataset(
+            self.train, self.train_ids, self.preprocessor, batch_size,
+            shuffle=True, repeat=True, seed=seed)
+
+    def evaluate(self, model, batch_size, model_dir) -> dict:
+        dataset = classification.classification_dataset(
+            self.eval, self.eval_ids, self.preprocessor, batch_size)
+        predictions = np.argmax(model.predict(dataset, verbose=0), axis=-1)
+        results = {"accuracy": classification_metrics.accuracy(self.eval_ids, predictions)}
+        if len(self.labels) == 2:
+            results["f1"] = classification_metrics.f1(self.eval_ids, predictions, positive=1)
+        return results
+
+    def export(self, model, export_dir, version):
+        from keras_bert_impl.export import export_saved_model
+
+        export_saved_model(
+            model, export_dir, vocab_file=self.flags.vocab_file,
+            lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
+            version=version, pair_inputs=self.flags.text_b_column is not None,
+            labels=self.labels)
+
+
+class NerTask:
+    """CoNLL files: a tag per word, scored by entity as conlleval."""
+
+    def __init__(self, flags, tokenizer, preprocessor):
+        self.flags = flags
+        self.tokenizer = tokenizer
+        train = ner.read_conll(flags.train_file, skip_bad_records=flags.skip_bad_records)
+        self.labels = classification.sorted_labels([t for tags in train.tags for t in tags])
+        evaluation = ner.check_tags(
+            ner.read_conll(flags.eval_file, skip_bad_records=flags.skip_bad_records),
+            self.labels, skip_bad_records=flags.skip_bad_records)
+        self.train_inputs, self.train_labels, _ = ner.ner_features(
+            train, tokenizer, preprocessor, self.labels)
+        self.eval = evaluation
+        self.eval_inputs, _, self.eval_positions = ner.ner_features(
+            evaluation, tokenizer, preprocessor)
+        self.num_train_examples = len(train.words)
+        self.skipped_records = train.skipped_records + evaluation.skipped_records
+
+    def build_model(self, encoder):
+        return BertTokenClassifier(encoder, num_classes=len(self.labels))
+
+    def compile_args(self) -> dict:
+        return {"loss": _sparse_loss(),
+                "weighted_metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
+
+    def train_dataset(self, batch_size, seed):
+        return ner.ner_dataset(self.train_inputs, self.train_labels, batch_size,
+                               shuffle=True, repeat=True, seed=seed)
+
+    def evaluate(self, model, batch_size, model_dir) -> dict:
+        logits = model.predict(self.eval_inputs, batch_size=batch_size, verbose=0)
+        predicted = ner.predicted_tags(logits, self.eval_positions, self.eval, self.labels)
+        return entity_scores(self.eval.tags, predicted)
+
+    def export(self, model, export_dir, version):
+        from keras_bert_impl.export import export_saved_model
+
+        export_saved_model(
+            model, export_dir, vocab_file=self.flags.vocab_file,
+            lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
+            version=version, labels=self.labels)
+
+
+class SquadTask:
+    """SQuAD v1.1/v2.0 JSON: answer spans in doc_stride windows, official EM/F1."""
+
+    labels: list[str] = []
+
+    def __init__(self, flags, tokenizer, preprocessor):
+        self.flags = flags
+        read = dict(version_2_with_negative=flags.version_2_with_negative,
+                    skip_bad_records=flags.skip_bad_records)
+        windows = dict(seq_length=flags.seq_length, doc_stride=flags.doc_stride,
+                       max_query_length=flags.max_query_length)
+        train = squad.read_squad(flags.train_file, **read)
+        self.train = squad.squad_features(train, tokenizer, **windows)
+        self.eval_examples = squad.read_squad(flags.eval_file, **read)
+        self.eval = squad.squad_features(self.eval_examples, tokenizer, **windows)
+        self.num_train_examples = len(self.train.start_positions)
+        self.skipped_records = train.skipped_records + self.eval_examples.skipped_records
+
+    def build_model(self, encoder):
+        return BertSpanLabeler(encoder)
+
+    def compile_args(self) -> dict:
+        return {"loss": {"start_logits": _sparse_loss(), "end_logits": _sparse_loss()},
+                "loss_weights": {"start_logits": 0.5, "end_logits": 0.5}}
+
+    def train_dataset(self, batch_size, seed):
+        return squad.squad_dataset(self.train, batch_size, shuffle=True, repeat=True, seed=seed)
+
+    def evaluate(self, model, batch_size, model_dir) -> dict:
+        outputs = model.predict(self.eval.inputs, batch_size=batch_size, verbose=0)
+        predictions, _ = decode_answers(
+            self.eval_examples, self.eval, outputs["start_logits"], outputs["end_logits"],
+            n_best_size=self.flags.n_best_size, max_answer_length=self.flags.max_answer_length,
+            version_2_with_negative=self.flags.version_2_with_negative,
+            null_score_diff_threshold=self.flags.null_score_diff_threshold)
+        with open(os.path.join(model_dir, "predictions.json"), "w", encoding="utf-8") as f:
+            json.dump(predictions, f, ensure_ascii=False, indent=2)
+        return squad_scores(self.eval_examples.gold_answers(), predictions)
+
+    def export(self, model, export_dir, version):
+        from keras_bert_impl.export import export_saved_model
+
+        # Serving reads text = question, text_pair = context.
+        export_saved_model(
+            model, export_dir, vocab_file=self.flags.vocab_file,
+            lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
+            version=version, pair_inputs=True)
+
+
+TASKS = {"classify": ClassifyTask, "ner": NerTask, "squad": SquadTask}

@@ -1,0 +1,121 @@
+"""bert-pretrain: MLM + NSP pretraining with model.fit on any tf.distribute strategy.
+
+A restarted run with the same flags resumes from the newest checkpoint in
+--model_dir: weights, optimizer state, step and data position.
+
+    bert-pretrain --vocab_file=vocab.txt --preset=bert_tiny \
+        --input_files='corpus/*.txt' --model_dir=/tmp/pretrain \
+        --train_batch_size=32 --num_train_steps=10000 --num_warmup_steps=1000 \
+        --jit_compile --mixed_precision=bf16 --steps_per_execution=100
+"""
+
+import functools
+
+from absl import app, flags
+
+from keras_bert_impl.training.strategy import STRATEGIES
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
+flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu: '' on Colab, 'local' on a TPU VM.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+flags.DEFINE_enum("mixed_precision", "none", ["bf16", "fp16", "none"], "Mixed precision policy.")
+flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.")
+flags.DEFINE_integer("train_batch_size", 32, "Global batch size.")
+flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
+flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.")
+flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
+flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
+flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
+flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
+flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
+flags.DEFINE_list("input_files", None, "Raw text (one sentence per line, blank line between "
+                  "documents) or TFRecord files (*.tfrecord); globs allowed.")
+flags.DEFINE_integer("seq_length", 128, "Sequence length.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
+flags.DEFINE_string("init_checkpoint", None, "Google-format checkpoint to start from.")
+flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the final model.")
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
+flags.DEFINE_integer("seed", 12345, "Seed of the data order, masking and initialization.")
+flags.mark_flags_as_required(["vocab_file", "input_files", "model_dir"])
+flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
+
+
+def main(argv):
+    del argv
+    _check_step_flags()
+    import keras
+
+    from keras_bert_impl.training import pretraining
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
+    keras.mixed_precision.set_global_policy(policy[FLAGS.mixed_precision])
+    run = pretraining.PretrainingRun(
+        model_dir=FLAGS.model_dir,
+        vocab_file=FLAGS.vocab_file,
+        lower_case=FLAGS.lower_case,
+        config=_bert_config(),
+        strategy_name=FLAGS.strategy,
+        tpu=FLAGS.tpu,
+    )
+    run.build(
+        optimizer_type=FLAGS.optimizer,
+        learning_rate=FLAGS.learning_rate,
+        num_train_steps=FLAGS.num_train_steps,
+        num_warmup_steps=FLAGS.num_warmup_steps,
+        weight_decay_rate=FLAGS.weight_decay_rate,
+        loss_scaling=FLAGS.mixed_precision == "fp16",
+        jit_compile=FLAGS.jit_compile,
+        steps_per_execution=FLAGS.steps_per_execution,
+        init_checkpoint=FLAGS.init_checkpoint,
+    )
+    dataset_fn = functools.partial(
+        _pipeline,
+        FLAGS.input_files,
+        run.tokenizer,
+        seq_length=FLAGS.seq_length,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        batch_size=FLAGS.train_batch_size,
+        seed=FLAGS.seed,
+    )
+    run.fit(dataset_fn, num_train_steps=FLAGS.num_train_steps,
+            save_checkpoints_steps=FLAGS.save_checkpoints_steps)
+    run.save_final_model()
+
+
+def _check_step_flags():
+    spe = FLAGS.steps_per_execution
+    for name in ("num_train_steps", "save_checkpoints_steps"):
+        if getattr(FLAGS, name) % spe:
+            raise app.UsageError(
+                f"--{name}={getattr(FLAGS, name)} must be a multiple of --steps_per_execution={spe}"
+            )
+
+
+def _bert_config():
+    from keras_bert_impl.config import BertConfig
+
+    if FLAGS.bert_config:
+        return BertConfig.from_json_file(FLAGS.bert_config)
+    with open(FLAGS.vocab_file, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    return BertConfig.from_preset(FLAGS.preset, vocab_size=vocab_size)
+
+
+def _pipeline(input_files, tokenizer, input_context, start_step, **kwargs):
+    from keras_bert_impl.data.pretraining import pretraining_dataset
+
+    return pretraining_dataset(
+        input_files, tokenizer, input_context=input_context, start_step=start_step, **kwargs
+    )
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

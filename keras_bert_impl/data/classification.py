@@ -1,0 +1,240 @@
+"""Labelled texts for classification from TSV, CSV, JSON-lines files or TFDS.
+
+`.tsv` is split on tabs with no quoting (GLUE's files hold quote characters
+and may start with a byte-order mark), `.csv` is standard CSV, `.jsonl` holds
+one JSON object per line. The first line of a TSV/CSV file is its header;
+columns are picked by name. Every record remembers its file and line so a bad
+label found later can still be named.
+"""
+
+import csv
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from keras_bert_impl.data.bad_records import BadRecords
+
+
+@dataclasses.dataclass
+class LabeledTexts:
+    """Texts (pairs when `texts_b` is set), their string labels and where each came from."""
+
+    texts_a: list[str]
+    texts_b: list[str] | None
+    labels: list[str]
+    sources: list[str]
+    skipped_records: int = 0
+
+
+def read_classification_file(
+    path: str,
+    text_a_column: str = "sentence",
+    text_b_column: str | None = None,
+    label_column: str = "label",
+    skip_bad_records: bool = False,
+) -> LabeledTexts:
+    """Reads a `.tsv`, `.csv` or `.jsonl` file of labelled texts.
+
+    A row with the wrong number of fields, a missing column or an empty
+    label is a bad record: an error naming file and line, or (with
+    `skip_bad_records`) skipped and counted in `skipped_records`.
+
+    >>> data = read_classification_file("SST-2/train.tsv")
+    >>> data.texts_a[0], data.labels[0]
+    ('hide new secretions from the parental units ', '0')
+    """
+    suffix = pathlib.Path(path).suffix.lower()
+    readers = {".tsv": _tsv_rows, ".csv": _csv_rows, ".jsonl": _jsonl_rows}
+    if suffix not in readers:
+        raise ValueError(f"{path}: unknown file type {suffix!r}; expected .tsv, .csv or .jsonl")
+    columns = [text_a_column, label_column] + ([text_b_column] if text_b_column else [])
+    bad = BadRecords(skip_bad_records)
+    data = LabeledTexts([], [] if text_b_column else None, [], [])
+    for line, row in readers[suffix](path, columns, bad):
+        where = f"{path}:{line}"
+        missing = [column for column in columns if row.get(column) is None]
+        if missing:
+            bad.report(f"{where}: missing field(s) {missing}")
+            continue
+        label = str(row[label_column]).strip()
+        if not label:
+            bad.report(f"{where}: empty label in column {label_column!r}")
+            continue
+        data.texts_a.append(str(row[text_a_column]))
+        if text_b_column:
+            data.texts_b.append(str(row[text_b_column]))
+        data.labels.append(label)
+        data.sources.append(where)
+    data.skipped_records = bad.skipped
+    return data
+
+
+def _header_rows(path, rows, columns, bad, what):
+    try:
+        line, header = next(rows)
+    except StopIteration:
+        raise ValueError(f"{path}: the file is empty; expected a header line") from None
+    absent = [column for column in columns if column not in header]
+    if absent:
+        raise ValueError(f"{path}:{line}: header {header} lacks column(s) {absent}")
+    for line, fields in rows:
+        if fields == [""] or not fields:
+            continue
+        if len(fields) != len(header):
+            bad.report(
+                f"{path}:{line}: expected {len(header)} {what} fields as the header, "
+                f"found {len(fields)}"
+            )
+            continue
+        yield line, dict(zip(header, fields))
+
+
+def _tsv_rows(path, columns, bad):
+    def rows():
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            for line, text in enumerate(f, start=1):
+                yield line, text.rstrip("\r\n").split("\t")
+
+    return _header_rows(path, rows(), columns, bad, "tab-separated")
+
+
+def _csv_rows(path, columns, bad):
+    def rows():
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            start = 1
+            for fields in reader:
+                yield start, fields
+                start = reader.line_num + 1
+
+    return _header_rows(path, rows(), columns, bad, "comma-separated")
+
+
+def _jsonl_rows(path, columns, bad):
+    with open(path, encoding="utf-8-sig") as f:
+        for line, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as error:
+                bad.report(f"{path}:{line}: not a JSON object ({error.msg})")
+                continue
+            if not isinstance(row, dict):
+                bad.report(f"{path}:{line}: expected a JSON object, found {type(row).__name__}")
+                continue
+            yield line, row
+
+
+def read_tfds_glue(
+    name: str, split: str, data_dir: str | None = None, label_column: str = "label"
+) -> LabeledTexts:
+    """Reads a GLUE task from TensorFlow Datasets, e.g. `glue/sst2` or `glue/mrpc`.
+
+    Single-sentence tasks use the `sentence` feature, pair tasks
+    `sentence1`/`sentence2` (or `question`/`sentence` and the like, as TFDS
+    names them). Labels are the TFDS class indices as strings.
+    """
+    import tensorflow_datasets as tfds
+
+    dataset, info = tfds.load(name, split=split, data_dir=data_dir, with_info=True)
+    text_features = sorted(
+        key
+        for key, feature in info.features.items()
+        if isinstance(feature, tfds.features.Text)
+    )
+    if "sentence" in text_features:
+        a_column, b_column = "sentence", None
+    elif len(text_features) == 2:
+        a_column, b_column = _pair_order(text_features)
+    else:
+        raise ValueError(f"{name}: cannot tell the text features apart: {text_features}")
+    data = LabeledTexts([], [] if b_column else None, [], [])
+    for index, example in enumerate(tfds.as_numpy(dataset)):
+        data.texts_a.append(example[a_column].decode("utf-8"))
+        if b_column:
+            data.texts_b.append(example[b_column].decode("utf-8"))
+        data.labels.append(str(int(example[label_column])))
+        data.sources.append(f"{name}[{split}] example {index}")
+    return data
+
+
+def _pair_order(features: list[str]) -> tuple[str, str]:
+    preferred = [("sentence1", "sentence2"), ("question1", "question2"), ("question", "sentence"),
+                 ("premise", "hypothesis"), ("question", "passage")]
+    for pair in preferred:
+        if set(pair) == set(features):
+            return pair
+    return features[0], features[1]
+
+
+def sorted_labels(labels: list[str]) -> list[str]:
+    """The distinct labels, sorted numerically when all are numbers, else as text.
+
+    >>> sorted_labels(["10", "2", "2"])
+    ['2', '10']
+    """
+    distinct = set(labels)
+    try:
+        return sorted(distinct, key=float)
+    except ValueError:
+        return sorted(distinct)
+
+
+def encode_labels(
+    data: LabeledTexts, label_list: list[str], skip_bad_records: bool = False
+) -> tuple[LabeledTexts, np.ndarray]:
+    """Maps labels to their index in `label_list`; an unknown label is a bad record.
+
+    Returns the records kept (skipped ones counted into `skipped_records`)
+    and their int32 label ids.
+    """
+    index = {label: i for i, label in enumerate(label_list)}
+    bad = BadRecords(skip_bad_records)
+    keep = []
+    for position, (label, where) in enumerate(zip(data.labels, data.sources)):
+        if label not in index:
+            bad.report(f"{where}: label {label!r} is not one of the training labels {label_list}")
+            continue
+        keep.append(position)
+    kept = LabeledTexts(
+        texts_a=[data.texts_a[i] for i in keep],
+        texts_b=[data.texts_b[i] for i in keep] if data.texts_b is not None else None,
+        labels=[data.labels[i] for i in keep],
+        sources=[data.sources[i] for i in keep],
+        skipped_records=data.skipped_records + bad.skipped,
+    )
+    ids = np.array([index[label] for label in kept.labels], dtype=np.int32)
+    return kept, ids
+
+
+def classification_dataset(
+    data: LabeledTexts,
+    label_ids: np.ndarray,
+    preprocessor,
+    batch_size: int,
+    shuffle: bool = False,
+    repeat: bool = False,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (encoder inputs, label ids), tokenized and packed by `preprocessor`.
+
+    The `BertPreprocessor` runs inside the tf.data graph, the same one the
+    export embeds.
+    """
+    texts = (data.texts_a,) if data.texts_b is None else (data.texts_a, data.texts_b)
+    dataset = tf.data.Dataset.from_tensor_slices((texts, label_ids))
+    if shuffle:
+        dataset = dataset.shuffle(len(label_ids), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=repeat)
+
+    def pack(batch_texts, labels):
+        inputs = preprocessor(batch_texts[0] if len(texts) == 1 else tuple(batch_texts))
+        return inputs, labels
+
+    return dataset.map(pack, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,189 @@
+"""Pretraining corpora as streams of documents.
+
+The original BERT corpus format: one sentence per line, a blank line between
+documents. Files may be plain or gzip-compressed (``.gz``) and are named by
+comma-separated glob patterns. TFDS text datasets are read the same way: each
+example's text is a document and each of its non-blank lines a sentence.
+
+A document is a ``tf.string`` vector of its stripped, non-blank lines. Reading
+streams: memory is bounded by the longest document, and documents longer than
+``max_document_sentences`` lines (a file with no blank lines is one huge
+document) are cut into consecutive documents of that many lines. Bytes that
+are not valid UTF-8 are dropped, as the original's ``convert_to_unicode``
+(``errors="ignore"``) did.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+DEFAULT_MAX_DOCUMENT_SENTENCES = 1000
+
+
+def expand_file_patterns(patterns: str | Sequence[str]) -> list[str]:
+    """Returns the sorted files matched by comma-separated glob patterns.
+
+    Raises ValueError naming a pattern that matches nothing.
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    files = []
+    for pattern in (p.strip() for group in patterns for p in str(group).split(",")):
+        if not pattern:
+            continue
+        matched = sorted(tf.io.gfile.glob(pattern))
+        if not matched:
+            raise ValueError(f"input file pattern {pattern!r} matches no files")
+        files.extend(matched)
+    if not files:
+        raise ValueError(f"no input files given (patterns: {list(patterns)!r})")
+    return files
+
+
+def is_gzip(path: str) -> bool:
+    return path.endswith(".gz")
+
+
+def check_not_empty(path: str) -> None:
+    """Raises ValueError when a corpus file holds no non-blank line.
+
+    Such a file would add nothing, and a corpus of them would silently give
+    an empty dataset.
+    """
+    with tf.io.gfile.GFile(path, "rb") as raw:
+        lines = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
+        for line in lines:
+            if line.strip():
+                return
+    raise ValueError(
+        f"corpus file {path!r} is empty: expected one sentence per line with a "
+        "blank line between documents")
+
+
+def _valid_utf8(lines: tf.Tensor) -> tf.Tensor:
+    return tf.strings.unicode_transcode(
+        lines, input_encoding="UTF-8", output_encoding="UTF-8", errors="ignore")
+
+
+def documents_from_lines(lines: tf.data.Dataset,
+                         max_document_sentences: int = DEFAULT_MAX_DOCUMENT_SENTENCES,
+                         chunk_size: int = 4096) -> tf.data.Dataset:
+    """Groups a stream of lines into documents at blank lines.
+
+    Lines are handled in chunks of ``chunk_size`` with vectorized ops; the
+    open document at the end of a chunk (fewer than
+    ``max_document_sentences`` lines) is carried into the next one. The
+    stream must end with a blank line (``lines_dataset`` adds one per file) so
+    that the last document is emitted.
+    """
+    def step(carry, chunk):
+        chunk = tf.strings.strip(_valid_utf8(chunk))
+        lines = tf.concat([carry, chunk], axis=0)
+        index = tf.range(tf.size(lines))
+        blank = tf.equal(lines, "")
+        doc_id = tf.cumsum(tf.cast(blank, tf.int32))
+        num_closed = doc_id[-1]
+        # Position of a line in its document, to cut over-long documents.
+        doc_start = tf.math.unsorted_segment_min(index, doc_id, num_closed + 1)
+        position = index - tf.gather(doc_start, doc_id) - tf.cast(doc_id > 0, tf.int32)
+        part = position // max_document_sentences
+        open_size = tf.reduce_sum(tf.cast(
+            tf.logical_and(tf.equal(doc_id, num_closed), tf.logical_not(blank)), tf.int32))
+        complete = tf.logical_or(
+            doc_id < num_closed, part < open_size // max_document_sentences)
+        keep = tf.logical_and(complete, tf.logical_not(blank))
+        carried = tf.logical_and(tf.logical_not(complete), tf.logical_not(blank))
+        key = tf.stack([tf.boolean_mask(doc_id, keep), tf.boolean_mask(part, keep)], axis=1)
+        new_document = tf.reduce_any(tf.not_equal(key[1:], key[:-1]), axis=1)
+        row_ids = tf.cumsum(tf.cast(new_document, tf.int64))
+        row_ids = tf.concat([tf.zeros([tf.minimum(tf.shape(key)[0], 1)], tf.int64), row_ids], 0)
+        documents = tf.RaggedTensor.from_value_rowids(tf.boolean_mask(lines, keep), row_ids)
+        return tf.boolean_mask(lines, carried), documents
+
+    return (lines.batch(chunk_size)
+            .scan(tf.zeros([0], tf.string), step)
+            .unbatch())
+
+
+def lines_dataset(path: tf.Tensor) -> tf.data.Dataset:
+    """The lines of one corpus file (plain or gzip), then a closing blank line."""
+    compression = tf.where(tf.strings.regex_full_match(path, r".*\.gz"), "GZIP", "")
+    lines = tf.data.TextLineDataset(path, compression_type=compression)
+    return lines.concatenate(tf.data.Dataset.from_tensors(tf.constant("")))
+
+
+def file_documents(files: Sequence[str],
+                   max_document_sentences: int = DEFAULT_MAX_DOCUMENT_SENTENCES,
+                   input_context: tf.distribute.InputContext | None = None,
+                   num_epochs: int | None = 1,
+                   seed: int | None = None,
+                   cycle_length: int = 8,
+                   num_parallel_calls: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
+    """Documents from corpus files, interleaved over files.
+
+    Each worker of ``input_context`` reads its own share of the files when
+    there are at least as many files as workers, else every worker reads all
+    files and keeps every n-th document; either way workers see disjoint
+    documents. The file order is shuffled each epoch with ``seed``.
+    """
+    for path in files:
+        check_not_empty(path)
+    num_shards, shard = _shard_of(input_context)
+    shard_files = num_shards > 1 and len(files) >= num_shards
+    file_ds = tf.data.Dataset.from_tensor_slices(list(files))
+    if shard_files:
+        file_ds = file_ds.shard(num_shards, shard)
+    if len(files) > 1:
+        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    file_ds = file_ds.repeat(num_epochs)
+    documents = file_ds.interleave(
+        lambda path: documents_from_lines(lines_dataset(path), max_document_sentences),
+        cycle_length=min(cycle_length, len(files)),
+        block_length=1,
+        num_parallel_calls=num_parallel_calls,
+        deterministic=True)
+    if num_shards > 1 and not shard_files:
+        documents = documents.shard(num_shards, shard)
+    return documents
+
+
+def tfds_documents(name: str,
+                   text_key: str = "text",
+                   split: str = "train",
+                   data_dir: str | None = None,
+                   max_document_sentences: int = DEFAULT_MAX_DOCUMENT_SENTENCES,
+                   input_context: tf.distribute.InputContext | None = None,
+                   num_epochs: int | None = 1) -> tf.data.Dataset:
+    """Documents from a TFDS text dataset: one example is one document.
+
+    ``text_key`` names the feature holding the text (e.g. ``text`` for
+    ``wikipedia/20230601.en``); its non-blank lines are the sentences.
+    """
+    import tensorflow_datasets as tfds
+
+    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    if text_key not in dataset.element_spec:
+        raise ValueError(
+            f"TFDS dataset {name!r} has no text feature {text_key!r}; "
+            f"its features are {sorted(dataset.element_spec)}")
+    num_shards, shard = _shard_of(input_context)
+    if num_shards > 1:
+        dataset = dataset.shard(num_shards, shard)
+
+    def split_lines(example):
+        lines = tf.strings.split(example[text_key], "\n")
+        lines = tf.boolean_mask(lines, tf.strings.strip(lines) != "")
+        return tf.data.Dataset.from_tensor_slices(lines).concatenate(
+            tf.data.Dataset.from_tensors(tf.constant("")))
+
+    lines = dataset.repeat(num_epochs).flat_map(split_lines)
+    return documents_from_lines(lines, max_document_sentences)
+
+
+def _shard_of(input_context: tf.distribute.InputContext | None) -> tuple[int, int]:
+    if input_context is None:
+        return 1, 0
+    return input_context.num_input_pipelines, input_context.input_pipeline_id

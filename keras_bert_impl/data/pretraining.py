@@ -1,0 +1,261 @@
+"""``pretraining_dataset``: raw text (or TFRecords) to MLM + NSP batches.
+
+The pipeline, all TensorFlow ops except jieba for Chinese whole-word masking:
+
+    files ─ shuffle, shard ─ parallel interleave ─ lines ─ documents
+      ─ shuffle documents ─ tokenize (TF-Text WordPiece) ─ pair with the
+      previous document ─ NSP instances (instances.py) ─ shuffle instances
+      ─ batch (static shapes) ─ mask (masking.py) ─ prefetch
+
+Every random choice is a stateless op fed by a seed drawn from
+``tf.data.Dataset.random(seed)``, so a seed fixes the whole stream
+(``tf.data`` keeps element order under parallel calls). Each pass over the
+corpus draws new NSP pairs and new masks (dynamic masking), and so does each
+new iteration of a finite dataset, e.g. each ``fit`` epoch.
+
+Resuming: a dataset built with the same arguments and ``start_step=n`` yields
+exactly the batches from the n-th on of the stream that ``start_step=0``
+yields (the skipped batches are read and tokenized but not masked). With the
+default ``num_epochs=None`` the stream is endless, so ``fit`` needs
+``steps_per_epoch`` and keeps one iterator across epochs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from keras_bert_impl.data import chinese_words, corpus, tfrecords
+from keras_bert_impl.data.instances import create_instances
+from keras_bert_impl.data.masking import mask_batch
+
+# Documents tokenized per call (amortizes the TF-Text op overhead).
+TOKENIZE_BATCH_SIZE = 64
+FEATURE_NAMES = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
+                 "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
+
+
+def pretraining_dataset(text_files: str | Sequence[str] | None,
+                        tokenizer,
+                        seq_length: int = 128,
+                        max_predictions_per_seq: int = 20,
+                        batch_size: int = 32,
+                        masked_lm_prob: float = 0.15,
+                        short_seq_prob: float = 0.1,
+                        whole_word_masking: bool = False,
+                        seed: int | None = None,
+                        input_context: tf.distribute.InputContext | None = None,
+                        *,
+                        num_epochs: int | None = None,
+                        start_step: int = 0,
+                        drop_remainder: bool = True,
+                        input_format: str = "auto",
+                        tfds_name: str | None = None,
+                        tfds_text_key: str = "text",
+                        tfds_split: str = "train",
+                        tfds_data_dir: str | None = None,
+                        document_shuffle_buffer: int = 1000,
+                        instance_shuffle_buffer: int = 1000,
+                        max_document_sentences: int = corpus.DEFAULT_MAX_DOCUMENT_SENTENCES,
+                        num_parallel_calls: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
+    """Batches of BERT pretraining features, one dict per batch.
+
+    Features: ``input_word_ids``, ``input_mask``, ``input_type_ids`` (int32
+    [batch, seq_length]), ``masked_lm_positions``, ``masked_lm_ids`` (int32
+    [batch, max_predictions_per_seq]), ``masked_lm_weights`` (float32, same
+    shape) and ``next_sentence_labels`` (int32 [batch]; 0 = B is the actual
+    next text, 1 = B is random).
+
+    Args:
+      text_files: comma-separated glob patterns or a list of them. Raw text in
+        the original format (plain or ``.gz``), or TFRecords (files ending in
+        ``.tfrecord``/``.tfrecords``/``.record``, or ``input_format="tfrecord"``)
+        written by ``bert-create-pretraining-data`` or the original
+        ``create_pretraining_data.py``; those carry their own masks and are
+        checked against ``seq_length``, ``max_predictions_per_seq`` and the
+        tokenizer's vocabulary. None when ``tfds_name`` is given.
+      tokenizer: a ``BertTokenizer``; its vocabulary needs ``[MASK]``.
+      batch_size: the global batch size; with ``input_context`` each pipeline
+        batches ``input_context.get_per_replica_batch_size(batch_size)``.
+      whole_word_masking: mask all wordpieces of a word together (Chinese
+        words found by jieba, see ``chinese_words``).
+      seed: fixes the stream; None draws a fresh one.
+      input_context: from ``strategy.distribute_datasets_from_function``;
+        each input pipeline reads disjoint documents.
+      num_epochs: passes over the corpus (None: endless).
+      start_step: number of batches to skip, to resume a run deterministically.
+      drop_remainder: keep True for static shapes (TPUs, XLA).
+      input_format: ``"auto"`` (by file extension), ``"text"`` or ``"tfrecord"``.
+      tfds_name, tfds_text_key, tfds_split, tfds_data_dir: read a TFDS text
+        dataset instead of files, one example per document.
+      max_document_sentences: longer documents are cut (bounded memory).
+
+    Example:
+
+    >>> ds = pretraining_dataset("corpus/*.txt", tokenizer, seq_length=128,
+    ...                          batch_size=32, seed=1)
+    >>> pretrainer.fit(ds, steps_per_epoch=1000, epochs=10)
+    """
+    _check_arguments(seq_length, max_predictions_per_seq, batch_size, masked_lm_prob,
+                     short_seq_prob, start_step)
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    pipeline_seed = _pipeline_seed(seed, input_context)
+
+    if tfds_name is None:
+        files = [f for f in corpus.expand_file_patterns(text_files)
+                 if not f.endswith(tfrecords.METADATA_SUFFIX)]
+        if _is_tfrecord_input(files, input_format):
+            return tfrecords.tfrecord_dataset(
+                files, seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
+                batch_size=batch_size, vocab_sha256=getattr(tokenizer, "vocab_sha256", None),
+                seed=pipeline_seed, input_context=input_context, num_epochs=num_epochs,
+                start_step=start_step, drop_remainder=drop_remainder,
+                shuffle_buffer=instance_shuffle_buffer)
+        documents = corpus.file_documents(
+            files, max_document_sentences, input_context=input_context,
+            num_epochs=num_epochs, seed=pipeline_seed)
+    else:
+        documents = corpus.tfds_documents(
+            tfds_name, tfds_text_key, tfds_split, tfds_data_dir, max_document_sentences,
+            input_context=input_context, num_epochs=num_epochs)
+
+    mask_id = _mask_id(tokenizer)
+    documents = documents.shuffle(document_shuffle_buffer, seed=pipeline_seed,
+                                  reshuffle_each_iteration=True)
+    tokenize = _document_tokenizer(tokenizer, whole_word_masking)
+    documents = (documents.ragged_batch(TOKENIZE_BATCH_SIZE)
+                 .map(tokenize, num_parallel_calls=num_parallel_calls)
+                 .unbatch())
+    documents = documents.filter(lambda document: tf.size(document["sentence_lengths"]) > 0)
+
+    pairs = tf.data.Dataset.zip(_pair_with_previous(documents), _seeds(pipeline_seed, 0))
+
+    def instances(pair, seed_pair):
+        document, other = pair
+        features = create_instances(
+            document, other, seed_pair, seq_length=seq_length,
+            short_seq_prob=short_seq_prob, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id)
+        if not whole_word_masking:
+            del features["word_starts"]
+        return features
+
+    examples = pairs.map(instances, num_parallel_calls=num_parallel_calls).unbatch()
+    examples = examples.shuffle(instance_shuffle_buffer, seed=pipeline_seed,
+                                reshuffle_each_iteration=True)
+    batches = examples.batch(batch_size, drop_remainder=drop_remainder)
+    batches = tf.data.Dataset.zip(batches, _seeds(pipeline_seed, 1)).skip(start_step)
+
+    def mask(features, seed_pair):
+        return mask_batch(features, seed_pair, masked_lm_prob=masked_lm_prob,
+                          max_predictions_per_seq=max_predictions_per_seq,
+                          vocab_size=tokenizer.vocab_size, mask_id=mask_id,
+                          special_ids=(tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id),
+                          whole_word_masking=whole_word_masking)
+
+    batches = batches.map(mask, num_parallel_calls=num_parallel_calls)
+    batches = batches.map(lambda features: {name: features[name] for name in FEATURE_NAMES})
+    options = tf.data.Options()
+    options.deterministic = seed is not None
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _check_arguments(seq_length, max_predictions_per_seq, batch_size, masked_lm_prob,
+                     short_seq_prob, start_step) -> None:
+    if seq_length < 5:
+        raise ValueError(f"seq_length must be at least 5 ([CLS] A [SEP] B [SEP] with two "
+                         f"tokens of text), got {seq_length}")
+    if max_predictions_per_seq < 1:
+        raise ValueError(f"max_predictions_per_seq must be >= 1, got {max_predictions_per_seq}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0.0 < masked_lm_prob <= 1.0:
+        raise ValueError(f"masked_lm_prob must be in (0, 1], got {masked_lm_prob}")
+    if not 0.0 <= short_seq_prob <= 1.0:
+        raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
+
+
+def _mask_id(tokenizer) -> int:
+    if tokenizer.mask_id is None:
+        raise ValueError(
+            f"vocabulary {tokenizer.vocab_file!r} has no [MASK] token; masked-LM "
+            "pretraining needs one")
+    return tokenizer.mask_id
+
+
+def _is_tfrecord_input(files: list[str], input_format: str) -> bool:
+    if input_format not in ("auto", "text", "tfrecord"):
+        raise ValueError(f"input_format must be 'auto', 'text' or 'tfrecord', got {input_format!r}")
+    if input_format != "auto":
+        return input_format == "tfrecord"
+    return all(tfrecords.looks_like_tfrecord(f) for f in files)
+
+
+def _pipeline_seed(seed: int | None, input_context) -> int | None:
+    if seed is None:
+        return None
+    pipeline = 0 if input_context is None else input_context.input_pipeline_id
+    return seed * 1009 + pipeline
+
+
+def _seeds(seed: int | None, stream: int) -> tf.data.Dataset:
+    """An endless stream of stateless seeds (int64 [2])."""
+    stream_seed = None if seed is None else seed * 2 + stream
+    return tf.data.Dataset.random(seed=stream_seed, rerandomize_each_iteration=True).batch(2)
+
+
+def _document_tokenizer(tokenizer, whole_word_masking: bool):
+    """A map function over a ragged batch of documents [docs, (lines)].
+
+    Tokenizing many documents in one call amortizes the op overhead. Returns
+    per document ``tokens`` and ``word_starts`` [docs, (tokens)] and the
+    lengths of its non-empty sentences [docs, (sentences)].
+    """
+    use_jieba = whole_word_masking and chinese_words.jieba_available()
+
+    def by_tokenizer_words(lines):
+        if not whole_word_masking:
+            tokens = tokenizer.tokenize(lines)
+            return tokens, tf.ones_like(tokens.flat_values)
+        words = tokenizer.tokenize_words(lines)
+        first_piece = tf.ragged.range(words.values.row_lengths()).flat_values
+        return words.merge_dims(1, 2), tf.cast(tf.equal(first_piece, 0), tf.int32)
+
+    def tokenize(documents):
+        lines = documents.flat_values
+        if use_jieba:
+            has_han = tf.reduce_any(tf.strings.regex_full_match(lines, chinese_words.HAN_PATTERN))
+            tokens, word_starts = tf.cond(
+                has_han,
+                lambda: chinese_words.tokenize_with_jieba_words(lines, tokenizer),
+                lambda: by_tokenizer_words(lines))
+        else:
+            tokens, word_starts = by_tokenizer_words(lines)
+        tokens = tf.cast(tokens, tf.int32)
+        word_starts = tokens.with_flat_values(tf.cast(word_starts, tf.int32))
+        sentences = tf.RaggedTensor.from_row_splits(tokens, documents.row_splits)
+        starts = tf.RaggedTensor.from_row_splits(word_starts, documents.row_splits)
+        non_empty = sentences.row_lengths(axis=2) > 0
+        sentences = tf.ragged.boolean_mask(sentences, non_empty)
+        starts = tf.ragged.boolean_mask(starts, non_empty)
+        return {"tokens": sentences.merge_dims(1, 2),
+                "word_starts": starts.merge_dims(1, 2),
+                "sentence_lengths": tf.cast(sentences.row_lengths(axis=2), tf.int32)}
+
+    return tokenize
+
+
+def _pair_with_previous(documents: tf.data.Dataset) -> tf.data.Dataset:
+    """(document, other document) pairs; the other is the previous one."""
+    def step(previous, document):
+        has_previous = tf.size(previous["sentence_lengths"]) > 0
+        other = {key: tf.cond(has_previous, lambda key=key: previous[key],
+                              lambda key=key: document[key])
+                 for key in document}
+        return document, (document, other)
+
+    empty = {key: tf.zeros([0], tf.int32) for key in ("tokens", "word_starts", "sentence_lengths")}
+    return documents.scan(empty, step)

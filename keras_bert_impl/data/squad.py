@@ -1,0 +1,340 @@
+"""SQuAD v1.1/v2.0 JSON: questions over contexts, and their doc_stride windows.
+
+As the original `run_squad.py`, a context is split into words with each
+word's character span kept (`char_to_word_offset`), answers are mapped from
+character offsets to words, words to wordpieces, and long contexts are cut
+into overlapping windows of `seq_length` tokens moving by `doc_stride`. Words
+break at whitespace and, as BERT's basic tokenizer does anyway, around each
+punctuation mark and CJK character, so answers inside Chinese text (which
+has no spaces) map to their own characters.
+"""
+
+import dataclasses
+import json
+import unicodedata
+
+import numpy as np
+import tensorflow as tf
+
+from keras_bert_impl.data.bad_records import BadRecords
+
+
+@dataclasses.dataclass
+class SquadExample:
+    """One question with its context, context words and answers.
+
+    `word_spans[i]` is the [start, end) character span of word i in
+    `context`; `start_word`/`end_word` locate the first answer (-1 when the
+    question has none, i.e. a v2.0 unanswerable question).
+    """
+
+    question_id: str
+    question: str
+    context: str
+    word_spans: list[tuple[int, int]]
+    answers: list[str]
+    start_word: int
+    end_word: int
+    is_impossible: bool
+
+
+@dataclasses.dataclass
+class SquadExamples:
+    examples: list[SquadExample]
+    skipped_records: int = 0
+
+    def gold_answers(self) -> dict[str, list[str]]:
+        """Question id -> answer texts, what the official evaluation compares with."""
+        return {example.question_id: example.answers for example in self.examples}
+
+
+def read_squad(
+    path: str, version_2_with_negative: bool = False, skip_bad_records: bool = False
+) -> SquadExamples:
+    """Reads a SQuAD-format JSON file.
+
+    Bad records, named by question id: an empty context, an answer whose
+    `answer_start` does not point at its `text` in the context, an
+    answerable question without answers, or (unless
+    `version_2_with_negative`) an `is_impossible` question.
+
+    >>> squad = read_squad("cmrc2018_trial.json")
+    >>> squad.examples[0].answers
+    ['踢爆']
+    """
+    with open(path, encoding="utf-8") as f:
+        try:
+            document = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise ValueError(f"{path}: expected SQuAD JSON, an object with a 'data' list")
+    bad = BadRecords(skip_bad_records)
+    examples = []
+    for article in document["data"]:
+        for paragraph in article.get("paragraphs", []):
+            context = paragraph.get("context", "")
+            word_spans = context_words(context)
+            char_to_word = _char_to_word(context, word_spans)
+            for qa in paragraph.get("qas", []):
+                example = _example(path, qa, context, word_spans, char_to_word,
+                                   version_2_with_negative, bad)
+                if example is not None:
+                    examples.append(example)
+    return SquadExamples(examples, bad.skipped)
+
+
+def _example(path, qa, context, word_spans, char_to_word, version_2, bad):
+    question_id = str(qa.get("id", ""))
+    where = f"{path}: question id {question_id!r}"
+    if not word_spans:
+        bad.report(f"{where}: the context is empty")
+        return None
+    if not str(qa.get("question", "")).strip():
+        bad.report(f"{where}: the question is empty")
+        return None
+    is_impossible = bool(qa.get("is_impossible", False))
+    if is_impossible and not version_2:
+        bad.report(f"{where}: is_impossible is set but --version_2_with_negative is not")
+        return None
+    answers = [] if is_impossible else qa.get("answers", [])
+    if not is_impossible and not answers:
+        bad.report(f"{where}: no answers for an answerable question")
+        return None
+    for answer in answers:
+        text, start = answer.get("text", ""), answer.get("answer_start", -1)
+        if not text or not isinstance(start, int) or context[start:start + len(text)] != text:
+            found = context[start:start + len(text)] if isinstance(start, int) else None
+            bad.report(
+                f"{where}: answer {text!r} does not match the context at answer_start={start} "
+                f"(found {found!r})"
+            )
+            return None
+    start_word = end_word = -1
+    if answers:
+        first = answers[0]
+        start_word = char_to_word[first["answer_start"]]
+        end_word = char_to_word[first["answer_start"] + len(first["text"]) - 1]
+    return SquadExample(
+        question_id=question_id,
+        question=qa["question"],
+        context=context,
+        word_spans=word_spans,
+        answers=[answer["text"] for answer in answers],
+        start_word=start_word,
+        end_word=end_word,
+        is_impossible=is_impossible,
+    )
+
+
+def context_words(context: str) -> list[tuple[int, int]]:
+    """[start, end) character spans of the words of `context`.
+
+    >>> context_words("Hi, 北京 now")
+    [(0, 2), (2, 3), (4, 5), (5, 6), (7, 10)]
+    """
+    spans = []
+    start = None
+    for position, char in enumerate(context):
+        if _is_whitespace(char):
+            if start is not None:
+                spans.append((start, position))
+            start = None
+        elif _is_punctuation(char) or _is_cjk(char):
+            if start is not None:
+                spans.append((start, position))
+            spans.append((position, position + 1))
+            start = None
+        elif start is None:
+            start = position
+    if start is not None:
+        spans.append((start, len(context)))
+    return spans
+
+
+def _char_to_word(context, word_spans):
+    char_to_word = np.zeros(len(context), dtype=np.int64)
+    word = 0
+    for position in range(len(context)):
+        while word + 1 < len(word_spans) and word_spans[word + 1][0] <= position:
+            word += 1
+        char_to_word[position] = word
+    return char_to_word
+
+
+def _is_whitespace(char: str) -> bool:
+    return char in " \t\n\r\u2028\u2029" or unicodedata.category(char) == "Zs"
+
+
+def _is_punctuation(char: str) -> bool:
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def _is_cjk(char: str) -> bool:
+    code = ord(char)
+    return (
+        0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF
+        or 0x2A700 <= code <= 0x2B73F or 0x2B740 <= code <= 0x2B81F
+        or 0x2B820 <= code <= 0x2CEAF or 0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F
+    )
+
+
+@dataclasses.dataclass
+class SquadFeatures:
+    """Encoder inputs for every window, and how to map its tokens back to words.
+
+    `token_to_word` [n, seq] is the context word of each token (-1 for the
+    question, special tokens and padding); `max_context` marks tokens whose
+    window gives them the most context on both sides (the window the
+    original decodes them from).
+    """
+
+    inputs: dict[str, np.ndarray]
+    start_positions: np.ndarray
+    end_positions: np.ndarray
+    example_index: np.ndarray
+    token_to_word: np.ndarray
+    max_context: np.ndarray
+
+
+def squad_features(
+    examples: SquadExamples,
+    tokenizer,
+    seq_length: int = 384,
+    doc_stride: int = 128,
+    max_query_length: int = 64,
+) -> SquadFeatures:
+    """`[CLS] question [SEP] window [SEP]` for each doc_stride window of each example.
+
+    A window that does not contain the answer (or any window of an
+    unanswerable question) is labelled with start = end = 0, the [CLS]
+    token, as in the original.
+    """
+    items = examples.examples
+    questions = _tokenize(tokenizer, [example.question for example in items])
+    words = [example.context[s:e] for example in items for s, e in example.word_spans]
+    word_pieces = _tokenize(tokenizer, words)
+    answers = _tokenize(tokenizer, [example.answers[0] if example.answers else ""
+                                    for example in items])
+    features = {name: [] for name in ("ids", "types", "mask", "start", "end", "example",
+                                      "token_to_word", "max_context")}
+    word_offset = 0
+    for index, example in enumerate(items):
+        query = questions[index][:max_query_length]
+        pieces, piece_to_word, word_to_piece = [], [], []
+        for word in range(len(example.word_spans)):
+            word_to_piece.append(len(pieces))
+            for piece in word_pieces[word_offset + word]:
+                pieces.append(piece)
+                piece_to_word.append(word)
+        word_offset += len(example.word_spans)
+        answer_start = answer_end = None
+        if not example.is_impossible:
+            answer_start = word_to_piece[example.start_word]
+            answer_end = (word_to_piece[example.end_word + 1] - 1
+                          if example.end_word + 1 < len(word_to_piece) else len(pieces) - 1)
+            answer_start, answer_end = _improve_answer_span(
+                pieces, answer_start, answer_end, answers[index])
+        max_tokens = seq_length - len(query) - 3
+        if max_tokens < 1:
+            raise ValueError(f"seq_length={seq_length} leaves no room for the context after a "
+                             f"{len(query)}-token question; lower --max_query_length")
+        spans = _doc_spans(len(pieces), max_tokens, doc_stride)
+        for span_index, (span_start, span_length) in enumerate(spans):
+            ids = [tokenizer.cls_id] + query + [tokenizer.sep_id]
+            types = [0] * len(ids)
+            token_to_word = [-1] * len(ids)
+            max_context = [False] * len(ids)
+            for i in range(span_length):
+                position = span_start + i
+                ids.append(pieces[position])
+                types.append(1)
+                token_to_word.append(piece_to_word[position])
+                max_context.append(_is_max_context(spans, span_index, position))
+            ids.append(tokenizer.sep_id)
+            types.append(1)
+            token_to_word.append(-1)
+            max_context.append(False)
+            start = end = 0
+            if answer_start is not None:
+                span_end = span_start + span_length - 1
+                if span_start <= answer_start and answer_end <= span_end:
+                    offset = len(query) + 2 - span_start
+                    start, end = answer_start + offset, answer_end + offset
+            padding = seq_length - len(ids)
+            features["ids"].append(ids + [0] * padding)
+            features["types"].append(types + [0] * padding)
+            features["mask"].append([1] * len(ids) + [0] * padding)
+            features["token_to_word"].append(token_to_word + [-1] * padding)
+            features["max_context"].append(max_context + [False] * padding)
+            features["start"].append(start)
+            features["end"].append(end)
+            features["example"].append(index)
+    return SquadFeatures(
+        inputs={
+            "input_word_ids": np.array(features["ids"], np.int32).reshape(-1, seq_length),
+            "input_mask": np.array(features["mask"], np.int32).reshape(-1, seq_length),
+            "input_type_ids": np.array(features["types"], np.int32).reshape(-1, seq_length),
+        },
+        start_positions=np.array(features["start"], np.int32),
+        end_positions=np.array(features["end"], np.int32),
+        example_index=np.array(features["example"], np.int32),
+        token_to_word=np.array(features["token_to_word"], np.int32).reshape(-1, seq_length),
+        max_context=np.array(features["max_context"], bool).reshape(-1, seq_length),
+    )
+
+
+def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
+    if not texts:
+        return []
+    return tokenizer.tokenize(tf.constant(texts, dtype=tf.string)).to_list()
+
+
+def _doc_spans(num_pieces: int, max_tokens: int, doc_stride: int) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    while start < num_pieces:
+        length = min(num_pieces - start, max_tokens)
+        spans.append((start, length))
+        if start + length == num_pieces:
+            break
+        start += min(length, doc_stride)
+    return spans or [(0, 0)]
+
+
+def _improve_answer_span(pieces, start, end, answer_pieces):
+    """The tightest piece span equal to the tokenized answer, as the original does."""
+    for new_start in range(start, end + 1):
+        for new_end in range(end, new_start - 1, -1):
+            if pieces[new_start:new_end + 1] == answer_pieces:
+                return new_start, new_end
+    return start, end
+
+
+def _is_max_context(spans, span_index, position) -> bool:
+    best_score, best_index = None, None
+    for index, (start, length) in enumerate(spans):
+        end = start + length - 1
+        if position < start or position > end:
+            continue
+        score = min(position - start, end - position) + 0.01 * length
+        if best_score is None or score > best_score:
+            best_score, best_index = score, index
+    return best_index == span_index
+
+
+def squad_dataset(
+    features: SquadFeatures, batch_size: int, shuffle: bool = False, repeat: bool = False,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of (inputs, {"start_logits": start, "end_logits": end}) for `model.fit`."""
+    targets = {"start_logits": features.start_positions, "end_logits": features.end_positions}
+    dataset = tf.data.Dataset.from_tensor_slices((features.inputs, targets))
+    if shuffle:
+        dataset = dataset.shuffle(len(features.start_positions), seed=seed,
+                                  reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.batch(batch_size, drop_remainder=repeat).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,203 @@
+"""Pretraining TFRecords in the original ``create_pretraining_data.py`` layout.
+
+Each record is a ``tf.train.Example`` with the original feature names and
+types, so our files and the original script's are interchangeable:
+
+| record feature | type | length | our feature |
+|---|---|---|---|
+| ``input_ids`` | int64 | seq_length | ``input_word_ids`` int32 |
+| ``input_mask`` | int64 | seq_length | ``input_mask`` int32 |
+| ``segment_ids`` | int64 | seq_length | ``input_type_ids`` int32 |
+| ``masked_lm_positions`` | int64 | P | ``masked_lm_positions`` int32 |
+| ``masked_lm_ids`` | int64 | P | ``masked_lm_ids`` int32 |
+| ``masked_lm_weights`` | float | P | ``masked_lm_weights`` float32 |
+| ``next_sentence_labels`` | int64 | 1 | ``next_sentence_labels`` int32 [] |
+
+Beside each record file ``F`` our tool writes ``F.metadata.json`` with the
+generation parameters (seq length, max predictions, vocabulary sha256,
+masked_lm_prob, dupe_factor, ...). Reading checks them, and for files without
+metadata (the original script's) checks the first record's feature lengths,
+so a mismatch is an error naming the file and the field rather than
+"Can't parse serialized Example" mid-training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+METADATA_SUFFIX = ".metadata.json"
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
+
+# Our feature name -> the original record's feature name.
+RECORD_NAMES = {
+    "input_word_ids": "input_ids",
+    "input_mask": "input_mask",
+    "input_type_ids": "segment_ids",
+    "masked_lm_positions": "masked_lm_positions",
+    "masked_lm_ids": "masked_lm_ids",
+    "masked_lm_weights": "masked_lm_weights",
+    "next_sentence_labels": "next_sentence_labels",
+}
+_SEQUENCE_FEATURES = ("input_word_ids", "input_mask", "input_type_ids")
+_PREDICTION_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+
+
+def looks_like_tfrecord(path: str) -> bool:
+    return any(path.endswith(suffix) or f"{suffix}-" in path for suffix in TFRECORD_SUFFIXES)
+
+
+def metadata_path(record_path: str) -> str:
+    return record_path + METADATA_SUFFIX
+
+
+def write_metadata(record_path: str, metadata: dict) -> None:
+    with tf.io.gfile.GFile(metadata_path(record_path), "w") as f:
+        json.dump(metadata, f, indent=2, sort_keys=True)
+
+
+def read_metadata(record_path: str) -> dict | None:
+    """The metadata beside ``record_path``, None when there is none."""
+    path = metadata_path(record_path)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"pretraining metadata {path!r} is not valid JSON: {error}") from None
+
+
+def serialize_example(features: dict) -> bytes:
+    """One instance (numpy/python values under our names) as an original record."""
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
+
+    record = {RECORD_NAMES[name]: ints(_flat(features[name]))
+              for name in RECORD_NAMES if name != "masked_lm_weights"}
+    record["masked_lm_weights"] = tf.train.Feature(float_list=tf.train.FloatList(
+        value=[float(v) for v in _flat(features["masked_lm_weights"])]))
+    return tf.train.Example(features=tf.train.Features(feature=record)).SerializeToString()
+
+
+def _flat(value) -> list:
+    return list(getattr(value, "reshape", lambda _: [value])(-1))
+
+
+def check_record_files(files: Sequence[str], seq_length: int, max_predictions_per_seq: int,
+                       vocab_sha256: str | None = None) -> None:
+    """Raises ValueError naming the file and field that does not match."""
+    for path in files:
+        metadata = read_metadata(path)
+        if metadata is not None:
+            _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256)
+        else:
+            _check_first_record(path, seq_length, max_predictions_per_seq)
+
+
+def _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256):
+    expected = {"seq_length": seq_length, "max_predictions_per_seq": max_predictions_per_seq}
+    if vocab_sha256 is not None and metadata.get("vocab_sha256") is not None:
+        expected["vocab_sha256"] = vocab_sha256
+    for field, value in expected.items():
+        if field not in metadata:
+            raise ValueError(f"pretraining metadata {metadata_path(path)!r} lacks {field!r}")
+        if metadata[field] != value:
+            raise ValueError(
+                f"pretraining records {path!r} were written with {field}={metadata[field]!r} "
+                f"(see {metadata_path(path)}) but this run expects {field}={value!r}")
+
+
+def _check_first_record(path, seq_length, max_predictions_per_seq):
+    try:
+        first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+    except tf.errors.OpError as error:
+        raise ValueError(f"pretraining records {path!r} cannot be read: {error.message}") from None
+    if first is None:
+        raise ValueError(f"pretraining records {path!r} hold no records")
+    try:
+        example = tf.train.Example.FromString(first.numpy())
+    except Exception as error:  # protobuf raises its own DecodeError
+        raise ValueError(f"{path!r} does not hold tf.train.Example records: {error}") from None
+    record = example.features.feature
+    lengths = {name: seq_length for name in _SEQUENCE_FEATURES}
+    lengths.update({name: max_predictions_per_seq for name in _PREDICTION_FEATURES})
+    lengths["next_sentence_labels"] = 1
+    for name, length in lengths.items():
+        record_name = RECORD_NAMES[name]
+        if record_name not in record:
+            raise ValueError(f"pretraining records {path!r} lack the feature {record_name!r}; "
+                             f"expected the features {sorted(RECORD_NAMES.values())}")
+        feature = record[record_name]
+        found = len(getattr(feature, feature.WhichOneof("kind")).value)
+        if found != length:
+            raise ValueError(
+                f"pretraining records {path!r}: feature {record_name!r} has length {found}, "
+                f"expected {length} (seq_length={seq_length}, "
+                f"max_predictions_per_seq={max_predictions_per_seq})")
+
+
+def parse_fn(seq_length: int, max_predictions_per_seq: int):
+    """A function: serialized record batch [batch] -> our feature dict."""
+    spec = {RECORD_NAMES[name]: tf.io.FixedLenFeature([seq_length], tf.int64)
+            for name in _SEQUENCE_FEATURES}
+    spec.update({RECORD_NAMES[name]: tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64)
+                 for name in ("masked_lm_positions", "masked_lm_ids")})
+    spec["masked_lm_weights"] = tf.io.FixedLenFeature([max_predictions_per_seq], tf.float32)
+    spec["next_sentence_labels"] = tf.io.FixedLenFeature([1], tf.int64)
+
+    def parse(serialized):
+        record = tf.io.parse_example(serialized, spec)
+        features = {name: tf.cast(record[RECORD_NAMES[name]], tf.int32)
+                    for name in RECORD_NAMES if name != "masked_lm_weights"}
+        features["masked_lm_weights"] = record["masked_lm_weights"]
+        features["next_sentence_labels"] = tf.reshape(features["next_sentence_labels"], [-1])
+        return features
+
+    return parse
+
+
+def tfrecord_dataset(files: Sequence[str],
+                     seq_length: int,
+                     max_predictions_per_seq: int,
+                     batch_size: int,
+                     *,
+                     vocab_sha256: str | None = None,
+                     seed: int | None = None,
+                     input_context: tf.distribute.InputContext | None = None,
+                     num_epochs: int | None = None,
+                     start_step: int = 0,
+                     drop_remainder: bool = True,
+                     shuffle_buffer: int = 1000,
+                     num_parallel_calls: int = tf.data.AUTOTUNE) -> tf.data.Dataset:
+    """Batches read from pretraining TFRecords (ours or the original's).
+
+    The masks are the ones stored in the records (static masking, as the
+    original ``run_pretraining.py``). ``batch_size`` is per input pipeline.
+    Records are sharded by file when there are at least as many files as
+    pipelines, else by record.
+    """
+    files = [f for f in files if not f.endswith(METADATA_SUFFIX)]
+    check_record_files(files, seq_length, max_predictions_per_seq, vocab_sha256)
+    num_shards = 1 if input_context is None else input_context.num_input_pipelines
+    shard = 0 if input_context is None else input_context.input_pipeline_id
+    file_ds = tf.data.Dataset.from_tensor_slices(list(files))
+    shard_files = num_shards > 1 and len(files) >= num_shards
+    if shard_files:
+        file_ds = file_ds.shard(num_shards, shard)
+    if len(files) > 1:
+        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    records = file_ds.repeat(num_epochs).interleave(
+        tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
+        num_parallel_calls=num_parallel_calls, deterministic=True)
+    if num_shards > 1 and not shard_files:
+        records = records.shard(num_shards, shard)
+    records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    batches = records.batch(batch_size, drop_remainder=drop_remainder).skip(start_step)
+    batches = batches.map(parse_fn(seq_length, max_predictions_per_seq),
+                          num_parallel_calls=num_parallel_calls)
+    options = tf.data.Options()
+    options.deterministic = seed is not None
+    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,27 @@
+"""Export: a TensorFlow-Serving SavedModel with the tokenizer inside.
+
+Importing this package registers the serving heads of the model kinds below;
+a module adding a kind registers its head here too.
+"""
+
+from keras_bert_impl.export import classifier_serving, encoder_serving, masked_lm_serving  # noqa: F401
+from keras_bert_impl.export import span_labeler, token_classifier  # noqa: F401
+from keras_bert_impl.export.op_allowlist import (
+    MIN_TF_SERVING_VERSION,
+    UnsupportedOpsError,
+    check_serving_ops,
+    saved_model_ops,
+)
+from keras_bert_impl.export.saved_model import export_saved_model
+from keras_bert_impl.export.serving_head import ServingContext, ServingHead, register_serving_head
+
+__all__ = [
+    "MIN_TF_SERVING_VERSION",
+    "ServingContext",
+    "ServingHead",
+    "UnsupportedOpsError",
+    "check_serving_ops",
+    "export_saved_model",
+    "register_serving_head",
+    "saved_model_ops",
+]

@@ -1,0 +1,135 @@
+"""`export_saved_model`: a SavedModel that takes raw strings, for TensorFlow Serving."""
+
+import os
+import shutil
+import tempfile
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+
+from keras_bert_impl.export.op_allowlist import check_serving_ops
+from keras_bert_impl.export.serving_head import ServingContext, serving_head_for
+from keras_bert_impl.export.warmup import write_warmup_requests
+from keras_bert_impl.text.preprocessor import BertPreprocessor
+from keras_bert_impl.text.tokenizer import BertTokenizer
+
+TOKENIZED_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def _model_vocab_size(model: keras.Model) -> int | None:
+    config = getattr(model, "config", None) or getattr(getattr(model, "encoder", None), "config",
+                                                       None)
+    return getattr(config, "vocab_size", None)
+
+
+def _write_labels_file(labels: Sequence[str], directory: str) -> str:
+    for index, label in enumerate(labels):
+        if not label or label != label.strip() or "\n" in label:
+            raise ValueError(f"label #{index} {label!r} must be non-empty without surrounding "
+                             "whitespace or newlines (labels.txt holds one per line)")
+    path = os.path.join(directory, "labels.txt")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(label + "\n" for label in labels))
+    return path
+
+
+def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
+                       lower_case: bool = True, seq_length: int = 128, version: int = 1,
+                       pair_inputs: bool = False, top_k: int = 5,
+                       labels: Sequence[str] | str | None = None,
+                       seq_length_buckets: Sequence[int] | None = None,
+                       max_chars_per_token: int = 100, overwrite: bool = False,
+                       model_name: str = "bert") -> str:
+    """Writes `export_base/<version>/`, a SavedModel with the tokenizer inside.
+
+    Signatures: `serving_default` takes `text` (and `text_pair` when
+    `pair_inputs`), tf.string [batch]; `serving_tokenized` takes the three int32
+    encoder inputs [batch, seq]. Outputs depend on the model kind (see the
+    `*_serving.py` heads). The preprocessing is the training `BertPreprocessor`;
+    the vocabulary (and `labels`, a list or a labels.txt path, for classifiers)
+    travel as assets. `seq_length_buckets` (ending with `seq_length`) pads each
+    batch only to the smallest bucket its longest text fits. The version is
+    written under a temporary name and renamed when complete, so a polling
+    server never loads half of it; the ops are checked against TensorFlow
+    Serving 2.12. Returns the version directory.
+
+    ```python
+    export_saved_model(classifier, "/models/bert", vocab_file="vocab.txt", version=2)
+    ```
+    """
+    if not isinstance(version, int) or version < 0:
+        raise ValueError(f"version must be a non-negative int (a directory name TF Serving "
+                         f"orders by), got {version!r}")
+    export_dir = os.path.join(export_base, str(version))
+    if os.path.exists(export_dir) and not overwrite:
+        raise FileExistsError(f"{export_dir} already exists; export a new version number (TF "
+                              "Serving serves the highest) or pass overwrite=True")
+    buckets = tuple(seq_length_buckets or ())
+    if buckets and (list(buckets) != sorted(set(buckets)) or buckets[-1] != seq_length):
+        raise ValueError(f"seq_length_buckets {list(buckets)} must increase and end with "
+                         f"seq_length={seq_length}")
+
+    tokenizer = BertTokenizer(vocab_file, lower_case=lower_case,
+                              max_chars_per_token=max_chars_per_token)
+    expected = _model_vocab_size(model)
+    if expected is not None and expected != tokenizer.vocab_size:
+        raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but the model's "
+                         f"vocab_size is {expected}; export with the vocabulary it was trained on")
+    os.makedirs(export_base, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bert-export-") as scratch:
+        labels_file = labels
+        if labels is not None and not isinstance(labels, str):
+            labels_file = _write_labels_file(list(labels), scratch)
+        context = ServingContext(tokenizer, BertPreprocessor(tokenizer, seq_length),
+                                 pair_inputs, top_k, labels_file, buckets)
+        head = serving_head_for(model, context)
+        staging = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=export_base)
+        try:
+            _write(model, head, tokenizer, staging, pair_inputs)
+            check_serving_ops(staging)
+            write_warmup_requests(staging, _warmup_requests(head, pair_inputs, tokenizer),
+                                  model_name=model_name)
+            if os.path.exists(export_dir):
+                shutil.rmtree(export_dir)
+            os.rename(staging, export_dir)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return export_dir
+
+
+def _write(model, head, tokenizer, path: str, pair_inputs: bool) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(tokenizer)
+    for resource in head.resources():
+        archive.track(resource)
+    text_spec = tf.TensorSpec([None], tf.string, name="text")
+    if pair_inputs:
+        def serve_text(text, text_pair):
+            return head.text_outputs([text, text_pair])
+        text_signature = [text_spec, tf.TensorSpec([None], tf.string, name="text_pair")]
+    else:
+        def serve_text(text):
+            return head.text_outputs([text])
+        text_signature = [text_spec]
+
+    def serve_tokenized(input_word_ids, input_mask, input_type_ids):
+        return head.outputs({"input_word_ids": input_word_ids, "input_mask": input_mask,
+                             "input_type_ids": input_type_ids})
+
+    archive.add_endpoint("serving_default", serve_text, input_signature=text_signature)
+    archive.add_endpoint("serving_tokenized", serve_tokenized, input_signature=[
+        tf.TensorSpec([None, None], tf.int32, name=name) for name in TOKENIZED_INPUTS])
+    archive.write_out(path, verbose=False)
+
+
+def _warmup_requests(head, pair_inputs: bool, tokenizer) -> list[tuple[str, dict]]:
+    texts = head.warmup_texts()
+    text_inputs = {"text": texts}
+    if pair_inputs:
+        text_inputs["text_pair"] = list(reversed(texts))
+    features = head.context.pack(
+        [head.tokenize(tf.constant(t)) for t in text_inputs.values()])
+    return [("serving_default", text_inputs),
+            ("serving_tokenized", {k: v.numpy() for k, v in features.items()})]

@@ -1,0 +1,95 @@
+"""BERT's input embeddings: word + position + segment, then LayerNorm and dropout."""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_impl")
+class BertEmbeddings(keras.layers.Layer):
+    """Sums the word, position and token-type (segment) embeddings, as `bert/embeddings`.
+
+    The tables keep the original names and shapes (`word_embeddings` [vocab,
+    hidden], `token_type_embeddings` [type_vocab, hidden], `position_embeddings`
+    [max_positions, hidden]); a sequence shorter than `max_position_embeddings`
+    uses the first rows of the position table.
+
+    ```python
+    embeddings = BertEmbeddings(vocab_size=30522, hidden_size=768)
+    x = embeddings(input_word_ids, input_type_ids)  # [batch, seq, hidden]
+    ```
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        max_position_embeddings: int = 512,
+        type_vocab_size: int = 2,
+        dropout: float = 0.1,
+        initializer_range: float = 0.02,
+        layer_norm_epsilon: float = 1e-12,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        # The tables stay float32 and only the gathered rows are cast, instead
+        # of casting the whole [vocab, hidden] table every step.
+        self.autocast = False
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.max_position_embeddings = max_position_embeddings
+        self.type_vocab_size = type_vocab_size
+        self.dropout = dropout
+        self.initializer_range = initializer_range
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="LayerNorm"
+        )
+        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="dropout")
+
+    def build(self, input_word_ids_shape, input_type_ids_shape=None):
+        initializer = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        self.word_embeddings = self.add_weight(
+            shape=(self.vocab_size, self.hidden_size),
+            initializer=initializer,
+            name="word_embeddings",
+        )
+        self.token_type_embeddings = self.add_weight(
+            shape=(self.type_vocab_size, self.hidden_size),
+            initializer=initializer,
+            name="token_type_embeddings",
+        )
+        self.position_embeddings = self.add_weight(
+            shape=(self.max_position_embeddings, self.hidden_size),
+            initializer=initializer,
+            name="position_embeddings",
+        )
+        self.layer_norm.build((None, None, self.hidden_size))
+        self.built = True
+
+    def call(self, input_word_ids, input_type_ids, training=None):
+        seq_length = input_word_ids.shape[1]
+        if seq_length is not None and seq_length > self.max_position_embeddings:
+            raise ValueError(
+                f"Sequence length {seq_length} exceeds max_position_embeddings "
+                f"({self.max_position_embeddings})."
+            )
+        x = tf.gather(self.word_embeddings, input_word_ids)
+        x += tf.gather(self.token_type_embeddings, input_type_ids)
+        x += self.position_embeddings[tf.newaxis, : tf.shape(input_word_ids)[1]]
+        x = self.layer_norm(tf.cast(x, self.compute_dtype))
+        return self.dropout_layer(x, training=training)
+
+    def compute_output_shape(self, input_word_ids_shape, input_type_ids_shape=None):
+        return (*input_word_ids_shape, self.hidden_size)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "type_vocab_size": self.type_vocab_size,
+            "dropout": self.dropout,
+            "initializer_range": self.initializer_range,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        }

@@ -1,0 +1,1 @@
+"""Task metrics: classification accuracy/F1, conlleval entity scores, official SQuAD EM/F1."""

@@ -1,0 +1,69 @@
+"""SQuAD evaluation: the official v1.1/v2.0 exact match and token F1.
+
+The normalisation is the official script's: lower-case, drop punctuation,
+drop the articles a/an/the, collapse whitespace. Scores are percentages, as
+the official script prints them. For v2.0 a question with no gold answer is
+scored against the empty string, so predicting "" is the right answer there.
+"""
+
+import collections
+import re
+import string
+from collections.abc import Mapping, Sequence
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """The official normalisation: lower, no punctuation, no articles, single spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match_score(prediction: str, ground_truth: str) -> float:
+    """1.0 when the normalised texts are equal."""
+    return float(normalize_answer(prediction) == normalize_answer(ground_truth))
+
+
+def f1_score(prediction: str, ground_truth: str) -> float:
+    """Token-overlap F1 of the normalised texts (an empty side scores equality)."""
+    prediction_tokens = normalize_answer(prediction).split()
+    truth_tokens = normalize_answer(ground_truth).split()
+    if not prediction_tokens or not truth_tokens:
+        return float(prediction_tokens == truth_tokens)
+    common = collections.Counter(prediction_tokens) & collections.Counter(truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(prediction_tokens)
+    recall = num_same / len(truth_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(
+    gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
+) -> dict[str, float]:
+    """`exact_match` and `f1` in percent, each the max over a question's gold answers.
+
+    `gold_answers` maps question id to its answer texts (empty for a v2.0
+    unanswerable question); a question missing from `predictions` scores 0,
+    as in the official script.
+
+    >>> squad_scores({"q1": ["the Eiffel Tower"]}, {"q1": "Eiffel tower."})
+    {'exact_match': 100.0, 'f1': 100.0}
+    """
+    if not gold_answers:
+        raise ValueError("no questions to score: the evaluation set is empty")
+    exact = total_f1 = 0.0
+    for question_id, answers in gold_answers.items():
+        truths = list(answers) or [""]
+        prediction = predictions.get(question_id)
+        if prediction is None:
+            continue
+        exact += max(exact_match_score(prediction, truth) for truth in truths)
+        total_f1 += max(f1_score(prediction, truth) for truth in truths)
+    count = len(gold_answers)
+    return {"exact_match": 100.0 * exact / count, "f1": 100.0 * total_f1 / count}

@@ -1,0 +1,1 @@
+"""Keras models: the encoder, the pretrainer and the fine-tuning models."""

@@ -1,0 +1,74 @@
+"""BertClassifier: a class for each text or text pair, from the pooled [CLS] output."""
+
+import keras
+
+from keras_bert_impl.layers.logits_head import LogitsHead
+
+ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_impl")
+class BertClassifier(keras.Model):
+    """Sentence (or sentence-pair) classification as the original `run_classifier.py`.
+
+    Dropout on the pooled output, then float32 `logits` [batch, num_classes]
+    from `output_weights` [num_classes, hidden] and `output_bias`, the
+    original checkpoint names. `dropout` defaults to the encoder's
+    `hidden_dropout_prob`.
+
+    ```python
+    classifier = BertClassifier(encoder, num_classes=2)
+    classifier.compile(optimizer=create_optimizer(2e-5, 1000, 100),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    classifier.fit(classification_dataset(data, label_ids, preprocessor, batch_size=32))
+    ```
+    """
+
+    def __init__(self, encoder: keras.Model, num_classes: int, dropout: float | None = None,
+                 **kwargs):
+        # === Layers ===
+        config = encoder.config
+        rate = config.hidden_dropout_prob if dropout is None else dropout
+        dropout_layer = keras.layers.Dropout(rate, name="pooled_dropout")
+        head = LogitsHead(
+            num_classes, initializer_range=config.initializer_range, dtype="float32",
+            name="logits",
+        )
+
+        # === Functional model ===
+        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
+                  for name in ENCODER_INPUTS}
+        pooled = encoder(inputs)["pooled_output"]
+        logits = head(dropout_layer(pooled))
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Config ===
+        self.encoder = encoder
+        self.head = head
+        self.num_classes = num_classes
+        self.dropout = dropout
+
+    def google_variable_map(self) -> dict[str, keras.Variable]:
+        """The encoder's names plus `output_weights`/`output_bias`, as `run_classifier.py`."""
+        return {
+            **self.encoder.google_variable_map(),
+            "output_weights": self.head.output_weights,
+            "output_bias": self.head.output_bias,
+        }
+
+    def get_config(self) -> dict:
+        return {
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> "BertClassifier":
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(
+            config["encoder"], custom_objects=custom_objects
+        )
+        return cls(**config)

@@ -1,0 +1,144 @@
+"""BertEncoder: the BERT Transformer encoder as a functional Keras model."""
+
+import keras
+
+from keras_bert_impl.config import BertConfig
+from keras_bert_impl.layers.embeddings import BertEmbeddings
+from keras_bert_impl.layers.transformer_block import TransformerBlock
+
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+LAYER_NORM_EPSILON = 1e-12
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_impl")
+class BertEncoder(keras.Model):
+    """The original BERT encoder: embeddings, post-LN Transformer blocks, tanh pooler.
+
+    Inputs are TF Hub's dict of int32 [batch, seq] tensors; outputs are float32
+    (also under mixed precision): `sequence_output` [batch, seq, hidden],
+    `pooled_output` [batch, hidden] (tanh dense on [CLS]) and `encoder_outputs`
+    (one [batch, seq, hidden] per block). Variables keep the original
+    checkpoint shapes; `google_variable_map()` gives their TF1 names.
+
+    ```python
+    encoder = BertEncoder(BertConfig.from_preset("bert_tiny"))
+    out = encoder({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types})
+    out["pooled_output"]  # [batch, 128]
+    ```
+    """
+
+    def __init__(self, config: BertConfig | dict, **kwargs):
+        if isinstance(config, dict):
+            config = BertConfig.from_dict(config)
+        dtype = kwargs.pop("dtype", None)
+
+        # === Layers ===
+        embedding_layer = BertEmbeddings(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            max_position_embeddings=config.max_position_embeddings,
+            type_vocab_size=config.type_vocab_size,
+            dropout=config.hidden_dropout_prob,
+            initializer_range=config.initializer_range,
+            layer_norm_epsilon=LAYER_NORM_EPSILON,
+            dtype=dtype,
+            name="embeddings",
+        )
+        transformer_layers = [
+            TransformerBlock(
+                hidden_size=config.hidden_size,
+                num_heads=config.num_attention_heads,
+                intermediate_size=config.intermediate_size,
+                activation=config.hidden_act,
+                hidden_dropout=config.hidden_dropout_prob,
+                attention_dropout=config.attention_probs_dropout_prob,
+                initializer_range=config.initializer_range,
+                layer_norm_epsilon=LAYER_NORM_EPSILON,
+                dtype=dtype,
+                name=f"layer_{i}",
+            )
+            for i in range(config.num_hidden_layers)
+        ]
+        pooler_layer = keras.layers.Dense(
+            config.hidden_size,
+            activation="tanh",
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=config.initializer_range),
+            dtype=dtype,
+            name="pooler",
+        )
+
+        # === Functional model ===
+        inputs = {
+            name: keras.Input(shape=(None,), dtype="int32", name=name) for name in INPUT_NAMES
+        }
+        x = embedding_layer(inputs["input_word_ids"], inputs["input_type_ids"])
+        encoder_outputs = []
+        for block in transformer_layers:
+            x = block(x, inputs["input_mask"])
+            encoder_outputs.append(x)
+        pooled = pooler_layer(x[:, 0, :])
+        outputs = {
+            "sequence_output": keras.ops.cast(x, "float32"),
+            "pooled_output": keras.ops.cast(pooled, "float32"),
+            "encoder_outputs": [keras.ops.cast(y, "float32") for y in encoder_outputs],
+        }
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+
+        # === Config ===
+        self.config = config
+        self.embedding_layer = embedding_layer
+        self.transformer_layers = transformer_layers
+        self.pooler_layer = pooler_layer
+
+    def get_embedding_table(self) -> keras.Variable:
+        """The word-embedding table [vocab, hidden], shared with the masked-LM decoder."""
+        return self.embedding_layer.word_embeddings
+
+    def google_variable_map(self) -> dict[str, keras.Variable]:
+        """The original TF1 checkpoint name of every variable (`bert/...`)."""
+        embeddings = self.embedding_layer
+        names = {
+            "bert/embeddings/word_embeddings": embeddings.word_embeddings,
+            "bert/embeddings/token_type_embeddings": embeddings.token_type_embeddings,
+            "bert/embeddings/position_embeddings": embeddings.position_embeddings,
+            "bert/embeddings/LayerNorm/gamma": embeddings.layer_norm.gamma,
+            "bert/embeddings/LayerNorm/beta": embeddings.layer_norm.beta,
+        }
+        for i, block in enumerate(self.transformer_layers):
+            scope = f"bert/encoder/layer_{i}"
+            attention = block.attention
+            dense_layers = {
+                "attention/self/query": attention.query,
+                "attention/self/key": attention.key,
+                "attention/self/value": attention.value,
+                "attention/output/dense": attention.output_dense,
+                "intermediate/dense": block.intermediate,
+                "output/dense": block.output_dense,
+            }
+            for name, layer in dense_layers.items():
+                names[f"{scope}/{name}/kernel"] = layer.kernel
+                names[f"{scope}/{name}/bias"] = layer.bias
+            for name, layer in {
+                "attention/output/LayerNorm": attention.layer_norm,
+                "output/LayerNorm": block.output_layer_norm,
+            }.items():
+                names[f"{scope}/{name}/gamma"] = layer.gamma
+                names[f"{scope}/{name}/beta"] = layer.beta
+        names["bert/pooler/dense/kernel"] = self.pooler_layer.kernel
+        names["bert/pooler/dense/bias"] = self.pooler_layer.bias
+        return names
+
+    def get_config(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> "BertEncoder":
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
+        return cls(**config)

@@ -1,0 +1,146 @@
+"""BertPretrainer: a BertEncoder with the masked-LM and next-sentence heads."""
+
+import keras
+import tensorflow as tf
+
+from keras_bert_impl.layers.masked_lm_head import MaskedLMHead
+from keras_bert_impl.layers.next_sentence_head import NextSentenceHead
+
+MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions")
+ENCODER_INPUTS = MODEL_INPUTS[:3]
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_impl")
+class BertPretrainer(keras.Model):
+    """BERT pretraining: masked-LM (MLM) and next-sentence (NSP) heads on an encoder.
+
+    Takes the pretraining feature dict (extra label keys are ignored by the
+    forward pass) and returns float32 `mlm_logits` [batch, P, vocab] at the
+    `masked_lm_positions` and `nsp_logits` [batch, 2]. The model computes its
+    own loss as the original: the MLM cross entropy weighted by
+    `masked_lm_weights` (sum(w * loss) / (sum(w) + 1e-5)) plus the NSP cross
+    entropy on `next_sentence_labels`; `fit`/`evaluate` report `mlm_loss`,
+    `mlm_accuracy` (weighted), `nsp_loss` and `nsp_accuracy`.
+
+    ```python
+    pretrainer = BertPretrainer(BertEncoder(BertConfig.from_preset("bert_tiny")))
+    pretrainer.compile(optimizer=create_optimizer(1e-4, 10000, 1000), jit_compile=True)
+    pretrainer.fit(pretraining_dataset(files, tokenizer, batch_size=32))
+    ```
+    """
+
+    def __init__(self, encoder: keras.Model, **kwargs):
+        # === Layers ===
+        config = encoder.config
+        mlm_head = MaskedLMHead(
+            encoder.get_embedding_table(),
+            activation=config.hidden_act,
+            initializer_range=config.initializer_range,
+            dtype=encoder.dtype_policy,
+            name="predictions",
+        )
+        nsp_head = NextSentenceHead(
+            initializer_range=config.initializer_range,
+            dtype=encoder.dtype_policy,
+            name="seq_relationship",
+        )
+
+        # === Functional model ===
+        inputs = {
+            name: keras.Input(shape=(None,), dtype="int32", name=name) for name in MODEL_INPUTS
+        }
+        encoded = encoder({name: inputs[name] for name in ENCODER_INPUTS})
+        outputs = {
+            "mlm_logits": mlm_head(encoded["sequence_output"], inputs["masked_lm_positions"]),
+            "nsp_logits": nsp_head(encoded["pooled_output"]),
+        }
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        # === Config ===
+        self.encoder = encoder
+        self.mlm_head = mlm_head
+        self.nsp_head = nsp_head
+        self.mlm_loss_tracker = keras.metrics.Mean(name="mlm_loss")
+        self.nsp_loss_tracker = keras.metrics.Mean(name="nsp_loss")
+        self.mlm_accuracy = keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")
+        self.nsp_accuracy = keras.metrics.SparseCategoricalAccuracy(name="nsp_accuracy")
+
+    def call(self, inputs, training=None, mask=None):
+        # The training batches carry the labels too; the network reads only its inputs.
+        return super().call({name: inputs[name] for name in MODEL_INPUTS}, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        weights = tf.cast(x["masked_lm_weights"], "float32")
+        per_position = keras.losses.sparse_categorical_crossentropy(
+            x["masked_lm_ids"], y_pred["mlm_logits"], from_logits=True
+        )
+        mlm_loss = tf.reduce_sum(weights * per_position) / (tf.reduce_sum(weights) + 1e-5)
+        nsp_loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(
+                x["next_sentence_labels"], y_pred["nsp_logits"], from_logits=True
+            )
+        )
+        self.mlm_loss_tracker.update_state(mlm_loss)
+        self.nsp_loss_tracker.update_state(nsp_loss)
+        loss = mlm_loss + nsp_loss
+        # Keras sums gradients over replicas; each replica's mean loss is scaled
+        # so that the sum is the mean over replicas, as Keras' own losses do.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self.mlm_accuracy.update_state(
+            x["masked_lm_ids"], y_pred["mlm_logits"], sample_weight=x["masked_lm_weights"]
+        )
+        self.nsp_accuracy.update_state(x["next_sentence_labels"], y_pred["nsp_logits"])
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    def make_train_function(self, force=False):
+        strategy = self.distribute_strategy
+        if strategy.num_replicas_in_sync == 1 or (self.train_function is not None and not force):
+            return super().make_train_function(force)
+        # Keras' own multi-replica step loop fails with steps_per_execution > 1
+        # (keras-team/keras#19246) and compiles the cross-replica call as one XLA
+        # cluster. This is the classic TPU loop instead: each replica's step is
+        # compiled on its own, `steps_per_execution` steps run in one graph call,
+        # and the metrics are read once at the end. It needs an endless dataset.
+        step = tf.function(self.train_step, jit_compile=bool(self.jit_compile))
+        steps_per_execution = self.steps_per_execution
+
+        @tf.function
+        def train_steps(iterator):
+            for _ in tf.range(steps_per_execution):
+                strategy.run(step, args=(next(iterator),))
+            return self.get_metrics_result()
+
+        self.train_function = train_steps
+        return self.train_function
+
+    def google_variable_map(self) -> dict[str, keras.Variable]:
+        """The original TF1 checkpoint names of every variable (encoder and heads)."""
+        mlm, nsp = self.mlm_head, self.nsp_head
+        return {
+            **self.encoder.google_variable_map(),
+            "cls/predictions/transform/dense/kernel": mlm.dense.kernel,
+            "cls/predictions/transform/dense/bias": mlm.dense.bias,
+            "cls/predictions/transform/LayerNorm/gamma": mlm.layer_norm.gamma,
+            "cls/predictions/transform/LayerNorm/beta": mlm.layer_norm.beta,
+            "cls/predictions/output_bias": mlm.output_bias,
+            "cls/seq_relationship/output_weights": nsp.output_weights,
+            "cls/seq_relationship/output_bias": nsp.output_bias,
+        }
+
+    def get_config(self) -> dict:
+        return {
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> "BertPretrainer":
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(
+            config["encoder"], custom_objects=custom_objects
+        )
+        return cls(**config)

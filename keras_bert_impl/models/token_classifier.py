@@ -1,0 +1,76 @@
+"""BertTokenClassifier: a label for every token (NER), from the sequence output."""
+
+import keras
+
+from keras_bert_impl.layers.logits_head import LogitsHead
+
+ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+@keras.saving.register_keras_serializable(package="keras_bert_impl")
+class BertTokenClassifier(keras.Model):
+    """Token classification: float32 `logits` [batch, seq, num_classes].
+
+    Dropout on the sequence output, then `output_weights` [num_classes,
+    hidden] and `output_bias`. The original BERT release has no NER script;
+    the checkpoint names follow the widely used TF1 `run_ner.py` of
+    kyzhouhzau/BERT-NER, which stores its head the same way as
+    `run_classifier.py`. Train with word tags on each word's first wordpiece
+    and sample weight 0 elsewhere (`keras_bert_impl.data.ner.ner_dataset`).
+
+    ```python
+    tagger = BertTokenClassifier(encoder, num_classes=len(tags))
+    tagger.compile(optimizer=create_optimizer(5e-5, 1000, 100),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    tagger.fit(ner_dataset(inputs, labels, batch_size=32))
+    ```
+    """
+
+    def __init__(self, encoder: keras.Model, num_classes: int, dropout: float | None = None,
+                 **kwargs):
+        # === Layers ===
+        config = encoder.config
+        rate = config.hidden_dropout_prob if dropout is None else dropout
+        dropout_layer = keras.layers.Dropout(rate, name="sequence_dropout")
+        head = LogitsHead(
+            num_classes, initializer_range=config.initializer_range, dtype="float32",
+            name="logits",
+        )
+
+        # === Functional model ===
+        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
+                  for name in ENCODER_INPUTS}
+        sequence = encoder(inputs)["sequence_output"]
+        logits = head(dropout_layer(sequence))
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        # === Config ===
+        self.encoder = encoder
+        self.head = head
+        self.num_classes = num_classes
+        self.dropout = dropout
+
+    def google_variable_map(self) -> dict[str, keras.Variable]:
+        """The encoder's names plus `output_weights`/`output_bias` (BERT-NER's `run_ner.py`)."""
+        return {
+            **self.encoder.google_variable_map(),
+            "output_weights": self.head.output_weights,
+            "output_bias": self.head.output_bias,
+        }
+
+    def get_config(self) -> dict:
+        return {
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+            "name": self.name,
+            "trainable": self.trainable,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> "BertTokenClassifier":
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(
+            config["encoder"], custom_objects=custom_objects
+        )
+        return cls(**config)

@@ -1,0 +1,120 @@
+"""A gRPC client for TensorFlow Serving (the real server or `model_server`)."""
+
+from typing import Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from keras_bert_impl.serving.errors import ServingError
+
+_STATES = get_model_status_pb2.ModelVersionStatus.State
+_CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1),
+                    ("grpc.max_receive_message_length", -1)]
+
+
+def _tensor_info(info) -> dict:
+    shape = None if info.tensor_shape.unknown_rank else [d.size for d in info.tensor_shape.dim]
+    return {"dtype": tf.as_dtype(info.dtype).name, "shape": shape}
+
+
+class Client:
+    """Sends texts to a served BERT SavedModel and returns numpy outputs.
+
+    Uses only TensorFlow Serving's public gRPC API, so it works against
+    `tensorflow_model_server` and `keras_bert_impl.serving.model_server` alike.
+
+    Example:
+        client = Client("localhost:8500", model_name="bert")
+        client.predict(["the movie was great"])["probabilities"]
+        client.predict(["a question?"], ["its context"])  # pair models
+    """
+
+    def __init__(self, target: str, model_name: str = "bert",
+                 signature_name: str = "serving_default", timeout: float = 10.0,
+                 version: int | None = None):
+        self.target, self.model_name = target, model_name
+        self.signature_name, self.timeout, self.version = signature_name, timeout, version
+        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                timeout: float | None = None) -> dict[str, np.ndarray]:
+        """Runs `texts` (and `pairs` for pair models) through the text-in signature."""
+        texts = [texts] if isinstance(texts, (str, bytes)) else list(texts)
+        inputs = {"text": texts}
+        if pairs is not None:
+            pairs = [pairs] if isinstance(pairs, (str, bytes)) else list(pairs)
+            if len(pairs) != len(texts):
+                raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs; "
+                                 "give one pair per text")
+            inputs["text_pair"] = pairs
+        return self.predict_tensors(inputs, timeout=timeout)
+
+    def predict_tensors(self, inputs: dict, signature_name: str | None = None,
+                        timeout: float | None = None) -> dict[str, np.ndarray]:
+        """Sends named arrays (e.g. the three int32 inputs of `serving_tokenized`)."""
+        request = predict_pb2.PredictRequest()
+        self._fill_spec(request.model_spec, signature_name or self.signature_name)
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        response = self._call(self._predict.Predict, request, timeout, "Predict")
+        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+
+    def metadata(self, timeout: float | None = None) -> dict[str, dict]:
+        """Signature name -> {"inputs": {...}, "outputs": {...}} with dtype and shape each."""
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        self._fill_spec(request.model_spec, "")
+        response = self._call(self._predict.GetModelMetadata, request, timeout, "GetModelMetadata")
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        return {key: {"inputs": {k: _tensor_info(v) for k, v in sig.inputs.items()},
+                      "outputs": {k: _tensor_info(v) for k, v in sig.outputs.items()}}
+                for key, sig in signature_map.signature_def.items() if not key.startswith("__")}
+
+    def status(self, timeout: float | None = None) -> list[dict]:
+        """[{"version": int, "state": "AVAILABLE", "error_message": str}, ...]."""
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._fill_spec(request.model_spec, "")
+        response = self._call(self._models.GetModelStatus, request, timeout, "GetModelStatus")
+        return [{"version": s.version, "state": _STATES.Name(s.state),
+                 "error_message": s.status.error_message}
+                for s in response.model_version_status]
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _fill_spec(self, spec, signature_name: str) -> None:
+        spec.name = self.model_name
+        if signature_name:
+            spec.signature_name = signature_name
+        if self.version is not None:
+            spec.version.value = self.version
+
+    def _call(self, method, request, timeout, what):
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            return method(request, timeout=timeout)
+        except grpc.RpcError as error:
+            code = error.code()
+            message = error.details() or ""
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                message = f"no answer within {timeout} s ({message})"
+            elif code == grpc.StatusCode.UNAVAILABLE:
+                message = f"cannot reach a model server at {self.target}: {message}"
+            raise ServingError(code, f"{what} on model {self.model_name!r} at {self.target} "
+                                     f"failed: {message}") from None

@@ -1,0 +1,106 @@
+"""TensorFlow Serving's gRPC services (PredictionService, ModelService) over a ModelManager."""
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from keras_bert_impl.serving.errors import ServingError, invalid_argument
+from keras_bert_impl.serving.model_manager import ModelManager
+from keras_bert_impl.serving.servable import DEFAULT_SIGNATURE
+
+_STATES = get_model_status_pb2.ModelVersionStatus.State
+
+
+def _servable_for(manager: ModelManager, spec):
+    version = spec.version.value if spec.HasField("version") else None
+    return manager.servable(spec.name, version, spec.version_label)
+
+
+def _abort_on_error(method):
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except ServingError as error:
+            context.abort(error.code, error.message)
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    @_abort_on_error
+    def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
+        servable = _servable_for(self._manager, request.model_spec)
+        inputs = {}
+        for alias, proto in request.inputs.items():
+            try:
+                inputs[alias] = tf.make_ndarray(proto)
+            except Exception as error:  # noqa: BLE001 - any malformed TensorProto
+                raise invalid_argument(f"tensor parsing error: {alias}: {error}") from None
+        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        outputs = servable.predict(signature_name, inputs, tuple(request.output_filter))
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.model_spec.signature_name = signature_name
+        for alias, array in outputs.items():
+            response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
+        return response
+
+    @_abort_on_error
+    def GetModelMetadata(self, request, context):
+        if not request.metadata_field:
+            raise invalid_argument("GetModelMetadataRequest must specify at least one "
+                                   "metadata_field")
+        unsupported = [f for f in request.metadata_field if f != "signature_def"]
+        if unsupported:
+            raise invalid_argument(f"Metadata field {unsupported[0]} is not supported; "
+                                   "the only one is 'signature_def'")
+        servable = _servable_for(self._manager, request.model_spec)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in servable.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = servable.name
+        response.model_spec.version.value = servable.version
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus (model management through config reload is not offered)."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    @_abort_on_error
+    def GetModelStatus(self, request, context):
+        spec = request.model_spec
+        states = self._manager.version_states(spec.name)
+        if spec.version_label:
+            version = self._manager.servable(spec.name, label=spec.version_label).version
+            states = {version: states[version]}
+        elif spec.HasField("version"):
+            version = spec.version.value
+            if version not in states:
+                raise ServingError(grpc.StatusCode.NOT_FOUND,
+                                   f"Could not find version {version} of model {spec.name}")
+            states = {version: states[version]}
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for version, state in sorted(states.items()):
+            status = response.model_version_status.add(version=version,
+                                                       state=_STATES.Value(state.state))
+            if state.error:
+                status.status.error_code = 2  # UNKNOWN, as TF Serving reports a failed load
+                status.status.error_message = state.error
+        return response

@@ -1,0 +1,186 @@
+"""Which model versions are loaded: polls base paths as tensorflow_model_server does."""
+
+import dataclasses
+import os
+import threading
+
+from absl import logging
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from keras_bert_impl.serving.batching_parameters import BatchingOptions
+from keras_bert_impl.serving.errors import not_found
+from keras_bert_impl.serving.servable import Servable
+
+
+@dataclasses.dataclass
+class VersionState:
+    """A version's lifecycle as ModelService reports it (AVAILABLE, or END with the load error)."""
+
+    state: str
+    error: str = ""
+
+
+@dataclasses.dataclass
+class _Model:
+    config: model_server_config_pb2.ModelConfig
+    servables: dict[int, Servable] = dataclasses.field(default_factory=dict)
+    states: dict[int, VersionState] = dataclasses.field(default_factory=dict)
+
+
+def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
+    """Parses a `--model_config_file` (text-format ModelServerConfig)."""
+    config = model_server_config_pb2.ModelServerConfig()
+    with open(path, encoding="utf-8") as f:
+        try:
+            text_format.Parse(f.read(), config)
+        except text_format.ParseError as error:
+            raise ValueError(f"{path}: not a valid ModelServerConfig text proto: {error}") from None
+    if config.WhichOneof("config") != "model_config_list":
+        raise ValueError(f"{path}: expected a model_config_list {{ config {{ ... }} }}")
+    models = list(config.model_config_list.config)
+    for index, model in enumerate(models):
+        if not model.name or not model.base_path:
+            raise ValueError(f"{path}: config #{index} needs both `name` and `base_path`")
+        if model.model_platform not in ("", "tensorflow"):
+            raise ValueError(f"{path}: model {model.name!r} has model_platform "
+                             f"{model.model_platform!r}; only 'tensorflow' is served")
+    return models
+
+
+def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelConfig:
+    """The config `--model_name`/`--model_base_path` stand for."""
+    return model_server_config_pb2.ModelConfig(
+        name=name, base_path=base_path, model_platform="tensorflow")
+
+
+def _versions_on_disk(base_path: str) -> list[int]:
+    try:
+        names = os.listdir(base_path)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n) for n in names
+                  if n.isdigit() and os.path.isfile(os.path.join(base_path, n, "saved_model.pb")))
+
+
+def _aspired(config: model_server_config_pb2.ModelConfig, on_disk: list[int]) -> set[int]:
+    policy = config.model_version_policy
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "all":
+        return set(on_disk)
+    if kind == "specific":
+        return set(policy.specific.versions) & set(on_disk)
+    count = policy.latest.num_versions if kind == "latest" else 1
+    return set(on_disk[-max(count, 1):])
+
+
+class ModelManager:
+    """Loads the aspired versions of each model and looks servables up for requests.
+
+    Versions are numeric directories holding `saved_model.pb`; by default the
+    newest one is served. `poll()` re-reads the directories; `start()` polls every
+    `poll_wait_seconds` in a thread (0 disables polling, as in TF Serving).
+    """
+
+    def __init__(self, configs: list[model_server_config_pb2.ModelConfig],
+                 poll_wait_seconds: float = 1.0, batching: BatchingOptions | None = None):
+        self._models = {config.name: _Model(config) for config in configs}
+        self._poll_wait_seconds = poll_wait_seconds
+        self._batching = batching
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self) -> None:
+        self.poll()
+        if self._poll_wait_seconds > 0:
+            self._thread = threading.Thread(target=self._poll_loop, name="version-poller",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            servables = [s for m in self._models.values() for s in m.servables.values()]
+            for model in self._models.values():
+                model.servables.clear()
+        for servable in servables:
+            servable.close()
+
+    def poll(self) -> None:
+        """Loads new aspired versions, then unloads the ones no longer aspired."""
+        for model in self._models.values():
+            on_disk = _versions_on_disk(model.config.base_path)
+            aspired = _aspired(model.config, on_disk)
+            for version in sorted(aspired - set(model.servables)):
+                if model.states.get(version, VersionState("")).state == "END":
+                    continue  # a failed load is not retried until the server restarts
+                self._load(model, version)
+            if not aspired & set(model.servables):
+                continue  # keep serving older versions until an aspired one is available
+            retired = [v for v in model.servables if v not in aspired]
+            for version in retired:
+                with self._lock:
+                    servable = model.servables.pop(version)
+                    model.states[version] = VersionState("END")
+                servable.close()
+                logging.info("Unloaded %s version %d", model.config.name, version)
+
+    def servable(self, name: str, version: int | None = None, label: str = "") -> Servable:
+        """The servable a request's ModelSpec names; NOT_FOUND with TF Serving's wording."""
+        with self._lock:
+            model = self._models.get(name)
+            if label:
+                labels = model.config.version_labels if model else {}
+                if label not in labels:
+                    raise not_found(f"Unrecognized servable version label: {label} "
+                                    f"(model {name!r})")
+                version = labels[label]
+            if model is None or not model.servables:
+                request = f"Specific({name}, {version})" if version else f"Latest({name})"
+                known = sorted(m for m, v in self._models.items() if v.servables)
+                raise not_found(f"Servable not found for request: {request}; "
+                                f"models being served: {known}")
+            if version is None:
+                return model.servables[max(model.servables)]
+            if version not in model.servables:
+                raise not_found(f"Servable not found for request: Specific({name}, {version}); "
+                                f"versions being served: {sorted(model.servables)}")
+            return model.servables[version]
+
+    def version_states(self, name: str) -> dict[int, VersionState]:
+        with self._lock:
+            model = self._models.get(name)
+            if model is None or not model.states:
+                raise not_found(f"Could not find any versions of model {name}")
+            return dict(model.states)
+
+    def model_calls(self, name: str) -> int:
+        """How many times the model's signature functions ran (all loaded versions)."""
+        with self._lock:
+            return sum(s.model_calls for s in self._models[name].servables.values())
+
+    def _load(self, model: _Model, version: int) -> None:
+        name = model.config.name
+        path = os.path.join(model.config.base_path, str(version))
+        with self._lock:
+            model.states[version] = VersionState("LOADING")
+        try:
+            servable = Servable(name, version, path, self._batching)
+            warmed = servable.warm_up()
+        except Exception as error:  # noqa: BLE001 - a bad version must not stop the server
+            logging.error("Loading %s version %d from %s failed: %s", name, version, path, error)
+            with self._lock:
+                model.states[version] = VersionState("END", f"{path}: {error}")
+            return
+        with self._lock:
+            model.servables[version] = servable
+            model.states[version] = VersionState("AVAILABLE")
+        logging.info("Serving %s version %d from %s (%d warmup requests)", name, version, path,
+                     warmed)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self._poll_wait_seconds):
+            self.poll()

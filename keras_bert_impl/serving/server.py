@@ -1,0 +1,110 @@
+"""`start_server`: the TensorFlow-Serving-compatible server, running in this process.
+
+Serves gRPC PredictionService and ModelService (and optionally the REST API)
+for the models a `ModelManager` keeps loaded. `model_server.py` is the
+command-line entry with `tensorflow_model_server`'s flags.
+"""
+
+import threading
+from concurrent import futures
+
+import grpc
+from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+from keras_bert_impl.serving.batching_parameters import BatchingOptions, read_batching_parameters
+from keras_bert_impl.serving.grpc_services import ModelServicer, PredictionServicer
+from keras_bert_impl.serving.model_manager import (
+    ModelManager,
+    read_model_config_file,
+    single_model_config,
+)
+from keras_bert_impl.serving.rest_api import make_rest_server, serve_in_thread
+
+_UNLIMITED = -1
+_CHANNEL_OPTIONS = [("grpc.max_send_message_length", _UNLIMITED),
+                    ("grpc.max_receive_message_length", _UNLIMITED)]
+
+
+class ServerHandle:
+    """A running server: `port` (gRPC), `rest_api_port` (or None), `stop()`."""
+
+    def __init__(self, grpc_server, port, rest_server, manager: ModelManager):
+        self._grpc_server = grpc_server
+        self._rest_server = rest_server
+        self.manager = manager
+        self.port = port
+        self.rest_api_port = rest_server.server_address[1] if rest_server else None
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+
+    def model_calls(self, model_name: str = "bert") -> int:
+        """How often the model's signature functions ran (batching merges requests)."""
+        return self.manager.model_calls(model_name)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Refuses new requests, lets running ones finish for up to `grace` seconds."""
+        if self._stopping.is_set():
+            self._stopped.wait()
+            return
+        self._stopping.set()
+        if self._rest_server is not None:
+            self._rest_server.shutdown()
+            self._rest_server.server_close()
+        self._grpc_server.stop(grace).wait()
+        self.manager.stop()
+        self._stopped.set()
+
+    def wait(self) -> None:
+        """Blocks until `stop()` has finished."""
+        self._stopped.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+def start_server(model_base_path: str | None = None, model_name: str = "bert", port: int = 0,
+                 host: str = "127.0.0.1", rest_api_port: int | None = None,
+                 model_config_file: str | None = None, enable_batching: bool = False,
+                 batching_parameters_file: str | None = None,
+                 batching: BatchingOptions | None = None,
+                 file_system_poll_wait_seconds: float = 1.0,
+                 max_workers: int = 32) -> ServerHandle:
+    """Starts the server in this process; port 0 picks a free port (see `handle.port`).
+
+    Example:
+        server = start_server("/tmp/export", port=0)
+        client = Client(f"127.0.0.1:{server.port}")
+        ...
+        server.stop()
+    """
+    if model_config_file:
+        configs = read_model_config_file(model_config_file)
+    elif model_base_path:
+        configs = [single_model_config(model_name, model_base_path)]
+    else:
+        raise ValueError("give model_base_path (with model_name) or model_config_file")
+    if enable_batching and batching is None:
+        batching = (read_batching_parameters(batching_parameters_file)
+                    if batching_parameters_file else BatchingOptions())
+    elif not enable_batching:
+        batching = None
+    manager = ModelManager(configs, file_system_poll_wait_seconds, batching)
+    manager.start()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                         options=_CHANNEL_OPTIONS)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        manager.stop()
+        raise OSError(f"cannot bind gRPC to {host}:{port}")
+    server.start()
+    rest_server = None
+    if rest_api_port is not None:
+        rest_server = make_rest_server(manager, host, rest_api_port)
+        serve_in_thread(rest_server)
+    return ServerHandle(server, bound, rest_server, manager)

@@ -1,0 +1,66 @@
+"""The original BERT `BasicTokenizer` as graph ops: clean, normalise, split into words.
+
+Each step follows google-research/bert `tokenization.py` character for
+character (its `_clean_text`, `_tokenize_chinese_chars`, `lower()` plus
+`_run_strip_accents`, `_run_split_on_punc` and `whitespace_tokenize`):
+
+* invalid UTF-8 bytes are dropped, as `bytes.decode("utf-8", "ignore")` does;
+* U+0000, U+FFFD and control characters (categories Cc and Cf, except tab,
+  newline and carriage return) are removed;
+* whitespace (space, tab, newline, carriage return, category Zs, and U+2028 /
+  U+2029, which Python's `str.split()` also splits on) separates words;
+* uncased: lower-case (full Unicode mapping, as `str.lower()`), NFD, then
+  drop non-spacing marks (Mn); NOT NFKC case folding, so full-width
+  punctuation, `…` and ligatures such as `ﬁ` survive unchanged;
+* every CJK ideograph (the original's code-point ranges, which leave out kana
+  and Hangul) and every punctuation character (ASCII 33-47, 58-64, 91-96,
+  123-126 and Unicode category P) becomes a word of its own.
+
+Only core TensorFlow ops are used, plus TF-Text's `NormalizeUTF8` for NFD.
+Character classes come from the Unicode tables of TensorFlow's RE2 and ICU,
+which are newer than Python 3.11's (Unicode 14); they differ only on code
+points assigned after Unicode 14.
+"""
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+# Matches exactly the valid UTF-8 strings (no surrogates, nothing past
+# U+10FFFF); checking is several times cheaper than transcoding every batch.
+_VALID_UTF8 = r"[\x00-\x{D7FF}\x{E000}-\x{10FFFF}]*"
+# Cc is exactly U+0000-U+001F and U+007F-U+009F; tab, newline and carriage
+# return are left out because the original treats them as whitespace.
+_CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\x{FFFD}]"
+_WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
+_PUNCTUATION = r"!-/:-@\[-`{-~\p{P}"
+_CJK_IDEOGRAPHS = (
+    r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
+    r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}"
+)
+# One pass turns whitespace into spaces (the group is empty for it) and
+# surrounds each punctuation character and CJK ideograph with spaces;
+# splitting on spaces then yields the original's words.
+_SEPARATE = rf"{_WHITESPACE}|([{_PUNCTUATION}{_CJK_IDEOGRAPHS}])"
+_NON_SPACING_MARK = r"\p{Mn}"
+
+
+def basic_tokenize(texts: tf.Tensor, lower_case: bool) -> tf.RaggedTensor:
+    """Splits UTF-8 strings [batch] into words: tf.string RaggedTensor [batch, (words)]."""
+    texts = tf.cond(
+        tf.reduce_all(tf.strings.regex_full_match(texts, _VALID_UTF8)),
+        lambda: texts,
+        lambda: _drop_invalid_utf8(texts),
+    )
+    texts = tf.strings.regex_replace(texts, _CONTROL, "")
+    if lower_case:
+        texts = tf.strings.lower(texts, encoding="utf-8")
+        texts = tf_text.normalize_utf8(texts, "NFD")
+        texts = tf.strings.regex_replace(texts, _NON_SPACING_MARK, "")
+    texts = tf.strings.regex_replace(texts, _SEPARATE, r" \1 ")
+    return tf.strings.split(texts)
+
+
+def _drop_invalid_utf8(texts: tf.Tensor) -> tf.Tensor:
+    return tf.strings.unicode_transcode(
+        texts, input_encoding="UTF-8", output_encoding="UTF-8", errors="ignore"
+    )

@@ -1,0 +1,96 @@
+"""`BertTokenizer`: the original BERT FullTokenizer as a TF-Text graph."""
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from keras_bert_impl.text.basic_tokenization import basic_tokenize
+from keras_bert_impl.text.vocab_file import read_vocab_file
+
+_REQUIRED_TOKENS = {"pad_id": "[PAD]", "unk_id": "[UNK]", "cls_id": "[CLS]", "sep_id": "[SEP]"}
+_UNK = "[UNK]"
+# A UTF-8 character is at most 4 bytes, so a word within the character limit
+# never hits TF-Text's byte limit; the character limit is applied separately.
+_MAX_BYTES_PER_CHAR = 4
+
+
+class BertTokenizer(tf.Module):
+    """Text -> WordPiece ids, identical to the original BERT `FullTokenizer`.
+
+    A graph of core TensorFlow and TF-Text ops, so it runs in `tf.data` and
+    inside an exported SavedModel (the vocabulary file is a SavedModel asset).
+    Normalisation is the original's (see `basic_tokenization`); WordPiece is
+    greedy longest-match-first, and a word that cannot be split or has more
+    than `max_chars_per_token` characters becomes `[UNK]` (100 as HuggingFace
+    and TF-Text; the original script used 200).
+
+    Input bytes that are not valid UTF-8 are dropped, as the original's
+    `decode("utf-8", "ignore")`; an empty or all-whitespace string gives no
+    tokens. Texts of any length are tokenized whole (truncation is the
+    preprocessor's job).
+
+    ```python
+    tok = BertTokenizer("vocab.txt", lower_case=True)
+    tok.tokenize(tf.constant(["Hello world!"]))  # <tf.RaggedTensor [[7592, 2088, 999]]>
+    ```
+    """
+
+    def __init__(self, vocab_file: str, lower_case: bool = True, max_chars_per_token: int = 100):
+        super().__init__(name="bert_tokenizer")
+        if not isinstance(max_chars_per_token, int) or max_chars_per_token < 1:
+            raise ValueError(
+                f"max_chars_per_token must be a positive int, got {max_chars_per_token!r}"
+            )
+        self.vocab_file = vocab_file
+        self.lower_case = bool(lower_case)
+        self.max_chars_per_token = max_chars_per_token
+        self.vocab, self.vocab_sha256 = read_vocab_file(vocab_file)
+        self.vocab_size = len(self.vocab)
+        ids = {token: i for i, token in enumerate(self.vocab)}
+        for attribute, token in _REQUIRED_TOKENS.items():
+            if token not in ids:
+                raise ValueError(f"{vocab_file}: vocabulary has no {token} token (BERT needs it)")
+            setattr(self, attribute, ids[token])
+        self.mask_id = ids.get("[MASK]")
+
+        self._id_to_token = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                vocab_file,
+                key_dtype=tf.int64,
+                key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+                value_dtype=tf.string,
+                value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+                vocab_size=self.vocab_size,
+            ),
+            default_value=_UNK,
+        )
+        self._wordpiece = tf_text.FastWordpieceTokenizer(
+            self.vocab,
+            suffix_indicator="##",
+            max_bytes_per_word=_MAX_BYTES_PER_CHAR * max_chars_per_token,
+            token_out_type=tf.int32,
+            unknown_token=_UNK,
+            no_pretokenization=True,
+        )
+
+    def tokenize_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Strings [batch] -> int32 RaggedTensor [batch, (words), (wordpieces)]."""
+        words = basic_tokenize(tf.convert_to_tensor(texts, tf.string), self.lower_case)
+        too_long = tf.strings.length(words, unit="UTF8_CHAR") > self.max_chars_per_token
+        words = tf.ragged.map_flat_values(tf.where, too_long, _UNK, words)
+        return self._wordpiece.tokenize(words)
+
+    def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """Strings [batch] -> int32 RaggedTensor [batch, (wordpieces)]."""
+        return self.tokenize_words(texts).merge_dims(-2, -1)
+
+    def id_to_token(self, ids: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:
+        """Ids (any shape, dense or ragged) -> their vocabulary strings; unknown ids -> `[UNK]`."""
+        if isinstance(ids, tf.RaggedTensor):
+            return tf.ragged.map_flat_values(self.id_to_token, ids)
+        return self._id_to_token.lookup(tf.cast(ids, tf.int64))
+
+    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """Ids [batch, (wordpieces)] -> strings [batch]: pieces joined, `##` continuations merged."""
+        tokens = self.id_to_token(ids)
+        text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
+        return tf.strings.regex_replace(text, " ##", "")

@@ -1,0 +1,53 @@
+"""Reading and writing WordPiece vocabulary files (one token per line, id = line number)."""
+
+import hashlib
+
+import tensorflow as tf
+
+# Words are never empty and continuation pieces are "##" plus a non-empty rest.
+_NEVER_LOOKED_UP = ("", "##")
+
+
+def read_vocab_file(path: str) -> tuple[list[str], str]:
+    """Returns the tokens of a vocabulary file and the file's sha256.
+
+    The file is used as is by a `tf.lookup` table (one key per line), so a
+    line the original `load_vocab` would read differently is an error naming
+    the line: a token with surrounding whitespace (the original strips it),
+    unless stripping leaves "" or "##", which no word can match either way
+    (the Chinese vocabulary has "\u2028" and "##\u2028"); a duplicate (the
+    original silently keeps the last id); invalid UTF-8.
+    """
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"vocabulary file not found: {path}")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: vocabulary file is not valid UTF-8") from e
+    tokens = text.split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    first_line = {}
+    for number, token in enumerate(tokens, start=1):
+        if token != token.strip() and token.strip() not in _NEVER_LOOKED_UP:
+            raise ValueError(
+                f"{path}:{number}: vocabulary token {token!r} has surrounding whitespace "
+                "(expected one token per line with '\\n' line ends)"
+            )
+        if token in first_line:
+            raise ValueError(
+                f"{path}:{number}: vocabulary token {token!r} repeats line {first_line[token]}"
+            )
+        first_line[token] = number
+    if not tokens:
+        raise ValueError(f"{path}: vocabulary file is empty")
+    return tokens, hashlib.sha256(data).hexdigest()
+
+
+def write_vocab_file(tokens: list[str], path: str) -> None:
+    """Writes tokens one per line, the format `read_vocab_file` and the original BERT read."""
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write("".join(token + "\n" for token in tokens))

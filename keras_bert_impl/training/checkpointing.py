@@ -1,0 +1,72 @@
+"""Preemption-safe training state: model, optimizer and step in model_dir."""
+
+import os
+
+import keras
+import tensorflow as tf
+
+
+class TrainingCheckpoint:
+    """Saves and restores the model and optimizer (whose `iterations` is the step).
+
+    A restarted run calls `restore()` first and continues from the returned
+    step; the data position is restored by the caller skipping that many
+    batches of its deterministic input stream, because iterator state does
+    not survive distribution strategies. Non-chief workers of a multi-worker
+    run save into a private directory, as tf.distribute requires every
+    worker to save.
+
+    ```python
+    checkpoint = TrainingCheckpoint(model_dir, pretrainer, optimizer)
+    step = checkpoint.restore()
+    pretrainer.fit(ds.skip(step), callbacks=[checkpoint.callback()], ...)
+    ```
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        is_chief: bool = True,
+        task_id: int = 0,
+        max_to_keep: int = 3,
+    ):
+        self.model = model
+        directory = model_dir if is_chief else os.path.join(model_dir, f".worker_{task_id}")
+        self.optimizer = optimizer
+        # The optimizer tracks the model's trainable variables, so it carries them.
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        self.manager = tf.train.CheckpointManager(
+            self._checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="ckpt"
+        )
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def restore(self) -> int:
+        """Restores the newest checkpoint if there is one; returns the step to resume at."""
+        latest = self.manager.latest_checkpoint
+        if not self.optimizer.built:
+            # Slots must exist before restoring into them.
+            self.optimizer.build(self.model.trainable_variables)
+        if latest is not None:
+            self._checkpoint.restore(latest).assert_existing_objects_matched()
+        return self.step
+
+    def save(self) -> str:
+        return self.manager.save(checkpoint_number=self.step)
+
+    def callback(self) -> keras.callbacks.Callback:
+        """A callback that saves at the end of every epoch."""
+        return _SaveAtEpochEnd(self)
+
+
+class _SaveAtEpochEnd(keras.callbacks.Callback):
+    def __init__(self, checkpoint: TrainingCheckpoint):
+        super().__init__()
+        self.checkpoint = checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.checkpoint.save()

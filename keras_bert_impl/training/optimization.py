@@ -1,0 +1,56 @@
+"""The BERT optimizer: AdamW (or LAMB) with warmup, decay and gradient clipping."""
+
+import keras
+
+from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
+
+# The original excludes "LayerNorm", "layer_norm" and "bias" by variable name.
+# Keras names a LayerNormalization's variables "gamma" and "beta", and matches
+# the patterns against each variable's own name, so those two are listed too.
+NO_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias", "gamma", "beta")
+
+
+def create_optimizer(
+    init_lr: float,
+    num_train_steps: int,
+    num_warmup_steps: int,
+    weight_decay_rate: float = 0.01,
+    optimizer_type: str = "adamw",
+    end_lr: float = 0.0,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-6,
+    global_clipnorm: float | None = 1.0,
+) -> keras.optimizers.Optimizer:
+    """Returns the original BERT recipe as a Keras optimizer.
+
+    Linear warmup to `init_lr` over `num_warmup_steps`, then linear decay to
+    `end_lr` at `num_train_steps`; decoupled weight decay on every variable
+    except LayerNorm and bias variables; gradients clipped to a global norm
+    of 1.0. `optimizer_type="lamb"` uses LAMB's layer-wise trust ratio for
+    large batches.
+
+    ```python
+    opt = create_optimizer(1e-4, num_train_steps=10000, num_warmup_steps=1000)
+    pretrainer.compile(optimizer=opt)
+    ```
+    """
+    schedule = WarmupPolynomialDecay(
+        init_lr, num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps, end_lr=end_lr
+    )
+    kwargs = dict(
+        learning_rate=schedule,
+        weight_decay=weight_decay_rate,
+        beta_1=beta_1,
+        beta_2=beta_2,
+        epsilon=epsilon,
+        global_clipnorm=global_clipnorm,
+    )
+    if optimizer_type == "adamw":
+        optimizer = keras.optimizers.AdamW(**kwargs)
+    elif optimizer_type == "lamb":
+        optimizer = keras.optimizers.Lamb(**kwargs)
+    else:
+        raise ValueError(f"optimizer_type must be 'adamw' or 'lamb', got {optimizer_type!r}")
+    optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
+    return optimizer

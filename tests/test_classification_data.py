@@ -1,0 +1,102 @@
+"""Classification readers: TSV/CSV/JSONL files, labels, bad records, TFDS GLUE."""
+
+import json
+
+import pytest
+
+from keras_bert_impl.data.bad_records import BadRecordError
+from keras_bert_impl.data.classification import (
+    encode_labels,
+    read_classification_file,
+    read_tfds_glue,
+    sorted_labels,
+)
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_tsv_has_no_quoting_and_may_start_with_a_bom(tmp_path):
+    path = write(tmp_path, "train.tsv", '\ufefflabel\tsentence\n1\t"quoted" it\'s\n0\tplain\n')
+    data = read_classification_file(path)
+    assert data.texts_a == ['"quoted" it\'s', "plain"]
+    assert data.labels == ["1", "0"]
+    assert data.sources == [f"{path}:2", f"{path}:3"]
+
+
+def test_csv_is_standard_csv_with_quoted_commas_and_newlines(tmp_path):
+    path = write(tmp_path, "train.csv", 'sentence,label\n"a, b",pos\n"two\nlines",neg\nc,pos\n')
+    data = read_classification_file(path)
+    assert data.texts_a == ["a, b", "two\nlines", "c"]
+    assert data.labels == ["pos", "neg", "pos"]
+    assert data.sources[2] == f"{path}:5"
+
+
+def test_jsonl_reads_pairs_by_column_name(tmp_path):
+    rows = [{"q": "first?", "p": "answer", "y": 1}, {"q": "second?", "p": "other", "y": 0}]
+    path = write(tmp_path, "train.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    data = read_classification_file(path, text_a_column="q", text_b_column="p", label_column="y")
+    assert data.texts_a == ["first?", "second?"]
+    assert data.texts_b == ["answer", "other"]
+    assert data.labels == ["1", "0"]
+
+
+def test_a_malformed_tsv_row_is_an_error_naming_file_and_line(tmp_path):
+    path = write(tmp_path, "train.tsv", "sentence\tlabel\ngood\t1\nbad\t1\textra\n")
+    with pytest.raises(BadRecordError, match=rf"{path}:3: expected 2 tab-separated fields"):
+        read_classification_file(path)
+
+
+def test_bad_rows_are_skipped_and_counted_when_asked(tmp_path):
+    path = write(tmp_path, "train.tsv", "sentence\tlabel\ngood\t1\nbad\t1\textra\nempty\t\n")
+    data = read_classification_file(path, skip_bad_records=True)
+    assert data.texts_a == ["good"]
+    assert data.skipped_records == 2
+
+
+def test_a_missing_column_is_named(tmp_path):
+    path = write(tmp_path, "train.tsv", "text\tlabel\na\t1\n")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['sentence'\]"):
+        read_classification_file(path)
+
+
+def test_jsonl_line_that_is_not_json_is_a_bad_record(tmp_path):
+    path = write(tmp_path, "train.jsonl", '{"sentence": "a", "label": 1}\n{oops\n')
+    with pytest.raises(BadRecordError, match=rf"{path}:2: not a JSON object"):
+        read_classification_file(path)
+
+
+def test_labels_sort_numerically_when_all_are_numbers():
+    assert sorted_labels(["10", "2", "1", "2"]) == ["1", "2", "10"]
+    assert sorted_labels(["neg", "pos", "10"]) == ["10", "neg", "pos"]
+
+
+def test_an_eval_label_outside_the_training_labels_is_bad_data(tmp_path):
+    path = write(tmp_path, "dev.tsv", "sentence\tlabel\na\t0\nb\t7\n")
+    data = read_classification_file(path)
+    with pytest.raises(BadRecordError, match=rf"{path}:3: label '7' is not one of"):
+        encode_labels(data, ["0", "1"])
+    kept, ids = encode_labels(data, ["0", "1"], skip_bad_records=True)
+    assert kept.texts_a == ["a"] and ids.tolist() == [0] and kept.skipped_records == 1
+
+
+def test_real_glue_files(shared_data):
+    sst2 = read_classification_file(str(shared_data / "glue/SST-2/train.tsv"))
+    assert len(sst2.labels) == 67349 and sorted_labels(sst2.labels) == ["0", "1"]
+    mrpc = read_classification_file(
+        str(shared_data / "glue/MRPC/train.tsv"),  # starts with a BOM
+        text_a_column="#1 String", text_b_column="#2 String", label_column="Quality")
+    assert len(mrpc.labels) == 3668 and mrpc.texts_a[0].startswith("Amrozi accused")
+
+
+def test_tfds_glue_reads_single_sentences_and_pairs():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=5):
+        sst2 = read_tfds_glue("glue/sst2", split="train")
+        mrpc = read_tfds_glue("glue/mrpc", split="train")
+    assert len(sst2.texts_a) == 5 and sst2.texts_b is None
+    assert set(sst2.labels) <= {"0", "1"}
+    assert len(mrpc.texts_b) == 5

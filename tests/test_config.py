@@ -1,0 +1,108 @@
+"""BertConfig: Google's bert_config.json format, presets and validation."""
+
+import json
+
+import pytest
+
+from keras_bert_impl import BertConfig
+
+CONFIG_FILES = (
+    "uncased_L-2_H-128_A-2_bert_config.json",
+    "bert-base-uncased_bert_config.json",
+    "bert-base-chinese_bert_config.json",
+)
+
+
+@pytest.mark.parametrize("filename", CONFIG_FILES)
+def test_google_config_files_round_trip_unchanged(shared_data, tmp_path, filename):
+    path = shared_data / "configs" / filename
+    config = BertConfig.from_json_file(path)
+    config.to_json_file(tmp_path / "bert_config.json")
+    written = json.loads((tmp_path / "bert_config.json").read_text())
+    assert written == json.loads(path.read_text())
+    assert BertConfig.from_json_file(tmp_path / "bert_config.json") == config
+
+
+def test_google_config_file_fields_are_read(shared_data):
+    config = BertConfig.from_json_file(
+        shared_data / "configs" / "uncased_L-2_H-128_A-2_bert_config.json"
+    )
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (2, 128, 2)
+    assert (config.intermediate_size, config.vocab_size) == (512, 30522)
+    assert config.extra == {}
+
+
+def test_chinese_config_keeps_unused_pooler_keys_as_extra(shared_data):
+    config = BertConfig.from_json_file(
+        shared_data / "configs" / "bert-base-chinese_bert_config.json"
+    )
+    assert config.vocab_size == 21128
+    assert config.extra["pooler_type"] == "first_token_transform"
+    assert config.extra["directionality"] == "bidi"
+    assert config.to_dict()["pooler_fc_size"] == 768
+
+
+def test_dict_round_trip():
+    config = BertConfig(vocab_size=99, hidden_size=64, num_hidden_layers=3, num_attention_heads=4)
+    assert BertConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    "name, layers, hidden",
+    [
+        ("bert_tiny", 2, 128),
+        ("bert_mini", 4, 256),
+        ("bert_small", 4, 512),
+        ("bert_medium", 8, 512),
+        ("bert_base", 12, 768),
+        ("bert_large", 24, 1024),
+    ],
+)
+def test_presets_have_the_released_sizes(name, layers, hidden):
+    config = BertConfig.from_preset(name)
+    assert config.num_hidden_layers == layers
+    assert config.hidden_size == hidden
+    assert config.num_attention_heads == hidden // 64
+    assert config.intermediate_size == 4 * hidden
+
+
+def test_preset_overrides_fields():
+    config = BertConfig.from_preset("bert_tiny", vocab_size=21128, hidden_dropout_prob=0.0)
+    assert (config.vocab_size, config.hidden_dropout_prob, config.hidden_size) == (21128, 0.0, 128)
+
+
+def test_unknown_preset_names_the_valid_ones():
+    with pytest.raises(ValueError, match="bert_huge.*bert_tiny.*bert_large"):
+        BertConfig.from_preset("bert_huge")
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (
+            {"hidden_size": 100, "num_attention_heads": 3},
+            "hidden_size \\(100\\).*divisible.*\\(3\\)",
+        ),
+        ({"vocab_size": 0}, "vocab_size must be a positive integer, got 0"),
+        ({"num_hidden_layers": -1}, "num_hidden_layers must be a positive integer"),
+        ({"intermediate_size": 3072.0}, "intermediate_size must be a positive integer"),
+        ({"max_position_embeddings": True}, "max_position_embeddings must be a positive integer"),
+        ({"hidden_dropout_prob": 1.0}, "hidden_dropout_prob must be in \\[0, 1\\), got 1.0"),
+        ({"attention_probs_dropout_prob": -0.1}, "attention_probs_dropout_prob must be in"),
+        ({"initializer_range": 0}, "initializer_range must be a positive number"),
+        ({"hidden_act": "mish"}, "hidden_act 'mish'.*expected one of.*gelu"),
+    ],
+)
+def test_invalid_fields_raise_errors_naming_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        BertConfig(**fields)
+
+
+def test_bad_config_file_error_names_the_file(tmp_path):
+    path = tmp_path / "bert_config.json"
+    path.write_text('{"hidden_size": 100, "num_attention_heads": 3}')
+    with pytest.raises(ValueError, match="bert_config.json.*divisible"):
+        BertConfig.from_json_file(path)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="bert_config.json: not valid JSON"):
+        BertConfig.from_json_file(path)

@@ -1,0 +1,259 @@
+"""`export_saved_model`: raw strings in, the Keras model's exact outputs out, servable by TF Serving.
+
+The exports are reloaded in a fresh Python that imports only tensorflow and
+tensorflow_text, after the vocabulary file they were built from is deleted.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import grpc
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from keras_bert_impl.config import BertConfig
+from keras_bert_impl.export import (
+    MIN_TF_SERVING_VERSION,
+    UnsupportedOpsError,
+    check_serving_ops,
+    export_saved_model,
+    saved_model_ops,
+)
+from keras_bert_impl.export.op_allowlist import TF_TEXT_2_12_OPS
+from keras_bert_impl.export.warmup import WARMUP_FILE
+from keras_bert_impl.models.classifier import BertClassifier
+from keras_bert_impl.models.encoder import BertEncoder
+from keras_bert_impl.models.pretrainer import BertPretrainer
+from keras_bert_impl.serving import Client, ServingError, start_server
+from keras_bert_impl.serving.servable import Servable
+from keras_bert_impl.text.preprocessor import BertPreprocessor
+from keras_bert_impl.text.tokenizer import BertTokenizer
+
+SEQ_LENGTH = 32
+LABELS = ["negative", "neutral", "positive"]
+TEXTS = ["The quick brown fox jumps over the lazy dog.", "北京欢迎你，上海也欢迎你！",
+         "Crème brûlée à la française, naïve café", "I love it 😀👍🏽 so much!!!",
+         "A very long sentence " + "that keeps going " * 20]
+PAIRS = ["Is it good?", "是的", "Ça va très bien", "🎉", "short"]
+MLM_TEXTS = ["Paris is the [MASK] of France.", "北京是[MASK]国的首都。",
+             "No mask here 😀", "[MASK] [MASK] café"]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, uncased_vocab):
+    """Exports a pair classifier (with labels), a fill-mask pretrainer and a bucketed encoder."""
+    root = tmp_path_factory.mktemp("exports")
+    vocab = str(root / "vocab.txt")
+    shutil.copy(uncased_vocab, vocab)
+    keras.utils.set_random_seed(7)
+    encoder = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=30522))
+    models = {"classifier": BertClassifier(encoder, num_classes=3),
+              "mlm": BertPretrainer(encoder), "encoder": encoder}
+    options = {"classifier": {"pair_inputs": True, "labels": LABELS},
+               "mlm": {"top_k": 3}, "encoder": {"seq_length_buckets": [16, SEQ_LENGTH]}}
+    dirs = {kind: export_saved_model(model, str(root / kind), vocab_file=vocab,
+                                     seq_length=SEQ_LENGTH, **options[kind])
+            for kind, model in models.items()}
+    tokenizer = BertTokenizer(vocab)
+    os.remove(vocab)  # the exports must carry their own copy
+    return {"root": root, "dirs": dirs, "models": models, "tokenizer": tokenizer}
+
+
+RELOAD_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+    assert not [m for m in sys.modules if m.startswith("keras_bert_impl")]
+    with open(sys.argv[1]) as f:
+        dirs, texts, pairs, mlm_texts, features, out = json.load(f)
+    results = {}
+    def run(name, signature, **inputs):
+        for k, v in signature(**{n: tf.constant(x) for n, x in inputs.items()}).items():
+            results[name + "/" + k] = v.numpy()
+    clf = tf.saved_model.load(dirs["classifier"]).signatures
+    run("classifier", clf["serving_default"], text=texts, text_pair=pairs)
+    run("classifier_ids", clf["serving_tokenized"], **features["classifier"])
+    run("mlm", tf.saved_model.load(dirs["mlm"]).signatures["serving_default"], text=mlm_texts)
+    enc = tf.saved_model.load(dirs["encoder"]).signatures
+    run("encoder", enc["serving_default"], text=texts)
+    run("encoder_ids", enc["serving_tokenized"], **features["encoder"])
+    run("encoder_short", enc["serving_default"], text=texts[:2])
+    run("encoder_short_ids", enc["serving_tokenized"], **features["encoder_short"])
+    np.savez(out, **results)
+""")
+
+
+def _features(exports, texts, pairs=None, seq_length=SEQ_LENGTH):
+    preprocessor = BertPreprocessor(exports["tokenizer"], seq_length)
+    return preprocessor(tf.constant(texts) if pairs is None
+                        else (tf.constant(texts), tf.constant(pairs)))
+
+
+@pytest.fixture(scope="module")
+def reloaded(exports):
+    """Outputs of the exports computed by a fresh Python without this package."""
+    root = exports["root"]
+    features = {"classifier": _features(exports, TEXTS, PAIRS),
+                "encoder": _features(exports, TEXTS),
+                "encoder_short": _features(exports, TEXTS[:2], seq_length=16)}
+    features = {kind: {k: v.numpy().tolist() for k, v in f.items()} for kind, f in features.items()}
+    request = root / "reload_request.json"
+    request.write_text(json.dumps([{k: str(v) for k, v in exports["dirs"].items()}, TEXTS,
+                                   PAIRS, MLM_TEXTS, features, str(root / "reloaded.npz")]))
+    env = {**os.environ, "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, str(request)],
+                            capture_output=True, text=True, env=env, cwd=str(root), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(root / "reloaded.npz", allow_pickle=True))
+
+
+def assert_same_as_keras(served, keras_output):
+    """Graph-mode kernels may round differently from eager Keras in the last bit."""
+    np.testing.assert_allclose(served, keras_output, rtol=1e-5, atol=1e-6)
+
+
+def test_classifier_export_gives_the_keras_outputs_for_text_pairs(exports, reloaded):
+    # The embedded preprocessing produces exactly the training preprocessor's ids:
+    # raw strings in give bit-identical outputs to those ids fed to serving_tokenized.
+    for output in ("logits", "probabilities", "label"):
+        np.testing.assert_array_equal(reloaded[f"classifier/{output}"],
+                                      reloaded[f"classifier_ids/{output}"])
+    logits = exports["models"]["classifier"](_features(exports, TEXTS, PAIRS)).numpy()
+    assert_same_as_keras(reloaded["classifier/logits"], logits)
+    assert_same_as_keras(reloaded["classifier/probabilities"], tf.nn.softmax(logits).numpy())
+    assert [b.decode() for b in reloaded["classifier/label"]] == \
+        [LABELS[i] for i in logits.argmax(-1)]
+
+
+def test_masked_lm_export_fills_each_literal_mask(exports, reloaded):
+    tokenizer, pretrainer = exports["tokenizer"], exports["models"]["mlm"]
+    # "[MASK]" written in the text is the mask token, not "[", "mask", "]".
+    pieces = ["paris is the", "of france."]
+    ids = tokenizer.tokenize(tf.constant(pieces)).to_list()
+    expected_ids = ids[0] + [tokenizer.mask_id] + ids[1]
+    features = BertPreprocessor(tokenizer, SEQ_LENGTH).pack([tf.ragged.constant([expected_ids])])
+    position = expected_ids.index(tokenizer.mask_id) + 1  # after [CLS]
+    logits = pretrainer({**features, "masked_lm_positions": tf.constant([[position]])})
+    probabilities = tf.nn.softmax(logits["mlm_logits"][0, 0]).numpy()
+    top = np.argsort(-probabilities)[:3]
+    np.testing.assert_array_equal(reloaded["mlm/top_k_ids"][0, 0], top)
+    assert_same_as_keras(reloaded["mlm/top_k_scores"][0, 0], probabilities[top])
+    assert [t.decode() for t in reloaded["mlm/top_k_tokens"][0, 0]] == \
+        [tokenizer.vocab[i] for i in top]
+    # Rows hold as many mask slots as the row with most masks; the rest is padding.
+    assert reloaded["mlm/top_k_ids"].shape == (4, 2, 3)
+    assert (reloaded["mlm/top_k_ids"][2] == -1).all()
+    assert (reloaded["mlm/top_k_tokens"][0, 1] == b"").all()
+    assert (reloaded["mlm/top_k_ids"][3] >= 0).all()
+
+
+def test_encoder_export_pads_each_batch_to_its_bucket_only(exports, reloaded):
+    encoder = exports["models"]["encoder"]
+    for name, texts, length in (("encoder", TEXTS, SEQ_LENGTH), ("encoder_short", TEXTS[:2], 16)):
+        assert reloaded[f"{name}/sequence_output"].shape == (len(texts), length, 128)
+        expected = encoder(_features(exports, texts, seq_length=length))
+        for output in ("pooled_output", "sequence_output"):
+            np.testing.assert_array_equal(reloaded[f"{name}/{output}"],
+                                          reloaded[f"{name}_ids/{output}"])
+            assert_same_as_keras(reloaded[f"{name}/{output}"], expected[output].numpy())
+
+
+def test_tokenized_signature_takes_the_three_int32_inputs(exports):
+    loaded = tf.saved_model.load(exports["dirs"]["classifier"])
+    signature = loaded.signatures["serving_tokenized"]
+    assert sorted(signature.structured_input_signature[1]) == [
+        "input_mask", "input_type_ids", "input_word_ids"]
+    features = _features(exports, TEXTS, PAIRS)
+    got = signature(**features)
+    assert_same_as_keras(got["logits"], exports["models"]["classifier"](features).numpy())
+
+
+def test_exports_use_only_ops_tf_serving_2_12_links(exports):
+    assert MIN_TF_SERVING_VERSION == "2.12"
+    for path in exports["dirs"].values():
+        ops = saved_model_ops(path)
+        text_ops = {op for op in ops if not hasattr(tf.raw_ops, op)}
+        assert text_ops and text_ops <= TF_TEXT_2_12_OPS  # the tokenizer is in the graph
+        assert not [op for op in ops if op.startswith("Xla")]
+        check_serving_ops(path)
+
+
+def test_a_graph_with_round_robin_trim_is_refused(tmp_path):
+    class Packer(tf.Module):
+        @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)] * 2)
+        def trim(self, a, b):
+            first, second = tf_text.RoundRobinTrimmer(max_seq_length=4).trim([a, b])
+            return first.flat_values, second.flat_values
+
+    tf.saved_model.save(Packer(), str(tmp_path))
+    with pytest.raises(UnsupportedOpsError, match="RoundRobinTrim.*Op type not registered"):
+        check_serving_ops(str(tmp_path))
+
+
+def test_warmup_requests_are_prediction_logs_the_server_replays(exports):
+    path = os.path.join(exports["dirs"]["classifier"], WARMUP_FILE)
+    assert os.path.getsize(path) > 0
+    servable = Servable("bert", 1, exports["dirs"]["classifier"])
+    assert servable.warm_up() == 2
+
+
+def test_export_refuses_to_overwrite_a_version(exports):
+    with pytest.raises(FileExistsError, match="already exists.*overwrite=True"):
+        export_saved_model(exports["models"]["encoder"], str(exports["root"] / "encoder"),
+                           vocab_file="unused.txt", version=1)
+    leftovers = [n for n in os.listdir(exports["root"] / "encoder") if n != "1"]
+    assert leftovers == []
+
+
+def test_export_rejects_a_vocabulary_of_the_wrong_size(exports, cased_vocab, tmp_path):
+    with pytest.raises(ValueError, match="28996 tokens but the model's vocab_size is 30522"):
+        export_saved_model(exports["models"]["encoder"], str(tmp_path), vocab_file=cased_vocab)
+
+
+def test_export_rejects_a_model_without_a_serving_head(uncased_vocab, tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(TypeError, match="no serving head.*BertClassifier"):
+        export_saved_model(model, str(tmp_path), vocab_file=uncased_vocab)
+
+
+@pytest.fixture(scope="module")
+def served(exports):
+    server = start_server(str(exports["dirs"]["classifier"]).rsplit(os.sep, 1)[0],
+                          model_name="bert", rest_api_port=0, file_system_poll_wait_seconds=0)
+    yield server
+    server.stop()
+
+
+def test_served_classifier_answers_multilingual_pairs_over_grpc(exports, reloaded, served):
+    client = Client(f"127.0.0.1:{served.port}")
+    outputs = client.predict(TEXTS, PAIRS)
+    np.testing.assert_array_equal(outputs["logits"], reloaded["classifier/logits"])
+    assert outputs["label"].tolist() == reloaded["classifier/label"].tolist()
+    signatures = client.metadata()
+    assert set(signatures) == {"serving_default", "serving_tokenized"}
+    assert signatures["serving_default"]["inputs"] == {
+        "text": {"dtype": "string", "shape": [-1]},
+        "text_pair": {"dtype": "string", "shape": [-1]}}
+    with pytest.raises(ServingError) as raised:
+        client.predict(TEXTS)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Missing but required: {text_pair}" in str(raised.value)
+
+
+def test_served_classifier_over_rest_matches_grpc(reloaded, served):
+    import urllib.request
+    body = json.dumps({"instances": [{"text": t, "text_pair": p} for t, p in zip(TEXTS, PAIRS)]})
+    url = f"http://127.0.0.1:{served.rest_api_port}/v1/models/bert:predict"
+    with urllib.request.urlopen(urllib.request.Request(url, data=body.encode())) as reply:
+        predictions = json.loads(reply.read())["predictions"]
+    np.testing.assert_array_equal(np.array([p["logits"] for p in predictions], np.float32),
+                                  reloaded["classifier/logits"])
+    assert [p["label"] for p in predictions] == [b.decode() for b in reloaded["classifier/label"]]

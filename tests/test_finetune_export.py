@@ -1,0 +1,104 @@
+"""Exported NER and QA heads answer raw strings through the model server as Keras does."""
+
+import numpy as np
+import pytest
+
+from keras_bert_impl.config import BertConfig
+from keras_bert_impl.data.ner import TaggedSentences, ner_features
+from keras_bert_impl.data.squad import SquadExample, SquadExamples, context_words, squad_features
+from keras_bert_impl.export import export_saved_model
+from keras_bert_impl.metrics.squad_decoding import decode_answers
+from keras_bert_impl.models.encoder import BertEncoder
+from keras_bert_impl.models.span_labeler import BertSpanLabeler
+from keras_bert_impl.models.token_classifier import BertTokenClassifier
+from keras_bert_impl.serving import Client, start_server
+from keras_bert_impl.text.preprocessor import BertPreprocessor
+from keras_bert_impl.text.tokenizer import BertTokenizer
+
+TAGS = ["B-LOC", "B-PER", "I-PER", "O"]
+
+
+def tiny_encoder(vocab_size):
+    return BertEncoder(BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64,
+                                  max_position_embeddings=64))
+
+
+def serve(base_path):
+    server = start_server(str(base_path), model_name="bert", port=0,
+                          file_system_poll_wait_seconds=0.2)
+    return server, Client(f"127.0.0.1:{server.port}", model_name="bert", timeout=60)
+
+
+def test_token_classifier_serves_a_tag_per_word(tmp_path, cased_vocab):
+    tokenizer = BertTokenizer(cased_vocab, lower_case=False)
+    model = BertTokenClassifier(tiny_encoder(tokenizer.vocab_size), num_classes=len(TAGS))
+    seq_length = 16
+    export_saved_model(model, str(tmp_path / "ner"), vocab_file=cased_vocab, lower_case=False,
+                       seq_length=seq_length, labels=TAGS)
+    texts = ["Peter Blackburn visited Brussels.", "北京 is big",
+             "a very long sentence that certainly will not fit into sixteen wordpieces at all"]
+
+    words = [[text[s:e] for s, e in context_words(text)] for text in texts]
+    data = TaggedSentences(words, [["O"] * len(w) for w in words], ["request"] * len(texts))
+    inputs, _, positions = ner_features(data, tokenizer, BertPreprocessor(tokenizer, seq_length))
+    logits = model.predict(inputs, verbose=0)
+
+    server, client = serve(tmp_path / "ner")
+    try:
+        served = client.predict(texts)
+    finally:
+        client.close()
+        server.stop()
+    for row, sentence in enumerate(words):
+        assert [w.decode() for w in served["words"][row][:len(sentence)]] == sentence
+        for column in range(len(sentence)):
+            position = positions[row, column]
+            if position < 0:  # cut by seq_length
+                assert served["tag_ids"][row, column] == -1
+                assert served["tags"][row, column] == b""
+                continue
+            np.testing.assert_allclose(served["logits"][row, column], logits[row, position],
+                                       atol=1e-5)
+            tag_id = int(np.argmax(logits[row, position]))
+            assert served["tag_ids"][row, column] == tag_id
+            assert served["tags"][row, column].decode() == TAGS[tag_id]
+    assert (positions[2] < 0).any(), "the long text must exercise truncation"
+
+
+def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chinese_vocab):
+    tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
+    model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))
+    seq_length = 64
+    export_saved_model(model, str(tmp_path / "qa"), vocab_file=chinese_vocab,
+                       seq_length=seq_length, pair_inputs=True)
+    questions = ["生命数耗完即算为什么？", "Who founded it?"]
+    contexts = ["每次泡封会减少生命数，生命数耗完即算为踢爆。",
+                "Nexon was founded in 1994 by Kim Jung-ju, in Seoul."]
+
+    examples = SquadExamples([
+        SquadExample(f"q{i}", question, context, context_words(context), [], -1, -1, True)
+        for i, (question, context) in enumerate(zip(questions, contexts))])
+    features = squad_features(examples, tokenizer, seq_length=seq_length, doc_stride=32,
+                              max_query_length=64)
+    assert len(features.example_index) == len(questions), "each context fits one window"
+    outputs = model.predict(features.inputs, verbose=0)
+    _, nbest = decode_answers(examples, features, outputs["start_logits"],
+                              outputs["end_logits"], n_best_size=seq_length,
+                              max_answer_length=30)
+
+    server, client = serve(tmp_path / "qa")
+    try:
+        served = client.predict(questions, pairs=contexts)
+    finally:
+        client.close()
+        server.stop()
+    np.testing.assert_allclose(served["start_logits"], outputs["start_logits"], atol=1e-5)
+    np.testing.assert_allclose(served["end_logits"], outputs["end_logits"], atol=1e-5)
+    for row, example in enumerate(examples.examples):
+        best = nbest[example.question_id][0]
+        assert served["answer"][row].decode() == best.text
+        assert (served["start_char"][row], served["end_char"][row]) == (
+            best.start_char, best.end_char)
+        assert served["score"][row] == pytest.approx(best.score, abs=1e-4)
+        assert contexts[row][best.start_char:best.end_char] == best.text

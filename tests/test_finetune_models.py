@@ -1,0 +1,102 @@
+"""BertClassifier, BertTokenClassifier, BertSpanLabeler: outputs, init, names, serialization."""
+
+import keras
+import numpy as np
+import pytest
+
+import harness
+from keras_bert_impl.config import BertConfig
+from keras_bert_impl.models.classifier import BertClassifier
+from keras_bert_impl.models.encoder import BertEncoder
+from keras_bert_impl.models.span_labeler import BertSpanLabeler
+from keras_bert_impl.models.token_classifier import BertTokenClassifier
+
+CONFIG = dict(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+              intermediate_size=64, max_position_embeddings=32)
+
+
+def encoder():
+    return BertEncoder(BertConfig(**CONFIG))
+
+
+def inputs(batch=3, seq=8):
+    rng = np.random.default_rng(0)
+    return {
+        "input_word_ids": rng.integers(0, 60, (batch, seq)).astype("int32"),
+        "input_mask": np.ones((batch, seq), "int32"),
+        "input_type_ids": np.zeros((batch, seq), "int32"),
+    }
+
+
+BUILDERS = {
+    "classifier": lambda: BertClassifier(encoder(), num_classes=3),
+    "token_classifier": lambda: BertTokenClassifier(encoder(), num_classes=5),
+    "span_labeler": lambda: BertSpanLabeler(encoder()),
+}
+
+
+def test_output_shapes_and_dtypes():
+    assert BUILDERS["classifier"]()(inputs()).shape == (3, 3)
+    assert BUILDERS["token_classifier"]()(inputs()).shape == (3, 8, 5)
+    spans = BUILDERS["span_labeler"]()(inputs())
+    assert spans["start_logits"].shape == spans["end_logits"].shape == (3, 8)
+    assert spans["start_logits"].dtype == "float32"
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_head_is_truncated_normal_002_not_glorot(kind):
+    model = BUILDERS[kind]()
+    weights = model.head.output_weights.numpy()
+    # Truncated at two standard deviations; glorot here would reach ~0.35.
+    assert np.abs(weights).max() <= 0.04
+    assert 0.01 < weights.std() < 0.03
+    assert np.all(model.head.output_bias.numpy() == 0)
+
+
+def test_google_variable_names_of_the_heads():
+    classifier = BUILDERS["classifier"]()
+    names = classifier.google_variable_map()
+    assert names["output_weights"].shape == (3, 32) and names["output_bias"].shape == (3,)
+    assert "bert/embeddings/word_embeddings" in names
+    spans = BUILDERS["span_labeler"]().google_variable_map()
+    assert spans["cls/squad/output_weights"].shape == (2, 32)
+    assert spans["cls/squad/output_bias"].shape == (2,)
+    tagger = BUILDERS["token_classifier"]().google_variable_map()
+    assert tagger["output_weights"].shape == (5, 32)
+
+
+def test_dropout_only_in_training():
+    model = BertClassifier(encoder(), num_classes=2, dropout=0.5)
+    x = inputs()
+    harness.assert_outputs_close(model(x), model(x))
+    assert not np.allclose(model(x, training=True), model(x, training=True))
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_serializes_and_round_trips_through_keras_files(kind, tmp_path):
+    model = BUILDERS[kind]()
+    harness.assert_rebuilds_from_config(model, inputs())
+    harness.assert_keras_file_round_trip(model, inputs(), tmp_path)
+    harness.assert_predicts_from_tf_data(model, inputs())
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_mixed_bfloat16_outputs_are_float32(kind):
+    harness.assert_mixed_bfloat16_outputs_float32(BUILDERS[kind], inputs())
+
+
+def test_span_labeler_compiles_with_xla():
+    harness.assert_jit_compile_matches(BUILDERS["span_labeler"](), inputs())
+
+
+def test_token_classifier_ignores_zero_weight_positions_in_the_loss():
+    model = BUILDERS["token_classifier"]()
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = inputs(batch=1)
+    labels = np.zeros((1, 8), "int32")
+    weights = np.zeros((1, 8), "float32")
+    weights[0, 1] = 1.0
+    other = labels.copy()
+    other[0, 2:] = 4  # differs only where the weight is 0
+    loss = model.evaluate(x, labels, sample_weight=weights, verbose=0)
+    assert loss == pytest.approx(model.evaluate(x, other, sample_weight=weights, verbose=0))

@@ -1,0 +1,111 @@
+"""Task metrics against hand-computed cases: accuracy/F1, conlleval entities, official SQuAD."""
+
+import numpy as np
+import pytest
+
+from keras_bert_impl.metrics import classification, ner, squad
+
+
+def test_accuracy_is_the_fraction_of_correct_predictions():
+    assert classification.accuracy([0, 1, 1, 0], [0, 1, 0, 0]) == 0.75
+
+
+def test_f1_is_for_the_positive_class():
+    # tp = 1, predicted positives = 1, actual positives = 2 -> 2*1/(1+2)
+    assert classification.f1([0, 1, 1, 0], [0, 1, 0, 0]) == pytest.approx(2 / 3)
+    assert classification.f1([0, 1, 1, 0], [0, 1, 0, 0], positive=0) == pytest.approx(0.8)
+
+
+def test_f1_without_positives_anywhere_is_zero():
+    assert classification.f1([0, 0], [0, 0]) == 0.0
+
+
+def test_classification_metrics_reject_mismatched_lengths():
+    with pytest.raises(ValueError, match="differ in length"):
+        classification.accuracy([0, 1], [0])
+
+
+def test_iob2_entities_start_at_b():
+    assert ner.get_entities(["B-PER", "I-PER", "O", "B-LOC", "B-LOC"]) == [
+        ("PER", 0, 1), ("LOC", 3, 3), ("LOC", 4, 4)]
+
+
+def test_iob1_i_after_o_or_another_type_opens_an_entity():
+    assert ner.get_entities(["O", "I-LOC", "I-LOC"]) == [("LOC", 1, 2)]
+    assert ner.get_entities(["I-PER", "I-LOC"]) == [("PER", 0, 0), ("LOC", 1, 1)]
+    # In IOB1, B- only separates two adjacent entities of the same type.
+    assert ner.get_entities(["I-PER", "I-PER", "B-PER"]) == [("PER", 0, 1), ("PER", 2, 2)]
+
+
+def test_i_of_another_type_after_b_is_a_new_entity_as_conlleval():
+    assert ner.get_entities(["B-PER", "I-LOC"]) == [("PER", 0, 0), ("LOC", 1, 1)]
+
+
+def test_iobes_tags_are_scored_like_conlleval():
+    assert ner.get_entities(["S-PER", "B-LOC", "E-LOC", "O"]) == [("PER", 0, 0), ("LOC", 1, 2)]
+
+
+def test_entity_scores_are_micro_averaged_over_sentences():
+    truth = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    prediction = [["B-PER", "I-PER", "O", "B-ORG"], ["B-ORG", "B-MISC"]]
+    # correct: PER, ORG = 2; found: PER, ORG, ORG, MISC = 4; expected: PER, LOC, ORG = 3
+    scores = ner.entity_scores(truth, prediction)
+    assert scores["precision"] == pytest.approx(2 / 4)
+    assert scores["recall"] == pytest.approx(2 / 3)
+    assert scores["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+
+
+def test_an_entity_with_a_wrong_boundary_is_wrong():
+    scores = ner.entity_scores([["B-PER", "I-PER"]], [["B-PER", "O"]])
+    assert scores == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_entity_scores_reject_sentences_of_different_lengths():
+    with pytest.raises(ValueError, match="sentence 0: 2 true tags but 1 predicted"):
+        ner.entity_scores([["O", "O"]], [["O"]])
+
+
+@pytest.mark.parametrize(
+    "text, normalized",
+    [
+        ("The Cat", "cat"),                      # case and a leading article
+        ("an apple, a pear", "apple pear"),      # articles and punctuation
+        ("theater anatomy", "theater anatomy"),  # articles only as whole words
+        ("A-B", "ab"),                           # punctuation removed, not spaced
+        ("  Hello\tWorld\n", "hello world"),     # whitespace collapsed
+        ("the the the", ""),
+        ("踢爆。", "踢爆。"),                    # non-ASCII punctuation is kept
+    ],
+)
+def test_official_normalisation(text, normalized):
+    assert squad.normalize_answer(text) == normalized
+
+
+def test_token_f1_counts_overlapping_normalised_tokens():
+    # pred [cat, sat], truth [cat, sat, on, mat]: precision 1, recall 1/2
+    assert squad.f1_score("the cat sat", "Cat sat on a mat") == pytest.approx(2 / 3)
+    assert squad.f1_score("dog", "cat") == 0.0
+
+
+def test_scores_take_the_best_gold_answer_and_are_percentages():
+    gold = {"q1": ["Denver Broncos", "The Broncos"], "q2": ["Carolina"]}
+    scores = squad.squad_scores(gold, {"q1": "broncos", "q2": "Carolina Panthers"})
+    # q1: "The Broncos" normalises to "broncos": EM 1, F1 1;
+    # q2: EM 0, F1 2*(1/2*1)/(1/2+1) = 2/3
+    assert scores["exact_match"] == 50.0
+    assert scores["f1"] == pytest.approx(100 * (1 + 2 / 3) / 2)
+
+
+def test_unanswerable_questions_are_right_only_with_an_empty_answer():
+    gold = {"q1": [], "q2": []}
+    assert squad.squad_scores(gold, {"q1": "", "q2": "something"}) == {
+        "exact_match": 50.0, "f1": 50.0}
+
+
+def test_a_question_without_prediction_scores_zero():
+    scores = squad.squad_scores({"q1": ["a b"], "q2": ["c"]}, {"q2": "c"})
+    assert scores == {"exact_match": 50.0, "f1": 50.0}
+
+
+def test_accuracy_accepts_numpy_arrays():
+    assert classification.accuracy(np.array([[1], [2]]), np.array([1, 2])) == 1.0

@@ -1,0 +1,417 @@
+"""The TensorFlow-Serving-compatible server and the Client, on a small string-input SavedModel.
+
+Everything goes over real gRPC (and HTTP for REST) on loopback. When
+`tensorflow_model_server` is on PATH, the same tests also run against it.
+"""
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_bert_impl.serving import Client, ServingError, start_server
+from keras_bert_impl.serving.batching_parameters import parse_batching_parameters
+
+TEXTS = ["Hello world", "北京欢迎你", "café crème", "emoji 😀👍"]
+BATCHING = "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 100000 }\n"
+
+
+class ToyModel(tf.Module):
+    """Per-text character count times `scale`, upper-cased text, and an int-input signature."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = tf.Variable(scale)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, text):
+        # Strict decoding: non-UTF-8 text fails inside the graph, at request time.
+        chars = tf.strings.unicode_decode(text, "UTF-8", errors="strict")
+        return {"length": tf.cast(chars.row_lengths(), tf.float32) * self.scale,
+                "upper": tf.strings.upper(text)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
+                                  tf.TensorSpec([None], tf.string)])
+    def serve_pair(self, text, text_pair):
+        return {"joined": tf.strings.join([text, text_pair], separator="|")}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    def tokenized(self, input_word_ids):
+        return {"total": tf.reduce_sum(input_word_ids, axis=1)}
+
+
+def write_toy_version(base_path: str, version: int, scale: float) -> None:
+    """Saves a version directory atomically (a server polling the base path never sees half)."""
+    model = ToyModel(scale)
+    staging = tempfile.mkdtemp(dir=base_path, prefix=".staging-")
+    tf.saved_model.save(model, staging, signatures={
+        "serving_default": model.serve, "pairs": model.serve_pair,
+        "serving_tokenized": model.tokenized})
+    os.rename(staging, os.path.join(base_path, str(version)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class RunningServer:
+    """A server under test: the Python one in-process or the real binary in a subprocess."""
+
+    def __init__(self, kind, base_path, tmp):
+        self.kind, self.base_path = kind, base_path
+        batching_file = os.path.join(tmp, "batching_parameters.txt")
+        with open(batching_file, "w") as f:
+            f.write(BATCHING)
+        if kind == "python":
+            self.handle = start_server(base_path, model_name="bert", port=0, rest_api_port=0,
+                                       enable_batching=True, batching_parameters_file=batching_file,
+                                       file_system_poll_wait_seconds=0.2)
+            self.port, self.rest_port = self.handle.port, self.handle.rest_api_port
+        else:
+            self.port, self.rest_port = free_port(), free_port()
+            self.process = subprocess.Popen([
+                "tensorflow_model_server", f"--port={self.port}",
+                f"--rest_api_port={self.rest_port}", "--model_name=bert",
+                f"--model_base_path={base_path}", "--enable_batching",
+                f"--batching_parameters_file={batching_file}",
+                "--file_system_poll_wait_seconds=1"])
+            client = Client(f"127.0.0.1:{self.port}", timeout=2)
+            wait_for(lambda: _available(client), what="tensorflow_model_server to load")
+
+    @property
+    def target(self):
+        return f"127.0.0.1:{self.port}"
+
+    def client(self, **kwargs) -> Client:
+        return Client(self.target, model_name=kwargs.pop("model_name", "bert"), **kwargs)
+
+    def stop(self):
+        if self.kind == "python":
+            self.handle.stop()
+        else:
+            self.process.terminate()
+            self.process.wait(30)
+
+
+def _available(client):
+    try:
+        return any(s["state"] == "AVAILABLE" for s in client.status())
+    except ServingError:
+        return False
+
+
+@pytest.fixture(scope="module", params=["python", "tensorflow_model_server"])
+def server(request, tmp_path_factory):
+    if request.param != "python" and shutil.which("tensorflow_model_server") is None:
+        pytest.skip("tensorflow_model_server is not on PATH; the Python server covers these tests")
+    tmp = str(tmp_path_factory.mktemp(f"server-{request.param}"))
+    base_path = os.path.join(tmp, "bert")
+    os.makedirs(base_path)
+    write_toy_version(base_path, 1, scale=1.0)
+    running = RunningServer(request.param, base_path, tmp)
+    yield running
+    running.stop()
+
+
+def expected_lengths(texts, scale=1.0):
+    return np.array([len(t) * scale for t in texts], np.float32)
+
+
+def test_predict_answers_multilingual_texts(server):
+    outputs = server.client().predict(TEXTS)
+    np.testing.assert_array_equal(outputs["length"], expected_lengths(TEXTS))
+    assert [u.decode() for u in outputs["upper"]] == [t.encode().upper().decode() for t in TEXTS]
+
+
+def test_predict_with_pairs_and_tokenized_signatures(server):
+    joined = server.client(signature_name="pairs").predict(["a", "北"], ["b", "京"])["joined"]
+    assert joined.tolist() == ["a|b".encode(), "北|京".encode()]
+    ids = np.array([[1, 2, 3], [4, 5, 6]], np.int32)
+    total = server.client().predict_tensors({"input_word_ids": ids},
+                                            signature_name="serving_tokenized")["total"]
+    np.testing.assert_array_equal(total, [6, 15])
+
+
+def test_metadata_describes_each_signature(server):
+    metadata = server.client().metadata()
+    assert metadata["serving_default"]["inputs"] == {"text": {"dtype": "string", "shape": [-1]}}
+    assert metadata["serving_default"]["outputs"]["length"] == {"dtype": "float32", "shape": [-1]}
+    assert metadata["serving_tokenized"]["inputs"]["input_word_ids"]["shape"] == [-1, -1]
+
+
+def test_status_reports_the_served_version_available(server):
+    statuses = server.client().status()
+    assert {"version": 1, "state": "AVAILABLE", "error_message": ""} in statuses
+
+
+def _raw_predict(server, inputs, model_name="bert", signature="", version=None):
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    for name, value in inputs.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    with grpc.insecure_channel(server.target) as channel:
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+
+
+BAD_REQUESTS = {
+    # case: (inputs, model spec overrides, expected code, words the Python server's message holds)
+    "wrong dtype": ({"text": np.array([1, 2], np.int32)}, {}, grpc.StatusCode.INVALID_ARGUMENT,
+                    ["'text'", "string", "int32"]),
+    "missing input": ({"text": ["a"]}, {"signature": "pairs"}, grpc.StatusCode.INVALID_ARGUMENT,
+                      ["Missing but required: {text_pair}"]),
+    "unknown input": ({"text": ["a"], "txet": ["b"]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
+                      ["Sent extra: {txet}"]),
+    "wrong rank": ({"text": [["a", "b"]]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
+                   ["'text'", "[1, 2]", "[None]"]),
+    "empty batch": ({"text": np.array([], dtype=object)}, {}, grpc.StatusCode.INVALID_ARGUMENT,
+                    ["empty batch", "'text'"]),
+    "oversize batch": ({"text": ["x"] * 17}, {}, grpc.StatusCode.INVALID_ARGUMENT,
+                       ["17", "maximum input batch size 16"]),
+    "different batch sizes": ({"text": ["a", "b"], "text_pair": ["c"]}, {"signature": "pairs"},
+                              grpc.StatusCode.INVALID_ARGUMENT, ["different batch sizes"]),
+    "non-UTF-8 text": ({"text": [b"ok", b"\xff\xfe bad"]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
+                       ["Invalid formatting on input string", "UnicodeDecode"]),
+    "unknown model": ({"text": ["a"]}, {"model_name": "bret"}, grpc.StatusCode.NOT_FOUND,
+                      ["Servable not found for request: Latest(bret)"]),
+    "unknown version": ({"text": ["a"]}, {"version": 99}, grpc.StatusCode.NOT_FOUND,
+                        ["Specific(bert, 99)"]),
+    # TF Serving answers an unknown signature with FAILED_PRECONDITION (predict_util.cc).
+    "unknown signature": ({"text": ["a"]}, {"signature": "serving_defualt"},
+                          grpc.StatusCode.FAILED_PRECONDITION,
+                          ['Serving signature key "serving_defualt" not found.']),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_request_gets_its_code_and_the_server_keeps_serving(server, case):
+    inputs, spec, code, words = BAD_REQUESTS[case]
+    with pytest.raises(grpc.RpcError) as raised:
+        _raw_predict(server, inputs, **spec)
+    assert raised.value.code() == code, raised.value.details()
+    if server.kind == "python":
+        for word in words:
+            assert word in raised.value.details()
+    np.testing.assert_array_equal(server.client().predict(["abc"])["length"], [3.0])
+
+
+def test_client_wraps_server_errors_with_the_server_message(server):
+    with pytest.raises(ServingError) as raised:
+        server.client(model_name="nope").predict(["a"])
+    assert raised.value.code == grpc.StatusCode.NOT_FOUND
+    assert "'nope'" in str(raised.value) and server.target in str(raised.value)
+    with pytest.raises(ValueError, match="2 texts but 1 pairs"):
+        server.client(signature_name="pairs").predict(["a", "b"], ["c"])
+
+
+def test_client_reports_an_unreachable_server_and_deadlines():
+    client = Client(f"127.0.0.1:{free_port()}", timeout=1.0)
+    with pytest.raises(ServingError) as raised:
+        client.predict(["a"])
+    assert raised.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert "127.0.0.1" in str(raised.value)
+
+
+def test_client_deadline_is_enforced(server):
+    with pytest.raises(ServingError) as raised:
+        server.client(timeout=1e-6).predict(["a"])
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "no answer within" in str(raised.value)
+
+
+def test_eight_concurrent_clients_all_succeed(server):
+    failures, barrier = [], threading.Barrier(8)
+
+    def worker(index):
+        client = server.client()
+        barrier.wait()
+        for step in range(20):
+            texts = TEXTS[: 1 + (index + step) % len(TEXTS)]
+            try:
+                got = client.predict(texts)["length"]
+                np.testing.assert_array_equal(got, expected_lengths(texts))
+            except Exception as error:  # noqa: BLE001 - collected for the assertion
+                failures.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_batching_merges_concurrent_requests_into_fewer_model_calls(server):
+    if server.kind != "python":
+        pytest.skip("model calls are counted inside the Python server")
+    before, barrier = server.handle.model_calls("bert"), threading.Barrier(8)
+    results = [None] * 8
+
+    def worker(index):
+        client = server.client()
+        barrier.wait()
+        results[index] = client.predict([TEXTS[index % 4]])["length"]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert server.handle.model_calls("bert") - before < 8
+    for index, result in enumerate(results):
+        np.testing.assert_array_equal(result, expected_lengths([TEXTS[index % 4]]))
+
+
+def _http(url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_rest_gives_the_same_numbers_as_grpc(server):
+    grpc_out = server.client().predict(TEXTS)
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/bert"
+    status, rows = _http(url + ":predict", {"instances": TEXTS})
+    assert status == 200
+    assert [r["length"] for r in rows["predictions"]] == grpc_out["length"].tolist()
+    assert [r["upper"] for r in rows["predictions"]] == [u.decode() for u in grpc_out["upper"]]
+    status, columns = _http(url + ":predict", {"inputs": {"text": TEXTS}})
+    assert columns["outputs"]["length"] == grpc_out["length"].tolist()
+    b64 = [{"b64": base64.b64encode(t.encode()).decode()} for t in TEXTS]
+    assert _http(url + ":predict", {"inputs": b64})[1]["outputs"]["length"] == \
+        grpc_out["length"].tolist()
+    status, pairs = _http(url + ":predict", {"signature_name": "pairs",
+                                             "instances": [{"text": "a", "text_pair": "b"}]})
+    assert pairs["predictions"] == ["a|b"]
+    status, body = _http(url)
+    assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
+    status, body = _http(url + "/metadata")
+    assert "serving_default" in body["metadata"]["signature_def"]["signature_def"]
+
+
+def test_rest_errors_use_http_codes_and_name_the_problem(server):
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models"
+    status, body = _http(url + "/bert:predict", {"instances": [1, 2]})
+    assert status == 400 and "error" in body
+    status, body = _http(url + "/bret:predict", {"instances": ["a"]})
+    assert status == 404 and "bret" in body["error"]
+    status, body = _http(url + "/bert:predict", {"signature_name": "pairs", "instances": ["a"]})
+    assert status == 400
+    assert _http(url + "/bert:predict", {"instances": ["ok"]})[0] == 200
+
+
+def test_a_new_version_directory_is_picked_up_while_serving(server):
+    client = server.client()
+    write_toy_version(server.base_path, 2, scale=10.0)
+    wait_for(lambda: any(s["version"] == 2 and s["state"] == "AVAILABLE"
+                         for s in client.status()), what="version 2")
+    wait_for(lambda: client.predict(["abc"])["length"][0] == 30.0, what="version 2 answers")
+    assert Client(server.target, version=2).predict(["ab"])["length"].tolist() == [20.0]
+
+
+def test_a_broken_version_is_reported_and_the_previous_one_keeps_serving(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    with start_server(str(base), file_system_poll_wait_seconds=0.2) as handle:
+        client = Client(f"127.0.0.1:{handle.port}")
+        (base / "2").mkdir()
+        (base / "2" / "saved_model.pb").write_bytes(b"not a SavedModel")
+        wait_for(lambda: any(s["version"] == 2 for s in client.status()), what="version 2 status")
+        broken = [s for s in client.status() if s["version"] == 2][0]
+        assert broken["state"] == "END" and "bert/2" in broken["error_message"]
+        assert client.predict(["abcd"])["length"].tolist() == [4.0]
+
+
+def test_model_config_file_serves_several_models_with_version_policies(tmp_path):
+    for name, versions in (("alpha", (1, 2)), ("beta", (1, 2, 3))):
+        (tmp_path / name).mkdir()
+        for version in versions:
+            write_toy_version(str(tmp_path / name), version, scale=float(version))
+    config = tmp_path / "models.config"
+    config.write_text(
+        'model_config_list {\n'
+        f'  config {{ name: "alpha" base_path: "{tmp_path / "alpha"}" model_platform: "tensorflow" }}\n'
+        f'  config {{ name: "beta" base_path: "{tmp_path / "beta"}" model_platform: "tensorflow"\n'
+        '    model_version_policy { specific { versions: 1 versions: 3 } }\n'
+        '    version_labels { key: "stable" value: 1 } }\n'
+        '}\n')
+    with start_server(model_config_file=str(config), file_system_poll_wait_seconds=0) as handle:
+        target = f"127.0.0.1:{handle.port}"
+        assert [s["version"] for s in Client(target, "alpha").status()] == [2]
+        assert [s["version"] for s in Client(target, "beta").status()] == [1, 3]
+        assert Client(target, "beta").predict(["ab"])["length"].tolist() == [6.0]
+        assert Client(target, "beta", version=1).predict(["ab"])["length"].tolist() == [2.0]
+
+
+def test_bad_configuration_files_are_clear_errors(tmp_path):
+    config = tmp_path / "models.config"
+    config.write_text('model_config_list { config { nme: "x" } }')
+    with pytest.raises(ValueError, match="models.config.*nme"):
+        start_server(model_config_file=str(config))
+    with pytest.raises(ValueError, match="max_bach_size"):
+        parse_batching_parameters("max_bach_size { value: 8 }")
+    with pytest.raises(ValueError, match="allowed_batch_sizes"):
+        parse_batching_parameters("max_batch_size { value: 8 } allowed_batch_sizes: 4")
+
+
+def test_allowed_batch_sizes_pad_and_the_answer_is_unpadded(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    batching = parse_batching_parameters(
+        "max_batch_size { value: 8 } batch_timeout_micros { value: 0 } allowed_batch_sizes: 4 "
+        "allowed_batch_sizes: 8")
+    with start_server(str(base), enable_batching=True, batching=batching) as handle:
+        got = Client(f"127.0.0.1:{handle.port}").predict(TEXTS[:3])["length"]
+    np.testing.assert_array_equal(got, expected_lengths(TEXTS[:3]))
+
+
+def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_bert_impl.serving.model_server", f"--port={port}",
+         "--model_name=bert", f"--model_base_path={base}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "Serving gRPC on 127.0.0.1" in process.stdout.readline()
+        assert Client(f"127.0.0.1:{port}").predict(["abc"])["length"].tolist() == [3.0]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,47 @@
+"""CoNLL reader and the alignment of word tags to first wordpieces."""
+
+import numpy as np
+import pytest
+
+from keras_bert_impl.data.bad_records import BadRecordError
+from keras_bert_impl.data.ner import check_tags, read_conll
+
+
+def write(tmp_path, text):
+    path = tmp_path / "train.conll"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_reads_first_column_as_word_and_last_as_tag_skipping_docstart(tmp_path):
+    path = write(tmp_path, "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+                           "Peter\tB-PER\nBlackburn\tI-PER\n")
+    data = read_conll(path)
+    assert data.words == [["EU", "rejects"], ["Peter", "Blackburn"]]
+    assert data.tags == [["B-ORG", "O"], ["B-PER", "I-PER"]]
+    assert data.sources == [f"{path}:3", f"{path}:6"]
+
+
+def test_a_line_without_a_tag_is_an_error_naming_file_and_line(tmp_path):
+    path = write(tmp_path, "EU B-ORG\nrejects\n\nok O\n")
+    with pytest.raises(BadRecordError, match=rf"{path}:2: expected a word and a tag"):
+        read_conll(path)
+    data = read_conll(path, skip_bad_records=True)
+    assert data.words == [["ok"]] and data.skipped_records == 1
+
+
+def test_an_unknown_eval_tag_is_bad_data(tmp_path):
+    data = read_conll(write(tmp_path, "a B-PER\n\nb B-XYZ\n"))
+    with pytest.raises(BadRecordError, match=r"train.conll:3: tag\(s\) \['B-XYZ'\]"):
+        check_tags(data, ["B-PER", "O"])
+    assert check_tags(data, ["B-PER", "O"], skip_bad_records=True).skipped_records == 1
+
+
+def test_real_conll_files(shared_data):
+    conll = read_conll(str(shared_data / "ner/conll2003/train.txt"))
+    assert len(conll.words) == 14041
+    assert conll.words[0][:3] == ["EU", "rejects", "German"]
+    assert conll.tags[0][:3] == ["B-ORG", "O", "B-MISC"]
+    wnut = read_conll(str(shared_data / "ner/wnut17/wnut17train.conll"))
+    assert len(wnut.words) == 3394
+    assert np.mean([len(w) == len(t) for w, t in zip(wnut.words, wnut.tags)]) == 1.0

@@ -1,0 +1,76 @@
+"""create_optimizer: the original BERT schedule, weight-decay exclusions and clipping."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
+from keras_bert_impl.training.optimization import create_optimizer
+
+
+def test_learning_rate_warms_up_linearly_then_decays_linearly_to_zero():
+    schedule = WarmupPolynomialDecay(1e-4, num_train_steps=1000, num_warmup_steps=100)
+    steps = [0, 50, 99, 100, 550, 1000, 2000]
+    values = [float(schedule(s)) for s in steps]
+    # The original: warmup = init_lr * step / warmup; decay over all steps.
+    expected = [0.0, 5e-5, 9.9e-5, 1e-4 * 0.9, 1e-4 * 0.45, 0.0, 0.0]
+    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-12)
+
+
+def test_schedule_without_warmup_starts_at_the_initial_rate():
+    schedule = WarmupPolynomialDecay(2e-5, num_train_steps=10)
+    assert float(schedule(0)) == pytest.approx(2e-5)
+    assert float(schedule(5)) == pytest.approx(1e-5)
+
+
+def test_schedule_rejects_more_warmup_than_training_steps():
+    with pytest.raises(ValueError, match="num_warmup_steps"):
+        WarmupPolynomialDecay(1e-4, num_train_steps=10, num_warmup_steps=11)
+
+
+def test_schedule_round_trips_through_keras_serialization():
+    schedule = WarmupPolynomialDecay(1e-4, num_train_steps=1000, num_warmup_steps=100)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(schedule))
+    assert restored.get_config() == schedule.get_config()
+
+
+def _layer_norm_dense_model():
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4, name="dense")(inputs)
+    outputs = keras.layers.LayerNormalization(name="LayerNorm")(hidden)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("optimizer_type", ["adamw", "lamb"])
+def test_weight_decay_skips_layer_norm_and_bias_but_not_kernels(optimizer_type):
+    model = _layer_norm_dense_model()
+    opt = create_optimizer(
+        1e-3, num_train_steps=10, num_warmup_steps=0, weight_decay_rate=0.5,
+        optimizer_type=optimizer_type,
+    )
+    before = {v.path: np.array(v) for v in model.trainable_variables}
+    # A zero gradient isolates the decoupled weight decay.
+    opt.apply_gradients([(np.zeros(v.shape, "float32"), v) for v in model.trainable_variables])
+    changed = {v.path for v in model.trainable_variables if not np.allclose(before[v.path], v)}
+    assert changed == {"dense/kernel"}
+
+
+def test_gradients_are_clipped_to_global_norm_one():
+    opt = create_optimizer(1.0, num_train_steps=10, num_warmup_steps=0, weight_decay_rate=0.0)
+    assert opt.global_clipnorm == 1.0
+    clipped = opt._clip_gradients([np.array([300.0, 400.0, 0.0], "float32")])[0]
+    np.testing.assert_allclose(np.array(clipped), [0.6, 0.8, 0.0], rtol=1e-6)
+
+
+def test_adamw_and_lamb_use_the_original_hyperparameters():
+    adamw = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1)
+    lamb = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1, optimizer_type="lamb")
+    assert isinstance(adamw, keras.optimizers.AdamW)
+    assert isinstance(lamb, keras.optimizers.Lamb)
+    for opt in (adamw, lamb):
+        assert (opt.beta_1, opt.beta_2, opt.epsilon, opt.weight_decay) == (0.9, 0.999, 1e-6, 0.01)
+
+
+def test_unknown_optimizer_type_is_a_clear_error():
+    with pytest.raises(ValueError, match="'sgd'"):
+        create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1, optimizer_type="sgd")

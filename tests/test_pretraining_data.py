@@ -1,0 +1,371 @@
+"""pretraining_dataset: raw text -> MLM + NSP batches (issue 3)."""
+
+import gzip
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_bert_impl.data.pretraining import pretraining_dataset
+from keras_bert_impl.text.tokenizer import BertTokenizer
+
+SEQ, P, BATCH = 64, 10, 16
+
+
+@pytest.fixture(scope="module")
+def tokenizer(uncased_vocab):
+    return BertTokenizer(uncased_vocab, lower_case=True)
+
+
+@pytest.fixture(scope="module")
+def english_corpus(shared_data, tmp_path_factory):
+    """Pride and Prejudice in the original format: one sentence per line,
+    a blank line between chapters."""
+    text = (shared_data / "corpus/en/pg1342_pride_and_prejudice.txt").read_text("utf-8")
+    path = tmp_path_factory.mktemp("corpus") / "pride.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        for chapter in re.split(r"\n\s*CHAPTER [IVXLC]+\.?\s*\n", text):
+            flat = " ".join(chapter.split())
+            for sentence in re.split(r"(?<=[.!?])\s+", flat):
+                f.write(sentence + "\n")
+            f.write("\n")
+    return str(path)
+
+
+def _marker_words(tokenizer, start, count):
+    words = [w for w in tokenizer.vocab if re.fullmatch("[a-z]{4,8}", w)]
+    return words[start:start + count]
+
+
+def _write_marked_corpus(path, tokenizer, num_docs, lines_per_doc, first_doc=0):
+    """Each line is `D L D L`: D marks the document, L the line number."""
+    docs = _marker_words(tokenizer, 0, 400)
+    lines = _marker_words(tokenizer, 1000, lines_per_doc)
+    with open(path, "w", encoding="utf-8") as f:
+        for d in range(first_doc, first_doc + num_docs):
+            for line in lines:
+                f.write(f"{docs[d]} {line} {docs[d]} {line}\n")
+            f.write("\n")
+    return str(path)
+
+
+def _decode_markers(tokenizer, ids):
+    doc_index = {tokenizer.vocab.index(w): i for i, w in enumerate(_marker_words(tokenizer, 0, 400))}
+    line_index = {tokenizer.vocab.index(w): i
+                  for i, w in enumerate(_marker_words(tokenizer, 1000, 200))}
+    return ([doc_index[t] for t in ids if t in doc_index],
+            [line_index[t] for t in ids if t in line_index])
+
+
+def _collect(dataset, num_batches):
+    batches = [b for b in dataset.take(num_batches).as_numpy_iterator()]
+    assert len(batches) == num_batches, "the dataset ended early"
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def _original_ids(batch):
+    ids = batch["input_word_ids"].copy()
+    rows = np.arange(len(ids))[:, None]
+    weights = batch["masked_lm_weights"] > 0
+    ids[rows.repeat(P, 1)[weights], batch["masked_lm_positions"][weights]] = \
+        batch["masked_lm_ids"][weights]
+    return ids
+
+
+def test_features_have_the_documented_names_static_shapes_and_dtypes(tokenizer, english_corpus):
+    ds = pretraining_dataset(english_corpus, tokenizer, seq_length=SEQ,
+                             max_predictions_per_seq=P, batch_size=BATCH, seed=1)
+    spec = ds.element_spec
+    assert isinstance(spec, dict)
+    expected = {
+        "input_word_ids": ([BATCH, SEQ], tf.int32), "input_mask": ([BATCH, SEQ], tf.int32),
+        "input_type_ids": ([BATCH, SEQ], tf.int32),
+        "masked_lm_positions": ([BATCH, P], tf.int32), "masked_lm_ids": ([BATCH, P], tf.int32),
+        "masked_lm_weights": ([BATCH, P], tf.float32), "next_sentence_labels": ([BATCH], tf.int32),
+    }
+    assert {k: (v.shape.as_list(), v.dtype) for k, v in spec.items()} == expected
+
+
+def test_masking_statistics_follow_the_original_rule_on_real_text(tokenizer, english_corpus):
+    ds = pretraining_dataset(english_corpus, tokenizer, seq_length=SEQ,
+                             max_predictions_per_seq=P, batch_size=BATCH, seed=2,
+                             document_shuffle_buffer=50, instance_shuffle_buffer=100)
+    batch = _collect(ds, 40)
+    mask = batch["input_mask"]
+    num_tokens = mask.sum(1)
+    weights = batch["masked_lm_weights"]
+    expected = np.minimum(P, np.maximum(1, np.round(num_tokens * 0.15)))
+    np.testing.assert_array_equal(weights.sum(1), expected)
+    assert 0.13 < weights.sum() / num_tokens.sum() < 0.16
+
+    original = _original_ids(batch)
+    chosen = weights > 0
+    positions = batch["masked_lm_positions"][chosen]
+    rows = np.nonzero(chosen)[0]
+    assert (positions < num_tokens[rows]).all()
+    special = {tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id}
+    assert not set(batch["masked_lm_ids"][chosen]) & special
+    # [CLS]/[SEP] stay in place: [CLS] first, two [SEP] that end the segments.
+    assert (original[:, 0] == tokenizer.cls_id).all()
+    assert ((original == tokenizer.sep_id) & (mask == 1)).sum(1).tolist() == [2] * len(mask)
+    now = batch["input_word_ids"][rows, positions]
+    label = batch["masked_lm_ids"][chosen]
+    as_mask = np.mean(now == tokenizer.mask_id)
+    unchanged = np.mean(now == label)
+    other = 1 - as_mask - unchanged
+    assert abs(as_mask - 0.8) < 0.03 and abs(unchanged - 0.1) < 0.025 and abs(other - 0.1) < 0.025
+    positions_in_row = np.where(chosen, batch["masked_lm_positions"], 10**6)
+    assert (np.diff(np.sort(positions_in_row, 1), axis=1) >= 0).all()
+    np.testing.assert_array_equal(batch["masked_lm_positions"][~chosen], 0)
+    np.testing.assert_array_equal(batch["masked_lm_ids"][~chosen], 0)
+
+
+def test_mask_count_is_capped_by_max_predictions_per_seq(tokenizer, english_corpus):
+    ds = pretraining_dataset(english_corpus, tokenizer, seq_length=SEQ, max_predictions_per_seq=3,
+                             batch_size=BATCH, seed=3, instance_shuffle_buffer=10)
+    batch = next(ds.as_numpy_iterator())
+    assert batch["masked_lm_weights"].shape == (BATCH, 3)
+    expected = np.minimum(3, np.maximum(1, np.round(batch["input_mask"].sum(1) * 0.15)))
+    np.testing.assert_array_equal(batch["masked_lm_weights"].sum(1), expected)
+
+
+def test_next_sentence_labels_are_balanced_and_mean_actual_next_or_random(tokenizer, tmp_path):
+    corpus = _write_marked_corpus(tmp_path / "marked.txt", tokenizer, num_docs=60,
+                                  lines_per_doc=40)
+    ds = pretraining_dataset(corpus, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=BATCH, seed=4, document_shuffle_buffer=20,
+                             instance_shuffle_buffer=50)
+    batch = _collect(ds, 20)
+    original = _original_ids(batch)
+    labels = batch["next_sentence_labels"]
+    assert 0.4 < labels.mean() < 0.6
+    same_document_random = 0
+    for ids, types, mask, label in zip(original, batch["input_type_ids"],
+                                       batch["input_mask"], labels):
+        real = mask == 1
+        docs_a, lines_a = _decode_markers(tokenizer, ids[real & (types == 0)])
+        docs_b, lines_b = _decode_markers(tokenizer, ids[real & (types == 1)])
+        assert docs_a and docs_b
+        if label == 0:
+            assert set(docs_a) == set(docs_b) and len(set(docs_a)) == 1
+            assert min(lines_b) >= max(lines_a)
+        else:
+            same_document_random += set(docs_a) == set(docs_b)
+    # Only the first document of the stream pairs with itself.
+    assert same_document_random <= 2
+
+
+def test_sequences_fill_the_target_length_and_short_ones_appear(tokenizer, english_corpus):
+    ds = pretraining_dataset(english_corpus, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=BATCH, seed=5, short_seq_prob=0.3,
+                             instance_shuffle_buffer=50)
+    lengths = _collect(ds, 10)["input_mask"].sum(1)
+    assert lengths.max() == SEQ
+    assert (lengths < SEQ // 2).mean() > 0.1
+
+
+def test_same_seed_gives_the_same_batches_and_start_step_resumes_the_stream(tokenizer,
+                                                                         english_corpus):
+    def make(seed, start_step=0):
+        return pretraining_dataset(english_corpus, tokenizer, seq_length=SEQ,
+                                   max_predictions_per_seq=P, batch_size=BATCH, seed=seed,
+                                   start_step=start_step, document_shuffle_buffer=20,
+                                   instance_shuffle_buffer=20)
+
+    first = list(make(7).take(4).as_numpy_iterator())
+    again = list(make(7).take(4).as_numpy_iterator())
+    resumed = next(make(7, start_step=3).as_numpy_iterator())
+    other = next(make(8).as_numpy_iterator())
+    for a, b in zip(first, again):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    for key in resumed:
+        np.testing.assert_array_equal(resumed[key], first[3][key])
+    assert not np.array_equal(other["input_word_ids"], first[0]["input_word_ids"])
+
+
+def test_masks_are_drawn_afresh_each_epoch(tokenizer, tmp_path):
+    corpus = _write_marked_corpus(tmp_path / "one_doc.txt", tokenizer, num_docs=1,
+                                  lines_per_doc=8)
+    ds = pretraining_dataset(corpus, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=1, seed=9, num_epochs=6, short_seq_prob=0.0)
+    positions = [tuple(b["masked_lm_positions"][0]) for b in ds.as_numpy_iterator()]
+    assert len(positions) == 6
+    assert len(set(positions)) > 1
+    # A finite dataset iterated again (a new fit epoch) also re-draws.
+    again = [tuple(b["masked_lm_positions"][0]) for b in ds.as_numpy_iterator()]
+    assert again != positions
+
+
+def test_input_contexts_see_disjoint_documents_and_per_replica_batches(tokenizer, tmp_path):
+    one_file = _write_marked_corpus(tmp_path / "one.txt", tokenizer, num_docs=40,
+                                    lines_per_doc=20)
+    (tmp_path / "many").mkdir()
+    for i in range(4):
+        _write_marked_corpus(tmp_path / "many" / f"part{i}.txt", tokenizer, num_docs=10,
+                             lines_per_doc=20, first_doc=10 * i)
+    for files in (one_file, str(tmp_path / "many" / "part*.txt")):
+        seen = []
+        for pipeline in range(2):
+            context = tf.distribute.InputContext(num_input_pipelines=2,
+                                                 input_pipeline_id=pipeline,
+                                                 num_replicas_in_sync=2)
+            ds = pretraining_dataset(files, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                                     batch_size=8, seed=1, input_context=context, num_epochs=1,
+                                     instance_shuffle_buffer=10)
+            assert ds.element_spec["input_word_ids"].shape.as_list() == [4, SEQ]
+            docs = set()
+            for batch in ds.as_numpy_iterator():
+                ids = _original_ids(batch)
+                for row, types in zip(ids, batch["input_type_ids"]):
+                    docs.update(_decode_markers(tokenizer, row[types == 0])[0])
+            seen.append(docs)
+        assert seen[0] and seen[1] and not seen[0] & seen[1], files
+
+
+def test_a_glob_of_files_is_interleaved(tokenizer, tmp_path):
+    for i in range(3):
+        _write_marked_corpus(tmp_path / f"part{i}.txt", tokenizer, num_docs=10,
+                             lines_per_doc=20, first_doc=10 * i)
+    ds = pretraining_dataset(str(tmp_path / "part*.txt"), tokenizer, seq_length=SEQ,
+                             max_predictions_per_seq=P, batch_size=6, seed=1,
+                             document_shuffle_buffer=1, instance_shuffle_buffer=1)
+    batch = next(ds.as_numpy_iterator())
+    files = {_decode_markers(tokenizer, row[types == 0])[0][0] // 10
+             for row, types in zip(_original_ids(batch), batch["input_type_ids"])}
+    assert files == {0, 1, 2}
+
+
+def test_gzip_and_comma_separated_patterns_read_like_plain_files(tokenizer, tmp_path):
+    plain = _write_marked_corpus(tmp_path / "a.txt", tokenizer, num_docs=5, lines_per_doc=20)
+    with open(plain, "rb") as src, gzip.open(tmp_path / "a_copy.txt.gz", "wb") as dst:
+        dst.write(src.read())
+    kwargs = dict(seq_length=SEQ, max_predictions_per_seq=P, batch_size=4, seed=3)
+    from_plain = next(pretraining_dataset(plain, tokenizer, **kwargs).as_numpy_iterator())
+    from_gzip = next(pretraining_dataset(str(tmp_path / "*.gz"), tokenizer,
+                                         **kwargs).as_numpy_iterator())
+    for key in from_plain:
+        np.testing.assert_array_equal(from_plain[key], from_gzip[key])
+    both = pretraining_dataset(f"{plain},{tmp_path / '*.gz'}", tokenizer, **kwargs)
+    assert next(both.as_numpy_iterator())["input_word_ids"].shape == (4, SEQ)
+
+
+def test_whole_word_masking_masks_every_wordpiece_of_a_word(tokenizer, english_corpus):
+    ds = pretraining_dataset(english_corpus, tokenizer, seq_length=SEQ,
+                             max_predictions_per_seq=P, batch_size=BATCH, seed=6,
+                             whole_word_masking=True, instance_shuffle_buffer=50)
+    batch = _collect(ds, 10)
+    original = _original_ids(batch)
+    continuation = np.array([t.startswith("##") for t in tokenizer.vocab])
+    multi_piece_words_masked = 0
+    for ids, mask, positions, weights in zip(original, batch["input_mask"],
+                                             batch["masked_lm_positions"],
+                                             batch["masked_lm_weights"]):
+        chosen = np.zeros(len(ids), bool)
+        chosen[positions[weights > 0]] = True
+        budget = min(P, max(1, round(mask.sum() * 0.15)))
+        assert chosen.sum() <= budget
+        special = (ids == tokenizer.cls_id) | (ids == tokenizer.sep_id) | (mask == 0)
+        word_start = ~continuation[ids] | special | np.roll(special, 1)
+        word_ids = np.cumsum(word_start)
+        for word in np.unique(word_ids[chosen]):
+            members = word_ids == word
+            assert chosen[members].all(), tokenizer.vocab and [tokenizer.vocab[t] for t in ids]
+            multi_piece_words_masked += members.sum() > 1
+    assert multi_piece_words_masked > 0
+
+
+def test_whole_word_masking_groups_chinese_characters_into_jieba_words(chinese_vocab, tmp_path):
+    jieba = pytest.importorskip("jieba")
+    tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
+    sentences = ["我们今天去北京大学图书馆看书。", "研究生命的起源是科学家的工作。",
+                 "中华人民共和国成立于一九四九年。", "他喜欢在公园里跑步和打篮球。"]
+    with open(tmp_path / "zh.txt", "w", encoding="utf-8") as f:
+        for i in range(30):
+            f.write("\n".join(sentences[i % 4:] + sentences[:i % 4]) + "\n\n")
+    words = {w for s in sentences for w in jieba.lcut(s)}
+    ds = pretraining_dataset(str(tmp_path / "zh.txt"), tokenizer, seq_length=SEQ,
+                             max_predictions_per_seq=P, batch_size=8, seed=1,
+                             whole_word_masking=True, instance_shuffle_buffer=10)
+    batch = _collect(ds, 4)
+    original = _original_ids(batch)
+    multi_char_runs = 0
+    for ids, positions, weights in zip(original, batch["masked_lm_positions"],
+                                       batch["masked_lm_weights"]):
+        chosen = sorted(positions[weights > 0])
+        runs, run = [], [chosen[0]]
+        for p in chosen[1:]:
+            if p == run[-1] + 1:
+                run.append(p)
+            else:
+                runs.append(run)
+                run = [p]
+        runs.append(run)
+        for run in runs:
+            text = "".join(tokenizer.vocab[ids[p]] for p in run)
+            multi_char_runs += len(run) > 1
+            # A masked run is one or more whole jieba words.
+            assert _splits_into(text, words), text
+    assert multi_char_runs > 0
+
+
+def _splits_into(text, words):
+    if not text:
+        return True
+    return any(text.startswith(w) and _splits_into(text[len(w):], words) for w in words)
+
+
+def test_an_empty_corpus_file_is_an_error_naming_it(tokenizer, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(ValueError, match="empty.txt.*is empty"):
+        pretraining_dataset(str(empty), tokenizer, seq_length=SEQ, batch_size=2)
+    with pytest.raises(ValueError, match="matches no files"):
+        pretraining_dataset(str(tmp_path / "missing*.txt"), tokenizer, seq_length=SEQ)
+
+
+def test_a_file_without_blank_lines_is_cut_into_documents(tokenizer, tmp_path):
+    path = tmp_path / "one_document.txt"
+    lines = _marker_words(tokenizer, 1000, 120)
+    path.write_text("".join(f"{w} {w} {w}\n" for w in lines * 5))
+    ds = pretraining_dataset(str(path), tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=8, seed=1, num_epochs=1, max_document_sentences=50)
+    batch = _collect(ds, 4)
+    assert set(batch["next_sentence_labels"]) == {0, 1}
+    assert (batch["input_mask"].sum(1) > 5).all()
+
+
+def test_invalid_utf8_bytes_are_dropped_like_the_original(tokenizer, tmp_path):
+    path = tmp_path / "bytes.txt"
+    path.write_bytes(b"hello \xff\xfe world\n" * 20 + b"\n" + b"good \xc3 morning\n" * 20)
+    ds = pretraining_dataset(str(path), tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=2, seed=1, num_epochs=1)
+    batch = next(ds.as_numpy_iterator())
+    ids = set(_original_ids(batch).ravel())
+    hello, world = tokenizer.vocab.index("hello"), tokenizer.vocab.index("world")
+    assert {hello, world} <= ids or {tokenizer.vocab.index("good")} <= ids
+    assert tokenizer.unk_id not in ids
+
+
+def test_a_vocabulary_without_mask_is_a_clear_error(uncased_vocab, tmp_path, english_corpus):
+    vocab = tmp_path / "no_mask_vocab.txt"
+    with open(uncased_vocab, encoding="utf-8") as f:
+        vocab.write_text("".join(line for line in f if line.strip() != "[MASK]"), "utf-8")
+    tokenizer = BertTokenizer(str(vocab))
+    with pytest.raises(ValueError, match=r"no_mask_vocab.txt.*\[MASK\]"):
+        pretraining_dataset(english_corpus, tokenizer, seq_length=SEQ, batch_size=2)
+
+
+def test_tfds_text_datasets_are_a_corpus_source(tokenizer):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
+        ds = pretraining_dataset(None, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                                 batch_size=4, seed=1, tfds_name="wikipedia/20230601.en",
+                                 tfds_text_key="text", num_epochs=1)
+        batch = next(ds.as_numpy_iterator())
+        assert batch["input_word_ids"].shape == (4, SEQ)
+        assert (batch["masked_lm_weights"].sum(1) >= 1).all()
+        with pytest.raises(ValueError, match="no text feature 'body'"):
+            pretraining_dataset(None, tokenizer, seq_length=SEQ, tfds_name="wikipedia/20230601.en",
+                                tfds_text_key="body")
