@@ -199,4 +199,4 @@ def test_trains_under_jit_compile_with_gradients_for_every_variable(encoder):
     assert len(grads) == len(encoder.google_variable_map())
     for variable, grad in zip(encoder.trainable_variables, grads, strict=True):
         assert grad is not None, variable.path
-        assert np.all(np.isfinite(grad)), variable.path
+        assert np.all(np.isfinite(tf.convert_to_tensor(grad))), variable.path

@@ -32,7 +32,6 @@ from keras_bert_impl.models.classifier import BertClassifier
 from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.pretrainer import BertPretrainer
 from keras_bert_impl.serving import Client, ServingError, start_server
-from keras_bert_impl.serving.servable import Servable
 from keras_bert_impl.text.preprocessor import BertPreprocessor
 from keras_bert_impl.text.tokenizer import BertTokenizer
 
@@ -48,19 +47,31 @@ MLM_TEXTS = ["Paris is the [MASK] of France.", "北京是[MASK]国的首都。",
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory, uncased_vocab):
-    """Exports a pair classifier (with labels), a fill-mask pretrainer and a bucketed encoder."""
+    """A pair classifier with labels and a fill-mask pretrainer exported in-process, and a
+    bucketed encoder exported by the `bert-export` command (in a subprocess, meanwhile)."""
     root = tmp_path_factory.mktemp("exports")
     vocab = str(root / "vocab.txt")
     shutil.copy(uncased_vocab, vocab)
     keras.utils.set_random_seed(7)
     encoder = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=30522))
+    encoder.save(str(root / "encoder.keras"))
+    command = subprocess.Popen(
+        [sys.executable, "-m", "keras_bert_impl.cli.export", f"--model={root / 'encoder.keras'}",
+         f"--vocab_file={vocab}", f"--export_dir={root / 'encoder'}",
+         f"--seq_length={SEQ_LENGTH}", "--seq_length_buckets=16,32"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     models = {"classifier": BertClassifier(encoder, num_classes=3),
               "mlm": BertPretrainer(encoder), "encoder": encoder}
-    options = {"classifier": {"pair_inputs": True, "labels": LABELS},
-               "mlm": {"top_k": 3}, "encoder": {"seq_length_buckets": [16, SEQ_LENGTH]}}
-    dirs = {kind: export_saved_model(model, str(root / kind), vocab_file=vocab,
-                                     seq_length=SEQ_LENGTH, **options[kind])
-            for kind, model in models.items()}
+    dirs = {
+        "classifier": export_saved_model(models["classifier"], str(root / "classifier"), vocab,
+                                         seq_length=SEQ_LENGTH, pair_inputs=True, labels=LABELS),
+        "mlm": export_saved_model(models["mlm"], str(root / "mlm"), vocab,
+                                  seq_length=SEQ_LENGTH, top_k=3),
+    }
+    stdout, stderr = command.communicate(timeout=600)
+    assert command.returncode == 0, stderr[-3000:]
+    dirs["encoder"] = str(root / "encoder" / "1")
+    assert f"Exported {dirs['encoder']}" in stdout
     tokenizer = BertTokenizer(vocab)
     os.remove(vocab)  # the exports must carry their own copy
     return {"root": root, "dirs": dirs, "models": models, "tokenizer": tokenizer}
@@ -110,7 +121,8 @@ def reloaded(exports):
                                    PAIRS, MLM_TEXTS, features, str(root / "reloaded.npz")]))
     env = {**os.environ, "PYTHONPATH": ""}
     result = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, str(request)],
-                            capture_output=True, text=True, env=env, cwd=str(root), timeout=300)
+                            capture_output=True, text=True, env=env, cwd=str(root), timeout=300,
+                            check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(np.load(root / "reloaded.npz", allow_pickle=True))
 
@@ -166,16 +178,6 @@ def test_encoder_export_pads_each_batch_to_its_bucket_only(exports, reloaded):
             assert_same_as_keras(reloaded[f"{name}/{output}"], expected[output].numpy())
 
 
-def test_tokenized_signature_takes_the_three_int32_inputs(exports):
-    loaded = tf.saved_model.load(exports["dirs"]["classifier"])
-    signature = loaded.signatures["serving_tokenized"]
-    assert sorted(signature.structured_input_signature[1]) == [
-        "input_mask", "input_type_ids", "input_word_ids"]
-    features = _features(exports, TEXTS, PAIRS)
-    got = signature(**features)
-    assert_same_as_keras(got["logits"], exports["models"]["classifier"](features).numpy())
-
-
 def test_exports_use_only_ops_tf_serving_2_12_links(exports):
     assert MIN_TF_SERVING_VERSION == "2.12"
     for path in exports["dirs"].values():
@@ -198,11 +200,12 @@ def test_a_graph_with_round_robin_trim_is_refused(tmp_path):
         check_serving_ops(str(tmp_path))
 
 
-def test_warmup_requests_are_prediction_logs_the_server_replays(exports):
-    path = os.path.join(exports["dirs"]["classifier"], WARMUP_FILE)
-    assert os.path.getsize(path) > 0
-    servable = Servable("bert", 1, exports["dirs"]["classifier"])
-    assert servable.warm_up() == 2
+def test_export_command_numbers_versions_after_the_newest(tmp_path):
+    from keras_bert_impl.cli.export import next_version
+    assert next_version(str(tmp_path / "missing")) == 1
+    for name in ("1", "7", ".7-incomplete-x", "notes"):
+        (tmp_path / name).mkdir()
+    assert next_version(str(tmp_path)) == 8
 
 
 def test_export_refuses_to_overwrite_a_version(exports):
@@ -257,3 +260,18 @@ def test_served_classifier_over_rest_matches_grpc(reloaded, served):
     np.testing.assert_array_equal(np.array([p["logits"] for p in predictions], np.float32),
                                   reloaded["classifier/logits"])
     assert [p["label"] for p in predictions] == [b.decode() for b in reloaded["classifier/label"]]
+
+
+def test_served_tokenized_signature_takes_the_three_int32_inputs(exports, served):
+    client = Client(f"127.0.0.1:{served.port}")
+    assert sorted(client.metadata()["serving_tokenized"]["inputs"]) == [
+        "input_mask", "input_type_ids", "input_word_ids"]
+    features = _features(exports, TEXTS, PAIRS)
+    got = client.predict_tensors({k: v.numpy() for k, v in features.items()},
+                                 signature_name="serving_tokenized")
+    assert_same_as_keras(got["logits"], exports["models"]["classifier"](features).numpy())
+
+
+def test_warmup_requests_are_prediction_logs_the_server_replays(exports, served):
+    assert os.path.getsize(os.path.join(exports["dirs"]["classifier"], WARMUP_FILE)) > 0
+    assert served.manager.servable("bert").warm_up() == 2

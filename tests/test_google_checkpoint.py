@@ -167,9 +167,9 @@ def test_load_reports_unused_weights_and_optimizer_state_separately(tf1_checkpoi
     assert result.missing == []
 
 
-def test_accepts_the_directory_and_the_index_file_name(tf1_checkpoint, encoder):
+def test_accepts_the_directory_and_the_file_names(tf1_checkpoint, encoder):
     prefix, weights = tf1_checkpoint
-    for path in (os.path.dirname(prefix), prefix + ".index"):
+    for path in (os.path.dirname(prefix), prefix + ".index", prefix + ".data-00000-of-00001"):
         encoder.get_embedding_table().assign(np.zeros([CONFIG.vocab_size, CONFIG.hidden_size]))
         assert load_google_checkpoint(encoder, path).path == prefix
         np.testing.assert_array_equal(
@@ -230,6 +230,12 @@ def test_mis_shaped_variable_is_an_error_naming_it_and_both_shapes(tf1_checkpoin
         load_google_checkpoint(small_vocab, tf1_checkpoint[0])
 
 
+def test_a_checkpoint_of_other_names_is_an_error_saying_so(tmp_path, encoder):
+    tf.train.Checkpoint(model=encoder).write(str(tmp_path / "keras_object_ckpt"))
+    with pytest.raises(ValueError, match="none of the model's variables.*original-format"):
+        load_google_checkpoint(encoder, tmp_path / "keras_object_ckpt")
+
+
 def test_missing_heads_are_allowed_only_when_asked(tf1_checkpoint, encoder):
     class EncoderWithHead:
         head = keras.Variable(np.zeros([3, CONFIG.hidden_size], "float32"), name="output_weights")
@@ -248,6 +254,14 @@ def test_nonexistent_path_is_a_clear_error(tmp_path, encoder):
     with pytest.raises(FileNotFoundError, match="No checkpoint at .*nowhere/bert_model.ckpt"):
         load_google_checkpoint(encoder, tmp_path / "nowhere" / "bert_model.ckpt")
     with pytest.raises(FileNotFoundError, match=r"No checkpoint \(\*.index file\) in directory"):
+        load_google_checkpoint(encoder, tmp_path)
+
+
+def test_a_directory_of_several_checkpoints_asks_for_one_prefix(tmp_path, encoder):
+    for name in ("model.ckpt-100", "model.ckpt-200"):
+        write_with_tf1_saver(str(tmp_path / name), original_variables(CONFIG))
+    os.remove(tmp_path / "checkpoint")
+    with pytest.raises(ValueError, match="several checkpoints.*model.ckpt-100.*model.ckpt-200"):
         load_google_checkpoint(encoder, tmp_path)
 
 

@@ -150,7 +150,7 @@ def test_predict_answers_multilingual_texts(server):
 
 def test_predict_with_pairs_and_tokenized_signatures(server):
     joined = server.client(signature_name="pairs").predict(["a", "北"], ["b", "京"])["joined"]
-    assert joined.tolist() == ["a|b".encode(), "北|京".encode()]
+    assert joined.tolist() == [b"a|b", "北|京".encode()]
     ids = np.array([[1, 2, 3], [4, 5, 6]], np.int32)
     total = server.client().predict_tensors({"input_word_ids": ids},
                                             signature_name="serving_tokenized")["total"]
@@ -349,7 +349,7 @@ def test_a_broken_version_is_reported_and_the_previous_one_keeps_serving(tmp_pat
         (base / "2").mkdir()
         (base / "2" / "saved_model.pb").write_bytes(b"not a SavedModel")
         wait_for(lambda: any(s["version"] == 2 for s in client.status()), what="version 2 status")
-        broken = [s for s in client.status() if s["version"] == 2][0]
+        broken = next(s for s in client.status() if s["version"] == 2)
         assert broken["state"] == "END" and "bert/2" in broken["error_message"]
         assert client.predict(["abcd"])["length"].tolist() == [4.0]
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from keras_bert_impl.data.bad_records import BadRecordError
+from keras_bert_impl.data import ner
 from keras_bert_impl.data.ner import check_tags, read_conll
 
 
@@ -45,3 +46,30 @@ def test_real_conll_files(shared_data):
     wnut = read_conll(str(shared_data / "ner/wnut17/wnut17train.conll"))
     assert len(wnut.words) == 3394
     assert np.mean([len(w) == len(t) for w, t in zip(wnut.words, wnut.tags)]) == 1.0
+
+
+def test_tags_go_on_first_wordpieces_and_other_positions_are_ignored(cased_vocab):
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    tokenizer = BertTokenizer(cased_vocab, lower_case=False)
+    data = ner.TaggedSentences([["British", "lamb", "."]], [["B-MISC", "O", "O"]], ["s"])
+    tags = ["B-MISC", "O"]
+    inputs, labels, positions = ner.ner_features(
+        data, tokenizer, BertPreprocessor(tokenizer, seq_length=8), tags)
+    tokens = [t.decode() for t in tokenizer.id_to_token(inputs["input_word_ids"][0]).numpy()]
+    assert tokens == ["[CLS]", "British", "la", "##mb", ".", "[SEP]", "[PAD]", "[PAD]"]
+    assert labels[0].tolist() == [-1, 0, 1, -1, 1, -1, -1, -1]
+    assert positions[0].tolist() == [1, 2, 4]
+
+
+def test_words_cut_by_seq_length_have_no_position(cased_vocab):
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    tokenizer = BertTokenizer(cased_vocab, lower_case=False)
+    data = ner.TaggedSentences([["a", "b", "c", "d"]], [["O"] * 4], ["s"])
+    _, labels, positions = ner.ner_features(
+        data, tokenizer, BertPreprocessor(tokenizer, seq_length=4), ["O"])
+    assert positions[0].tolist() == [1, 2, -1, -1]
+    assert ner.predicted_tags(np.zeros((1, 4, 1)), positions, data, ["O"]) == [["O"] * 4]

@@ -2,10 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from keras_bert_impl.data.bad_records import BadRecordError
-from keras_bert_impl.data.squad import context_words, read_squad
+from keras_bert_impl.data.squad import context_words, read_squad, squad_features
 
 
 def write_squad(tmp_path, paragraphs):
@@ -70,3 +71,72 @@ def test_real_cmrc_trial_set_has_a_few_mismatched_offsets(shared_data):
     span = example.context[example.word_spans[example.start_word][0]:
                            example.word_spans[example.end_word][1]]
     assert span == example.answers[0] == "踢爆"
+
+
+def test_long_contexts_become_doc_stride_windows_labelled_with_the_answer(tmp_path, uncased_vocab):
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    tokenizer = BertTokenizer(uncased_vocab)
+    context = " ".join(f"w{i}" for i in range(30)) + " the answer is paris ."
+    start = context.index("paris")
+    path = write_squad(tmp_path, [{"context": context, "qas": [
+        qa("q", "where?", [{"text": "paris", "answer_start": start}])]}])
+    examples = read_squad(path)
+    features = squad_features(examples, tokenizer, seq_length=24, doc_stride=8,
+                              max_query_length=4)
+    assert len(features.example_index) > 2
+    ids = features.inputs["input_word_ids"]
+    found = 0
+    for row in range(len(ids)):
+        s, e = features.start_positions[row], features.end_positions[row]
+        if s == 0:
+            assert e == 0  # [CLS]: the answer is not (wholly) in this window
+            continue
+        found += 1
+        assert tokenizer.id_to_token(ids[row, s:e + 1]).numpy().tolist() == [b"paris"]
+        assert features.inputs["input_type_ids"][row, s] == 1
+    assert found >= 1
+    # Every context token is the max-context token of exactly one window.
+    words = features.token_to_word
+    owners = {}
+    for row in range(len(ids)):
+        for col in np.flatnonzero(features.max_context[row]):
+            owners.setdefault(words[row, col], []).append(row)
+    assert all(len(rows) >= 1 for rows in owners.values())
+
+
+def test_decoding_recovers_an_answer_from_its_logits(tmp_path, uncased_vocab):
+    from keras_bert_impl.metrics.squad_decoding import decode_answers
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    context = "The Eiffel Tower is in Paris, France."
+    path = write_squad(tmp_path, [{"context": context, "qas": [
+        qa("q", "Where is it?", [{"text": "Paris, France", "answer_start": 23}])]}])
+    examples = read_squad(path)
+    features = squad_features(examples, BertTokenizer(uncased_vocab), seq_length=32)
+    starts = np.zeros((1, 32))
+    ends = np.zeros((1, 32))
+    starts[0, features.start_positions[0]] = 3.0
+    ends[0, features.end_positions[0]] = 2.0
+    predictions, nbest = decode_answers(examples, features, starts, ends)
+    assert predictions == {"q": "Paris, France"}  # the context's own text and spacing
+    assert nbest["q"][0].score == 5.0
+    # Too long for max_answer_length=2 tokens: the best span is something else.
+    short, _ = decode_answers(examples, features, starts, ends, max_answer_length=2)
+    assert short["q"] != "Paris, France"
+
+
+def test_version_2_predicts_no_answer_when_cls_scores_higher(tmp_path, uncased_vocab):
+    from keras_bert_impl.metrics.squad_decoding import decode_answers
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [
+        qa("q", "Who?", [], is_impossible=True)]}])
+    examples = read_squad(path, version_2_with_negative=True)
+    features = squad_features(examples, BertTokenizer(uncased_vocab), seq_length=16)
+    starts, ends = np.zeros((1, 16)), np.zeros((1, 16))
+    starts[0, 0] = ends[0, 0] = 4.0
+    starts[0, 6] = ends[0, 6] = 1.0
+    predictions, _ = decode_answers(examples, features, starts, ends,
+                                    version_2_with_negative=True)
+    assert predictions == {"q": ""}

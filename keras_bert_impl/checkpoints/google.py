@@ -116,6 +116,11 @@ def load_google_checkpoint(
     absent = [name for name in variables if name not in shapes]
     missing = [name for name in absent if allow_missing_heads and not name.startswith("bert/")]
     required = [name for name in absent if name not in missing]
+    if variables and len(absent) == len(variables):
+        raise ValueError(
+            f"Checkpoint {prefix} has none of the model's variables (e.g. {absent[0]}); "
+            f"is it an original-format BERT checkpoint? It holds: {sorted(shapes)[:5]} ..."
+        )
     if required:
         raise ValueError(
             f"Checkpoint {prefix} lacks {len(required)} variable(s) the model needs: "

@@ -11,7 +11,7 @@ which `tensorflow_model_server --model_base_path=--export_dir` picks up.
 
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "A saved .keras model: BertEncoder, BertPretrainer, "
@@ -73,6 +73,7 @@ def _load_model():
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # SavedModel writing logs every asset otherwise
     from keras_bert_impl.export.saved_model import export_saved_model
 
     version = FLAGS.version if FLAGS.version is not None else next_version(FLAGS.export_dir)

@@ -1,11 +1,16 @@
 """Export: a TensorFlow-Serving SavedModel with the tokenizer inside.
 
-Importing this package registers the serving heads of the model kinds below;
-a module adding a kind registers its head here too.
+Importing this package registers the serving head of every model kind (one
+module each); a module adding a kind is imported here too.
 """
 
-from keras_bert_impl.export import classifier_serving, encoder_serving, masked_lm_serving  # noqa: F401
-from keras_bert_impl.export import span_labeler, token_classifier  # noqa: F401
+from keras_bert_impl.export import (  # noqa: F401
+    classifier_serving,
+    encoder_serving,
+    masked_lm_serving,
+    span_labeler,
+    token_classifier,
+)
 from keras_bert_impl.export.op_allowlist import (
     MIN_TF_SERVING_VERSION,
     UnsupportedOpsError,
@@ -13,7 +18,11 @@ from keras_bert_impl.export.op_allowlist import (
     saved_model_ops,
 )
 from keras_bert_impl.export.saved_model import export_saved_model
-from keras_bert_impl.export.serving_head import ServingContext, ServingHead, register_serving_head
+from keras_bert_impl.export.serving_head import (
+    ServingContext,
+    ServingHead,
+    register_serving_head,
+)
 
 __all__ = [
     "MIN_TF_SERVING_VERSION",

@@ -3,7 +3,7 @@
 import os
 import shutil
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import tensorflow as tf

@@ -55,7 +55,8 @@ class SpanLabelerServing(ServingHead):
         offset = tf.cast(query.row_lengths() + 2, tf.int32)[:, None]
         piece = tf.range(width)[None, :] - offset
         in_doc = (piece >= 0) & (piece < tf.cast(doc.row_lengths(), tf.int32)[:, None])
-        token_word = tf.gather(piece_words.to_tensor(0), tf.maximum(piece, 0), batch_dims=1)
+        token_word = tf.gather(_padded(piece_words, width), tf.clip_by_value(piece, 0, width - 1),
+                               batch_dims=1)
 
         scores = starts[:, :, None] + ends[:, None, :]
         position = tf.range(width)
@@ -69,10 +70,10 @@ class SpanLabelerServing(ServingHead):
         found = tf.reduce_any(allowed, axis=[1, 2])
         start_word = tf.gather(token_word, start_token, batch_dims=1)
         end_word = tf.gather(token_word, end_token, batch_dims=1)
-        byte_begin = tf.gather(begin.to_tensor(0), start_word, batch_dims=1)
-        byte_end = tf.gather(end.to_tensor(0), end_word, batch_dims=1)
-        byte_begin = tf.where(found, byte_begin, 0)
-        byte_end = tf.where(found, byte_end, 0)
+        byte_begin = tf.gather(_padded(begin, 1), start_word, batch_dims=1)
+        byte_end = tf.gather(_padded(end, 1), end_word, batch_dims=1)
+        byte_begin = tf.where(found, tf.cast(byte_begin, tf.int32), 0)
+        byte_end = tf.where(found, tf.cast(byte_end, tf.int32), 0)
         start_char, end_char = char_offsets(context, byte_begin, byte_end)
         return {
             "answer": tf.strings.substr(context, byte_begin, byte_end - byte_begin),
@@ -85,3 +86,10 @@ class SpanLabelerServing(ServingHead):
 
     def warmup_texts(self):
         return ["Who wrote it?", "北京在哪里？"]
+
+
+def _padded(values: tf.RaggedTensor, min_width) -> tf.Tensor:
+    """Dense with zeros, at least `min_width` wide, so clipped indices are always in range."""
+    dense = values.to_tensor(0)
+    padding = tf.zeros([tf.shape(dense)[0], min_width], dense.dtype)
+    return tf.concat([dense, padding], axis=1)

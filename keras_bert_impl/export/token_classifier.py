@@ -47,7 +47,7 @@ class TokenClassifierServing(ServingHead):
 
         first_piece = first_piece_positions(pieces) + 1  # after [CLS]
         kept = first_piece < self.context.preprocessor.seq_length - 1
-        positions = tf.where(kept, first_piece, 0).to_tensor(0)
+        positions = tf.where(kept, first_piece, tf.zeros_like(first_piece)).to_tensor(0)
         present = kept.to_tensor(False)
         word_logits = tf.gather(logits, positions, batch_dims=1)
         word_logits = tf.where(present[..., None], word_logits, 0.0)

@@ -50,6 +50,7 @@ def first_piece_positions(pieces: tf.RaggedTensor) -> tf.RaggedTensor:
 
 def char_offsets(texts: tf.Tensor, byte_begin: tf.Tensor, byte_end: tf.Tensor):
     """Byte offsets [batch] into `texts` -> character offsets (int32), for clients' strings."""
-    start = tf.strings.length(tf.strings.substr(texts, 0, byte_begin), unit="UTF8_CHAR")
+    prefix = tf.strings.substr(texts, tf.zeros_like(byte_begin), byte_begin)
+    start = tf.strings.length(prefix, unit="UTF8_CHAR")
     span = tf.strings.substr(texts, byte_begin, byte_end - byte_begin)
     return start, start + tf.strings.length(span, unit="UTF8_CHAR")

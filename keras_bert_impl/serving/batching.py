@@ -10,8 +10,8 @@ import collections
 import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
-from typing import Callable
 
 import grpc
 import numpy as np

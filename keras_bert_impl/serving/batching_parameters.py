@@ -8,8 +8,13 @@ the same way here, and a typo is reported with its line and column.
 
 import dataclasses
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
-from google.protobuf import wrappers_pb2
+from google.protobuf import (
+    descriptor_pb2,
+    descriptor_pool,
+    message_factory,
+    text_format,
+    wrappers_pb2,
+)
 
 _FIELDS = (
     # name, field number, wrapper message (None: a plain scalar field)

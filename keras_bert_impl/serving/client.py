@@ -1,6 +1,6 @@
 """A gRPC client for TensorFlow Serving (the real server or `model_server`)."""
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import grpc
 import numpy as np

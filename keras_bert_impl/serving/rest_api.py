@@ -114,7 +114,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     manager: ModelManager  # set by make_rest_server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format, *args):
         pass
 
     def do_GET(self):

@@ -11,7 +11,10 @@ from concurrent import futures
 import grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-from keras_bert_impl.serving.batching_parameters import BatchingOptions, read_batching_parameters
+from keras_bert_impl.serving.batching_parameters import (
+    BatchingOptions,
+    read_batching_parameters,
+)
 from keras_bert_impl.serving.grpc_services import ModelServicer, PredictionServicer
 from keras_bert_impl.serving.model_manager import (
     ModelManager,

@@ -28,7 +28,8 @@ def create_optimizer(
     `end_lr` at `num_train_steps`; decoupled weight decay on every variable
     except LayerNorm and bias variables; gradients clipped to a global norm
     of 1.0. `optimizer_type="lamb"` uses LAMB's layer-wise trust ratio for
-    large batches.
+    large batches. Under a distribution strategy each replica's gradients are
+    clipped before they are summed, as the original's CrossShardOptimizer did.
 
     ```python
     opt = create_optimizer(1e-4, num_train_steps=10000, num_warmup_steps=1000)

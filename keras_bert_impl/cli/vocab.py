@@ -1,0 +1,60 @@
+"""bert-vocab: learn a WordPiece vocabulary from raw text files.
+
+Words are split exactly as BertTokenizer splits them, so the vocabulary fits
+the tokenizer that will use it (pass the same --lower_case to both).
+
+    bert-vocab --input_files='corpus/*.txt' --output_file=vocab.txt \
+        --vocab_size=30522 --lower_case --num_unused_tokens=99
+"""
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("input_files", None, "UTF-8 text files; globs allowed (comma-separated).")
+flags.DEFINE_string("output_file", None, "Where to write the vocabulary, one token per line.")
+flags.DEFINE_integer("vocab_size", 30522, "Maximum number of tokens, reserved ones included.")
+flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (an uncased vocabulary).")
+flags.DEFINE_list(
+    "reserved_tokens", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "Tokens written first."
+)
+flags.DEFINE_integer(
+    "num_unused_tokens", 0, "[unused0]..[unusedN-1] written after the reserved tokens."
+)
+flags.mark_flags_as_required(["input_files", "output_file"])
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    from keras_bert_impl.text.vocab_file import write_vocab_file
+    from keras_bert_impl.text.vocabulary import learn_vocabulary
+
+    files = expand_globs(FLAGS.input_files)
+    logging.info("Learning a %d-token vocabulary from %d files", FLAGS.vocab_size, len(files))
+    vocab = learn_vocabulary(
+        tf.data.TextLineDataset(files),
+        vocab_size=FLAGS.vocab_size,
+        lower_case=FLAGS.lower_case,
+        reserved_tokens=FLAGS.reserved_tokens,
+        num_unused_tokens=FLAGS.num_unused_tokens,
+    )
+    write_vocab_file(vocab, FLAGS.output_file)
+    print(f"Wrote {len(vocab)} tokens to {FLAGS.output_file}")
+
+
+def expand_globs(patterns: list[str]) -> list[str]:
+    """Files matching each pattern, in order; a pattern that matches nothing is an error."""
+    import tensorflow as tf
+
+    files = []
+    for pattern in patterns:
+        matches = sorted(tf.io.gfile.glob(pattern))
+        if not matches:
+            raise app.UsageError(f"--input_files: no file matches {pattern!r}")
+        files += matches
+    return files
+
+
+def run():
+    app.run(main)

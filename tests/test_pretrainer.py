@@ -1,0 +1,193 @@
+"""BertPretrainer: MLM + NSP heads with the original numerics, loss and checkpoint names."""
+
+import math
+import warnings
+
+import harness
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_bert_impl import BertConfig, BertEncoder
+from keras_bert_impl.models.pretrainer import BertPretrainer
+from keras_bert_impl.training.optimization import create_optimizer
+
+VOCAB, SEQ, P, BATCH = 97, 16, 4, 3
+
+
+def tiny_config(**overrides) -> BertConfig:
+    return BertConfig.from_preset("bert_tiny", vocab_size=VOCAB, max_position_embeddings=64,
+                                  **overrides)
+
+
+def make_features(batch=BATCH, seed=0):
+    rng = np.random.default_rng(seed)
+    weights = np.ones((batch, P), "float32")
+    weights[0, -2:] = 0.0  # padded prediction slots, as the data pipeline writes them
+    return {
+        "input_word_ids": rng.integers(1, VOCAB, (batch, SEQ)).astype("int32"),
+        "input_mask": np.ones((batch, SEQ), "int32"),
+        "input_type_ids": (np.arange(SEQ)[None, :] >= SEQ // 2).repeat(batch, 0).astype("int32"),
+        "masked_lm_positions": rng.integers(1, SEQ, (batch, P)).astype("int32"),
+        "masked_lm_ids": rng.integers(1, VOCAB, (batch, P)).astype("int32"),
+        "masked_lm_weights": weights,
+        "next_sentence_labels": rng.integers(0, 2, (batch,)).astype("int32"),
+    }
+
+
+def model_inputs(features):
+    names = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions")
+    return {name: features[name] for name in names}
+
+
+@pytest.fixture(scope="module")
+def pretrainer():
+    keras.utils.set_random_seed(1)
+    return BertPretrainer(BertEncoder(tiny_config()))
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def _layer_norm(x, gamma, beta, eps=1e-12):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def test_takes_the_whole_feature_dict_and_returns_float32_logits(pretrainer):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "structure of inputs doesn't match" warning
+        outputs = pretrainer(make_features())
+    assert outputs["mlm_logits"].shape == (BATCH, P, VOCAB)
+    assert outputs["nsp_logits"].shape == (BATCH, 2)
+    assert outputs["mlm_logits"].dtype == tf.float32
+    assert outputs["nsp_logits"].dtype == tf.float32
+
+
+def test_mlm_logits_are_the_original_transform_and_tied_decoder_at_masked_positions(pretrainer):
+    features = make_features()
+    variables = {k: np.asarray(v) for k, v in pretrainer.google_variable_map().items()}
+    sequence = np.asarray(pretrainer.encoder(model_inputs(features))["sequence_output"])
+    gathered = np.take_along_axis(sequence, features["masked_lm_positions"][..., None], axis=1)
+    prefix = "cls/predictions/"
+    hidden = _gelu(gathered @ variables[prefix + "transform/dense/kernel"]
+                   + variables[prefix + "transform/dense/bias"])
+    hidden = _layer_norm(hidden, variables[prefix + "transform/LayerNorm/gamma"],
+                         variables[prefix + "transform/LayerNorm/beta"])
+    expected = hidden @ variables["bert/embeddings/word_embeddings"].T + variables[prefix + "output_bias"]
+    np.testing.assert_allclose(pretrainer(features)["mlm_logits"], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_decoder_is_the_encoders_word_embedding_variable(pretrainer):
+    assert pretrainer.mlm_head.embedding_table is pretrainer.encoder.get_embedding_table()
+    paths = [v.path for v in pretrainer.trainable_variables]
+    assert len(paths) == len(set(paths))
+
+
+def test_nsp_logits_are_pooled_output_times_transposed_output_weights(pretrainer):
+    features = make_features()
+    pooled = np.asarray(pretrainer.encoder(model_inputs(features))["pooled_output"])
+    variables = pretrainer.google_variable_map()
+    weights = np.asarray(variables["cls/seq_relationship/output_weights"])
+    assert weights.shape == (2, 128)
+    expected = pooled @ weights.T + np.asarray(variables["cls/seq_relationship/output_bias"])
+    np.testing.assert_allclose(pretrainer(features)["nsp_logits"], expected, atol=1e-5)
+
+
+def test_loss_is_the_original_weighted_mlm_mean_plus_nsp_mean(pretrainer):
+    features = make_features()
+    outputs = pretrainer(features)
+    log_probs = np.asarray(tf.nn.log_softmax(outputs["mlm_logits"]))
+    mlm_nll = -np.take_along_axis(log_probs, features["masked_lm_ids"][..., None], -1)[..., 0]
+    weights = features["masked_lm_weights"]
+    mlm = (weights * mlm_nll).sum() / (weights.sum() + 1e-5)
+    nsp_log_probs = np.asarray(tf.nn.log_softmax(outputs["nsp_logits"]))
+    nsp = -np.take_along_axis(nsp_log_probs, features["next_sentence_labels"][:, None], -1).mean()
+    loss = pretrainer.compute_loss(x=features, y_pred=outputs)
+    np.testing.assert_allclose(float(loss), mlm + nsp, rtol=1e-5)
+
+
+def test_mlm_accuracy_counts_only_positions_with_weight(pretrainer):
+    features = make_features()
+    logits = np.full((BATCH, P, VOCAB), -10.0, "float32")
+    ids = features["masked_lm_ids"]
+    for b in range(BATCH):
+        for p in range(P):
+            logits[b, p, ids[b, p]] = 10.0
+    logits[0, -2:] = 0.0  # wrong, but these slots have weight 0
+    logits[0, -2:, (ids[0, -2:] + 1) % VOCAB] = 10.0
+    nsp_logits = np.zeros((BATCH, 2), "float32")
+    pretrainer.reset_metrics()
+    pretrainer.compute_metrics(features, None, {"mlm_logits": logits, "nsp_logits": nsp_logits})
+    assert float(pretrainer.mlm_accuracy.result()) == 1.0
+
+
+def test_google_variable_map_names_every_variable_once_in_original_shapes(pretrainer):
+    mapping = pretrainer.google_variable_map()
+    heads = {name: tuple(v.shape) for name, v in mapping.items() if name.startswith("cls/")}
+    assert heads == {
+        "cls/predictions/transform/dense/kernel": (128, 128),
+        "cls/predictions/transform/dense/bias": (128,),
+        "cls/predictions/transform/LayerNorm/gamma": (128,),
+        "cls/predictions/transform/LayerNorm/beta": (128,),
+        "cls/predictions/output_bias": (VOCAB,),
+        "cls/seq_relationship/output_weights": (2, 128),
+        "cls/seq_relationship/output_bias": (2,),
+    }
+    assert set(pretrainer.encoder.google_variable_map()) <= set(mapping)
+    mapped = {id(v) for v in mapping.values()}
+    assert mapped == {id(v) for v in pretrainer.weights}
+
+
+def test_head_kernels_are_truncated_normal_with_stddev_0_02(pretrainer):
+    mapping = pretrainer.google_variable_map()
+    for name in ("cls/predictions/transform/dense/kernel", "cls/seq_relationship/output_weights"):
+        values = np.asarray(mapping[name])
+        assert np.abs(values).max() <= 2 * 0.02 + 1e-7, name
+        assert 0.01 < values.std() < 0.02, name  # truncation at 2 sigma narrows the spread
+    assert not np.asarray(mapping["cls/predictions/output_bias"]).any()
+    assert np.allclose(mapping["cls/predictions/transform/LayerNorm/gamma"], 1.0)
+    assert pretrainer.mlm_head.layer_norm.epsilon == 1e-12
+
+
+def test_rebuilds_from_config(pretrainer):
+    harness.assert_rebuilds_from_config(pretrainer, make_features())
+
+
+def test_keras_file_round_trip_gives_identical_outputs(pretrainer, tmp_path):
+    harness.assert_keras_file_round_trip(pretrainer, make_features(), tmp_path)
+
+
+def test_runs_under_jit_compile(pretrainer):
+    harness.assert_jit_compile_matches(pretrainer, model_inputs(make_features()), atol=1e-4)
+
+
+def test_predicts_from_tf_data(pretrainer):
+    harness.assert_predicts_from_tf_data(pretrainer, model_inputs(make_features()))
+
+
+def test_mixed_bfloat16_gives_float32_logits_close_to_float32():
+    harness.assert_mixed_bfloat16_outputs_float32(
+        lambda: BertPretrainer(BertEncoder(tiny_config())), make_features(), atol=0.15)
+
+
+def test_fit_under_xla_bf16_and_steps_per_execution_reports_the_four_metrics():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(2)
+        model = BertPretrainer(BertEncoder(tiny_config()))
+        model.compile(optimizer=create_optimizer(1e-2, num_train_steps=40, num_warmup_steps=4),
+                      jit_compile=True, steps_per_execution=5)
+        dataset = tf.data.Dataset.from_tensors(make_features(batch=8)).repeat()
+        history = model.fit(dataset, steps_per_epoch=10, epochs=2, verbose=0).history
+        scores = model.evaluate(dataset, steps=2, return_dict=True, verbose=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    for name in ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"):
+        assert name in history and name in scores, name
+    assert history["mlm_loss"][-1] < history["mlm_loss"][0]
+    assert int(model.optimizer.iterations.numpy()) == 20

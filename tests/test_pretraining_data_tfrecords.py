@@ -1,0 +1,160 @@
+"""Pretraining TFRecords: our tool, the original layout, metadata checks (issue 3)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_bert_impl.data import tfrecords
+from keras_bert_impl.data.pretraining import pretraining_dataset
+from keras_bert_impl.text.tokenizer import BertTokenizer
+
+SEQ, P = 32, 5
+
+
+@pytest.fixture(scope="module")
+def tokenizer(uncased_vocab):
+    return BertTokenizer(uncased_vocab, lower_case=True)
+
+
+def _original_example(seed):
+    """A record as google-research/bert's create_pretraining_data.py writes it."""
+    rng = np.random.default_rng(seed)
+    length = int(rng.integers(8, SEQ))
+    input_ids = [101] + rng.integers(1000, 5000, length - 2).tolist() + [102]
+    input_ids += [0] * (SEQ - length)
+    segment_ids = [0] * (length // 2) + [1] * (length - length // 2) + [0] * (SEQ - length)
+    positions = sorted(rng.choice(np.arange(1, length - 1), 3, replace=False).tolist())
+    masked_ids = [input_ids[p] for p in positions]
+    def ints(values):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    feature = {
+        "input_ids": ints(input_ids),
+        "input_mask": ints([1] * length + [0] * (SEQ - length)),
+        "segment_ids": ints(segment_ids),
+        "masked_lm_positions": ints(positions + [0] * (P - 3)),
+        "masked_lm_ids": ints(masked_ids + [0] * (P - 3)),
+        "masked_lm_weights": tf.train.Feature(
+            float_list=tf.train.FloatList(value=[1.0] * 3 + [0.0] * (P - 3))),
+        "next_sentence_labels": ints([seed % 2]),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example, {
+        "input_word_ids": input_ids, "input_mask": [1] * length + [0] * (SEQ - length),
+        "input_type_ids": segment_ids, "masked_lm_positions": positions + [0] * (P - 3),
+        "masked_lm_ids": masked_ids + [0] * (P - 3),
+        "masked_lm_weights": [1.0] * 3 + [0.0] * (P - 3), "next_sentence_labels": seed % 2}
+
+
+def test_records_in_the_original_layout_are_read_into_our_names_and_dtypes(tokenizer, tmp_path):
+    path = str(tmp_path / "original.tfrecord")
+    expected = []
+    with tf.io.TFRecordWriter(path) as writer:
+        for seed in range(6):
+            example, features = _original_example(seed)
+            writer.write(example.SerializeToString())
+            expected.append(features)
+    ds = pretraining_dataset(path, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=3, seed=1, num_epochs=1, instance_shuffle_buffer=1)
+    dtypes = {k: v.dtype for k, v in ds.element_spec.items()}
+    assert dtypes == {"input_word_ids": tf.int32, "input_mask": tf.int32,
+                      "input_type_ids": tf.int32, "masked_lm_positions": tf.int32,
+                      "masked_lm_ids": tf.int32, "masked_lm_weights": tf.float32,
+                      "next_sentence_labels": tf.int32}
+    assert ds.element_spec["next_sentence_labels"].shape.as_list() == [3]
+    rows = [{k: v[i] for k, v in b.items()} for b in ds.as_numpy_iterator() for i in range(3)]
+    assert len(rows) == 6
+    for row, want in zip(rows, expected):
+        for key, value in want.items():
+            np.testing.assert_array_equal(row[key], value, err_msg=key)
+
+
+def test_a_length_mismatch_in_original_records_names_file_and_feature(tokenizer, tmp_path):
+    path = str(tmp_path / "original.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(_original_example(0)[0].SerializeToString())
+    with pytest.raises(ValueError, match=r"original.tfrecord.*'input_ids' has length 32, "
+                                         r"expected 64"):
+        pretraining_dataset(path, tokenizer, seq_length=64, max_predictions_per_seq=P)
+
+
+@pytest.fixture(scope="module")
+def generated_records(shared_data, uncased_vocab, tmp_path_factory):
+    """bert-create-pretraining-data run as a real subprocess on sample_text.txt."""
+    out = tmp_path_factory.mktemp("records")
+    outputs = f"{out / 'a.tfrecord'},{out / 'b.tfrecord'}"
+    command = [sys.executable, "-m", "keras_bert_impl.cli.create_pretraining_data",
+               f"--input_file={shared_data / 'sample_text.txt'}",
+               f"--output_file={outputs}", f"--vocab_file={uncased_vocab}",
+               "--do_lower_case", f"--max_seq_length={SEQ}",
+               f"--max_predictions_per_seq={P}", "--dupe_factor=2", "--random_seed=7",
+               "--do_whole_word_mask"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout
+
+
+def test_the_tool_writes_original_layout_records_with_metadata(generated_records, tokenizer):
+    out, stdout = generated_records
+    assert "Wrote" in stdout
+    metadata = json.loads((out / "a.tfrecord.metadata.json").read_text())
+    assert metadata["seq_length"] == SEQ and metadata["max_predictions_per_seq"] == P
+    assert metadata["vocab_sha256"] == tokenizer.vocab_sha256
+    assert metadata["dupe_factor"] == 2 and metadata["do_whole_word_mask"] is True
+    record = next(iter(tf.data.TFRecordDataset(str(out / "a.tfrecord"))))
+    feature = tf.train.Example.FromString(record.numpy()).features.feature
+    assert sorted(feature) == sorted(["input_ids", "input_mask", "segment_ids",
+                                      "masked_lm_positions", "masked_lm_ids",
+                                      "masked_lm_weights", "next_sentence_labels"])
+    assert feature["masked_lm_weights"].WhichOneof("kind") == "float_list"
+    assert feature["input_ids"].WhichOneof("kind") == "int64_list"
+    assert len(feature["input_ids"].int64_list.value) == SEQ
+
+
+def test_generated_records_round_trip_through_the_dataset(generated_records, tokenizer):
+    out, _ = generated_records
+    metadata = [json.loads((out / f"{n}.tfrecord.metadata.json").read_text()) for n in "ab"]
+    total = sum(m["num_instances"] for m in metadata)
+    ds = pretraining_dataset(str(out / "*.tfrecord*"), tokenizer, seq_length=SEQ,
+                             max_predictions_per_seq=P, batch_size=1, num_epochs=1, seed=1)
+    rows = list(ds.as_numpy_iterator())
+    assert len(rows) == total > 0
+    for row in rows:
+        weights = row["masked_lm_weights"][0]
+        positions = row["masked_lm_positions"][0][weights > 0]
+        masked = row["input_word_ids"][0][positions]
+        assert len(positions) >= 1
+        assert np.mean(masked == tokenizer.mask_id) > 0 or len(positions) < 3
+        assert row["input_word_ids"][0][0] == tokenizer.cls_id
+    assert {int(r["next_sentence_labels"][0]) for r in rows} == {0, 1}
+
+
+def test_metadata_mismatch_is_a_clear_error(generated_records, tokenizer, cased_vocab):
+    out, _ = generated_records
+    records = str(out / "a.tfrecord")
+    with pytest.raises(ValueError, match=r"a.tfrecord.*max_predictions_per_seq=5.*expects "
+                                         r"max_predictions_per_seq=20"):
+        pretraining_dataset(records, tokenizer, seq_length=SEQ, max_predictions_per_seq=20)
+    with pytest.raises(ValueError, match="seq_length=32.*expects seq_length=128"):
+        pretraining_dataset(records, tokenizer, seq_length=128, max_predictions_per_seq=P)
+    with pytest.raises(ValueError, match="vocab_sha256"):
+        pretraining_dataset(records, BertTokenizer(cased_vocab, lower_case=False),
+                            seq_length=SEQ, max_predictions_per_seq=P)
+
+
+def test_serialized_examples_round_trip(tmp_path):
+    features = {"input_word_ids": np.arange(SEQ, dtype=np.int32),
+                "input_mask": np.ones(SEQ, np.int32),
+                "input_type_ids": np.zeros(SEQ, np.int32),
+                "masked_lm_positions": np.array([1, 2, 0, 0, 0], np.int32),
+                "masked_lm_ids": np.array([7, 8, 0, 0, 0], np.int32),
+                "masked_lm_weights": np.array([1, 1, 0, 0, 0], np.float32),
+                "next_sentence_labels": np.int32(1)}
+    parsed = tfrecords.parse_fn(SEQ, P)(tf.constant([tfrecords.serialize_example(features)]))
+    for key, value in features.items():
+        np.testing.assert_array_equal(parsed[key].numpy()[0], value)

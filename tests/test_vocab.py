@@ -1,0 +1,90 @@
+"""learn_vocabulary / bert-vocab: a vocabulary that fits BertTokenizer and its corpus."""
+
+import pytest
+import tensorflow as tf
+from absl import app, flags
+
+from keras_bert_impl.cli import vocab as vocab_cli
+from keras_bert_impl.text.tokenizer import BertTokenizer
+from keras_bert_impl.text.vocab_file import read_vocab_file, write_vocab_file
+from keras_bert_impl.text.vocabulary import DEFAULT_RESERVED_TOKENS, learn_vocabulary
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    from pydoc_data.topics import topics
+
+    return [line for text in topics.values() for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def learned(corpus):
+    return learn_vocabulary(corpus, vocab_size=3000, num_unused_tokens=3)
+
+
+def test_reserved_then_unused_tokens_come_first_and_nothing_repeats(learned):
+    assert learned[:8] == list(DEFAULT_RESERVED_TOKENS) + ["[unused0]", "[unused1]", "[unused2]"]
+    assert len(learned) == len(set(learned)) <= 3000
+
+
+def test_the_learned_vocabulary_tokenizes_its_corpus_without_unknowns(learned, corpus, tmp_path):
+    path = str(tmp_path / "vocab.txt")
+    write_vocab_file(learned, path)
+    assert read_vocab_file(path)[0] == learned
+    tokenizer = BertTokenizer(path)
+    ids = tokenizer.tokenize(tf.constant(corpus)).flat_values.numpy()
+    assert (ids == tokenizer.unk_id).mean() < 0.001
+    # Frequent words are whole tokens, rarer ones are split into ## pieces.
+    assert "function" in learned
+    assert any(token.startswith("##") for token in learned)
+
+
+def test_words_are_normalised_as_the_tokenizer_normalises_them():
+    texts = ["Café CAFÉ café naïve Naïve, «quoted»!"] * 20
+    uncased = learn_vocabulary(texts, vocab_size=100, reserved_tokens=["[UNK]"])
+    assert {"cafe", "naive", "«", ","} <= set(uncased)
+    assert not {"Café", "é", "N"} & set(uncased)
+    cased = learn_vocabulary(texts, vocab_size=100, lower_case=False, reserved_tokens=["[UNK]"])
+    assert {"Café", "CAFÉ", "Naïve"} <= set(cased)
+
+
+def test_a_vocab_size_without_room_beyond_the_reserved_tokens_is_an_error():
+    with pytest.raises(ValueError, match="vocab_size=5 leaves no room beyond the 5 reserved"):
+        learn_vocabulary(["a b c"], vocab_size=5)
+
+
+def test_texts_without_words_are_an_error():
+    with pytest.raises(ValueError, match="no words found"):
+        learn_vocabulary(["", " \t"], vocab_size=50)
+
+
+@pytest.fixture
+def parsed_flags():
+    yield flags.FLAGS
+    flags.FLAGS.unparse_flags()
+
+
+def test_bert_vocab_writes_a_vocabulary_from_globbed_files(tmp_path, corpus, parsed_flags):
+    (tmp_path / "a.txt").write_text("\n".join(corpus[:3000]), encoding="utf-8")
+    (tmp_path / "b.txt").write_text("\n".join(corpus[3000:]), encoding="utf-8")
+    output = tmp_path / "vocab.txt"
+    parsed_flags(
+        [
+            "bert-vocab",
+            f"--input_files={tmp_path}/*.txt",
+            f"--output_file={output}",
+            "--vocab_size=2000",
+            "--nolower_case",
+        ]
+    )
+    vocab_cli.main([])
+    tokens, _ = read_vocab_file(str(output))
+    assert tokens[:5] == list(DEFAULT_RESERVED_TOKENS)
+    assert len(tokens) <= 2000
+    assert "The" in tokens  # cased
+
+
+def test_bert_vocab_names_a_glob_that_matches_nothing(tmp_path, parsed_flags):
+    parsed_flags(["bert-vocab", f"--input_files={tmp_path}/none*.txt", "--output_file=x"])
+    with pytest.raises(app.UsageError, match="no file matches .*none"):
+        vocab_cli.main([])
