@@ -68,12 +68,16 @@ def main(argv):
     for batch_size in (int(b) for b in FLAGS.batch_sizes):
         batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
         tensors = [tf.constant(b) for b in batches]
-        for name, function in (("keras_bert_impl BertTokenizer", tokenize),
-                               ("keras_bert_impl BertPreprocessor", pack)):
-            seconds = _best_seconds(lambda f=function: [f(t) for t in tensors], FLAGS.repeats)
+        for name, function in (
+            ("keras_bert_impl BertTokenizer", tokenize),
+            ("keras_bert_impl BertPreprocessor", pack),
+        ):
+            seconds = _best_seconds(
+                lambda f=function, ts=tensors: [f(t) for t in ts], FLAGS.repeats
+            )
             _report(name, batch_size, seconds, len(texts), num_tokens)
         for name, encode in rivals.items():
-            seconds = _best_seconds(lambda e=encode: [e(b) for b in batches], FLAGS.repeats)
+            seconds = _best_seconds(lambda e=encode, bs=batches: [e(b) for b in bs], FLAGS.repeats)
             theirs = [ids for b in batches for ids in encode(b)]
             agree = sum(a == b for a, b in zip(ours, theirs)) / len(texts)
             _report(name, batch_size, seconds, len(texts), num_tokens, f"same ids={agree:.4f}")

@@ -20,3 +20,6 @@ from keras_bert_impl.checkpoints.google import (  # noqa: E402
 )
 from keras_bert_impl.export.saved_model import export_saved_model  # noqa: E402
 from keras_bert_impl import serving  # noqa: E402
+from keras_bert_impl.models.classifier import BertClassifier  # noqa: E402
+from keras_bert_impl.models.token_classifier import BertTokenClassifier  # noqa: E402
+from keras_bert_impl.models.span_labeler import BertSpanLabeler  # noqa: E402

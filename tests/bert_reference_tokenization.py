@@ -43,8 +43,7 @@ class FullTokenizer:
     def tokenize(self, text) -> list[str]:
         split_tokens = []
         for token in self.basic_tokenizer.tokenize(text):
-            for sub_token in self.wordpiece_tokenizer.tokenize(token):
-                split_tokens.append(sub_token)
+            split_tokens.extend(self.wordpiece_tokenizer.tokenize(token))
         return split_tokens
 
     def convert_tokens_to_ids(self, tokens: list[str]) -> list[int]:

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from keras_bert_impl.data.bad_records import BadRecordError
@@ -100,3 +101,20 @@ def test_tfds_glue_reads_single_sentences_and_pairs():
     assert len(sst2.texts_a) == 5 and sst2.texts_b is None
     assert set(sst2.labels) <= {"0", "1"}
     assert len(mrpc.texts_b) == 5
+
+
+def test_pairs_are_packed_by_the_preprocessor_inside_tf_data(tmp_path, uncased_vocab):
+    from keras_bert_impl.data.classification import classification_dataset
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    path = write(tmp_path, "train.tsv", "q\tp\tlabel\nhello world\tgood day\tyes\n")
+    data = read_classification_file(path, text_a_column="q", text_b_column="p")
+    data, ids = encode_labels(data, sorted_labels(data.labels))
+    preprocessor = BertPreprocessor(BertTokenizer(uncased_vocab), seq_length=8)
+    inputs, labels = next(iter(classification_dataset(data, ids, preprocessor, batch_size=4)))
+    expected = preprocessor((np.array(["hello world"]), np.array(["good day"])))
+    for name, value in expected.items():
+        assert inputs[name].numpy().tolist() == value.numpy().tolist()
+    assert inputs["input_type_ids"].numpy().tolist() == [[0, 0, 0, 0, 1, 1, 1, 0]]
+    assert labels.numpy().tolist() == [0]

@@ -1,18 +1,18 @@
 """BertClassifier, BertTokenClassifier, BertSpanLabeler: outputs, init, names, serialization."""
 
+import harness
 import keras
 import numpy as np
 import pytest
 
-import harness
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.models.classifier import BertClassifier
 from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.span_labeler import BertSpanLabeler
 from keras_bert_impl.models.token_classifier import BertTokenClassifier
 
-CONFIG = dict(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-              intermediate_size=64, max_position_embeddings=32)
+CONFIG = {"vocab_size": 60, "hidden_size": 32, "num_hidden_layers": 1,
+          "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 32}
 
 
 def encoder():

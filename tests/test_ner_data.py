@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from keras_bert_impl.data.bad_records import BadRecordError
 from keras_bert_impl.data import ner
+from keras_bert_impl.data.bad_records import BadRecordError
 from keras_bert_impl.data.ner import check_tags, read_conll
 
 
@@ -69,7 +69,7 @@ def test_words_cut_by_seq_length_have_no_position(cased_vocab):
 
     tokenizer = BertTokenizer(cased_vocab, lower_case=False)
     data = ner.TaggedSentences([["a", "b", "c", "d"]], [["O"] * 4], ["s"])
-    _, labels, positions = ner.ner_features(
+    _, _, positions = ner.ner_features(
         data, tokenizer, BertPreprocessor(tokenizer, seq_length=4), ["O"])
     assert positions[0].tolist() == [1, 2, -1, -1]
     assert ner.predicted_tags(np.zeros((1, 4, 1)), positions, data, ["O"]) == [["O"] * 4]

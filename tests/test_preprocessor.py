@@ -102,6 +102,23 @@ def test_outputs_have_static_shapes_under_tf_function_with_a_none_batch(tokenize
             assert tensor.dtype == tf.int32
 
 
+def test_the_packing_graph_has_no_assert_ops(tokenizer):
+    preprocessor = BertPreprocessor(tokenizer, seq_length=16)
+    spec = tf.TensorSpec([None], tf.string)
+    graph = (
+        tf.function(lambda a, b: preprocessor((a, b)), input_signature=[spec, spec])
+        .get_concrete_function()
+        .graph.as_graph_def()
+    )
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    assert "Assert" not in {node.op for node in nodes}  # they break TPU input pipelines
+
+
+def test_an_empty_batch_packs_to_zero_rows(tokenizer):
+    out = BertPreprocessor(tokenizer, seq_length=6)(tf.constant([], tf.string))
+    assert out["input_word_ids"].shape == (0, 6)
+
+
 def test_runs_inside_tf_data_map_and_batches_with_static_shapes(tokenizer):
     texts = [_text(n) for n in range(12)]
     dataset = tf.data.Dataset.from_tensor_slices((texts, texts[::-1])).batch(4)

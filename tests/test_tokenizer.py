@@ -177,7 +177,8 @@ def test_transformers_legacy_port_agrees_with_the_reference_on_real_text(
     # Where its NFC step and special-token handling cannot matter, the
     # transformers port and the reference must agree.
     texts = [t for t in english_texts if unicodedata.is_normalized("NFC", t) and "[" not in t]
-    assert len(texts) > 500
+    texts = texts[::3]
+    assert len(texts) > 200
     for text in texts:
         assert legacy.tokenize(text) == reference.tokenize(text), text
 
@@ -251,6 +252,20 @@ def test_an_empty_batch_gives_an_empty_ragged_tensor(uncased):
     assert tokenizer.tokenize(tf.constant([], tf.string)).shape[0] == 0
 
 
+@pytest.mark.parametrize(
+    "texts, error, message",
+    [
+        (tf.constant("one string"), ValueError, r"1-D batch of strings \[batch\], got shape \(\)"),
+        (tf.constant([["a"], ["b"]]), ValueError, r"got shape \(2, 1\)"),
+        (tf.constant([1, 2]), TypeError, "texts must be tf.string, got int32"),
+    ],
+)
+def test_texts_that_are_not_a_batch_of_strings_are_clear_errors(uncased, texts, error, message):
+    tokenizer, _ = uncased
+    with pytest.raises(error, match=message):
+        tokenizer.tokenize(texts)
+
+
 def test_tokenize_words_groups_wordpieces_by_original_word(uncased):
     tokenizer, reference = uncased
     text = "Unaffable tokenizers, really!"
@@ -261,7 +276,9 @@ def test_tokenize_words_groups_wordpieces_by_original_word(uncased):
         for w in reference.basic_tokenizer.tokenize(text)
     ]
     assert words.to_list() == [expected]
-    assert tokenizer.tokenize(tf.constant([text])).to_list() == [sum(expected, [])]
+    assert tokenizer.tokenize(tf.constant([text])).to_list() == [
+        [i for word in expected for i in word]
+    ]
 
 
 def test_special_ids_vocab_size_and_hash_describe_the_vocabulary(uncased):
@@ -360,6 +377,7 @@ def test_graph_uses_only_core_tensorflow_and_classic_tf_text_ops(name, request):
     assert tf_text_ops <= ALLOWED_TF_TEXT_OPS
     assert "FastWordpieceTokenizeWithOffsets" in tf_text_ops
     assert ("NormalizeUTF8" in tf_text_ops) == (name == "uncased")
+    assert "Assert" not in ops  # Assert ops break TPU input pipelines
 
 
 def test_saved_model_carries_the_vocabulary_and_works_after_the_file_is_deleted(

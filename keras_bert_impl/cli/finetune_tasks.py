@@ -30,8 +30,8 @@ class ClassifyTask:
     def __init__(self, flags, tokenizer, preprocessor):
         self.flags = flags
         self.preprocessor = preprocessor
-        read = dict(text_a_column=flags.text_a_column, text_b_column=flags.text_b_column,
-                    label_column=flags.label_column, skip_bad_records=flags.skip_bad_records)
+        read = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
+                "label_column": flags.label_column, "skip_bad_records": flags.skip_bad_records}
         train = classification.read_classification_file(flags.train_file, **read)
         self.labels = classification.sorted_labels(train.labels)
         self.train, self.train_ids = classification.encode_labels(train, self.labels)
@@ -119,14 +119,14 @@ class NerTask:
 class SquadTask:
     """SQuAD v1.1/v2.0 JSON: answer spans in doc_stride windows, official EM/F1."""
 
-    labels: list[str] = []
+    labels: tuple[str, ...] = ()  # spans have no labels file
 
     def __init__(self, flags, tokenizer, preprocessor):
         self.flags = flags
-        read = dict(version_2_with_negative=flags.version_2_with_negative,
-                    skip_bad_records=flags.skip_bad_records)
-        windows = dict(seq_length=flags.seq_length, doc_stride=flags.doc_stride,
-                       max_query_length=flags.max_query_length)
+        read = {"version_2_with_negative": flags.version_2_with_negative,
+                "skip_bad_records": flags.skip_bad_records}
+        windows = {"seq_length": flags.seq_length, "doc_stride": flags.doc_stride,
+                   "max_query_length": flags.max_query_length}
         train = squad.read_squad(flags.train_file, **read)
         self.train = squad.squad_features(train, tokenizer, **windows)
         self.eval_examples = squad.read_squad(flags.eval_file, **read)

@@ -11,7 +11,7 @@ A restarted run with the same flags resumes from the newest checkpoint in
 
 import functools
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from keras_bert_impl.training.strategy import STRATEGIES
 
@@ -47,8 +47,11 @@ def main(argv):
     del argv
     _check_step_flags()
     import keras
+    import tensorflow as tf
 
     from keras_bert_impl.training import pretraining
+
+    logging.set_verbosity(logging.WARNING)
 
     keras.utils.set_random_seed(FLAGS.seed)
     policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
@@ -72,6 +75,8 @@ def main(argv):
         steps_per_execution=FLAGS.steps_per_execution,
         init_checkpoint=FLAGS.init_checkpoint,
     )
+    if run.initial_step:
+        print(f"Resuming from {run.checkpoint.manager.latest_checkpoint} at step {run.initial_step}")
     dataset_fn = functools.partial(
         _pipeline,
         FLAGS.input_files,

@@ -113,15 +113,16 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
                 seed=pipeline_seed, input_context=input_context, num_epochs=num_epochs,
                 start_step=start_step, drop_remainder=drop_remainder,
                 shuffle_buffer=instance_shuffle_buffer)
+        mask_id = _mask_id(tokenizer)
         documents = corpus.file_documents(
             files, max_document_sentences, input_context=input_context,
             num_epochs=num_epochs, seed=pipeline_seed)
     else:
+        mask_id = _mask_id(tokenizer)
         documents = corpus.tfds_documents(
             tfds_name, tfds_text_key, tfds_split, tfds_data_dir, max_document_sentences,
             input_context=input_context, num_epochs=num_epochs)
 
-    mask_id = _mask_id(tokenizer)
     documents = documents.shuffle(document_shuffle_buffer, seed=pipeline_seed,
                                   reshuffle_each_iteration=True)
     tokenize = _document_tokenizer(tokenizer, whole_word_masking)

@@ -68,7 +68,7 @@ def read_squad(
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON: {error}") from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
-        raise ValueError(f"{path}: expected SQuAD JSON, an object with a 'data' list")
+        raise ValueError(f"{path}: expected SQuAD JSON, an object with a 'data' list")  # noqa: TRY004
     bad = BadRecords(skip_bad_records)
     examples = []
     for article in document["data"]:

@@ -12,7 +12,11 @@ and reads each word's logits at its first wordpiece, as in training. Outputs
 import tensorflow as tf
 
 from keras_bert_impl.export.serving_head import ServingHead, register_serving_head
-from keras_bert_impl.export.word_offsets import first_piece_positions, split_words, word_pieces
+from keras_bert_impl.export.word_offsets import (
+    first_piece_positions,
+    split_words,
+    word_pieces,
+)
 from keras_bert_impl.models.token_classifier import BertTokenClassifier
 from keras_bert_impl.text.vocab_file import read_vocab_file
 

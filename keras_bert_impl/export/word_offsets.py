@@ -10,7 +10,11 @@ request text.
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_bert_impl.text.basic_tokenization import _CJK_IDEOGRAPHS, _PUNCTUATION, _WHITESPACE
+from keras_bert_impl.text.basic_tokenization import (
+    _CJK_IDEOGRAPHS,
+    _PUNCTUATION,
+    _WHITESPACE,
+)
 
 _OWN_WORD = f"[{_PUNCTUATION}{_CJK_IDEOGRAPHS}]"
 

@@ -55,7 +55,9 @@ class BertPreprocessor(tf.Module):
         if not isinstance(texts, tuple):
             texts = (texts,)
         if len(texts) not in _MIN_SEQ_LENGTH:
-            raise ValueError(f"texts must be strings or a pair of strings, got a {len(texts)}-tuple")
+            raise ValueError(
+                f"texts must be strings or a pair of strings, got a {len(texts)}-tuple"
+            )
         return self.pack([self.tokenizer.tokenize(t) for t in texts])
 
     def pack(self, segments: list[tf.RaggedTensor]) -> dict[str, tf.Tensor]:
@@ -67,35 +69,36 @@ class BertPreprocessor(tf.Module):
                 f"seq_length={self.seq_length} is too short for pairs: need >= "
                 f"{_MIN_SEQ_LENGTH[2]} ([CLS], 2 x [SEP] and one token of each segment)"
             )
-        segments = [tf.cast(segment, tf.int32) for segment in segments]
+        # Dense arithmetic on positions rather than ragged concatenation: it
+        # adds no Assert ops to the graph (they break TPU input pipelines) and
+        # costs less per call.
+        lengths = [tf.expand_dims(segment.row_lengths(), 1) for segment in segments]
         if len(segments) == 1:
-            segments = [segments[0][:, : self.seq_length - 2]]
+            lengths = [tf.minimum(lengths[0], self.seq_length - 2)]
         else:
-            first, second = segments
-            kept_first, kept_second = truncated_pair_lengths(
-                first.row_lengths(), second.row_lengths(), self.seq_length - 3
-            )
-            segments = [_keep_prefix(first, kept_first), _keep_prefix(second, kept_second)]
-
-        batch_size = segments[0].nrows()
-        cls = tf.fill([batch_size, 1], self.tokenizer.cls_id)
-        sep = tf.fill([batch_size, 1], self.tokenizer.sep_id)
-        pieces, types = [cls], [tf.zeros_like(cls)]
-        for type_id, segment in enumerate(segments):
-            pieces += [segment, sep]
-            types += [tf.ones_like(segment) * type_id, tf.fill([batch_size, 1], type_id)]
-        word_ids = tf.concat(pieces, axis=1)
-        type_ids = tf.concat(types, axis=1)
-        shape = [None, self.seq_length]
+            lengths = list(truncated_pair_lengths(*lengths, budget=self.seq_length - 3))
+        tokens = [
+            tf.cast(segment, tf.int32).to_tensor(0, shape=[None, self.seq_length])
+            for segment in segments
+        ]
+        batch_size = tf.shape(tokens[0])[0]
+        position = tf.range(self.seq_length, dtype=lengths[0].dtype)[tf.newaxis, :]
+        word_ids = tf.fill([batch_size, self.seq_length], self.tokenizer.pad_id)
+        type_ids = tf.zeros([batch_size, self.seq_length], tf.int32)
+        # Segment i starts after [CLS] and the previous segments and their [SEP]s.
+        start = tf.ones_like(lengths[0])
+        for type_id, (segment, length) in enumerate(zip(tokens, lengths)):
+            in_segment = (position >= start) & (position < start + length)
+            index = tf.clip_by_value(position - start, 0, self.seq_length - 1)
+            from_segment = tf.gather(segment, index, batch_dims=1)
+            word_ids = tf.where(in_segment, from_segment, word_ids)
+            word_ids = tf.where(position == start + length, self.tokenizer.sep_id, word_ids)
+            in_segment_or_sep = in_segment | (position == start + length)
+            type_ids = tf.where(in_segment_or_sep, type_id, type_ids)
+            start += length + 1
+        word_ids = tf.where(position == 0, self.tokenizer.cls_id, word_ids)
         return {
-            "input_word_ids": word_ids.to_tensor(self.tokenizer.pad_id, shape=shape),
-            "input_mask": tf.ones_like(word_ids).to_tensor(0, shape=shape),
-            "input_type_ids": type_ids.to_tensor(0, shape=shape),
+            "input_word_ids": word_ids,
+            "input_mask": tf.cast(position < start, tf.int32),
+            "input_type_ids": type_ids,
         }
-
-
-def _keep_prefix(segment: tf.RaggedTensor, lengths: tf.Tensor) -> tf.RaggedTensor:
-    """The first `lengths[i]` tokens of each row."""
-    positions = tf.ragged.range(segment.row_lengths(), dtype=segment.row_splits.dtype)
-    keep = positions < tf.expand_dims(tf.cast(lengths, positions.dtype), 1)
-    return tf.ragged.boolean_mask(segment, keep)

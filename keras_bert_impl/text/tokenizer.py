@@ -17,7 +17,9 @@ class BertTokenizer(tf.Module):
     """Text -> WordPiece ids, identical to the original BERT `FullTokenizer`.
 
     A graph of core TensorFlow and TF-Text ops, so it runs in `tf.data` and
-    inside an exported SavedModel (the vocabulary file is a SavedModel asset).
+    inside an exported SavedModel: the vocabulary file is saved as an asset
+    (it backs `id_to_token`), and WordPiece runs TF-Text's FastWordpiece on a
+    model built from that vocabulary and saved with the graph.
     Normalisation is the original's (see `basic_tokenization`); WordPiece is
     greedy longest-match-first, and a word that cannot be split or has more
     than `max_chars_per_token` characters becomes `[UNK]` (100 as HuggingFace
@@ -74,14 +76,20 @@ class BertTokenizer(tf.Module):
 
     def tokenize_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Strings [batch] -> int32 RaggedTensor [batch, (words), (wordpieces)]."""
-        words = basic_tokenize(tf.convert_to_tensor(texts, tf.string), self.lower_case)
+        words = basic_tokenize(_as_batch_of_strings(texts), self.lower_case)
         too_long = tf.strings.length(words, unit="UTF8_CHAR") > self.max_chars_per_token
         words = tf.ragged.map_flat_values(tf.where, too_long, _UNK, words)
         return self._wordpiece.tokenize(words)
 
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Strings [batch] -> int32 RaggedTensor [batch, (wordpieces)]."""
-        return self.tokenize_words(texts).merge_dims(-2, -1)
+        pieces = self.tokenize_words(texts)
+        # merge_dims would add Assert ops; these row splits are valid by construction.
+        return tf.RaggedTensor.from_row_splits(
+            pieces.flat_values,
+            tf.gather(pieces.values.row_splits, pieces.row_splits),
+            validate=False,
+        )
 
     def id_to_token(self, ids: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:
         """Ids (any shape, dense or ragged) -> their vocabulary strings; unknown ids -> `[UNK]`."""
@@ -94,3 +102,12 @@ class BertTokenizer(tf.Module):
         tokens = self.id_to_token(ids)
         text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
         return tf.strings.regex_replace(text, " ##", "")
+
+
+def _as_batch_of_strings(texts) -> tf.Tensor:
+    texts = tf.convert_to_tensor(texts)
+    if texts.dtype != tf.string:
+        raise TypeError(f"texts must be tf.string, got {texts.dtype.name}")
+    if texts.shape.rank is not None and texts.shape.rank != 1:
+        raise ValueError(f"texts must be a 1-D batch of strings [batch], got shape {texts.shape}")
+    return texts

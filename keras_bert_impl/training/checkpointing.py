@@ -1,4 +1,4 @@
-"""Preemption-safe training state: model, optimizer and step in model_dir."""
+"""Preemption-safe training state: model, optimizer and step in model_dir/checkpoints."""
 
 import os
 
@@ -33,7 +33,10 @@ class TrainingCheckpoint:
         max_to_keep: int = 3,
     ):
         self.model = model
-        directory = model_dir if is_chief else os.path.join(model_dir, f".worker_{task_id}")
+        # A subdirectory: model_dir itself receives the final Google-format
+        # checkpoint, whose `checkpoint` state file would hide these.
+        owner = model_dir if is_chief else os.path.join(model_dir, f".worker_{task_id}")
+        directory = os.path.join(owner, "checkpoints")
         self.optimizer = optimizer
         # The optimizer tracks the model's trainable variables, so it carries them.
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)

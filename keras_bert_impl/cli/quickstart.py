@@ -1,0 +1,215 @@
+"""bert-quickstart: pretrain a tiny BERT from scratch, offline, in a few minutes on a CPU.
+
+    bert-quickstart                       # Python's own help texts as the corpus
+    bert-quickstart --corpus='books/*.txt' --steps=5000
+    bert-quickstart --tfds_name=imdb_reviews   # a TFDS dataset already on disk
+
+Steps: build a corpus in the BERT format (one sentence per line, a blank
+line between documents) and hold out every tenth document; learn a
+WordPiece vocabulary; pretrain MLM + NSP with `model.fit`; measure MLM
+accuracy on the held-out documents; export a fill-mask SavedModel, serve it
+over gRPC on a free loopback port and ask it to fill masked held-out
+sentences. A rerun with the same --output_dir resumes or reuses the training.
+"""
+
+import os
+import re
+import tempfile
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("corpus", None, "Text files in the BERT corpus format (default: Python's "
+                  "help topics from pydoc_data); globs allowed.")
+flags.DEFINE_string("tfds_name", None, "A TFDS text dataset (already downloaded) as the corpus.")
+flags.DEFINE_string("tfds_text_key", "text", "The text feature of --tfds_name.")
+flags.DEFINE_integer("max_documents", 20000, "Documents read from --tfds_name.")
+flags.DEFINE_string("output_dir", os.path.join(tempfile.gettempdir(), "bert_quickstart"),
+                    "Corpus, vocabulary, checkpoints, final model and export.")
+flags.DEFINE_integer("steps", 2000, "Training steps.")
+flags.DEFINE_integer("vocab_size", 4000, "WordPiece vocabulary size to learn.")
+flags.DEFINE_integer("seq_length", 64, "Sequence length.")
+flags.DEFINE_integer("batch_size", 32, "Batch size.")
+flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (tiny models like it high).")
+flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents.")
+flags.mark_flags_as_mutual_exclusive(["corpus", "tfds_name"])
+
+HELD_OUT_EVERY = 10
+MAX_PREDICTIONS = 10
+SHOW_SENTENCES = 4
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    logging.set_verbosity(logging.WARNING)
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    train_file, held_out_file, held_out_documents = _write_corpus()
+    vocab_file = _learn_vocabulary(train_file)
+    run = _pretrain(train_file, vocab_file)
+    _evaluate(run, held_out_file)
+    _serve_fill_mask(run, vocab_file, held_out_documents)
+
+
+def _documents() -> list[list[str]]:
+    from keras_bert_impl.cli import default_corpus
+
+    if FLAGS.corpus:
+        from keras_bert_impl.data.corpus import expand_file_patterns
+
+        documents = []
+        for path in expand_file_patterns(FLAGS.corpus):
+            with open(path, encoding="utf-8", errors="ignore") as f:
+                documents.extend(_split_documents(f.read()))
+        return documents
+    if FLAGS.tfds_name:
+        import tensorflow_datasets as tfds
+
+        examples = tfds.load(FLAGS.tfds_name, split="train", download=False)
+        documents = []
+        for example in examples.take(FLAGS.max_documents).as_numpy_iterator():
+            text = example[FLAGS.tfds_text_key].decode("utf-8", errors="ignore")
+            documents.append(re.split(r"(?<=[.!?])\s+", " ".join(text.split())))
+        return documents
+    return default_corpus.help_topic_documents()
+
+
+def _split_documents(text: str) -> list[list[str]]:
+    blocks = re.split(r"\n\s*\n", text)
+    return [[line.strip() for line in block.splitlines() if line.strip()] for block in blocks]
+
+
+def _write_corpus() -> tuple[str, str, list[list[str]]]:
+    from keras_bert_impl.cli.default_corpus import write_corpus
+
+    documents = [doc for doc in _documents() if doc]
+    held_out = documents[HELD_OUT_EVERY - 1::HELD_OUT_EVERY]
+    train = [doc for i, doc in enumerate(documents) if (i + 1) % HELD_OUT_EVERY]
+    if len(train) < 2 or not held_out:
+        raise app.UsageError(
+            f"the corpus has {len(documents)} documents; the quickstart needs at least "
+            f"{HELD_OUT_EVERY} (blank lines separate documents)")
+    directory = os.path.join(FLAGS.output_dir, "corpus")
+    os.makedirs(directory, exist_ok=True)
+    train_file = os.path.join(directory, "train.txt")
+    held_out_file = os.path.join(directory, "held_out.txt")
+    write_corpus(train, train_file)
+    write_corpus(held_out, held_out_file)
+    sentences = sum(len(doc) for doc in documents)
+    print(f"Corpus: {len(documents)} documents, {sentences} sentences "
+          f"({len(held_out)} documents held out) in {directory}")
+    return train_file, held_out_file, held_out
+
+
+def _learn_vocabulary(train_file: str) -> str:
+    from keras_bert_impl.text.vocab_file import write_vocab_file
+    from keras_bert_impl.text.vocabulary import learn_vocabulary
+
+    vocab_file = os.path.join(FLAGS.output_dir, "vocab.txt")
+    with open(train_file, encoding="utf-8") as f:
+        lines = [line for line in f if line.strip()]
+    vocab = learn_vocabulary(lines, vocab_size=FLAGS.vocab_size, lower_case=FLAGS.lower_case)
+    write_vocab_file(vocab, vocab_file)
+    print(f"Vocabulary: {len(vocab)} WordPiece tokens learned, written to {vocab_file}")
+    return vocab_file
+
+
+def _pretrain(train_file: str, vocab_file: str):
+    from keras_bert_impl.config import BertConfig
+    from keras_bert_impl.data.pretraining import pretraining_dataset
+    from keras_bert_impl.training.pretraining import PretrainingRun
+
+    with open(vocab_file, encoding="utf-8") as f:
+        vocab_size = sum(1 for _ in f)
+    config = BertConfig.from_preset("bert_tiny", vocab_size=vocab_size,
+                                    max_position_embeddings=max(FLAGS.seq_length, 128))
+    steps_per_execution = _largest_divisor_up_to(FLAGS.steps, 50)
+    run = PretrainingRun(os.path.join(FLAGS.output_dir, "model"), vocab_file,
+                         FLAGS.lower_case, config)
+    run.build(learning_rate=FLAGS.learning_rate, num_train_steps=FLAGS.steps,
+              num_warmup_steps=FLAGS.steps // 10, jit_compile=True,
+              steps_per_execution=steps_per_execution)
+    print(f"Pretraining BERT-tiny (L2, H128) for {FLAGS.steps} steps of {FLAGS.batch_size} x "
+          f"{FLAGS.seq_length} tokens (MLM + NSP); checkpoints in {run.model_dir}"
+          + (f"; resuming at step {run.initial_step}" if run.initial_step else ""))
+    run.fit(
+        lambda context, start_step: pretraining_dataset(
+            train_file, run.tokenizer, seq_length=FLAGS.seq_length,
+            max_predictions_per_seq=MAX_PREDICTIONS, batch_size=FLAGS.batch_size, seed=1,
+            input_context=context, start_step=start_step),
+        num_train_steps=FLAGS.steps,
+        save_checkpoints_steps=_largest_divisor_up_to(FLAGS.steps, FLAGS.steps // 4, steps_per_execution),
+    )
+    run.save_final_model()
+    return run
+
+
+def _largest_divisor_up_to(steps: int, limit: int, multiple_of: int = 1) -> int:
+    """The largest multiple of `multiple_of` that divides `steps` and is at most `limit`."""
+    candidates = [n for n in range(multiple_of, max(limit, multiple_of) + 1, multiple_of)
+                  if steps % n == 0]
+    return candidates[-1] if candidates else steps
+
+
+def _evaluate(run, held_out_file: str) -> None:
+    from keras_bert_impl.data.pretraining import pretraining_dataset
+
+    held_out = pretraining_dataset(
+        held_out_file, run.tokenizer, seq_length=FLAGS.seq_length,
+        max_predictions_per_seq=MAX_PREDICTIONS, batch_size=FLAGS.batch_size, seed=2,
+        num_epochs=1, drop_remainder=False)
+    scores = run.pretrainer.evaluate(held_out, return_dict=True, verbose=0)
+    print(f"Held-out documents: MLM accuracy {scores['mlm_accuracy']:.3f} "
+          f"(MLM loss {scores['mlm_loss']:.3f}), NSP accuracy {scores['nsp_accuracy']:.3f}")
+
+
+def _masked_sentences(held_out_documents: list[list[str]], vocab: set[str]) -> list[tuple[str, str]]:
+    """Held-out sentences with one whole, in-vocabulary word replaced by [MASK]."""
+    chosen = []
+    for sentence in (s for doc in held_out_documents for s in doc):
+        words = sentence.split()
+        if not 6 <= len(words) <= 25:
+            continue
+        middle = range(len(words) // 3, 2 * len(words) // 3 + 1)
+        for i in middle:
+            word = words[i].lower() if FLAGS.lower_case else words[i]
+            if word.isalpha() and len(word) > 2 and word in vocab:
+                masked = " ".join(words[:i] + ["[MASK]"] + words[i + 1:])
+                chosen.append((masked, word))
+                break
+        if len(chosen) == SHOW_SENTENCES:
+            break
+    return chosen
+
+
+def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) -> None:
+    from keras_bert_impl.export.saved_model import export_saved_model
+    from keras_bert_impl.serving import Client, start_server
+
+    export_base = os.path.join(FLAGS.output_dir, "export")
+    version_dir = export_saved_model(
+        run.pretrainer, export_base, vocab_file=vocab_file, lower_case=FLAGS.lower_case,
+        seq_length=FLAGS.seq_length, version=1, top_k=5, overwrite=True)
+    server = start_server(export_base, model_name="bert", port=0, host="127.0.0.1")
+    try:
+        print(f"Exported {version_dir}; serving it over gRPC at 127.0.0.1:{server.port}")
+        examples = _masked_sentences(held_out_documents, set(run.tokenizer.vocab))
+        with Client(f"127.0.0.1:{server.port}", model_name="bert") as client:
+            answers = client.predict([masked for masked, _ in examples])
+        print("Fill-mask on held-out sentences (top 5 from the served model):")
+        for (masked, word), tokens in zip(examples, answers["top_k_tokens"]):
+            guesses = ", ".join(t.decode("utf-8") for t in tokens[0])
+            print(f"  {masked}\n    answer: {word} | predicted: {guesses}")
+    finally:
+        server.stop()
+    print(f"Serve it yourself: python -m keras_bert_impl.serving.model_server --port=8500 "
+          f"--model_name=bert --model_base_path={export_base}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,64 @@
+"""Trains the same tiny BertPretrainer on one device and mirrored over two; prints the weight gap.
+
+Run as a subprocess by test_pretrain_distribution.py: logical CPU devices
+must be configured before TensorFlow initializes. Usage:
+    python mirrored_pretraining.py VOCAB_FILE CORPUS_FILE
+"""
+
+import json
+import sys
+
+import tensorflow as tf
+
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_bert_impl import BertConfig, BertEncoder, BertTokenizer  # noqa: E402
+from keras_bert_impl.data.pretraining import pretraining_dataset  # noqa: E402
+from keras_bert_impl.models.pretrainer import BertPretrainer  # noqa: E402
+from keras_bert_impl.training.optimization import create_optimizer  # noqa: E402
+
+
+def train(strategy, dataset, config):
+    keras.utils.set_random_seed(3)
+    with strategy.scope():
+        model = BertPretrainer(BertEncoder(config))
+        # No clipping: Keras (like the original's CrossShardOptimizer) clips each
+        # replica's gradient, which is not the one-device computation.
+        optimizer = create_optimizer(1e-3, num_train_steps=100, num_warmup_steps=0,
+                                     global_clipnorm=None)
+        model.compile(optimizer=optimizer, steps_per_execution=2)
+    initial = [w.numpy() for w in model.weights]
+    history = model.fit(dataset, steps_per_epoch=4, verbose=0, shuffle=False).history
+    final = [w.numpy() for w in model.weights]
+    return initial, final, history, int(optimizer.iterations.numpy())
+
+
+def main(vocab_file, corpus_file):
+    tokenizer = BertTokenizer(vocab_file)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, max_position_embeddings=64)
+    # One prediction per example: every replica's weighted mean then has the same
+    # denominator, so the mean of the replicas' losses is the one-device loss.
+    dataset = pretraining_dataset(corpus_file, tokenizer, seq_length=32,
+                                  max_predictions_per_seq=1, batch_size=8, seed=5)
+    dataset = dataset.map(lambda f: {**f, "masked_lm_weights": tf.ones_like(f["masked_lm_weights"])})
+    init_one, one, _, _ = train(tf.distribute.get_strategy(), dataset, config)
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    init_two, two, history, steps = train(mirrored, dataset, config)
+    print(json.dumps({
+        "replicas": mirrored.num_replicas_in_sync,
+        "steps": steps,
+        "metrics": sorted(history),
+        "initial_gap": max(float(np.abs(a - b).max()) for a, b in zip(init_one, init_two)),
+        "movement": max(float(np.abs(a - b).max()) for a, b in zip(init_one, one)),
+        "gap": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
+    }))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,126 @@
+"""`bert-finetune` end to end in subprocesses, on real labelled data from ../shared/data."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+
+def finetune(*flags, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_bert_impl.cli.finetune", *flags],
+        capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"bert-finetune failed:\n{result.stderr[-3000:]}")
+    return result
+
+
+def results(model_dir):
+    with open(os.path.join(model_dir, "eval_results.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def sst2_split(shared_data, tmp_path, train_size=3000, eval_size=400):
+    rows = (shared_data / "glue/SST-2/train.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    rows = [row for row in rows if 3 <= len(row.split("\t")[0].split()) <= 20]
+    random.Random(0).shuffle(rows)
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text("sentence\tlabel\n" + "\n".join(rows[:train_size]) + "\n", encoding="utf-8")
+    dev.write_text("sentence\tlabel\n" + "\n".join(rows[train_size:train_size + eval_size])
+                   + "\n", encoding="utf-8")
+    labels = [row.rsplit("\t", 1)[1] for row in rows[train_size:train_size + eval_size]]
+    return str(train), str(dev), labels
+
+
+def test_classify_learns_sst2_beyond_the_majority_class_and_exports(
+        shared_data, uncased_vocab, tmp_path):
+    train, dev, dev_labels = sst2_split(shared_data, tmp_path)
+    model_dir, export_dir = tmp_path / "model", tmp_path / "export"
+    finetune("--task=classify", f"--train_file={train}", f"--eval_file={dev}",
+             f"--vocab_file={uncased_vocab}", "--preset=bert_tiny", f"--model_dir={model_dir}",
+             "--seq_length=32", "--batch_size=32", "--num_train_steps=200",
+             "--learning_rate=1e-3", "--save_checkpoints_steps=100", f"--export_dir={export_dir}")
+    scores = results(model_dir)
+    majority = max(dev_labels.count("0"), dev_labels.count("1")) / len(dev_labels)
+    assert scores["accuracy"] > majority + 0.1, (scores, majority)
+    assert 0.0 <= scores["f1"] <= 1.0 and scores["skipped_records"] == 0
+    assert (model_dir / "labels.txt").read_text() == "0\n1\n"
+    assert (export_dir / "1" / "saved_model.pb").exists()
+    assert any(name.startswith("events") for name in os.listdir(model_dir / "logs" / "train"))
+
+    # The exported classifier answers raw strings through the server like the Keras model.
+    from keras_bert_impl.serving import Client, start_server
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    texts = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate"]
+    model = keras.saving.load_model(model_dir / "model.keras")
+    logits = model(BertPreprocessor(BertTokenizer(uncased_vocab), 32)(np.array(texts)))
+    server = start_server(str(export_dir), model_name="bert", port=0)
+    client = Client(f"127.0.0.1:{server.port}", model_name="bert", timeout=60)
+    try:
+        served = client.predict(texts)
+    finally:
+        client.close()
+        server.stop()
+    np.testing.assert_allclose(served["logits"], logits, atol=1e-5)
+    assert [label.decode() for label in served["label"]] == [
+        ["0", "1"][i] for i in np.argmax(logits, axis=-1)]
+
+
+def test_a_malformed_row_stops_the_run_naming_file_and_line(uncased_vocab, tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad row\t0\textra\n", encoding="utf-8")
+    result = finetune("--task=classify", f"--train_file={train}", f"--eval_file={train}",
+                      f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+                      f"--model_dir={tmp_path / 'model'}", check=False)
+    assert result.returncode != 0
+    assert f"{train}:3: expected 2 tab-separated fields" in result.stderr
+
+
+def test_ner_learns_entities_that_an_all_o_tagger_never_finds(shared_data, cased_vocab, tmp_path):
+    sentences = (shared_data / "ner/conll2003/train.txt").read_text(encoding="utf-8").split("\n\n")
+    sentences = [s for s in sentences if s.strip() and not s.startswith("-DOCSTART-")]
+    train, dev = tmp_path / "train.txt", tmp_path / "dev.txt"
+    train.write_text("\n\n".join(sentences[:2000]) + "\n", encoding="utf-8")
+    dev.write_text("\n\n".join(sentences[2000:2300]) + "\n", encoding="utf-8")
+    model_dir = tmp_path / "model"
+    finetune("--task=ner", f"--train_file={train}", f"--eval_file={dev}",
+             f"--vocab_file={cased_vocab}", "--nolower_case", "--preset=bert_tiny",
+             f"--model_dir={model_dir}", "--seq_length=32", "--batch_size=32",
+             "--num_train_steps=300", "--learning_rate=1e-3", "--save_checkpoints_steps=300")
+    scores = results(model_dir)
+    # Tagging everything "O" finds no entity: precision, recall and F1 are all 0.
+    assert scores["f1"] > 0.2, scores
+    labels = (model_dir / "labels.txt").read_text().split()
+    assert labels == sorted(labels) and "B-PER" in labels and "O" in labels
+
+
+def test_squad_on_cmrc_skips_and_counts_mismatched_answers(shared_data, chinese_vocab, tmp_path):
+    train = str(shared_data / "qa/cmrc2018/cmrc2018_trial.json")  # 7 of 1002 answers mismatch
+    with open(train, encoding="utf-8") as f:
+        articles = json.load(f)["data"][:10]
+    broken = articles[0]["paragraphs"][0]["qas"][0]
+    broken["answers"][0]["answer_start"] += 1
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps({"version": "v1.0", "data": articles}, ensure_ascii=False),
+                   encoding="utf-8")
+    model_dir = tmp_path / "model"
+    finetune("--task=squad", f"--train_file={train}", f"--eval_file={dev}",
+             f"--vocab_file={chinese_vocab}", "--preset=bert_tiny", f"--model_dir={model_dir}",
+             "--seq_length=64", "--doc_stride=32", "--max_query_length=16",
+             "--batch_size=32", "--num_train_steps=20", "--skip_bad_records")
+    scores = results(model_dir)
+    assert scores["skipped_records"] == 7 + 1
+    assert 0.0 <= scores["exact_match"] <= 100.0 and 0.0 <= scores["f1"] <= 100.0
+    with open(model_dir / "predictions.json", encoding="utf-8") as f:
+        predictions = json.load(f)
+    questions = [qa["id"] for article in articles for paragraph in article["paragraphs"]
+                 for qa in paragraph["qas"]]
+    assert sorted(predictions) == sorted(set(questions) - {broken["id"]})
+    assert all(isinstance(answer, str) for answer in predictions.values())

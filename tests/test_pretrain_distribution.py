@@ -1,0 +1,82 @@
+"""Pretraining under tf.distribute: MirroredStrategy and MultiWorkerMirroredStrategy on CPU."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def test_mirrored_over_two_devices_trains_to_the_one_device_weights(shared_data, uncased_vocab):
+    result = subprocess.run(
+        [sys.executable, str(HERE / "mirrored_pretraining.py"), uncased_vocab,
+         str(shared_data / "sample_text.txt")],
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2 and report["steps"] == 4
+    assert {"mlm_loss", "mlm_accuracy", "nsp_loss", "nsp_accuracy"} <= set(report["metrics"])
+    assert report["initial_gap"] == 0.0
+    assert report["movement"] > 1e-3  # training moved the weights ...
+    assert report["gap"] < 1e-5  # ... to the same place on both strategies
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _trainable_variables(directory):
+    directory = directory / "checkpoints"
+    reader = tf.train.load_checkpoint(str(directory))
+    names = [n for n, _ in tf.train.list_variables(str(directory)) if "_trainable_variables" in n]
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def test_two_workers_on_loopback_train_in_lockstep_to_identical_weights(
+        tmp_path, shared_data, uncased_vocab):
+    config = tmp_path / "bert_config.json"
+    config.write_text(json.dumps({
+        "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "intermediate_size": 64, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 64,
+        "type_vocab_size": 2, "initializer_range": 0.02}))
+    model_dir = tmp_path / "model"
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    command = [
+        sys.executable, "-m", "keras_bert_impl.cli.pretrain", "--strategy=multi_worker",
+        f"--vocab_file={uncased_vocab}", f"--bert_config={config}",
+        f"--input_files={shared_data / 'sample_text.txt'}", f"--model_dir={model_dir}",
+        "--train_batch_size=8", "--seq_length=32", "--max_predictions_per_seq=5",
+        "--num_train_steps=4", "--num_warmup_steps=1", "--save_checkpoints_steps=2",
+        "--steps_per_execution=2",
+    ]
+    workers = []
+    for index in range(2):
+        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True))
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    for worker, output in zip(workers, outputs):
+        assert worker.returncode == 0, output[-3000:]
+
+    chief = _trainable_variables(model_dir)
+    other = _trainable_variables(model_dir / ".worker_1")
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-4")
+    assert chief.keys() == other.keys() and chief
+    for name in chief:
+        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+    assert (model_dir / "encoder.keras").exists()  # only the chief writes the final model
+    assert not (model_dir / ".worker_1" / "encoder.keras").exists()

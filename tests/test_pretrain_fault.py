@@ -1,0 +1,81 @@
+"""bert-pretrain survives SIGKILL: a restart with the same command resumes and finishes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+STEPS, SAVE_EVERY = 12, 3
+
+
+def _command(model_dir, vocab, corpus, config):
+    return [
+        sys.executable, "-m", "keras_bert_impl.cli.pretrain",
+        f"--vocab_file={vocab}", f"--bert_config={config}", f"--input_files={corpus}",
+        f"--model_dir={model_dir}", "--train_batch_size=8", "--seq_length=32",
+        "--max_predictions_per_seq=5", f"--num_train_steps={STEPS}", "--num_warmup_steps=2",
+        f"--save_checkpoints_steps={SAVE_EVERY}", "--seed=7",
+    ]
+
+
+@pytest.fixture()
+def no_dropout_config(tmp_path, uncased_vocab):
+    # Dropout masks are not part of a checkpoint, so exact resumption needs none.
+    config = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
+              "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+              "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02}
+    path = tmp_path / "bert_config.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def _training_weights(model_dir):
+    directory = str(model_dir / "checkpoints")
+    reader = tf.train.load_checkpoint(directory)
+    names = [n for n, _ in tf.train.list_variables(directory) if "_trainable_variables" in n]
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_run(
+        tmp_path, shared_data, uncased_vocab, no_dropout_config):
+    corpus = str(shared_data / "sample_text.txt")
+    killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    reference = subprocess.Popen(_command(reference_dir, uncased_vocab, corpus, no_dropout_config),
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    victim = subprocess.Popen(_command(killed_dir, uncased_vocab, corpus, no_dropout_config),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 300
+    while not (killed_dir / "checkpoints" / f"ckpt-{SAVE_EVERY}.index").exists():
+        assert victim.poll() is None, "the training process ended before its first checkpoint"
+        assert time.time() < deadline, "no checkpoint written within 5 minutes"
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (killed_dir / "checkpoints" / f"ckpt-{STEPS}.index").exists(), \
+        "killed too late to test resuming"
+
+    restarted = subprocess.run(_command(killed_dir, uncased_vocab, corpus, no_dropout_config),
+                               capture_output=True, text=True, env=env, timeout=300)
+    assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr[-2000:]
+    resumed_at = int(restarted.stdout.split(" at step ")[1].split()[0])
+    assert SAVE_EVERY <= resumed_at < STEPS  # continued from a checkpoint, not from zero
+    reference_output = reference.communicate(timeout=300)[0]
+    assert reference.returncode == 0, reference_output[-2000:]
+
+    assert tf.train.latest_checkpoint(str(killed_dir / "checkpoints")).endswith(f"ckpt-{STEPS}")
+    for name in ("encoder.keras", "bert_model.ckpt.index", "bert_config.json", "vocab.txt"):
+        assert (killed_dir / name).exists(), name
+    # Same weights and optimizer state as never having been killed: the step,
+    # the Adam moments and the data position all came back.
+    resumed, uninterrupted = _training_weights(killed_dir), _training_weights(reference_dir)
+    assert resumed.keys() == uninterrupted.keys() and resumed
+    for name in resumed:
+        np.testing.assert_allclose(resumed[name], uninterrupted[name], atol=1e-6, err_msg=name)
