@@ -23,3 +23,6 @@ from keras_bert_impl import serving  # noqa: E402
 from keras_bert_impl.models.classifier import BertClassifier  # noqa: E402
 from keras_bert_impl.models.token_classifier import BertTokenClassifier  # noqa: E402
 from keras_bert_impl.models.span_labeler import BertSpanLabeler  # noqa: E402
+from keras_bert_impl.data.pretraining import pretraining_dataset  # noqa: E402
+from keras_bert_impl.models.pretrainer import BertPretrainer  # noqa: E402
+from keras_bert_impl.training.optimization import create_optimizer  # noqa: E402

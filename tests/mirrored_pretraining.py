@@ -13,13 +13,13 @@ import tensorflow as tf
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_bert_impl import BertConfig, BertEncoder, BertTokenizer  # noqa: E402
-from keras_bert_impl.data.pretraining import pretraining_dataset  # noqa: E402
-from keras_bert_impl.models.pretrainer import BertPretrainer  # noqa: E402
-from keras_bert_impl.training.optimization import create_optimizer  # noqa: E402
+from keras_bert_impl import BertConfig, BertEncoder, BertTokenizer
+from keras_bert_impl.data.pretraining import pretraining_dataset
+from keras_bert_impl.models.pretrainer import BertPretrainer
+from keras_bert_impl.training.optimization import create_optimizer
 
 
 def train(strategy, dataset, config):
@@ -46,7 +46,12 @@ def main(vocab_file, corpus_file):
     # denominator, so the mean of the replicas' losses is the one-device loss.
     dataset = pretraining_dataset(corpus_file, tokenizer, seq_length=32,
                                   max_predictions_per_seq=1, batch_size=8, seed=5)
-    dataset = dataset.map(lambda f: {**f, "masked_lm_weights": tf.ones_like(f["masked_lm_weights"])})
+    batches = list(dataset.take(4).as_numpy_iterator())
+    examples = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+    examples["masked_lm_weights"] = np.ones_like(examples["masked_lm_weights"])
+    # Fixed batches: distributing re-batches the pipeline to per-replica batches,
+    # which would otherwise draw different masks than the one-device run.
+    dataset = tf.data.Dataset.from_tensor_slices(examples).batch(8).repeat()
     init_one, one, _, _ = train(tf.distribute.get_strategy(), dataset, config)
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     init_two, two, history, steps = train(mirrored, dataset, config)

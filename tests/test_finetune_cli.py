@@ -59,7 +59,7 @@ def test_classify_learns_sst2_beyond_the_majority_class_and_exports(
     from keras_bert_impl.text.tokenizer import BertTokenizer
 
     texts = ["a gorgeous , witty , seductive movie .", "the plot is nothing but boilerplate"]
-    model = keras.saving.load_model(model_dir / "model.keras")
+    model = keras.saving.load_model(model_dir / "model.keras", compile=False)
     logits = model(BertPreprocessor(BertTokenizer(uncased_vocab), 32)(np.array(texts)))
     server = start_server(str(export_dir), model_name="bert", port=0)
     client = Client(f"127.0.0.1:{server.port}", model_name="bert", timeout=60)
@@ -110,11 +110,22 @@ def test_squad_on_cmrc_skips_and_counts_mismatched_answers(shared_data, chinese_
     dev = tmp_path / "dev.json"
     dev.write_text(json.dumps({"version": "v1.0", "data": articles}, ensure_ascii=False),
                    encoding="utf-8")
+    from keras_bert_impl.checkpoints.google import save_google_checkpoint
+    from keras_bert_impl.config import BertConfig
+    from keras_bert_impl.models.encoder import BertEncoder
+
+    pretrained = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=21128))
+    checkpoint = save_google_checkpoint(pretrained, str(tmp_path / "google" / "bert_model.ckpt"))
     model_dir = tmp_path / "model"
     finetune("--task=squad", f"--train_file={train}", f"--eval_file={dev}",
              f"--vocab_file={chinese_vocab}", "--preset=bert_tiny", f"--model_dir={model_dir}",
+             f"--init_checkpoint={checkpoint}", "--learning_rate=5e-5",
              "--seq_length=64", "--doc_stride=32", "--max_query_length=16",
              "--batch_size=32", "--num_train_steps=20", "--skip_bad_records")
+    # Started from the Google-format checkpoint: 20 small steps barely move the embeddings.
+    tuned = keras.saving.load_model(model_dir / "model.keras", compile=False)
+    np.testing.assert_allclose(tuned.encoder.get_embedding_table().numpy(),
+                               pretrained.get_embedding_table().numpy(), atol=2e-3)
     scores = results(model_dir)
     assert scores["skipped_records"] == 7 + 1
     assert 0.0 <= scores["exact_match"] <= 100.0 and 0.0 <= scores["f1"] <= 100.0

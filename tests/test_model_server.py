@@ -411,7 +411,7 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
         assert "Serving gRPC on 127.0.0.1" in process.stdout.readline()
         assert Client(f"127.0.0.1:{port}").predict(["abc"])["length"].tolist() == [3.0]
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0, process.stderr.read()
+        assert process.wait(timeout=180) == 0, process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()

@@ -17,7 +17,7 @@ def test_mirrored_over_two_devices_trains_to_the_one_device_weights(shared_data,
     result = subprocess.run(
         [sys.executable, str(HERE / "mirrored_pretraining.py"), uncased_vocab,
          str(shared_data / "sample_text.txt")],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == 2 and report["steps"] == 4

@@ -57,5 +57,4 @@ def _sentences(paragraph: str) -> list[str]:
 def write_corpus(documents: list[list[str]], path: str) -> None:
     """Writes documents in the BERT corpus format."""
     with open(path, "w", encoding="utf-8") as f:
-        for document in documents:
-            f.write("\n".join(document) + "\n\n")
+        f.writelines("\n".join(document) + "\n\n" for document in documents)

@@ -66,6 +66,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     import keras
 
+    from keras_bert_impl.checkpoints.google import load_google_checkpoint
     from keras_bert_impl.cli import finetune_tasks
     from keras_bert_impl.text.preprocessor import BertPreprocessor
     from keras_bert_impl.text.tokenizer import BertTokenizer
@@ -88,6 +89,10 @@ def main(argv):
     strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
     with strategy.scope():
         model = task.build_model(_encoder())
+        if FLAGS.init_checkpoint and not FLAGS.init_checkpoint.endswith(".keras"):
+            # A pretraining checkpoint has no task head; a fine-tuned one (e.g.
+            # run_classifier's output_weights) restores it too.
+            load_google_checkpoint(model, FLAGS.init_checkpoint, allow_missing_heads=True)
         optimizer = create_optimizer(
             FLAGS.learning_rate, num_train_steps=num_train_steps,
             num_warmup_steps=int(num_train_steps * FLAGS.warmup_proportion),
@@ -120,7 +125,6 @@ def main(argv):
 def _encoder():
     import keras
 
-    from keras_bert_impl.checkpoints.google import load_google_checkpoint
     from keras_bert_impl.config import BertConfig
     from keras_bert_impl.models.encoder import BertEncoder
 
@@ -134,10 +138,7 @@ def _encoder():
         with open(FLAGS.vocab_file, encoding="utf-8") as f:
             vocab_size = sum(1 for _ in f)
         config = BertConfig.from_preset(FLAGS.preset, vocab_size=vocab_size)
-    encoder = BertEncoder(config)
-    if path:
-        load_google_checkpoint(encoder, path)
-    return encoder
+    return BertEncoder(config)
 
 
 def run():

@@ -46,12 +46,10 @@ flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
 def main(argv):
     del argv
     _check_step_flags()
+    logging.set_verbosity(logging.WARNING)
     import keras
-    import tensorflow as tf
 
     from keras_bert_impl.training import pretraining
-
-    logging.set_verbosity(logging.WARNING)
 
     keras.utils.set_random_seed(FLAGS.seed)
     policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}

@@ -41,8 +41,6 @@ SHOW_SENTENCES = 4
 
 def main(argv):
     del argv
-    import tensorflow as tf
-
     logging.set_verbosity(logging.WARNING)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     train_file, held_out_file, held_out_documents = _write_corpus()
@@ -159,7 +157,9 @@ def _evaluate(run, held_out_file: str) -> None:
         held_out_file, run.tokenizer, seq_length=FLAGS.seq_length,
         max_predictions_per_seq=MAX_PREDICTIONS, batch_size=FLAGS.batch_size, seed=2,
         num_epochs=1, drop_remainder=False)
-    scores = run.pretrainer.evaluate(held_out, return_dict=True, verbose=0)
+    # A known length, so that evaluate does not run past the end of the data.
+    steps = int(held_out.reduce(0, lambda count, _: count + 1))
+    scores = run.pretrainer.evaluate(held_out, steps=steps, return_dict=True, verbose=0)
     print(f"Held-out documents: MLM accuracy {scores['mlm_accuracy']:.3f} "
           f"(MLM loss {scores['mlm_loss']:.3f}), NSP accuracy {scores['nsp_accuracy']:.3f}")
 
@@ -199,8 +199,8 @@ def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) 
             answers = client.predict([masked for masked, _ in examples])
         print("Fill-mask on held-out sentences (top 5 from the served model):")
         for (masked, word), tokens in zip(examples, answers["top_k_tokens"]):
-            guesses = ", ".join(t.decode("utf-8") for t in tokens[0])
-            print(f"  {masked}\n    answer: {word} | predicted: {guesses}")
+            guesses = [t.decode("utf-8") for t in tokens[0]]
+            print(f"  {masked}\n    answer: {word!r} predicted: {guesses}")
     finally:
         server.stop()
     print(f"Serve it yourself: python -m keras_bert_impl.serving.model_server --port=8500 "

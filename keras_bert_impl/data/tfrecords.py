@@ -27,6 +27,7 @@ import json
 from collections.abc import Sequence
 
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 
 METADATA_SUFFIX = ".metadata.json"
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
@@ -119,7 +120,7 @@ def _check_first_record(path, seq_length, max_predictions_per_seq):
         raise ValueError(f"pretraining records {path!r} hold no records")
     try:
         example = tf.train.Example.FromString(first.numpy())
-    except Exception as error:  # protobuf raises its own DecodeError
+    except DecodeError as error:
         raise ValueError(f"{path!r} does not hold tf.train.Example records: {error}") from None
     record = example.features.feature
     lengths = {name: seq_length for name in _SEQUENCE_FEATURES}

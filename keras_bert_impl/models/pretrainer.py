@@ -104,7 +104,9 @@ class BertPretrainer(keras.Model):
         # cluster. This is the classic TPU loop instead: each replica's step is
         # compiled on its own, `steps_per_execution` steps run in one graph call,
         # and the metrics are read once at the end. It needs an endless dataset.
-        step = tf.function(self.train_step, jit_compile=bool(self.jit_compile))
+        # TPUs compile the whole replica step anyway.
+        on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+        step = tf.function(self.train_step, jit_compile=bool(self.jit_compile) and not on_tpu)
         steps_per_execution = self.steps_per_execution
 
         @tf.function

@@ -37,7 +37,8 @@ class ServerHandle:
         self.manager = manager
         self.port = port
         self.rest_api_port = rest_server.server_address[1] if rest_server else None
-        self._stopping = threading.Event()
+        self._stop_lock = threading.Lock()
+        self._stopping = False
         self._stopped = threading.Event()
 
     def model_calls(self, model_name: str = "bert") -> int:
@@ -46,10 +47,11 @@ class ServerHandle:
 
     def stop(self, grace: float = 5.0) -> None:
         """Refuses new requests, lets running ones finish for up to `grace` seconds."""
-        if self._stopping.is_set():
+        with self._stop_lock:
+            already_stopping, self._stopping = self._stopping, True
+        if already_stopping:
             self._stopped.wait()
             return
-        self._stopping.set()
         if self._rest_server is not None:
             self._rest_server.shutdown()
             self._rest_server.server_close()

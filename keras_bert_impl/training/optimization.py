@@ -39,14 +39,14 @@ def create_optimizer(
     schedule = WarmupPolynomialDecay(
         init_lr, num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps, end_lr=end_lr
     )
-    kwargs = dict(
-        learning_rate=schedule,
-        weight_decay=weight_decay_rate,
-        beta_1=beta_1,
-        beta_2=beta_2,
-        epsilon=epsilon,
-        global_clipnorm=global_clipnorm,
-    )
+    kwargs = {
+        "learning_rate": schedule,
+        "weight_decay": weight_decay_rate,
+        "beta_1": beta_1,
+        "beta_2": beta_2,
+        "epsilon": epsilon,
+        "global_clipnorm": global_clipnorm,
+    }
     if optimizer_type == "adamw":
         optimizer = keras.optimizers.AdamW(**kwargs)
     elif optimizer_type == "lamb":

@@ -1,0 +1,47 @@
+"""bert-quickstart, the README's first command, end to end in a subprocess (few steps)."""
+
+import ast
+import subprocess
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("quickstart")
+    result = subprocess.run(
+        ["bert-quickstart", f"--output_dir={output_dir}", "--steps=20", "--vocab_size=1500",
+         "--batch_size=16", "--seq_length=32"],
+        capture_output=True, text=True, timeout=600, check=False)
+    return output_dir, result
+
+
+def test_quickstart_trains_evaluates_exports_and_answers_fill_mask_over_grpc(quickstart_run):
+    _, result = quickstart_run
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "Corpus: " in out and "documents held out" in out
+    assert "WordPiece tokens learned" in out
+    accuracy = float(out.split("Held-out documents: MLM accuracy ")[1].split()[0])
+    assert 0.0 <= accuracy <= 1.0
+    assert "serving it over gRPC at 127.0.0.1:" in out
+    answers = [line for line in out.splitlines() if "answer:" in line and "predicted:" in line]
+    assert len(answers) >= 2
+    for line in answers:
+        predicted = ast.literal_eval(line.split("predicted:")[1].strip())
+        assert len(predicted) == 5 and all(predicted)  # top 5 from the served model
+
+
+def test_quickstart_leaves_corpus_vocab_checkpoints_model_and_export(quickstart_run):
+    output_dir, result = quickstart_run
+    assert result.returncode == 0
+    corpus = (output_dir / "corpus" / "train.txt").read_text(encoding="utf-8")
+    assert "\n\n" in corpus  # documents separated by blank lines, the BERT format
+    assert (output_dir / "corpus" / "held_out.txt").stat().st_size > 0
+    vocab = (output_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    assert {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"} <= set(vocab)
+    model = output_dir / "model"
+    for name in ("encoder.keras", "bert_model.ckpt.index", "bert_config.json", "vocab.txt"):
+        assert (model / name).exists(), name
+    assert (model / "checkpoints" / "ckpt-20.index").exists()
+    assert (output_dir / "export" / "1" / "saved_model.pb").exists()
