@@ -5,6 +5,8 @@ import json
 import os
 from typing import Any
 
+import tensorflow as tf
+
 from keras_bert_impl.layers.activations import ACTIVATIONS
 
 # Sizes of the released BERT family (Turc et al. 2019 and the original paper):
@@ -109,10 +111,13 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
-        """Reads Google's bert_config.json format."""
+        """Reads Google's bert_config.json format (local or `gs://` paths)."""
+        path = os.fspath(path)
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"{path}: BERT config file not found.")
         try:
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
+            with tf.io.gfile.GFile(path, "r") as f:
+                values = json.loads(f.read())
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e}).") from e
         if not isinstance(values, dict):
@@ -123,10 +128,9 @@ class BertConfig:
             raise ValueError(f"{path}: {e}") from e
 
     def to_json_file(self, path: str | os.PathLike) -> None:
-        """Writes Google's bert_config.json format."""
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
+        """Writes Google's bert_config.json format (local or `gs://` paths)."""
+        with tf.io.gfile.GFile(os.fspath(path), "w") as f:
+            f.write(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> "BertConfig":

@@ -106,3 +106,8 @@ def test_bad_config_file_error_names_the_file(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="bert_config.json: not valid JSON"):
         BertConfig.from_json_file(path)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.json"):
+        BertConfig.from_json_file(tmp_path / "nothing.json")
