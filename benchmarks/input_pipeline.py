@@ -12,6 +12,7 @@ it flat as the corpus grows).
 Smoke run: --corpus_repeats=1 --num_batches=3 --batch_size=8.
 """
 
+import itertools
 import os
 import pathlib
 import resource
@@ -73,13 +74,11 @@ def _time(dataset) -> tuple[float, float]:
 
 
 def _write_records(corpus: pathlib.Path, out: pathlib.Path, tokenizer) -> str:
-    import itertools
+    import tensorflow as tf
 
     from keras_bert_impl.data import tfrecords
 
     path = str(out / "bench.tfrecord")
-    import tensorflow as tf
-
     dataset = _dataset(str(corpus), tokenizer, 2, num_epochs=1)
     with tf.io.TFRecordWriter(path) as writer:
         for batch in itertools.islice(dataset.as_numpy_iterator(), FLAGS.num_batches + 1):

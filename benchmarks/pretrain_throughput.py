@@ -69,11 +69,11 @@ def synthetic_features(vocab_size: int, batch: int, seq: int, predictions: int, 
     positions = np.sort(np.stack([rng.choice(np.arange(1, seq), predictions, replace=False)
                                   for _ in range(batch)]), axis=1).astype("int32")
     return {
-        "input_word_ids": rng.integers(1000, vocab_size, (batch, seq)).astype("int32"),
+        "input_word_ids": rng.integers(5, vocab_size, (batch, seq)).astype("int32"),
         "input_mask": np.ones((batch, seq), "int32"),
         "input_type_ids": (np.arange(seq)[None] >= seq // 2).repeat(batch, 0).astype("int32"),
         "masked_lm_positions": positions,
-        "masked_lm_ids": rng.integers(1000, vocab_size, (batch, predictions)).astype("int32"),
+        "masked_lm_ids": rng.integers(5, vocab_size, (batch, predictions)).astype("int32"),
         "masked_lm_weights": np.ones((batch, predictions), "float32"),
         "next_sentence_labels": rng.integers(0, 2, (batch,)).astype("int32"),
     }

@@ -118,6 +118,16 @@ class BertPretrainer(keras.Model):
         self.train_function = train_steps
         return self.train_function
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras reads a batch here to build unbuilt state, which
+        # fails on dict batches under MultiWorkerMirroredStrategy and costs a
+        # pipeline batch. The network is built at construction, so building the
+        # optimizer is all that is left.
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
+
     def google_variable_map(self) -> dict[str, keras.Variable]:
         """The original TF1 checkpoint names of every variable (encoder and heads)."""
         mlm, nsp = self.mlm_head, self.nsp_head

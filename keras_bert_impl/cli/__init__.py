@@ -1,0 +1,1 @@
+"""Command-line tools (absl flags), each with a run() entry for its console script."""

@@ -1,0 +1,1 @@
+"""Input pipelines: pretraining corpora and TFRecords, fine-tuning readers."""

@@ -1,0 +1,1 @@
+"""Training: the BERT optimizer recipe, distribution strategies, resumable pretraining runs."""
