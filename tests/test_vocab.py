@@ -60,8 +60,12 @@ def test_texts_without_words_are_an_error():
 
 @pytest.fixture
 def parsed_flags():
+    before = set(flags.FLAGS)
+    vocab_cli.define_flags()
     yield flags.FLAGS
     flags.FLAGS.unparse_flags()
+    for name in set(flags.FLAGS) - before:
+        delattr(flags.FLAGS, name)
 
 
 def test_bert_vocab_writes_a_vocabulary_from_globbed_files(tmp_path, corpus, parsed_flags):

@@ -18,33 +18,40 @@ import os
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_file", None,
-                    "Input raw text file (or comma-separated list of files, globs allowed; "
-                    "plain or .gz).")
-flags.DEFINE_string("output_file", None, "Output TF example file (or comma-separated list).")
-flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
-flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text.")
-flags.DEFINE_bool("do_whole_word_mask", False,
-                  "Whether to use whole word masking rather than per-WordPiece masking.")
-flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions "
-                     "per sequence.")
-flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
-flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with "
-                     "different masks).")
-flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
-flags.DEFINE_float("short_seq_prob", 0.1, "Probability of creating sequences which are shorter "
-                   "than the maximum length.")
-flags.DEFINE_string("tfds_name", None, "Read a TFDS text dataset (e.g. wikipedia/20230601.en) "
-                    "instead of --input_file.")
-flags.DEFINE_string("tfds_text_key", "text", "The TFDS feature holding the text.")
-flags.DEFINE_string("tfds_split", "train", "The TFDS split.")
-flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
-flags.DEFINE_integer("max_document_sentences", 1000,
-                     "Documents with more lines are cut into several (bounded memory).")
-flags.DEFINE_integer("shuffle_buffer", 10000, "Documents and instances shuffled within buffers "
-                     "of this size.")
-flags.mark_flags_as_required(["output_file", "vocab_file"])
+
+
+def define_flags() -> None:
+    """Defines this tool's flags (once); done at start-up, not import, so importing one
+    tool never defines or requires flags of another in the same process."""
+    if "input_file" in FLAGS:
+        return
+    flags.DEFINE_string("input_file", None,
+                        "Input raw text file (or comma-separated list of files, globs allowed; "
+                        "plain or .gz).")
+    flags.DEFINE_string("output_file", None, "Output TF example file (or comma-separated list).")
+    flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
+    flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text.")
+    flags.DEFINE_bool("do_whole_word_mask", False,
+                      "Whether to use whole word masking rather than per-WordPiece masking.")
+    flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions "
+                         "per sequence.")
+    flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
+    flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with "
+                         "different masks).")
+    flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
+    flags.DEFINE_float("short_seq_prob", 0.1, "Probability of creating sequences which are shorter "
+                       "than the maximum length.")
+    flags.DEFINE_string("tfds_name", None, "Read a TFDS text dataset (e.g. wikipedia/20230601.en) "
+                        "instead of --input_file.")
+    flags.DEFINE_string("tfds_text_key", "text", "The TFDS feature holding the text.")
+    flags.DEFINE_string("tfds_split", "train", "The TFDS split.")
+    flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
+    flags.DEFINE_integer("max_document_sentences", 1000,
+                         "Documents with more lines are cut into several (bounded memory).")
+    flags.DEFINE_integer("shuffle_buffer", 10000, "Documents and instances shuffled within buffers "
+                         "of this size.")
+    flags.mark_flags_as_required(["output_file", "vocab_file"])
 
 
 def main(argv):
@@ -119,6 +126,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

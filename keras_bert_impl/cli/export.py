@@ -14,27 +14,34 @@ import os
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "A saved .keras model: BertEncoder, BertPretrainer, "
-                    "BertClassifier or another kind with a registered serving head.")
-flags.DEFINE_string("init_checkpoint", None, "Or a Google-format checkpoint (bert_model.ckpt).")
-flags.DEFINE_enum("model_kind", "masked_lm", ["masked_lm", "encoder"],
-                  "With --init_checkpoint: a fill-mask (BertPretrainer) or encoder export.")
-flags.DEFINE_string("bert_config", None, "bert_config.json for --init_checkpoint.")
-flags.DEFINE_string("preset", None, "Or a preset name for --init_checkpoint, e.g. bert_base.")
-flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary the model was trained with.")
-flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
-flags.DEFINE_string("export_dir", None, "Base directory; the version goes in a subdirectory.")
-flags.DEFINE_integer("version", None, "Version number; default: newest existing + 1.")
-flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
-flags.DEFINE_integer("seq_length", 128, "Sequence length the texts are packed to.")
-flags.DEFINE_list("seq_length_buckets", [], "Optional increasing lengths ending with "
-                  "--seq_length; each batch is padded only to the bucket it needs.")
-flags.DEFINE_bool("pair_inputs", False, "Serve sentence pairs: inputs `text` and `text_pair`.")
-flags.DEFINE_integer("top_k", 5, "Masked-LM exports: candidates per [MASK].")
-flags.DEFINE_string("labels_file", None, "Classifiers: labels.txt (line i = class i), served "
-                    "as the `label` output.")
-flags.mark_flags_as_required(["vocab_file", "export_dir"])
-flags.mark_flags_as_mutual_exclusive(["model", "init_checkpoint"], required=True)
+
+
+def define_flags() -> None:
+    """Defines this tool's flags (once); done at start-up, not import, so importing one
+    tool never defines or requires flags of another in the same process."""
+    if "model" in FLAGS:
+        return
+    flags.DEFINE_string("model", None, "A saved .keras model: BertEncoder, BertPretrainer, "
+                        "BertClassifier or another kind with a registered serving head.")
+    flags.DEFINE_string("init_checkpoint", None, "Or a Google-format checkpoint (bert_model.ckpt).")
+    flags.DEFINE_enum("model_kind", "masked_lm", ["masked_lm", "encoder"],
+                      "With --init_checkpoint: a fill-mask (BertPretrainer) or encoder export.")
+    flags.DEFINE_string("bert_config", None, "bert_config.json for --init_checkpoint.")
+    flags.DEFINE_string("preset", None, "Or a preset name for --init_checkpoint, e.g. bert_base.")
+    flags.DEFINE_string("vocab_file", None, "The WordPiece vocabulary the model was trained with.")
+    flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
+    flags.DEFINE_string("export_dir", None, "Base directory; the version goes in a subdirectory.")
+    flags.DEFINE_integer("version", None, "Version number; default: newest existing + 1.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing version directory.")
+    flags.DEFINE_integer("seq_length", 128, "Sequence length the texts are packed to.")
+    flags.DEFINE_list("seq_length_buckets", [], "Optional increasing lengths ending with "
+                      "--seq_length; each batch is padded only to the bucket it needs.")
+    flags.DEFINE_bool("pair_inputs", False, "Serve sentence pairs: inputs `text` and `text_pair`.")
+    flags.DEFINE_integer("top_k", 5, "Masked-LM exports: candidates per [MASK].")
+    flags.DEFINE_string("labels_file", None, "Classifiers: labels.txt (line i = class i), served "
+                        "as the `label` output.")
+    flags.mark_flags_as_required(["vocab_file", "export_dir"])
+    flags.mark_flags_as_mutual_exclusive(["model", "init_checkpoint"], required=True)
 
 
 def next_version(export_dir: str) -> int:
@@ -87,6 +94,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

@@ -20,45 +20,52 @@ from absl import app, flags, logging
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", None, ["classify", "ner", "squad"], "The fine-tuning task.")
-flags.DEFINE_string("train_file", None, "Training data: TSV/CSV/JSONL, CoNLL, or SQuAD JSON.")
-flags.DEFINE_string("eval_file", None, "Evaluation data in the same format.")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
-flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
-flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
-flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
-flags.DEFINE_string("init_checkpoint", None,
-                    "Google-format checkpoint (bert_model.ckpt) or a .keras BertEncoder or "
-                    "BertPretrainer to start from; random initialisation without it.")
-flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, labels and results.")
-flags.DEFINE_integer("seq_length", 128, "Sequence length.")
-flags.DEFINE_integer("batch_size", 32, "Global batch size for training and evaluation.")
-flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs (unless --num_train_steps).")
-flags.DEFINE_integer("num_train_steps", None, "Training steps; overrides --num_train_epochs.")
-flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.")
-flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
-flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
-flags.DEFINE_string("export_dir", None, "Export the fine-tuned model here for serving.")
-flags.DEFINE_integer("export_version", 1, "Version directory under --export_dir.")
-flags.DEFINE_string("text_a_column", "sentence", "classify: column of the (first) text.")
-flags.DEFINE_string("text_b_column", None, "classify: column of the second text of pairs.")
-flags.DEFINE_string("label_column", "label", "classify: column of the label.")
-flags.DEFINE_bool("skip_bad_records", False,
-                  "Skip and count bad records instead of stopping at the first one.")
-flags.DEFINE_integer("doc_stride", 128, "squad: tokens between the starts of context windows.")
-flags.DEFINE_integer("max_query_length", 64, "squad: question tokens kept.")
-flags.DEFINE_integer("max_answer_length", 30, "squad: longest answer in tokens.")
-flags.DEFINE_integer("n_best_size", 20, "squad: start/end candidates per window.")
-flags.DEFINE_bool("version_2_with_negative", False, "squad: SQuAD v2.0 (unanswerable questions).")
-flags.DEFINE_float("null_score_diff_threshold", 0.0,
-                   "squad v2.0: predict no answer when null score - best span score exceeds this.")
-flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
-flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu: '' on Colab, 'local' on a TPU VM.")
-flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
-flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
-flags.mark_flags_as_required(["task", "train_file", "eval_file", "vocab_file", "model_dir"])
-flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
+
+
+def define_flags() -> None:
+    """Defines this tool's flags (once); done at start-up, not import, so importing one
+    tool never defines or requires flags of another in the same process."""
+    if "task" in FLAGS:
+        return
+    flags.DEFINE_enum("task", None, ["classify", "ner", "squad"], "The fine-tuning task.")
+    flags.DEFINE_string("train_file", None, "Training data: TSV/CSV/JSONL, CoNLL, or SQuAD JSON.")
+    flags.DEFINE_string("eval_file", None, "Evaluation data in the same format.")
+    flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
+    flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
+    flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
+    flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
+    flags.DEFINE_string("init_checkpoint", None,
+                        "Google-format checkpoint (bert_model.ckpt) or a .keras BertEncoder or "
+                        "BertPretrainer to start from; random initialisation without it.")
+    flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, labels and results.")
+    flags.DEFINE_integer("seq_length", 128, "Sequence length.")
+    flags.DEFINE_integer("batch_size", 32, "Global batch size for training and evaluation.")
+    flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs (unless --num_train_steps).")
+    flags.DEFINE_integer("num_train_steps", None, "Training steps; overrides --num_train_epochs.")
+    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.")
+    flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
+    flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+    flags.DEFINE_string("export_dir", None, "Export the fine-tuned model here for serving.")
+    flags.DEFINE_integer("export_version", 1, "Version directory under --export_dir.")
+    flags.DEFINE_string("text_a_column", "sentence", "classify: column of the (first) text.")
+    flags.DEFINE_string("text_b_column", None, "classify: column of the second text of pairs.")
+    flags.DEFINE_string("label_column", "label", "classify: column of the label.")
+    flags.DEFINE_bool("skip_bad_records", False,
+                      "Skip and count bad records instead of stopping at the first one.")
+    flags.DEFINE_integer("doc_stride", 128, "squad: tokens between the starts of context windows.")
+    flags.DEFINE_integer("max_query_length", 64, "squad: question tokens kept.")
+    flags.DEFINE_integer("max_answer_length", 30, "squad: longest answer in tokens.")
+    flags.DEFINE_integer("n_best_size", 20, "squad: start/end candidates per window.")
+    flags.DEFINE_bool("version_2_with_negative", False, "squad: SQuAD v2.0 (unanswerable questions).")
+    flags.DEFINE_float("null_score_diff_threshold", 0.0,
+                       "squad v2.0: predict no answer when null score - best span score exceeds this.")
+    flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu: '' on Colab, 'local' on a TPU VM.")
+    flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
+    flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
+    flags.mark_flags_as_required(["task", "train_file", "eval_file", "vocab_file", "model_dir"])
+    flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
 
 
 def main(argv):
@@ -142,6 +149,7 @@ def _encoder():
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

@@ -16,31 +16,38 @@ from absl import app, flags, logging
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
-flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu: '' on Colab, 'local' on a TPU VM.")
-flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-flags.DEFINE_enum("mixed_precision", "none", ["bf16", "fp16", "none"], "Mixed precision policy.")
-flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.")
-flags.DEFINE_integer("train_batch_size", 32, "Global batch size.")
-flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
-flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.")
-flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
-flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
-flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
-flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
-flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
-flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
-flags.DEFINE_list("input_files", None, "Raw text (one sentence per line, blank line between "
-                  "documents) or TFRecord files (*.tfrecord); globs allowed.")
-flags.DEFINE_integer("seq_length", 128, "Sequence length.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
-flags.DEFINE_string("init_checkpoint", None, "Google-format checkpoint to start from.")
-flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the final model.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
-flags.DEFINE_integer("seed", 12345, "Seed of the data order, masking and initialization.")
-flags.mark_flags_as_required(["vocab_file", "input_files", "model_dir"])
-flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
+
+
+def define_flags() -> None:
+    """Defines this tool's flags (once); done at start-up, not import, so importing one
+    tool never defines or requires flags of another in the same process."""
+    if "strategy" in FLAGS:
+        return
+    flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu: '' on Colab, 'local' on a TPU VM.")
+    flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+    flags.DEFINE_enum("mixed_precision", "none", ["bf16", "fp16", "none"], "Mixed precision policy.")
+    flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.")
+    flags.DEFINE_integer("train_batch_size", 32, "Global batch size.")
+    flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
+    flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.")
+    flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+    flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+    flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
+    flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
+    flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
+    flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
+    flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
+    flags.DEFINE_list("input_files", None, "Raw text (one sentence per line, blank line between "
+                      "documents) or TFRecord files (*.tfrecord); globs allowed.")
+    flags.DEFINE_integer("seq_length", 128, "Sequence length.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
+    flags.DEFINE_string("init_checkpoint", None, "Google-format checkpoint to start from.")
+    flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the final model.")
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
+    flags.DEFINE_integer("seed", 12345, "Seed of the data order, masking and initialization.")
+    flags.mark_flags_as_required(["vocab_file", "input_files", "model_dir"])
+    flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
 
 
 def main(argv):
@@ -117,6 +124,7 @@ def _pipeline(input_files, tokenizer, input_context, start_step, **kwargs):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

@@ -19,20 +19,28 @@ import tempfile
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("corpus", None, "Text files in the BERT corpus format (default: Python's "
-                  "help topics from pydoc_data); globs allowed.")
-flags.DEFINE_string("tfds_name", None, "A TFDS text dataset (already downloaded) as the corpus.")
-flags.DEFINE_string("tfds_text_key", "text", "The text feature of --tfds_name.")
-flags.DEFINE_integer("max_documents", 20000, "Documents read from --tfds_name.")
-flags.DEFINE_string("output_dir", os.path.join(tempfile.gettempdir(), "bert_quickstart"),
-                    "Corpus, vocabulary, checkpoints, final model and export.")
-flags.DEFINE_integer("steps", 2000, "Training steps.")
-flags.DEFINE_integer("vocab_size", 4000, "WordPiece vocabulary size to learn.")
-flags.DEFINE_integer("seq_length", 64, "Sequence length.")
-flags.DEFINE_integer("batch_size", 32, "Batch size.")
-flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (tiny models like it high).")
-flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents.")
-flags.mark_flags_as_mutual_exclusive(["corpus", "tfds_name"])
+
+
+def define_flags() -> None:
+    """Defines this tool's flags (once); done at start-up, not import, so importing one
+    tool never defines or requires flags of another in the same process."""
+    if "corpus" in FLAGS:
+        return
+    flags.DEFINE_list("corpus", None, "Text files in the BERT corpus format (default: Python's "
+                      "help topics from pydoc_data); globs allowed.")
+    flags.DEFINE_string("tfds_name", None, "A TFDS text dataset (already downloaded) as the corpus.")
+    flags.DEFINE_string("tfds_text_key", "text", "The text feature of --tfds_name.")
+    flags.DEFINE_integer("max_documents", 20000, "Documents read from --tfds_name.")
+    flags.DEFINE_string("output_dir", os.path.join(tempfile.gettempdir(), "bert_quickstart"),
+                        "Corpus, vocabulary, checkpoints, final model and export.")
+    flags.DEFINE_integer("steps", 2000, "Training steps.")
+    flags.DEFINE_integer("vocab_size", 4000, "WordPiece vocabulary size to learn.")
+    flags.DEFINE_integer("seq_length", 64, "Sequence length.")
+    flags.DEFINE_integer("batch_size", 32, "Batch size.")
+    flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (tiny models like it high).")
+    flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents.")
+    flags.mark_flags_as_mutual_exclusive(["corpus", "tfds_name"])
+
 
 HELD_OUT_EVERY = 10
 MAX_PREDICTIONS = 10
@@ -208,6 +216,7 @@ def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) 
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

@@ -10,17 +10,24 @@ the tokenizer that will use it (pass the same --lower_case to both).
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("input_files", None, "UTF-8 text files; globs allowed (comma-separated).")
-flags.DEFINE_string("output_file", None, "Where to write the vocabulary, one token per line.")
-flags.DEFINE_integer("vocab_size", 30522, "Maximum number of tokens, reserved ones included.")
-flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (an uncased vocabulary).")
-flags.DEFINE_list(
-    "reserved_tokens", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "Tokens written first."
-)
-flags.DEFINE_integer(
-    "num_unused_tokens", 0, "[unused0]..[unusedN-1] written after the reserved tokens."
-)
-flags.mark_flags_as_required(["input_files", "output_file"])
+
+
+def define_flags() -> None:
+    """Defines this tool's flags (once); done at start-up, not import, so importing one
+    tool never defines or requires flags of another in the same process."""
+    if "input_files" in FLAGS:
+        return
+    flags.DEFINE_list("input_files", None, "UTF-8 text files; globs allowed (comma-separated).")
+    flags.DEFINE_string("output_file", None, "Where to write the vocabulary, one token per line.")
+    flags.DEFINE_integer("vocab_size", 30522, "Maximum number of tokens, reserved ones included.")
+    flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (an uncased vocabulary).")
+    flags.DEFINE_list(
+        "reserved_tokens", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "Tokens written first."
+    )
+    flags.DEFINE_integer(
+        "num_unused_tokens", 0, "[unused0]..[unusedN-1] written after the reserved tokens."
+    )
+    flags.mark_flags_as_required(["input_files", "output_file"])
 
 
 def main(argv):
@@ -57,4 +64,5 @@ def expand_globs(patterns: list[str]) -> list[str]:
 
 
 def run():
+    define_flags()
     app.run(main)
