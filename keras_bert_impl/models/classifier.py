@@ -3,12 +3,13 @@
 import keras
 
 from keras_bert_impl.layers.logits_head import LogitsHead
+from keras_bert_impl.models.task_model import BertTaskModel
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
-class BertClassifier(keras.Model):
+class BertClassifier(BertTaskModel):
     """Sentence (or sentence-pair) classification as the original `run_classifier.py`.
 
     Dropout on the pooled output, then float32 `logits` [batch, num_classes]
@@ -58,17 +59,7 @@ class BertClassifier(keras.Model):
 
     def get_config(self) -> dict:
         return {
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            **super().get_config(),
             "num_classes": self.num_classes,
             "dropout": self.dropout,
-            "name": self.name,
-            "trainable": self.trainable,
         }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects=None) -> "BertClassifier":
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(
-            config["encoder"], custom_objects=custom_objects
-        )
-        return cls(**config)

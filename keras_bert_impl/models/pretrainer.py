@@ -5,13 +5,14 @@ import tensorflow as tf
 
 from keras_bert_impl.layers.masked_lm_head import MaskedLMHead
 from keras_bert_impl.layers.next_sentence_head import NextSentenceHead
+from keras_bert_impl.models.task_model import BertTaskModel
 
 MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions")
 ENCODER_INPUTS = MODEL_INPUTS[:3]
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
-class BertPretrainer(keras.Model):
+class BertPretrainer(BertTaskModel):
     """BERT pretraining: masked-LM (MLM) and next-sentence (NSP) heads on an encoder.
 
     Takes the pretraining feature dict (extra label keys are ignored by the
@@ -141,18 +142,3 @@ class BertPretrainer(keras.Model):
             "cls/seq_relationship/output_weights": nsp.output_weights,
             "cls/seq_relationship/output_bias": nsp.output_bias,
         }
-
-    def get_config(self) -> dict:
-        return {
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects=None) -> "BertPretrainer":
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(
-            config["encoder"], custom_objects=custom_objects
-        )
-        return cls(**config)

@@ -3,12 +3,13 @@
 import keras
 
 from keras_bert_impl.layers.logits_head import LogitsHead
+from keras_bert_impl.models.task_model import BertTaskModel
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
-class BertSpanLabeler(keras.Model):
+class BertSpanLabeler(BertTaskModel):
     """Extractive QA as the original `run_squad.py`: two logits per token.
 
     Returns float32 `start_logits` and `end_logits` [batch, seq] from
@@ -50,18 +51,3 @@ class BertSpanLabeler(keras.Model):
             "cls/squad/output_weights": self.head.output_weights,
             "cls/squad/output_bias": self.head.output_bias,
         }
-
-    def get_config(self) -> dict:
-        return {
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
-            "name": self.name,
-            "trainable": self.trainable,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects=None) -> "BertSpanLabeler":
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(
-            config["encoder"], custom_objects=custom_objects
-        )
-        return cls(**config)

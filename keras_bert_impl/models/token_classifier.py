@@ -3,12 +3,13 @@
 import keras
 
 from keras_bert_impl.layers.logits_head import LogitsHead
+from keras_bert_impl.models.task_model import BertTaskModel
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
-class BertTokenClassifier(keras.Model):
+class BertTokenClassifier(BertTaskModel):
     """Token classification: float32 `logits` [batch, seq, num_classes].
 
     Dropout on the sequence output, then `output_weights` [num_classes,
@@ -60,17 +61,7 @@ class BertTokenClassifier(keras.Model):
 
     def get_config(self) -> dict:
         return {
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            **super().get_config(),
             "num_classes": self.num_classes,
             "dropout": self.dropout,
-            "name": self.name,
-            "trainable": self.trainable,
         }
-
-    @classmethod
-    def from_config(cls, config: dict, custom_objects=None) -> "BertTokenClassifier":
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(
-            config["encoder"], custom_objects=custom_objects
-        )
-        return cls(**config)
