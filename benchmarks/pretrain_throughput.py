@@ -8,12 +8,23 @@ and vocabulary decoder at the P masked positions), identical for every
 implementation. Also prints the input pipeline's examples/s when --corpus
 is given.
 
+Every configuration runs in its own Python process, so dtype policies,
+compiled functions and allocators never leak between rows. Steps are timed
+inside one long `fit` (between `on_train_batch_end` calls), as in a real
+run, which leaves out the per-`fit` set-up and tf.data teardown. Importing
+keras_bert_impl turns on TensorFlow's BFC CPU allocator; the references run
+with TensorFlow's default allocator, and with `--reference_allocators`
+including `bfc` they also run with ours, so both ratios are printed.
+
     python benchmarks/pretrain_throughput.py --presets=bert_mini,bert_small \
         --corpus=../shared/data/corpus/en/pg1342_pride_and_prejudice.txt \
         --vocab_file=../shared/data/vocab/bert-base-uncased.txt
 """
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 from absl import app, flags
@@ -34,6 +45,10 @@ flags.DEFINE_integer("matmul_size", 2048, "Size of the square matmul that measur
 flags.DEFINE_string("corpus", None, "Raw-text corpus for the input pipeline measurement.")
 flags.DEFINE_string("vocab_file", None, "Vocabulary for the input pipeline measurement.")
 flags.DEFINE_integer("pipeline_batches", 100, "Batches timed for the input pipeline.")
+flags.DEFINE_list("reference_allocators", ["default", "bfc"],
+                  "TensorFlow CPU allocators the keras_nlp reference runs under.")
+flags.DEFINE_integer("warmup_executions", 2, "Executions of steps_per_execution steps not timed.")
+flags.DEFINE_string("only", None, "Internal: run one 'implementation:preset:mode' and print it.")
 
 
 def model_flops_per_step(config, batch: int, seq: int, predictions: int) -> float:
@@ -80,14 +95,20 @@ def synthetic_features(vocab_size: int, batch: int, seq: int, predictions: int, 
 
 
 def _time_fit(model, dataset, steps: int, chunk: int) -> float:
-    """Median seconds per step over timed `fit` calls of `chunk` steps (after a warm-up call)."""
-    model.fit(dataset, steps_per_epoch=chunk, epochs=1, verbose=0, shuffle=False)
-    per_step = []
-    for _ in range(max(1, steps // chunk)):
-        start = time.perf_counter()
-        model.fit(dataset, steps_per_epoch=chunk, epochs=1, verbose=0, shuffle=False)
-        per_step.append((time.perf_counter() - start) / chunk)
-    return statistics.median(per_step)
+    """Median seconds per step between executions of `chunk` steps inside one `fit`."""
+    import keras
+
+    ends = []
+
+    class StepTimer(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(time.perf_counter())
+
+    executions = FLAGS.warmup_executions + max(2, steps // chunk)
+    model.fit(dataset, steps_per_epoch=executions * chunk, epochs=1, verbose=0,
+              callbacks=[StepTimer()])
+    timed = ends[FLAGS.warmup_executions - 1:]
+    return statistics.median((b - a) / chunk for a, b in zip(timed, timed[1:]))
 
 
 def _policy(mode: str) -> str:
@@ -194,8 +215,38 @@ def input_pipeline_examples_per_second() -> float:
 IMPLEMENTATIONS = {"ours": ours, "keras_nlp": keras_nlp, "torch": torch_bert}
 
 
+def run_one(spec: str) -> None:
+    """Child process: times one 'implementation:preset:mode' and prints its seconds per step."""
+    from keras_bert_impl import BertConfig
+
+    name, preset, mode = spec.split(":")
+    config = BertConfig.from_preset(preset, vocab_size=FLAGS.vocab_size)
+    features = synthetic_features(config.vocab_size, FLAGS.batch_size, FLAGS.seq_length,
+                                  FLAGS.max_predictions_per_seq)
+    print(f"SECONDS_PER_STEP {IMPLEMENTATIONS[name](config, mode, features)!r}", flush=True)
+
+
+def time_in_subprocess(name: str, preset: str, mode: str, allocator: str | None) -> float | str:
+    """Seconds per step of one configuration in a fresh process, or why it did not run."""
+    env = dict(os.environ)
+    if allocator is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = "true" if allocator == "bfc" else "false"
+    flag_args = [arg for arg in sys.argv[1:] if not arg.startswith("--only")]
+    result = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), *flag_args, f"--only={name}:{preset}:{mode}"],
+        env=env, capture_output=True, text=True)
+    for line in result.stdout.splitlines():
+        if line.startswith("SECONDS_PER_STEP "):
+            return float(line.split()[1])
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit code {result.returncode}"
+
+
 def main(argv):
     del argv
+    if FLAGS.only:
+        run_one(FLAGS.only)
+        return
     from keras_bert_impl import BertConfig
 
     peaks = {"float32": matmul_peak_tflops(FLAGS.matmul_size, "float32"),
@@ -205,35 +256,39 @@ def main(argv):
     if FLAGS.corpus and FLAGS.vocab_file:
         print(f"input pipeline: {input_pipeline_examples_per_second():.0f} examples/s "
               f"(seq {FLAGS.seq_length}, P {FLAGS.max_predictions_per_seq})", flush=True)
-    names = ["ours"] + list(FLAGS.references)
+    runs = [("ours", None)]
+    for name in FLAGS.references:
+        allocators = FLAGS.reference_allocators if name == "keras_nlp" else [None]
+        runs += [(name, allocator) for allocator in allocators]
     batch, seq, predictions = FLAGS.batch_size, FLAGS.seq_length, FLAGS.max_predictions_per_seq
     for preset in FLAGS.presets:
         config = BertConfig.from_preset(preset, vocab_size=FLAGS.vocab_size)
-        features = synthetic_features(config.vocab_size, batch, seq, predictions)
         flops = model_flops_per_step(config, batch, seq, predictions)
-        best = {}
-        for name in names:
-            for mode in FLAGS.modes:
-                try:
-                    seconds = IMPLEMENTATIONS[name](config, mode, features)
-                except ImportError as error:
-                    print(f"{name:9s} {preset:10s} {mode:8s} skipped: {error}", flush=True)
-                    break
+        speeds = {}
+        for name, allocator in runs:
+            label = name if allocator is None else f"{name}[{allocator}]"
+            modes = FLAGS.modes
+            if name == "torch":  # PyTorch runs eagerly: one row per precision.
+                modes = sorted({"eager_bf16" if mode.endswith("bf16") else "eager"
+                                for mode in FLAGS.modes})
+            for mode in modes:
+                seconds = time_in_subprocess(name, preset, mode, allocator)
+                if isinstance(seconds, str):
+                    print(f"{label:17s} {preset:10s} {mode:10s} did not run: {seconds}", flush=True)
+                    continue
                 tokens_per_second = batch * seq / seconds
+                speeds[(label, _policy(mode))] = max(
+                    speeds.get((label, _policy(mode)), 0.0), tokens_per_second)
                 mfu = flops / seconds / 1e12 / peaks[_policy(mode)]
-                precision = _policy(mode)
-                if name != "ours":
-                    best[precision] = max(best.get(precision, 0.0), tokens_per_second)
-                best.setdefault(("ours", precision), 0.0)
-                if name == "ours":
-                    best[("ours", precision)] = max(best[("ours", precision)], tokens_per_second)
-                print(f"{name:9s} {preset:10s} {mode:8s} {tokens_per_second:9.0f} tokens/s "
+                print(f"{label:17s} {preset:10s} {mode:10s} {tokens_per_second:9.0f} tokens/s "
                       f"{seconds * 1e3:8.1f} ms/step {flops / seconds / 1e12 * 1e3:8.1f} GFLOP/s "
                       f"MFU {mfu:6.1%}", flush=True)
         for precision in ("float32", "mixed_bfloat16"):
-            if best.get(precision) and best.get(("ours", precision)):
-                print(f"ratio     {preset:10s} {precision:14s} ours / best reference = "
-                      f"{best[('ours', precision)] / best[precision]:.2f}x", flush=True)
+            ours_speed = speeds.get(("ours", precision))
+            for (label, label_precision), speed in speeds.items():
+                if label != "ours" and label_precision == precision and ours_speed:
+                    print(f"ratio     {preset:10s} {precision:14s} ours / {label} = "
+                          f"{ours_speed / speed:.2f}x (best mode of each)", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_bert_impl.layers.dropout import BertDropout
+
 
 def additive_attention_mask(input_mask: tf.Tensor) -> tf.Tensor:
     """The original's mask: 0 where attending is allowed, -10000 at padding keys.
@@ -66,10 +68,10 @@ class BertAttention(keras.layers.Layer):
         self.key = projection("key")
         self.value = projection("value")
         self.output_dense = projection("dense")
-        self.attention_dropout_layer = keras.layers.Dropout(
+        self.attention_dropout_layer = BertDropout(
             attention_dropout, dtype=self.dtype_policy, name="attention_dropout"
         )
-        self.output_dropout = keras.layers.Dropout(
+        self.output_dropout = BertDropout(
             hidden_dropout, dtype=self.dtype_policy, name="output_dropout"
         )
         self.layer_norm = keras.layers.LayerNormalization(

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_bert_impl.layers.dropout import BertDropout
+
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
 class BertEmbeddings(keras.layers.Layer):
@@ -44,7 +46,7 @@ class BertEmbeddings(keras.layers.Layer):
         self.layer_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="LayerNorm"
         )
-        self.dropout_layer = keras.layers.Dropout(dropout, dtype=self.dtype_policy, name="dropout")
+        self.dropout_layer = BertDropout(dropout, dtype=self.dtype_policy, name="dropout")
 
     def build(self, input_word_ids_shape, input_type_ids_shape=None):
         initializer = keras.initializers.TruncatedNormal(stddev=self.initializer_range)

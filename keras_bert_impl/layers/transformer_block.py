@@ -4,6 +4,7 @@ import keras
 
 from keras_bert_impl.layers.activations import get_activation
 from keras_bert_impl.layers.attention import BertAttention
+from keras_bert_impl.layers.dropout import BertDropout
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
@@ -65,7 +66,7 @@ class TransformerBlock(keras.layers.Layer):
         )
         self.intermediate = dense(intermediate_size, "intermediate", get_activation(activation))
         self.output_dense = dense(hidden_size, "output_dense")
-        self.output_dropout = keras.layers.Dropout(
+        self.output_dropout = BertDropout(
             hidden_dropout, dtype=self.dtype_policy, name="output_dropout"
         )
         self.output_layer_norm = keras.layers.LayerNormalization(

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_bert_impl.layers.dropout import BertDropout
 from keras_bert_impl.layers.logits_head import LogitsHead
 from keras_bert_impl.models.task_model import BertTaskModel
 
@@ -30,7 +31,7 @@ class BertClassifier(BertTaskModel):
         # === Layers ===
         config = encoder.config
         rate = config.hidden_dropout_prob if dropout is None else dropout
-        dropout_layer = keras.layers.Dropout(rate, name="pooled_dropout")
+        dropout_layer = BertDropout(rate, name="pooled_dropout")
         head = LogitsHead(
             num_classes, initializer_range=config.initializer_range, dtype="float32",
             name="logits",

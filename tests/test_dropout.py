@@ -1,0 +1,59 @@
+"""BertDropout: Keras Dropout semantics with a Threefry mask."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_bert_impl.layers.dropout import BertDropout
+
+
+def test_is_the_identity_outside_training():
+    x = tf.random.normal([4, 16])
+    np.testing.assert_array_equal(BertDropout(0.5)(x, training=False), x)
+    np.testing.assert_array_equal(BertDropout(0.5)(x), x)
+
+
+def test_drops_at_the_rate_and_scales_what_it_keeps():
+    x = tf.ones([200, 1000])
+    y = BertDropout(0.1, seed=3)(x, training=True).numpy()
+    dropped = np.mean(y == 0)
+    # 200k Bernoulli(0.1) draws: the standard deviation of the fraction is ~0.0007.
+    assert abs(dropped - 0.1) < 0.005
+    np.testing.assert_allclose(y[y != 0], 1 / 0.9, rtol=1e-6)
+
+
+def test_each_call_draws_a_new_mask_and_a_seed_repeats_the_sequence():
+    x = tf.ones([64, 64])
+    first, second = BertDropout(0.5, seed=7), BertDropout(0.5, seed=7)
+    a1, a2 = first(x, training=True), first(x, training=True)
+    assert not np.array_equal(a1, a2)
+    np.testing.assert_array_equal(second(x, training=True), a1)
+    np.testing.assert_array_equal(second(x, training=True), a2)
+
+
+def test_under_jit_compile_and_bfloat16_the_mask_keeps_the_input_dtype():
+    layer = BertDropout(0.25, seed=1, dtype="mixed_bfloat16")
+    x = tf.ones([32, 128], "bfloat16")
+    y = tf.function(lambda x: layer(x, training=True), jit_compile=True)(x)
+    assert y.dtype == tf.bfloat16
+    values = np.unique(y.numpy().astype("float32"))
+    np.testing.assert_allclose(values, [0.0, 4 / 3], rtol=1e-2)
+
+
+def test_gradient_flows_only_through_kept_positions():
+    layer = BertDropout(0.5, seed=2)
+    x = tf.ones([16, 16])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        total = tf.reduce_sum(y)
+    grad = tape.gradient(total, x).numpy()
+    np.testing.assert_array_equal(grad != 0, y.numpy() != 0)
+    np.testing.assert_allclose(grad[grad != 0], 2.0)
+
+
+def test_rebuilds_from_its_config():
+    layer = BertDropout(0.3, seed=5, name="drop")
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert type(clone) is BertDropout
+    assert (clone.rate, clone.seed, clone.name) == (0.3, 5, "drop")
