@@ -73,3 +73,15 @@ class _SaveAtEpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.checkpoint.save()
+
+
+class StopAtStep(keras.callbacks.Callback):
+    """Ends training at the step budget when it falls inside the last epoch."""
+
+    def __init__(self, last_step: int):
+        super().__init__()
+        self.last_step = last_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.last_step:
+            self.model.stop_training = True

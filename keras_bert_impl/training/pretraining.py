@@ -12,7 +12,7 @@ from keras_bert_impl.config import BertConfig
 from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.pretrainer import BertPretrainer
 from keras_bert_impl.text.tokenizer import BertTokenizer
-from keras_bert_impl.training.checkpointing import TrainingCheckpoint
+from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
 from keras_bert_impl.training.optimization import create_optimizer
 from keras_bert_impl.training.strategy import get_strategy, is_chief
 
@@ -115,7 +115,7 @@ class PretrainingRun:
         log_dir = os.path.join(self.model_dir, "logs" if self.is_chief else f".worker_{self.task_id}")
         callbacks = [
             self.checkpoint.callback(),
-            _StopAtStep(num_train_steps),
+            StopAtStep(num_train_steps),
             keras.callbacks.TensorBoard(log_dir=log_dir),
         ]
         def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -142,15 +142,3 @@ class PretrainingRun:
         save_google_checkpoint(self.pretrainer, os.path.join(self.model_dir, "bert_model.ckpt"))
         self.config.to_json_file(os.path.join(self.model_dir, "bert_config.json"))
         shutil.copyfile(self.vocab_file, os.path.join(self.model_dir, "vocab.txt"))
-
-
-class _StopAtStep(keras.callbacks.Callback):
-    """Ends training at the step budget when it falls inside the last epoch."""
-
-    def __init__(self, last_step: int):
-        super().__init__()
-        self.last_step = last_step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.last_step:
-            self.model.stop_training = True
