@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_bert_impl.training.lamb import BertLamb
 from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
 from keras_bert_impl.training.optimization import create_optimizer
 
@@ -66,7 +67,7 @@ def test_adamw_and_lamb_use_the_original_hyperparameters():
     adamw = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1)
     lamb = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1, optimizer_type="lamb")
     assert isinstance(adamw, keras.optimizers.AdamW)
-    assert isinstance(lamb, keras.optimizers.Lamb)
+    assert isinstance(lamb, BertLamb)
     for opt in (adamw, lamb):
         assert (opt.beta_1, opt.beta_2, opt.epsilon, opt.weight_decay) == (0.9, 0.999, 1e-6, 0.01)
 
@@ -74,3 +75,26 @@ def test_adamw_and_lamb_use_the_original_hyperparameters():
 def test_unknown_optimizer_type_is_a_clear_error():
     with pytest.raises(ValueError, match="'sgd'"):
         create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1, optimizer_type="sgd")
+
+
+def _lamb_step(w, g, lr, decay, adapt, beta_1=0.9, beta_2=0.999, eps=1e-6):
+    """One step of LAMB (You et al. 2019) from zero moments, in numpy."""
+    m, v = (1 - beta_1) * g, (1 - beta_2) * g**2
+    update = (m / (1 - beta_1)) / (np.sqrt(v / (1 - beta_2)) + eps) + decay * w
+    ratio = np.linalg.norm(w) / np.linalg.norm(update) if adapt else 1.0
+    return w - lr * ratio * update
+
+
+def test_lamb_puts_weight_decay_inside_the_trust_ratio_and_spares_layer_norm():
+    model = _layer_norm_dense_model()
+    opt = create_optimizer(1e-2, num_train_steps=10, num_warmup_steps=0, weight_decay_rate=0.1,
+                           optimizer_type="lamb", global_clipnorm=None)
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=v.shape).astype("float32") for v in model.trainable_variables]
+    before = [np.array(v) for v in model.trainable_variables]
+    opt.apply_gradients(zip(grads, model.trainable_variables))
+    for variable, w, g in zip(model.trainable_variables, before, grads):
+        excluded = variable.name in ("bias", "gamma", "beta")
+        expected = _lamb_step(w, g, 1e-2, decay=0.0 if excluded else 0.1, adapt=not excluded)
+        np.testing.assert_allclose(np.array(variable), expected, rtol=1e-5, atol=1e-7,
+                                   err_msg=variable.path)

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_bert_impl.training.lamb import BertLamb
 from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
 
 # The original excludes "LayerNorm", "layer_norm" and "bias" by variable name.
@@ -50,7 +51,7 @@ def create_optimizer(
     if optimizer_type == "adamw":
         optimizer = keras.optimizers.AdamW(**kwargs)
     elif optimizer_type == "lamb":
-        optimizer = keras.optimizers.Lamb(**kwargs)
+        optimizer = BertLamb(**kwargs)
     else:
         raise ValueError(f"optimizer_type must be 'adamw' or 'lamb', got {optimizer_type!r}")
     optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
