@@ -14,6 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # keeps them. Read when TensorFlow first allocates, so import this package first.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
+from keras_bert_impl.tf_logging import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
 # Each area adds its public names here once its module imports cleanly.
 from keras_bert_impl.config import BertConfig  # noqa: E402
 from keras_bert_impl.models.encoder import BertEncoder  # noqa: E402
