@@ -8,12 +8,27 @@ timing) it prints one line per configuration:
 * already-tokenized baselines at --batch_size: the keras-hub BertBackbone fed
   id tensors (graph and XLA), and a HuggingFace `tokenizers` + Keras pipeline;
   tokenizer-only throughput of the embedded TF-Text tokenizer vs HuggingFace's;
+* gRPC overhead at batch 1: in-process and gRPC calls interleaved, the
+  median of their paired differences (wall and process CPU time), so load
+  from other processes cancels out;
 * gRPC through `keras_bert_impl.serving` (batch-1 requests from 1/8/32
-  concurrent clients, server batching off and on): requests/s, p50/p99.
+  concurrent clients, server batching off and on): requests/s, p50/p99,
+  process CPU ms per request, rows per model call, and batched/unbatched
+  throughput. The clients run in this process, so their CPU is counted too.
+
+--seq_length_buckets exports with bucketed lengths (a batch is padded only to
+the bucket its longest text needs), --short_texts sends 10-30-word lines, and
+--jit_compile exports the model part compiled with XLA; --sections picks the
+parts to run.
 
 PyTorch and ONNX Runtime rows are printed only when those packages are installed.
 
     python benchmarks/serving.py --presets=bert_mini,bert_base --seq_length=128
+
+Batching with short requests:
+
+    python benchmarks/serving.py --presets=bert_mini --text_file=.../sample_text.txt \
+        --short_texts --seq_length_buckets=16,32,64,128 --sections=in_process,grpc
 
 Smoke run: --presets=bert_tiny --seq_length=32 --batch_size=4 --requests=4 \
     --clients=1,2 --iterations=3
@@ -55,11 +70,24 @@ flags.DEFINE_string("vocab_file", str(_SHARED / "vocab" / "bert-base-uncased.txt
 flags.DEFINE_string("text_file", str(_SHARED / "corpus" / "en" / "pg1342_pride_and_prejudice.txt"),
                     "Text to send: its non-empty lines.")
 flags.DEFINE_integer("batch_timeout_micros", 2000, "Server batching wait.")
+flags.DEFINE_list("allowed_batch_sizes", [], "Server batching: pad merged batches to these "
+                  "sizes (ending with the max batch size); bounds the shapes XLA compiles for.")
+flags.DEFINE_integer("untimed_rounds", 0, "Rounds of each gRPC configuration run before timing "
+                     "(XLA exports compile once per batch and sequence shape).")
+flags.DEFINE_list("seq_length_buckets", [], "Bucketed export lengths, ending with --seq_length.")
+flags.DEFINE_bool("short_texts", False, "Send lines of 10-30 words instead of lines over 40 chars.")
+flags.DEFINE_bool("jit_compile", False, "Export the model part compiled with XLA.")
+flags.DEFINE_list("sections", ["in_process", "baselines", "tokenizers", "grpc"],
+                  "Parts to run: in_process, baselines, tokenizers, grpc.")
 
 
 def load_texts(count: int) -> list[str]:
     with open(FLAGS.text_file, encoding="utf-8") as f:
-        lines = [line.strip() for line in f if len(line.strip()) > 40]
+        lines = [line.strip() for line in f]
+    if FLAGS.short_texts:
+        lines = [line for line in lines if 10 <= len(line.split()) <= 30]
+    else:
+        lines = [line for line in lines if len(line) > 40]
     return (lines * (count // max(len(lines), 1) + 1))[:count]
 
 
@@ -82,7 +110,7 @@ def report(preset: str, what: str, text: str) -> None:
     print(f"{preset:10s} seq={FLAGS.seq_length:<4d} {what:58s} {text}", flush=True)
 
 
-def bench_in_process(preset, export_dir, texts):
+def bench_in_process(preset, export_dir, texts) -> None:
     signature = tf.saved_model.load(export_dir).signatures["serving_default"]
     one = tf.constant(texts[:1])
     report(preset, "SavedModel in-process text->logits batch=1",
@@ -91,7 +119,6 @@ def bench_in_process(preset, export_dir, texts):
     times = timed(lambda: signature(text=batch), FLAGS.iterations)
     report(preset, f"SavedModel in-process text->logits batch={FLAGS.batch_size}",
            f"{FLAGS.batch_size / statistics.median(times):.1f} seq/s")
-    return statistics.median(timed(lambda: signature(text=one), FLAGS.iterations))
 
 
 def bench_tokenized_baselines(preset, config, texts, preprocessor):
@@ -160,27 +187,63 @@ def _client_run(target: str, texts: list[str], index: int) -> list[float]:
     return latencies
 
 
-def bench_grpc(preset, export_base, texts, in_process_p50):
+def bench_grpc_overhead(preset, export_dir, export_base, texts):
+    """In-process and gRPC batch-1 calls interleaved; the median of their paired differences."""
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    with start_server(export_base, file_system_poll_wait_seconds=0) as server:
+        client = Client(f"127.0.0.1:{server.port}", timeout=120)
+        calls = (lambda text: {k: v.numpy() for k, v in signature(text=tf.constant([text])).items()},
+                 lambda text: client.predict([text]))
+        rows = []
+        for step in range(3 + FLAGS.iterations * 10):
+            row = []
+            for call in calls:
+                wall, cpu = time.perf_counter(), time.process_time()
+                call(texts[step % len(texts)])
+                row += [time.perf_counter() - wall, time.process_time() - cpu]
+            rows.append(row)
+        client.close()
+    ms = np.array(rows[3:]) * 1e3
+    report(preset, "batch=1 in-process vs gRPC, interleaved",
+           f"in-process p50 {np.median(ms[:, 0]):.2f} ms, gRPC p50 {np.median(ms[:, 2]):.2f} ms; "
+           f"gRPC adds {np.median(ms[:, 2] - ms[:, 0]):.2f} ms wall, "
+           f"{np.median(ms[:, 3] - ms[:, 1]):.2f} ms CPU (paired medians)")
+
+
+def bench_grpc(preset, export_base, texts):
+    unbatched = {}
     for batching in (False, True):
-        options = BatchingOptions(max_batch_size=max(32, FLAGS.batch_size),
+        allowed = tuple(int(size) for size in FLAGS.allowed_batch_sizes)
+        options = BatchingOptions(max_batch_size=allowed[-1] if allowed else max(32, FLAGS.batch_size),
                                   batch_timeout_micros=FLAGS.batch_timeout_micros,
-                                  num_batch_threads=2) if batching else None
+                                  num_batch_threads=2,
+                                  allowed_batch_sizes=allowed) if batching else None
         with start_server(export_base, enable_batching=batching, batching=options,
                           file_system_poll_wait_seconds=0) as server:
             target = f"127.0.0.1:{server.port}"
             Client(target).predict(texts[:1])  # connection and warm-up
             for clients in [int(c) for c in FLAGS.clients]:
+                for _ in range(FLAGS.untimed_rounds):
+                    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+                        list(pool.map(functools.partial(_client_run, target, texts),
+                                      range(clients)))
+                calls, cpu = server.model_calls(), time.process_time()
                 start = time.perf_counter()
                 with concurrent.futures.ThreadPoolExecutor(clients) as pool:
                     runs = pool.map(functools.partial(_client_run, target, texts), range(clients))
                     latencies = list(itertools.chain.from_iterable(runs))
                 elapsed = time.perf_counter() - start
+                cpu_ms = (time.process_time() - cpu) * 1e3 / len(latencies)
+                rows_per_call = len(latencies) / max(server.model_calls() - calls, 1)
+                rate = len(latencies) / elapsed
                 extra = ""
-                if clients == 1 and not batching:
-                    overhead = (statistics.median(latencies) - in_process_p50) * 1e3
-                    extra = f" (gRPC adds {overhead:.2f} ms p50 over in-process)"
+                if batching and clients in unbatched:
+                    extra = f" = {rate / unbatched[clients]:.2f}x unbatched"
+                else:
+                    unbatched[clients] = rate
                 report(preset, f"gRPC batch=1 clients={clients} batching={'on' if batching else 'off'}",
-                       f"{len(latencies) / elapsed:.1f} req/s {percentiles(latencies)}{extra}")
+                       f"{rate:.1f} req/s {percentiles(latencies)} {cpu_ms:.2f} CPU ms/req "
+                       f"{rows_per_call:.1f} rows/call{extra}")
 
 
 def main(argv):
@@ -189,17 +252,26 @@ def main(argv):
     tokenizer = BertTokenizer(FLAGS.vocab_file)
     preprocessor = BertPreprocessor(tokenizer, FLAGS.seq_length)
     texts = load_texts(max(1000, FLAGS.batch_size))
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs")
+    buckets = [int(b) for b in FLAGS.seq_length_buckets] or None
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs; "
+          f"buckets={buckets} short_texts={FLAGS.short_texts} jit_compile={FLAGS.jit_compile}")
     for preset in FLAGS.presets:
         config = BertConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)
         classifier = BertClassifier(BertEncoder(config), num_classes=2)
         with tempfile.TemporaryDirectory() as export_base:
             export_dir = export_saved_model(classifier, export_base, FLAGS.vocab_file,
-                                            seq_length=FLAGS.seq_length)
-            in_process_p50 = bench_in_process(preset, export_dir, texts)
-            bench_tokenized_baselines(preset, config, texts, preprocessor)
-            bench_tokenizers(preset, texts, tokenizer, preprocessor, classifier)
-            bench_grpc(preset, export_base, texts, in_process_p50)
+                                            seq_length=FLAGS.seq_length,
+                                            seq_length_buckets=buckets,
+                                            jit_compile=FLAGS.jit_compile)
+            if "in_process" in FLAGS.sections:
+                bench_in_process(preset, export_dir, texts)
+            if "baselines" in FLAGS.sections:
+                bench_tokenized_baselines(preset, config, texts, preprocessor)
+            if "tokenizers" in FLAGS.sections:
+                bench_tokenizers(preset, texts, tokenizer, preprocessor, classifier)
+            if "grpc" in FLAGS.sections:
+                bench_grpc_overhead(preset, export_dir, export_base, texts)
+                bench_grpc(preset, export_base, texts)
 
 
 if __name__ == "__main__":

@@ -93,14 +93,52 @@ def test_real_glue_files(shared_data):
     assert len(mrpc.labels) == 3668 and mrpc.texts_a[0].startswith("Amrozi accused")
 
 
-def test_tfds_glue_reads_single_sentences_and_pairs():
+def mock_tfds(**kwargs):
+    """`tfds.testing.mock_data` built from the dataset's code alone: nothing is downloaded."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(num_examples=5):
+    return tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, **kwargs)
+
+
+def test_tfds_glue_reads_single_sentences_and_pairs_with_the_dataset_class_names():
+    with mock_tfds(num_examples=5):
         sst2 = read_tfds_glue("glue/sst2", split="train")
         mrpc = read_tfds_glue("glue/mrpc", split="train")
     assert len(sst2.texts_a) == 5 and sst2.texts_b is None
-    assert set(sst2.labels) <= {"0", "1"}
+    assert sst2.label_names == ["negative", "positive"]
+    assert set(sst2.labels) <= {"negative", "positive"}
     assert len(mrpc.texts_b) == 5
+    # Class-index order, which sorting would turn around.
+    assert mrpc.label_names == ["not_equivalent", "equivalent"]
+
+
+def qnli_examples(rows):
+    """A mock `as_dataset` yielding the given (question, sentence, label) rows."""
+    import tensorflow as tf
+
+    def as_dataset(self, *args, **kwargs):
+        examples = {"question": [r[0] for r in rows], "sentence": [r[1] for r in rows],
+                    "label": [r[2] for r in rows], "idx": list(range(len(rows)))}
+        return tf.data.Dataset.from_tensor_slices(
+            {key: tf.constant(value, dtype=self.info.features[key].dtype)
+             for key, value in examples.items()})
+
+    return as_dataset
+
+
+def test_tfds_pairs_keep_the_dataset_feature_order_and_unlabelled_examples_are_bad_records():
+    rows = [("who wrote it?", "she wrote it.", 0), ("unlabelled?", "test split.", -1)]
+    with mock_tfds(as_dataset_fn=qnli_examples(rows)):
+        with pytest.raises(BadRecordError, match=r"glue/qnli\[test\] example 1: label -1"):
+            read_tfds_glue("glue/qnli", split="test")
+        qnli = read_tfds_glue("glue/qnli", split="test", skip_bad_records=True)
+    # QNLI's "sentence" is the second text of a (question, sentence) pair.
+    assert qnli.texts_a == ["who wrote it?"] and qnli.texts_b == ["she wrote it."]
+    assert qnli.labels == ["entailment"] and qnli.skipped_records == 1
+
+
+def test_a_tfds_regression_set_is_refused_for_classification():
+    with mock_tfds(num_examples=2), pytest.raises(TypeError, match="glue/stsb"):
+        read_tfds_glue("glue/stsb", split="train")
 
 
 def test_pairs_are_packed_by_the_preprocessor_inside_tf_data(tmp_path, uncased_vocab):

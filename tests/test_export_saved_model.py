@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import grpc
 import keras
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
+from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.export import (
@@ -275,3 +277,60 @@ def test_served_tokenized_signature_takes_the_three_int32_inputs(exports, served
 def test_warmup_requests_are_prediction_logs_the_server_replays(exports, served):
     assert os.path.getsize(os.path.join(exports["dirs"]["classifier"], WARMUP_FILE)) > 0
     assert served.manager.servable("bert").warm_up() == 2
+
+
+def test_batched_requests_of_mixed_lengths_give_the_unbatched_outputs(exports):
+    # The bucketed encoder pads each merged batch to the bucket of its longest
+    # text; rows of shorter texts must not change (padding is masked out).
+    from keras_bert_impl.serving.batching_parameters import BatchingOptions
+    export_dir = exports["dirs"]["encoder"]
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    texts = [TEXTS[i % 2] if i % 3 else TEXTS[4] for i in range(6)]
+    options = BatchingOptions(max_batch_size=8, batch_timeout_micros=300_000)
+    results, barrier = [None] * len(texts), threading.Barrier(len(texts))
+    with start_server(os.path.dirname(export_dir), enable_batching=True, batching=options,
+                      file_system_poll_wait_seconds=0) as server:
+        calls_before = server.model_calls()
+
+        def request(index):
+            client = Client(f"127.0.0.1:{server.port}")
+            barrier.wait()
+            results[index] = client.predict([texts[index]])
+
+        threads = [threading.Thread(target=request, args=(i,)) for i in range(len(texts))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert server.model_calls() - calls_before < len(texts)
+    for text, batched in zip(texts, results):
+        alone = signature(text=tf.constant([text]))
+        length = alone["sequence_output"].shape[1]
+        assert batched["sequence_output"].shape[1] >= length
+        assert_same_as_keras(batched["pooled_output"], alone["pooled_output"].numpy())
+        assert_same_as_keras(batched["sequence_output"][:, :length],
+                             alone["sequence_output"].numpy())
+
+
+def test_jit_compiled_export_compiles_only_the_model_and_gives_the_same_numbers(
+        exports, reloaded, tmp_path):
+    vocab = str(tmp_path / "vocab.txt")
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.write("".join(token + "\n" for token in exports["tokenizer"].vocab))
+    export_dir = export_saved_model(exports["models"]["classifier"], str(tmp_path / "xla"), vocab,
+                                    seq_length=SEQ_LENGTH, pair_inputs=True, labels=LABELS,
+                                    jit_compile=True)
+    check_serving_ops(export_dir)
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    compiled = [function for function in saved_model.meta_graphs[0].graph_def.library.function
+                if function.attr["_XlaMustCompile"].b]
+    assert compiled, "the model call is marked for XLA"
+    assert not {node.op for function in compiled for node in function.node_def} & TF_TEXT_2_12_OPS
+    outputs = tf.saved_model.load(export_dir).signatures["serving_default"](
+        text=tf.constant(TEXTS), text_pair=tf.constant(PAIRS))
+    # XLA fuses and reorders float operations, so equal within float32 rounding.
+    np.testing.assert_allclose(outputs["logits"].numpy(), reloaded["classifier/logits"],
+                               rtol=1e-4, atol=1e-5)
+    assert outputs["label"].numpy().tolist() == reloaded["classifier/label"].tolist()

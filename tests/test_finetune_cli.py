@@ -8,6 +8,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 
 def finetune(*flags, check=True):
@@ -147,3 +148,72 @@ def test_squad_on_cmrc_skips_and_counts_mismatched_answers(shared_data, chinese_
                  for qa in paragraph["qas"]]
     assert sorted(predictions) == sorted(set(questions) - {broken["id"]})
     assert all(isinstance(answer, str) for answer in predictions.values())
+
+
+def finetune_in_process(monkeypatch, *flag_args):
+    """Runs the `bert-finetune` entry point in this process, where tfds.testing.mock_data acts.
+
+    Returns the exit code; the tool's flags are removed afterwards.
+    """
+    from absl import flags
+
+    from keras_bert_impl.cli import finetune as tool
+
+    before = set(flags.FLAGS)
+    monkeypatch.setattr(sys, "argv", ["bert-finetune", *flag_args])
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            tool.run()
+    finally:
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+    return exit_.value.code
+
+
+def test_classify_trains_on_a_tfds_glue_pair_task_with_its_class_names(
+        uncased_vocab, tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    model_dir, export_dir = tmp_path / "model", tmp_path / "export"
+    with tfds.testing.mock_data(num_examples=24,
+                                    policy=tfds.testing.MockPolicy.USE_CODE):
+        code = finetune_in_process(
+            monkeypatch, "--task=classify", "--tfds_name=glue/mnli",
+            "--tfds_eval_split=validation_matched", f"--vocab_file={uncased_vocab}",
+            "--preset=bert_tiny", f"--model_dir={model_dir}", "--seq_length=32",
+            "--batch_size=8", "--num_train_steps=3", f"--tfds_data_dir={tmp_path / 'tfds'}",
+            f"--export_dir={export_dir}")
+    assert code in (None, 0)
+    # Classes and their order come from the dataset's ClassLabel, not from sorting.
+    assert (model_dir / "labels.txt").read_text() == "entailment\nneutral\ncontradiction\n"
+    scores = results(model_dir)
+    assert 0.0 <= scores["accuracy"] <= 1.0 and "f1" not in scores
+    assert scores["skipped_records"] == 0
+    # premise/hypothesis are a pair: the export takes text and text_pair.
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(export_dir / "1")).signatures["serving_default"]
+    assert set(signature.structured_input_signature[1]) == {"text", "text_pair"}
+
+
+@pytest.mark.parametrize("flag_args, message", [
+    (["--train_file=train.tsv", "--eval_file=dev.tsv", "--tfds_name=glue/sst2"],
+     "--tfds_name=glue/sst2 cannot be combined with --train_file or --eval_file"),
+    (["--tfds_name=glue/sst2", "--eval_file=dev.tsv"], "cannot be combined with"),
+    (["--train_file=train.tsv"], "give the data as --train_file and --eval_file"),
+    ([], "give the data as --train_file and --eval_file"),
+])
+def test_data_source_flags_must_name_exactly_one_source(
+        flag_args, message, uncased_vocab, tmp_path, monkeypatch, capsys):
+    code = finetune_in_process(monkeypatch, "--task=classify", *flag_args,
+                               f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+                               f"--model_dir={tmp_path}")
+    assert code == 1
+    assert message in capsys.readouterr().err
+
+
+def test_tfds_data_is_for_classification_only(uncased_vocab, tmp_path, monkeypatch, capsys):
+    code = finetune_in_process(monkeypatch, "--task=ner", "--tfds_name=conll2003",
+                               f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+                               f"--model_dir={tmp_path}")
+    assert code == 1
+    assert "--tfds_name is for --task=classify; --task=ner reads" in capsys.readouterr().err

@@ -107,3 +107,53 @@ def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chines
             best.start_char, best.end_char)
         assert served["score"][row] == pytest.approx(best.score, abs=1e-4)
         assert contexts[row][best.start_char:best.end_char] == best.text
+
+
+def test_span_labeler_answers_from_a_later_window_of_a_long_context(tmp_path, chinese_vocab):
+    import tensorflow as tf
+
+    tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
+    model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))
+    # Make the answer word's own embedding dominate its logits, so the best span is
+    # known to lie in a late window; the comparison below is with Keras decoding.
+    (marker,) = tokenizer.tokenize(tf.constant(["鲸"])).to_list()[0]
+    direction = np.random.default_rng(0).normal(size=32).astype("float32")
+    table = model.encoder.get_embedding_table()
+    table.assign(tf.tensor_scatter_nd_update(table, [[marker]], [20 * direction]))
+    model.head.output_weights.assign(np.stack([direction, direction]))
+    seq_length, options = 64, {"doc_stride": 24, "max_query_length": 12, "max_answer_length": 8}
+    export_dir = export_saved_model(model, str(tmp_path / "qa"), vocab_file=chinese_vocab,
+                                    seq_length=seq_length, pair_inputs=True, **options)
+    filler = "北京是中国的首都，有很多名胜古迹。"
+    questions = ["最大的动物是什么？", "Who founded it?", "这是什么？"]
+    contexts = [filler * 12 + "蓝鲸是最大的动物。" + filler * 2,
+                "Nexon was founded in 1994 by Kim Jung-ju, in Seoul.",
+                ""]
+
+    examples = SquadExamples([
+        SquadExample(f"q{i}", question, context, context_words(context), [], -1, -1, True)
+        for i, (question, context) in enumerate(zip(questions, contexts))])
+    features = squad_features(examples, tokenizer, seq_length=seq_length,
+                              doc_stride=options["doc_stride"],
+                              max_query_length=options["max_query_length"])
+    outputs = model.predict(features.inputs, verbose=0)
+    _, nbest = decode_answers(examples, features, outputs["start_logits"],
+                              outputs["end_logits"], n_best_size=seq_length,
+                              max_answer_length=options["max_answer_length"])
+
+    loaded = tf.saved_model.load(export_dir)
+    served = loaded.signatures["serving_default"](text=tf.constant(questions),
+                                                  text_pair=tf.constant(contexts))
+    assert {name: int(getattr(loaded, name)[0].numpy()) for name in options} == options
+    windows = features.example_index
+    assert (windows == 0).sum() > 8, "the long context must span many windows"
+    best = nbest["q0"][0]
+    assert best.text == "鲸" and best.start_char == contexts[0].index("蓝鲸") + 1
+    for row, example in enumerate(examples.examples[:2]):
+        best = nbest[example.question_id][0]
+        assert served["answer"][row].numpy().decode() == best.text
+        assert (served["start_char"][row], served["end_char"][row]) == (
+            best.start_char, best.end_char)
+        assert served["score"][row].numpy() == pytest.approx(best.score, abs=1e-4)
+    assert served["answer"][2].numpy() == b"" and served["start_char"][2] == -1
+    assert served["score"][2].numpy() == float("-inf")

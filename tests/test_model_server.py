@@ -415,3 +415,37 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize("value", [
+    np.arange(6, dtype=np.float32).reshape(2, 3), np.array([[1, -2]], np.int32),
+    np.array([7], np.int64), np.array([True, False]), ["Hello", "北京", b"raw"],
+    np.array(["café", "😀"]), np.array([b"a", b"\xff b"], dtype=object), [1, 2], [0.5],
+    np.zeros([0, 4], np.float32), np.float16([1.5])])
+def test_tensor_protos_are_read_and_written_as_tensorflow_does(value):
+    from tensorflow.core.framework import tensor_pb2
+
+    from keras_bert_impl.serving.tensor_protos import fill_tensor_proto, to_ndarray
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, value)
+    reference = tf.make_tensor_proto(value)
+    assert proto.dtype == reference.dtype
+    for decoded in (to_ndarray(proto), to_ndarray(reference), tf.make_ndarray(proto)):
+        expected = tf.make_ndarray(reference)
+        assert decoded.dtype == expected.dtype and decoded.shape == expected.shape
+        np.testing.assert_array_equal(decoded, expected)
+
+
+def test_malformed_tensor_protos_are_invalid_arguments(server):
+    from tensorflow.core.framework import tensor_pb2, types_pb2
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_content=b"\x01\x02\x03")
+    proto.tensor_shape.dim.add(size=1)
+    proto.tensor_shape.dim.add(size=1)
+    with pytest.raises(grpc.RpcError) as raised:
+        _raw_predict(server, {"input_word_ids": proto}, signature="serving_tokenized")
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    if server.kind == "python":
+        assert "input_word_ids" in raised.value.details()
+    with pytest.raises(TypeError, match="element 1 is a int"):
+        from keras_bert_impl.serving.tensor_protos import fill_tensor_proto
+        fill_tensor_proto(tensor_pb2.TensorProto(), np.array(["a", 3], dtype=object))

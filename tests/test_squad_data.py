@@ -1,4 +1,4 @@
-"""SQuAD reader: answers mapped to words, bad records, doc_stride windows."""
+"""SQuAD reader: answers mapped to words, bad records, doc_stride windows; the CMRC metric."""
 
 import json
 
@@ -140,3 +140,28 @@ def test_version_2_predicts_no_answer_when_cls_scores_higher(tmp_path, uncased_v
     predictions, _ = decode_answers(examples, features, starts, ends,
                                     version_2_with_negative=True)
     assert predictions == {"q": ""}
+
+
+def test_cmrc_metric_scores_chinese_answers_by_character_where_squad_f1_sees_one_token():
+    from keras_bert_impl.metrics.squad import f1_score
+    from keras_bert_impl.metrics.squad_cmrc import (
+        cmrc_exact_match,
+        cmrc_f1,
+        cmrc_scores,
+        mixed_segmentation,
+    )
+
+    assert f1_score("北京大", "北京大学") == 0.0  # no spaces: one token each
+    assert cmrc_f1("北京大", "北京大学") == pytest.approx(2 * 1 * 0.75 / 1.75)
+    # The longest common run, not a subsequence: 北/大/京 against 北/京/大/学 shares one.
+    assert cmrc_f1("北大京", "北京大学") == pytest.approx(2 / 7)
+    assert cmrc_f1("上海", "北京") == 0.0
+    assert mixed_segmentation("1994年由Kim Jung-ju创立。") == [
+        "1994", "年", "由", "kim", "jungju", "创", "立"]
+    assert cmrc_exact_match("《红楼梦》", "红楼梦") == 1.0
+    assert cmrc_exact_match("Kim Jung-ju", "kim jungju") == 1.0
+    assert cmrc_exact_match("红楼", "红楼梦") == 0.0
+    scores = cmrc_scores({"a": ["红楼梦", "《红楼梦》"], "b": ["北京大学"], "c": ["上海"]},
+                         {"a": "红楼梦", "b": "北京大"})
+    assert scores["exact_match"] == pytest.approx(100 / 3)
+    assert scores["f1"] == pytest.approx(100 * (1 + 2 * 0.75 / 1.75) / 3)

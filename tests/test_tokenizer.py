@@ -38,6 +38,7 @@ HARD_CASES = [
     "日本語のかなカタカナとハングル한국어 mixed",
     "numbers 3.14159 1,000,000 2e-5 -42 ½ ² ٣",
     "Ελληνικά ΟΔΟΣ ΑΣ. Кириллица ПРИВЕТ İstanbul ǅ ﬃ",
+    "control inside a word decides the final sigma: ΟΔΟΣ\x01ΑΣ\u200bΒ",
     "[CLS] [MASK] [SEP] [UNK] ## ##ing #hash @user http://x.y/z?a=b&c=d",
     "",
     "   \t\n  ",
@@ -231,6 +232,37 @@ def test_words_longer_than_max_chars_per_token_become_unk(uncased_vocab, uncased
     original_limit = BertTokenizer(uncased_vocab, max_chars_per_token=200)
     _assert_same_ids(original_limit, FullTokenizer(uncased_vocab, True, 200), [word])
     assert len(original_limit.tokenize(tf.constant([word])).to_list()[0]) > 1
+
+
+def test_a_word_over_the_limit_in_bytes_but_not_in_characters_is_split_like_the_original(
+    uncased,
+):
+    tokenizer, reference = uncased
+    word = "привет" * 10  # 60 characters, 120 bytes
+    texts = ["hello " + word + " world", "an ordinary text", word.upper()]
+    _assert_same_ids(tokenizer, reference, texts)
+    assert tokenizer.unk_id not in tokenizer.tokenize(tf.constant(texts)).to_list()[0]
+
+
+def _reference_words(reference, text):
+    return [
+        reference.convert_tokens_to_ids(reference.wordpiece_tokenizer.tokenize(word))
+        for word in reference.basic_tokenizer.tokenize(text)
+    ]
+
+
+@pytest.mark.parametrize("long_word", ["", "a" * 150], ids=["common", "with_a_long_word"])
+def test_tokenize_words_groups_like_the_original_with_and_without_a_long_word(
+    uncased, long_word
+):
+    tokenizer, reference = uncased
+    texts = [
+        "Unaffable tokenizers, really! " + long_word,
+        "Ångström’s café: 中文 ##x [UNK] 😀",
+        "",
+    ]
+    words = tokenizer.tokenize_words(tf.constant(texts)).to_list()
+    assert words == [_reference_words(reference, text) for text in texts]
 
 
 def test_a_100k_character_text_is_tokenized_whole(uncased, english_texts):

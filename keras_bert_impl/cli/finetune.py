@@ -4,11 +4,16 @@
         --vocab_file=vocab.txt --bert_config=bert_config.json \
         --init_checkpoint=bert_model.ckpt --model_dir=/tmp/sst2 --export_dir=/tmp/sst2_export
 
+Classification data may instead come from TFDS (`--tfds_name=glue/mrpc`,
+splits `--tfds_train_split`/`--tfds_eval_split`), texts and classes as the
+dataset defines them.
+
 Writes DIR/eval_results.json (classify: accuracy, f1 for two classes; ner:
 entity precision/recall/f1; squad: exact_match/f1 in percent; all with
 skipped_records), DIR/labels.txt, DIR/predictions.json for squad, DIR/model.keras, training
 checkpoints and TensorBoard logs. A restarted run with the same flags resumes
-from the newest checkpoint in --model_dir.
+from the newest checkpoint in --model_dir (weights, optimizer state, step and,
+by skipping that many batches of the seeded input order, data position).
 """
 
 import json
@@ -30,6 +35,14 @@ def define_flags() -> None:
     flags.DEFINE_enum("task", None, ["classify", "ner", "squad"], "The fine-tuning task.")
     flags.DEFINE_string("train_file", None, "Training data: TSV/CSV/JSONL, CoNLL, or SQuAD JSON.")
     flags.DEFINE_string("eval_file", None, "Evaluation data in the same format.")
+    flags.DEFINE_string("tfds_name", None,
+                        "classify: a TFDS classification set instead of files, e.g. glue/sst2 or "
+                        "glue/mrpc (texts, pairs and classes from the dataset's features).")
+    flags.DEFINE_string("tfds_train_split", "train", "--tfds_name: the training split.")
+    flags.DEFINE_string("tfds_eval_split", "validation",
+                        "--tfds_name: the evaluation split (glue/mnli: validation_matched).")
+    flags.DEFINE_string("tfds_data_dir", None,
+                        "--tfds_name: TFDS data directory (default ~/tensorflow_datasets).")
     flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
     flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
     flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
@@ -56,6 +69,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_query_length", 64, "squad: question tokens kept.")
     flags.DEFINE_integer("max_answer_length", 30, "squad: longest answer in tokens.")
     flags.DEFINE_integer("n_best_size", 20, "squad: start/end candidates per window.")
+    flags.DEFINE_enum("squad_metric", "squad", ["squad", "cmrc2018"],
+                      "squad: exact_match/f1 by the official SQuAD script, or by CMRC 2018's "
+                      "(F1 over Chinese characters, for Chinese SQuAD-format sets).")
     flags.DEFINE_bool("version_2_with_negative", False, "squad: SQuAD v2.0 (unanswerable questions).")
     flags.DEFINE_float("null_score_diff_threshold", 0.0,
                        "squad v2.0: predict no answer when null score - best span score exceeds this.")
@@ -64,8 +80,30 @@ def define_flags() -> None:
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
-    flags.mark_flags_as_required(["task", "train_file", "eval_file", "vocab_file", "model_dir"])
+    flags.mark_flags_as_required(["task", "vocab_file", "model_dir"])
+    flags.register_multi_flags_validator(
+        ["task", "train_file", "eval_file", "tfds_name"], _check_data_flags)
     flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
+
+
+def _check_data_flags(values: dict) -> bool:
+    """The data come from --train_file with --eval_file, or (classify) from --tfds_name."""
+    if values["tfds_name"] is None:
+        if values["train_file"] is None or values["eval_file"] is None:
+            raise flags.ValidationError(
+                "give the data as --train_file and --eval_file, or for --task=classify "
+                "as --tfds_name (e.g. glue/sst2)")
+        return True
+    if values["train_file"] is not None or values["eval_file"] is not None:
+        raise flags.ValidationError(
+            f"--tfds_name={values['tfds_name']} cannot be combined with --train_file or "
+            "--eval_file: give one data source (TFDS splits: --tfds_train_split, "
+            "--tfds_eval_split)")
+    if values["task"] not in (None, "classify"):
+        raise flags.ValidationError(
+            f"--tfds_name is for --task=classify; --task={values['task']} reads "
+            "--train_file and --eval_file")
+    return True
 
 
 def main(argv):
@@ -77,7 +115,7 @@ def main(argv):
     from keras_bert_impl.cli import finetune_tasks
     from keras_bert_impl.text.preprocessor import BertPreprocessor
     from keras_bert_impl.text.tokenizer import BertTokenizer
-    from keras_bert_impl.training.checkpointing import TrainingCheckpoint
+    from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
     from keras_bert_impl.training.optimization import create_optimizer
     from keras_bert_impl.training.strategy import get_strategy
 
@@ -108,13 +146,15 @@ def main(argv):
         model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile, **task.compile_args())
         checkpoint = TrainingCheckpoint(FLAGS.model_dir, model, optimizer)
         step = checkpoint.restore()
+    if step:
+        print(f"Resuming from {checkpoint.manager.latest_checkpoint} at step {step}", flush=True)
     if step < num_train_steps:
         model.fit(
             task.train_dataset(FLAGS.batch_size, FLAGS.seed).skip(step),
             steps_per_epoch=steps_per_epoch,
             epochs=math.ceil(num_train_steps / steps_per_epoch),
             initial_epoch=step // steps_per_epoch,
-            callbacks=[checkpoint.callback(),
+            callbacks=[checkpoint.callback(), StopAtStep(num_train_steps),
                        keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs"))],
             shuffle=False,
             verbose=2,

@@ -14,6 +14,7 @@ from keras_bert_impl.data import classification, ner, squad
 from keras_bert_impl.metrics import classification as classification_metrics
 from keras_bert_impl.metrics.ner import entity_scores
 from keras_bert_impl.metrics.squad import squad_scores
+from keras_bert_impl.metrics.squad_cmrc import cmrc_scores
 from keras_bert_impl.metrics.squad_decoding import decode_answers
 from keras_bert_impl.models.classifier import BertClassifier
 from keras_bert_impl.models.span_labeler import BertSpanLabeler
@@ -25,17 +26,26 @@ def _sparse_loss():
 
 
 class ClassifyTask:
-    """Texts or text pairs from TSV/CSV/JSONL files with one label each."""
+    """Texts or text pairs with one label each, from TSV/CSV/JSONL files or a TFDS dataset."""
 
     def __init__(self, flags, tokenizer, preprocessor):
         self.flags = flags
         self.preprocessor = preprocessor
-        read = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
-                "label_column": flags.label_column, "skip_bad_records": flags.skip_bad_records}
-        train = classification.read_classification_file(flags.train_file, **read)
-        self.labels = classification.sorted_labels(train.labels)
+        if flags.tfds_name:
+            train, evaluation = (
+                classification.read_tfds_glue(
+                    flags.tfds_name, split, data_dir=flags.tfds_data_dir,
+                    label_column=flags.label_column, skip_bad_records=flags.skip_bad_records)
+                for split in (flags.tfds_train_split, flags.tfds_eval_split))
+        else:
+            read = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
+                    "label_column": flags.label_column,
+                    "skip_bad_records": flags.skip_bad_records}
+            train = classification.read_classification_file(flags.train_file, **read)
+            evaluation = classification.read_classification_file(flags.eval_file, **read)
+        # TFDS names every class; a file only shows the labels it holds.
+        self.labels = train.label_names or classification.sorted_labels(train.labels)
         self.train, self.train_ids = classification.encode_labels(train, self.labels)
-        evaluation = classification.read_classification_file(flags.eval_file, **read)
         self.eval, self.eval_ids = classification.encode_labels(
             evaluation, self.labels, skip_bad_records=flags.skip_bad_records)
         self.num_train_examples = len(self.train_ids)
@@ -68,7 +78,7 @@ class ClassifyTask:
         export_saved_model(
             model, export_dir, vocab_file=self.flags.vocab_file,
             lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
-            version=version, pair_inputs=self.flags.text_b_column is not None,
+            version=version, pair_inputs=self.train.texts_b is not None,
             labels=self.labels)
 
 
@@ -153,16 +163,19 @@ class SquadTask:
             null_score_diff_threshold=self.flags.null_score_diff_threshold)
         with open(os.path.join(model_dir, "predictions.json"), "w", encoding="utf-8") as f:
             json.dump(predictions, f, ensure_ascii=False, indent=2)
-        return squad_scores(self.eval_examples.gold_answers(), predictions)
+        scores = cmrc_scores if self.flags.squad_metric == "cmrc2018" else squad_scores
+        return scores(self.eval_examples.gold_answers(), predictions)
 
     def export(self, model, export_dir, version):
         from keras_bert_impl.export import export_saved_model
 
-        # Serving reads text = question, text_pair = context.
+        # Serving reads text = question, text_pair = context, in the training windows.
         export_saved_model(
             model, export_dir, vocab_file=self.flags.vocab_file,
             lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
-            version=version, pair_inputs=True)
+            version=version, pair_inputs=True, doc_stride=self.flags.doc_stride,
+            max_query_length=self.flags.max_query_length,
+            max_answer_length=self.flags.max_answer_length)
 
 
 TASKS = {"classify": ClassifyTask, "ner": NerTask, "squad": SquadTask}

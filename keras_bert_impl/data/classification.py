@@ -27,6 +27,8 @@ class LabeledTexts:
     labels: list[str]
     sources: list[str]
     skipped_records: int = 0
+    # All labels in class-index order when the source defines them (TFDS), else None.
+    label_names: list[str] | None = None
 
 
 def read_classification_file(
@@ -130,45 +132,61 @@ def _jsonl_rows(path, columns, bad):
 
 
 def read_tfds_glue(
-    name: str, split: str, data_dir: str | None = None, label_column: str = "label"
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    label_column: str = "label",
+    skip_bad_records: bool = False,
 ) -> LabeledTexts:
-    """Reads a GLUE task from TensorFlow Datasets, e.g. `glue/sst2` or `glue/mrpc`.
+    """Reads a GLUE-style task from TensorFlow Datasets, e.g. `glue/sst2` or `glue/mrpc`.
 
-    Single-sentence tasks use the `sentence` feature, pair tasks
-    `sentence1`/`sentence2` (or `question`/`sentence` and the like, as TFDS
-    names them). Labels are the TFDS class indices as strings.
+    The text features are the dataset's: one (`sentence`) for single texts,
+    two in the dataset's order for pairs (`sentence1`/`sentence2`,
+    `question`/`sentence`, `premise`/`hypothesis`, ...). Labels are the
+    class names of the dataset's `ClassLabel`, and `label_names` lists all of
+    them in class-index order, so the number of classes comes from the
+    dataset, not from the labels a split happens to hold. An example without
+    a label (-1, as GLUE's test splits) is a bad record.
+
+    >>> data = read_tfds_glue("glue/mrpc", split="validation")
+    >>> data.label_names, data.texts_b is not None
+    (['not_equivalent', 'equivalent'], True)
     """
     import tensorflow_datasets as tfds
 
     dataset, info = tfds.load(name, split=split, data_dir=data_dir, with_info=True)
-    text_features = sorted(
-        key
-        for key, feature in info.features.items()
-        if isinstance(feature, tfds.features.Text)
-    )
-    if "sentence" in text_features:
-        a_column, b_column = "sentence", None
-    elif len(text_features) == 2:
-        a_column, b_column = _pair_order(text_features)
-    else:
-        raise ValueError(f"{name}: cannot tell the text features apart: {text_features}")
-    data = LabeledTexts([], [] if b_column else None, [], [])
+    if label_column not in info.features:
+        raise ValueError(f"{name}: no label feature {label_column!r} in {list(info.features)}")
+    label_feature = info.features[label_column]
+    if not isinstance(label_feature, tfds.features.ClassLabel):
+        raise TypeError(
+            f"{name}: feature {label_column!r} is {label_feature}, not a ClassLabel; "
+            "classification needs classes (regression sets such as glue/stsb are not supported)"
+        )
+    text_features = [
+        key for key, feature in info.features.items() if isinstance(feature, tfds.features.Text)
+    ]
+    if len(text_features) not in (1, 2):
+        raise ValueError(
+            f"{name}: expected one text feature or a pair of them, found {text_features}"
+        )
+    a_column = text_features[0]
+    b_column = text_features[1] if len(text_features) == 2 else None
+    bad = BadRecords(skip_bad_records)
+    data = LabeledTexts([], [] if b_column else None, [], [], label_names=list(label_feature.names))
     for index, example in enumerate(tfds.as_numpy(dataset)):
+        where = f"{name}[{split}] example {index}"
+        label = int(example[label_column])
+        if not 0 <= label < label_feature.num_classes:
+            bad.report(f"{where}: label {label} is not a class of {name} (unlabelled split?)")
+            continue
         data.texts_a.append(example[a_column].decode("utf-8"))
         if b_column:
             data.texts_b.append(example[b_column].decode("utf-8"))
-        data.labels.append(str(int(example[label_column])))
-        data.sources.append(f"{name}[{split}] example {index}")
+        data.labels.append(label_feature.int2str(label))
+        data.sources.append(where)
+    data.skipped_records = bad.skipped
     return data
-
-
-def _pair_order(features: list[str]) -> tuple[str, str]:
-    preferred = [("sentence1", "sentence2"), ("question1", "question2"), ("question", "sentence"),
-                 ("premise", "hypothesis"), ("question", "passage")]
-    for pair in preferred:
-        if set(pair) == set(features):
-            return pair
-    return features[0], features[1]
 
 
 def sorted_labels(labels: list[str]) -> list[str]:
@@ -206,6 +224,7 @@ def encode_labels(
         labels=[data.labels[i] for i in keep],
         sources=[data.sources[i] for i in keep],
         skipped_records=data.skipped_records + bad.skipped,
+        label_names=data.label_names,
     )
     ids = np.array([index[label] for label in kept.labels], dtype=np.int32)
     return kept, ids

@@ -25,7 +25,7 @@ class ClassifierServing(ServingHead):
                 default_value="")
 
     def outputs(self, features):
-        logits = self.model(features, training=False)
+        logits = self.call_model(features)
         outputs = {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
         if self._labels is not None:
             outputs["label"] = self._labels.lookup(tf.argmax(logits, axis=-1))

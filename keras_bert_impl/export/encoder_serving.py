@@ -7,6 +7,6 @@ from keras_bert_impl.models.encoder import BertEncoder
 @register_serving_head(BertEncoder)
 class EncoderServing(ServingHead):
     def outputs(self, features):
-        encoded = self.model(features, training=False)
+        encoded = self.call_model(features)
         return {"pooled_output": encoded["pooled_output"],
                 "sequence_output": encoded["sequence_output"]}

@@ -31,8 +31,8 @@ class MaskedLMServing(ServingHead):
         positions = tf.ragged.boolean_mask(
             tf.broadcast_to(tf.range(tf.shape(is_mask)[1]), tf.shape(is_mask)), is_mask)
         valid = tf.ones_like(positions, tf.bool).to_tensor(False)
-        logits = self.model({**features, "masked_lm_positions": positions.to_tensor(0)},
-                            training=False)["mlm_logits"]
+        logits = self.call_model(
+            {**features, "masked_lm_positions": positions.to_tensor(0)})["mlm_logits"]
         scores, ids = tf.math.top_k(tf.nn.softmax(logits, axis=-1), k=self.context.top_k)
         valid = tf.broadcast_to(valid[:, :, None], tf.shape(ids))
         return {

@@ -40,7 +40,9 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
                        labels: Sequence[str] | str | None = None,
                        seq_length_buckets: Sequence[int] | None = None,
                        max_chars_per_token: int = 100, overwrite: bool = False,
-                       model_name: str = "bert") -> str:
+                       model_name: str = "bert", doc_stride: int = 128,
+                       max_query_length: int = 64, max_answer_length: int = 30,
+                       jit_compile: bool = False) -> str:
     """Writes `export_base/<version>/`, a SavedModel with the tokenizer inside.
 
     Signatures: `serving_default` takes `text` (and `text_pair` when
@@ -49,7 +51,14 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     `*_serving.py` heads). The preprocessing is the training `BertPreprocessor`;
     the vocabulary (and `labels`, a list or a labels.txt path, for classifiers)
     travel as assets. `seq_length_buckets` (ending with `seq_length`) pads each
-    batch only to the smallest bucket its longest text fits. The version is
+    batch only to the smallest bucket its longest text fits. A `BertSpanLabeler`
+    reads contexts in windows moving by `doc_stride` tokens, keeps the first
+    `max_query_length` question tokens and answers with at most
+    `max_answer_length` tokens; the export keeps these options (e.g.
+    `tf.saved_model.load(path).doc_stride[0]`). `jit_compile=True`
+    compiles the model call (not the tokenizer) with XLA; stock
+    `tensorflow_model_server` runs such a model on CPU only when started with
+    `--xla_cpu_compilation_enabled=true`, so it is off by default. The version is
     written under a temporary name and renamed when complete, so a polling
     server never loads half of it; the ops are checked against TensorFlow
     Serving 2.12. Returns the version directory.
@@ -82,7 +91,9 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
         if labels is not None and not isinstance(labels, str):
             labels_file = _write_labels_file(list(labels), scratch)
         context = ServingContext(tokenizer, BertPreprocessor(tokenizer, seq_length),
-                                 pair_inputs, top_k, labels_file, buckets)
+                                 pair_inputs, top_k, labels_file, buckets, doc_stride,
+                                 max_query_length, max_answer_length,
+                                 jit_compile=jit_compile)
         head = serving_head_for(model, context)
         staging = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=export_base)
         try:
@@ -104,6 +115,9 @@ def _write(model, head, tokenizer, path: str, pair_inputs: bool) -> None:
     archive.track(tokenizer)
     for resource in head.resources():
         archive.track(resource)
+    for name, value in head.export_options().items():
+        archive.add_variable_collection(
+            name, [tf.Variable(value, dtype=tf.int32, trainable=False, name=name)])
     text_spec = tf.TensorSpec([None], tf.string, name="text")
     if pair_inputs:
         def serve_text(text, text_pair):

@@ -33,6 +33,10 @@ class ServingContext:
     top_k: int = 5
     labels_file: str | None = None
     seq_length_buckets: tuple[int, ...] = ()
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    jit_compile: bool = False
 
     def pack(self, segments: list[tf.RaggedTensor]) -> dict[str, tf.Tensor]:
         """Packs token ids; with buckets, trims to the smallest bucket that fits the batch."""
@@ -51,6 +55,17 @@ class ServingHead:
     def __init__(self, model: keras.Model, context: ServingContext):
         self.model = model
         self.context = context
+        # Only the model call is compiled: XLA has no string ops, and the
+        # tokenizer must stay plain TF-Text ops that TF Serving runs.
+        self._compiled_model = tf.function(
+            lambda features: model(features, training=False), jit_compile=True,
+            autograph=False) if context.jit_compile else None
+
+    def call_model(self, features: dict[str, tf.Tensor]):
+        """The model's inference outputs; one XLA cluster when exported with `jit_compile`."""
+        if self._compiled_model is None:
+            return self.model(features, training=False)
+        return self._compiled_model(features)
 
     def outputs(self, features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """The three int32 encoder inputs -> named output tensors (batch first)."""
@@ -66,6 +81,10 @@ class ServingHead:
     def resources(self) -> list:
         """TF resources (lookup tables) the signatures use besides the model and tokenizer."""
         return []
+
+    def export_options(self) -> dict[str, int]:
+        """Options this head was exported with, saved as scalar variables readable after loading."""
+        return {}
 
     def warmup_texts(self) -> list[str]:
         return list(WARMUP_TEXTS)

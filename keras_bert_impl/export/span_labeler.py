@@ -1,16 +1,19 @@
 """Serving a `BertSpanLabeler`: the answer to a question, cut from its context.
 
 Export with `pair_inputs=True`: `text` is the question and `text_pair` the
-context. The question keeps its first `MAX_QUERY_LENGTH` wordpieces and the
-context is split into words and tokenized word by word as the SQuAD reader
-does, then packed as `[CLS] question [SEP] context [SEP]`; a context longer
-than the remaining `seq_length` is cut (serving reads one window, not
-doc_stride windows). The best span maximises start + end logit over context
-tokens with end >= start and at most `MAX_ANSWER_LENGTH` tokens, and is
-widened to whole words, as `decode_answers`. Outputs: `answer` (the
-context's own text), `score`, `start_char`/`end_char` (character offsets
-into the context, end exclusive; -1 and "" when the context is empty), and
-`start_logits`/`end_logits` [batch, seq].
+context. As the SQuAD reader and `decode_answers` do, all in the graph: the
+question keeps its first `max_query_length` wordpieces (and always leaves
+room for one context token); the context is split
+into words, tokenized word by word and cut into windows of the room left in
+`seq_length`, moving by `doc_stride` tokens, each packed as
+`[CLS] question [SEP] window [SEP]`. Every window is scored; a span may
+start only at a token that window covers best (most context on both sides),
+ends no earlier, spans at most `max_answer_length` tokens, and maximises
+start + end logit over all pairs (not only the n best) and all windows. It is
+widened to whole words. Outputs: `answer` (the context's own text), `score`,
+`start_char`/`end_char` (character offsets into the context, end exclusive;
+-1 and "" when the context is empty), and `start_logits`/`end_logits`
+[batch, seq] of the window the answer comes from.
 """
 
 import tensorflow as tf
@@ -19,57 +22,80 @@ from keras_bert_impl.export.serving_head import ServingHead, register_serving_he
 from keras_bert_impl.export.word_offsets import char_offsets, split_words, word_pieces
 from keras_bert_impl.models.span_labeler import BertSpanLabeler
 
-# bert-finetune's defaults for --max_query_length and --max_answer_length.
-MAX_QUERY_LENGTH = 64
-MAX_ANSWER_LENGTH = 30
-
 
 @register_serving_head(BertSpanLabeler)
 class SpanLabelerServing(ServingHead):
+    def __init__(self, model, context):
+        super().__init__(model, context)
+        for name in ("doc_stride", "max_query_length", "max_answer_length"):
+            if getattr(context, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(context, name)}")
+
     def outputs(self, features):
-        return self.model(features, training=False)
+        return self.call_model(features)
+
+    def export_options(self) -> dict[str, int]:
+        return {"doc_stride": self.context.doc_stride,
+                "max_query_length": self.context.max_query_length,
+                "max_answer_length": self.context.max_answer_length}
 
     def text_outputs(self, texts):
         if len(texts) != 2:
             raise ValueError("a BertSpanLabeler is exported with pair_inputs=True: "
                              "text = question, text_pair = context")
         question, context = texts
+        tokenizer = self.context.tokenizer
+        # At least one context token always fits (the reader raises there instead).
         seq_length = self.context.preprocessor.seq_length
-        query = self.context.tokenizer.tokenize(question)[:, :MAX_QUERY_LENGTH]
+        query_length = min(self.context.max_query_length, seq_length - 4)
+        query = tokenizer.tokenize(question)[:, :query_length]
         words, begin, end = split_words(context)
-        pieces = word_pieces(self.context.tokenizer, words, unk_for_empty=False)
+        pieces = word_pieces(tokenizer, words, unk_for_empty=False)
+        doc = pieces.merge_dims(1, 2)
         piece_words = tf.RaggedTensor.from_row_splits(
             tf.repeat(tf.ragged.range(words.row_lengths()).values, pieces.values.row_lengths()),
-            pieces.merge_dims(1, 2).row_splits)
-        doc = pieces.merge_dims(1, 2)
-        budget = tf.maximum(seq_length - 3 - query.row_lengths(), 0)
-        keep = tf.ragged.range(doc.row_lengths()) < tf.expand_dims(budget, 1)
-        doc = tf.ragged.boolean_mask(doc, keep)
-        piece_words = tf.ragged.boolean_mask(piece_words, keep)
-        features = self.context.pack([query, doc])
-        logits = self.model(features, training=False)
+            doc.row_splits)
+
+        windows = _Windows(query.row_lengths(), doc.row_lengths(), seq_length,
+                           self.context.doc_stride)
+        window_doc = tf.gather(doc.flat_values, windows.piece_positions(doc.row_splits))
+        features = self.context.pack([tf.gather(query, windows.example), window_doc])
+        logits = self.call_model(features)
         starts, ends = logits["start_logits"], logits["end_logits"]
 
-        # Token t of the row is context piece t - offset (offset = [CLS] question [SEP]).
+        # Token t of a window is piece t - offset + window start of its context.
         width = tf.shape(starts)[1]
-        offset = tf.cast(query.row_lengths() + 2, tf.int32)[:, None]
-        piece = tf.range(width)[None, :] - offset
-        in_doc = (piece >= 0) & (piece < tf.cast(doc.row_lengths(), tf.int32)[:, None])
-        token_word = tf.gather(_padded(piece_words, width), tf.clip_by_value(piece, 0, width - 1),
-                               batch_dims=1)
+        offset = tf.gather(tf.cast(query.row_lengths(), tf.int32) + 2, windows.example)
+        local = tf.range(width)[None, :] - offset[:, None]
+        in_doc = (local >= 0) & (local < windows.length[:, None])
+        piece = local + windows.start[:, None]
+        allowed_start = in_doc & windows.is_max_context(piece)
 
-        scores = starts[:, :, None] + ends[:, None, :]
         position = tf.range(width)
         length = position[None, :] - position[:, None] + 1
-        allowed = (in_doc[:, :, None] & in_doc[:, None, :]
-                   & (length >= 1)[None] & (length <= MAX_ANSWER_LENGTH)[None])
-        scores = tf.where(allowed, scores, float("-inf"))
-        best = tf.argmax(tf.reshape(scores, [tf.shape(scores)[0], -1]), axis=-1,
-                         output_type=tf.int32)
-        start_token, end_token = best // width, best % width
-        found = tf.reduce_any(allowed, axis=[1, 2])
-        start_word = tf.gather(token_word, start_token, batch_dims=1)
-        end_word = tf.gather(token_word, end_token, batch_dims=1)
+        allowed = (allowed_start[:, :, None] & in_doc[:, None, :]
+                   & ((length >= 1) & (length <= self.context.max_answer_length))[None])
+        scores = tf.where(allowed, starts[:, :, None] + ends[:, None, :], float("-inf"))
+        flat_scores = tf.reshape(scores, [tf.shape(scores)[0], -1])
+        window_best = tf.argmax(flat_scores, axis=-1, output_type=tf.int32)
+        window_score = tf.reduce_max(flat_scores, axis=-1)
+
+        # The best window of each question.
+        by_question = tf.RaggedTensor.from_value_rowids(
+            window_score, tf.cast(windows.example, tf.int64),
+            nrows=tf.shape(question, out_type=tf.int64)[0])
+        chosen = (tf.cast(by_question.row_starts(), tf.int32)
+                  + tf.argmax(by_question.to_tensor(float("-inf")), axis=-1,
+                              output_type=tf.int32))
+        best = tf.gather(window_best, chosen)
+        chosen_piece = tf.gather(piece, chosen)
+        start_piece = tf.gather(chosen_piece, best // width, batch_dims=1)
+        end_piece = tf.gather(chosen_piece, best % width, batch_dims=1)
+        found = tf.reduce_any(tf.gather(allowed, chosen), axis=[1, 2])
+
+        word_of_piece = _padded(piece_words, 1)
+        start_word = tf.gather(word_of_piece, tf.maximum(start_piece, 0), batch_dims=1)
+        end_word = tf.gather(word_of_piece, tf.maximum(end_piece, 0), batch_dims=1)
         byte_begin = tf.gather(_padded(begin, 1), start_word, batch_dims=1)
         byte_end = tf.gather(_padded(end, 1), end_word, batch_dims=1)
         byte_begin = tf.where(found, tf.cast(byte_begin, tf.int32), 0)
@@ -77,15 +103,60 @@ class SpanLabelerServing(ServingHead):
         start_char, end_char = char_offsets(context, byte_begin, byte_end)
         return {
             "answer": tf.strings.substr(context, byte_begin, byte_end - byte_begin),
-            "score": tf.where(found, tf.reduce_max(scores, axis=[1, 2]), float("-inf")),
+            "score": tf.where(found, tf.gather(window_score, chosen), float("-inf")),
             "start_char": tf.where(found, start_char, -1),
             "end_char": tf.where(found, end_char, -1),
-            "start_logits": starts,
-            "end_logits": ends,
+            "start_logits": tf.gather(starts, chosen),
+            "end_logits": tf.gather(ends, chosen),
         }
 
     def warmup_texts(self):
         return ["Who wrote it?", "北京在哪里？"]
+
+
+class _Windows:
+    """The doc_stride windows of every context, flattened over the batch, as `squad_features`.
+
+    A context of `d` pieces with `room` tokens per window has windows starting
+    every min(room, doc_stride) pieces until one reaches its end (an empty
+    context has one empty window).
+    """
+
+    def __init__(self, query_lengths, doc_lengths, seq_length: int, doc_stride: int):
+        room = seq_length - 3 - tf.cast(query_lengths, tf.int32)
+        doc_lengths = tf.cast(doc_lengths, tf.int32)
+        step = tf.minimum(room, doc_stride)
+        self.count = tf.where(doc_lengths > room, (doc_lengths - room + step - 1) // step + 1, 1)
+        self.example = tf.repeat(tf.range(tf.size(self.count)), self.count)
+        self.index = tf.ragged.range(self.count).flat_values
+        self.start = self.index * tf.gather(step, self.example)
+        self.length = tf.minimum(tf.gather(doc_lengths, self.example) - self.start,
+                                 tf.gather(room, self.example))
+
+    def piece_positions(self, row_splits) -> tf.RaggedTensor:
+        """[windows, (length)] indices of each window's pieces in the flat pieces of the batch."""
+        base = tf.gather(tf.cast(row_splits, tf.int32), self.example) + self.start
+        return tf.ragged.range(base, base + self.length)
+
+    def is_max_context(self, piece: tf.Tensor) -> tf.Tensor:
+        """[windows, seq] bool: the window gives piece `piece` its most context (first on ties).
+
+        Scores are the original's min(left, right) + 0.01 * length, times 100 to stay integers.
+        """
+        starts = tf.RaggedTensor.from_row_lengths(self.start, self.count).to_tensor()
+        lengths = tf.RaggedTensor.from_row_lengths(self.length, self.count).to_tensor()
+        others_start = tf.gather(starts, self.example)[:, None, :]
+        others_end = others_start + tf.gather(lengths, self.example)[:, None, :] - 1
+        candidate = piece[:, :, None]
+        covers = (candidate >= others_start) & (candidate <= others_end)
+        score = (100 * tf.minimum(candidate - others_start, others_end - candidate)
+                 + tf.gather(lengths, self.example)[:, None, :])
+        score = tf.where(covers, score, -1)
+        best = tf.reduce_max(score, axis=-1, keepdims=True)
+        others = tf.range(tf.shape(starts)[1])[None, None, :]
+        first_best = tf.reduce_min(tf.where(covers & (score == best), others, tf.int32.max),
+                                   axis=-1)
+        return first_best == self.index[:, None]
 
 
 def _padded(values: tf.RaggedTensor, min_width) -> tf.Tensor:

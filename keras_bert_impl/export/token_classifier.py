@@ -39,7 +39,7 @@ class TokenClassifierServing(ServingHead):
             default_value="")
 
     def outputs(self, features):
-        logits = self.model(features, training=False)
+        logits = self.call_model(features)
         return {"logits": logits, "tag_ids": tf.argmax(logits, axis=-1, output_type=tf.int32)}
 
     def text_outputs(self, texts):
@@ -47,7 +47,7 @@ class TokenClassifierServing(ServingHead):
         words, _, _ = split_words(text)
         pieces = word_pieces(self.context.tokenizer, words, unk_for_empty=True)
         features = self.context.pack([pieces.merge_dims(1, 2)])
-        logits = self.model(features, training=False)
+        logits = self.call_model(features)
 
         first_piece = first_piece_positions(pieces) + 1  # after [CLS]
         kept = first_piece < self.context.preprocessor.seq_length - 1

@@ -14,6 +14,7 @@ from tensorflow_serving.apis import (
 )
 
 from keras_bert_impl.serving.errors import ServingError
+from keras_bert_impl.serving.tensor_protos import fill_tensor_proto, to_ndarray
 
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1),
@@ -65,9 +66,9 @@ class Client:
         request = predict_pb2.PredictRequest()
         self._fill_spec(request.model_spec, signature_name or self.signature_name)
         for name, value in inputs.items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            fill_tensor_proto(request.inputs[name], value)
         response = self._call(self._predict.Predict, request, timeout, "Predict")
-        return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
+        return {name: to_ndarray(proto) for name, proto in response.outputs.items()}
 
     def metadata(self, timeout: float | None = None) -> dict[str, dict]:
         """Signature name -> {"inputs": {...}, "outputs": {...}} with dtype and shape each."""

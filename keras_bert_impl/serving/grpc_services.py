@@ -1,7 +1,6 @@
 """TensorFlow Serving's gRPC services (PredictionService, ModelService) over a ModelManager."""
 
 import grpc
-import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -13,6 +12,7 @@ from tensorflow_serving.apis import (
 from keras_bert_impl.serving.errors import ServingError, invalid_argument
 from keras_bert_impl.serving.model_manager import ModelManager
 from keras_bert_impl.serving.servable import DEFAULT_SIGNATURE
+from keras_bert_impl.serving.tensor_protos import fill_tensor_proto, to_ndarray
 
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 
@@ -44,7 +44,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = {}
         for alias, proto in request.inputs.items():
             try:
-                inputs[alias] = tf.make_ndarray(proto)
+                inputs[alias] = to_ndarray(proto)
             except Exception as error:  # noqa: BLE001 - any malformed TensorProto
                 raise invalid_argument(f"tensor parsing error: {alias}: {error}") from None
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
@@ -54,7 +54,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature_name
         for alias, array in outputs.items():
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(array))
+            fill_tensor_proto(response.outputs[alias], array)
         return response
 
     @_abort_on_error

@@ -16,6 +16,7 @@ character (its `_clean_text`, `_tokenize_chinese_chars`, `lower()` plus
   and Hangul) and every punctuation character (ASCII 33-47, 58-64, 91-96,
   123-126 and Unicode category P) becomes a word of its own.
 
+`normalize` does the first, second and fourth steps; `split_words` the rest.
 Only core TensorFlow ops are used, plus TF-Text's `NormalizeUTF8` for NFD.
 Character classes come from the Unicode tables of TensorFlow's RE2 and ICU,
 which are newer than Python 3.11's (Unicode 14); they differ only on code
@@ -25,12 +26,18 @@ points assigned after Unicode 14.
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-# Matches exactly the valid UTF-8 strings (no surrogates, nothing past
-# U+10FFFF); checking is several times cheaper than transcoding every batch.
-_VALID_UTF8 = r"[\x00-\x{D7FF}\x{E000}-\x{10FFFF}]*"
 # Cc is exactly U+0000-U+001F and U+007F-U+009F; tab, newline and carriage
 # return are left out because the original treats them as whitespace.
 _CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\x{FFFD}]"
+# Matches exactly the valid UTF-8 strings (no surrogates, nothing past
+# U+10FFFF) that hold no control character: most batches need neither
+# transcoding nor control removal, and checking is several times cheaper.
+_CLEAN_UTF8 = (
+    r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\x{FFFD}\x{D800}-\x{DFFF}]*"
+)
+# Printable ASCII and the three whitespace controls: nothing to clean, and
+# lower-casing is ASCII's, with no accents to strip.
+_PLAIN_ASCII = r"[\t\n\r\x20-\x7E]*"
 _WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
 _PUNCTUATION = r"!-/:-@\[-`{-~\p{P}"
 _CJK_IDEOGRAPHS = (
@@ -46,18 +53,45 @@ _NON_SPACING_MARK = r"\p{Mn}"
 
 def basic_tokenize(texts: tf.Tensor, lower_case: bool) -> tf.RaggedTensor:
     """Splits UTF-8 strings [batch] into words: tf.string RaggedTensor [batch, (words)]."""
-    texts = tf.cond(
-        tf.reduce_all(tf.strings.regex_full_match(texts, _VALID_UTF8)),
-        lambda: texts,
-        lambda: _drop_invalid_utf8(texts),
+    return split_words(normalize(texts, lower_case))
+
+
+def normalize(texts: tf.Tensor, lower_case: bool) -> tf.Tensor:
+    """Strings [batch] -> valid UTF-8 [batch] without control characters, lower-cased
+    and accent-stripped when `lower_case`; words are still to be split."""
+    if not lower_case:
+        return _clean(texts)
+    # Only texts with other characters pay for Unicode lower-casing and NFD;
+    # in English text that is a small fraction.
+    plain = tf.strings.regex_full_match(texts, _PLAIN_ASCII)
+    return tf.cond(
+        tf.reduce_all(plain),
+        lambda: tf.strings.lower(texts),
+        lambda: _lower_plain_and_strip_accents_of_others(texts, plain),
     )
-    texts = tf.strings.regex_replace(texts, _CONTROL, "")
-    if lower_case:
-        texts = tf.strings.lower(texts, encoding="utf-8")
-        texts = tf_text.normalize_utf8(texts, "NFD")
-        texts = tf.strings.regex_replace(texts, _NON_SPACING_MARK, "")
-    texts = tf.strings.regex_replace(texts, _SEPARATE, r" \1 ")
-    return tf.strings.split(texts)
+
+
+def split_words(texts: tf.Tensor) -> tf.RaggedTensor:
+    """Normalised strings [batch] -> words [batch, (words)] at whitespace, punctuation, CJK."""
+    return tf.strings.split(tf.strings.regex_replace(texts, _SEPARATE, r" \1 "))
+
+
+def _lower_plain_and_strip_accents_of_others(texts: tf.Tensor, plain: tf.Tensor) -> tf.Tensor:
+    others = tf.where(tf.logical_not(plain))
+    lowered = _strip_accents(tf.strings.lower(_clean(tf.gather_nd(texts, others)), "utf-8"))
+    return tf.tensor_scatter_nd_update(tf.strings.lower(texts), others, lowered)
+
+
+def _clean(texts: tf.Tensor) -> tf.Tensor:
+    return tf.cond(
+        tf.reduce_all(tf.strings.regex_full_match(texts, _CLEAN_UTF8)),
+        lambda: texts,
+        lambda: tf.strings.regex_replace(_drop_invalid_utf8(texts), _CONTROL, ""),
+    )
+
+
+def _strip_accents(texts: tf.Tensor) -> tf.Tensor:
+    return tf.strings.regex_replace(tf_text.normalize_utf8(texts, "NFD"), _NON_SPACING_MARK, "")
 
 
 def _drop_invalid_utf8(texts: tf.Tensor) -> tf.Tensor:

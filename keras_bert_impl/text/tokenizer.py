@@ -3,7 +3,7 @@
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from keras_bert_impl.text.basic_tokenization import basic_tokenize
+from keras_bert_impl.text.basic_tokenization import normalize, split_words
 from keras_bert_impl.text.vocab_file import read_vocab_file
 
 _REQUIRED_TOKENS = {"pad_id": "[PAD]", "unk_id": "[UNK]", "cls_id": "[CLS]", "sep_id": "[SEP]"}
@@ -65,7 +65,19 @@ class BertTokenizer(tf.Module):
             ),
             default_value=_UNK,
         )
+        # The fast path: on normalised text FastWordpiece splits words itself,
+        # by the original's rules (whitespace, ASCII and category P punctuation,
+        # the same CJK ranges). Its word limit counts bytes, so a word of more
+        # than `max_chars_per_token` bytes (rare; it may still be short enough
+        # in characters) sends the batch to the exact word-by-word path.
         self._wordpiece = tf_text.FastWordpieceTokenizer(
+            self.vocab,
+            suffix_indicator="##",
+            max_bytes_per_word=max_chars_per_token,
+            token_out_type=tf.int32,
+            unknown_token=_UNK,
+        )
+        self._word_wordpiece = tf_text.FastWordpieceTokenizer(
             self.vocab,
             suffix_indicator="##",
             max_bytes_per_word=_MAX_BYTES_PER_CHAR * max_chars_per_token,
@@ -73,23 +85,64 @@ class BertTokenizer(tf.Module):
             unknown_token=_UNK,
             no_pretokenization=True,
         )
+        self._starts_word = tf.constant(
+            [not (token.startswith("##") and len(token) > 2) for token in self.vocab]
+        )
+        # One graph per call, also when called eagerly.
+        spec = [tf.TensorSpec([None], tf.string)]
+        self._tokenize = tf.function(self._tokenize_graph, input_signature=spec)
+        self._tokenize_words = tf.function(self._tokenize_words_graph, input_signature=spec)
 
     def tokenize_words(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Strings [batch] -> int32 RaggedTensor [batch, (words), (wordpieces)]."""
-        words = basic_tokenize(_as_batch_of_strings(texts), self.lower_case)
-        too_long = tf.strings.length(words, unit="UTF8_CHAR") > self.max_chars_per_token
-        words = tf.ragged.map_flat_values(tf.where, too_long, _UNK, words)
-        return self._wordpiece.tokenize(words)
+        return self._tokenize_words(_as_batch_of_strings(texts))
 
     def tokenize(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Strings [batch] -> int32 RaggedTensor [batch, (wordpieces)]."""
-        pieces = self.tokenize_words(texts)
-        # merge_dims would add Assert ops; these row splits are valid by construction.
-        return tf.RaggedTensor.from_row_splits(
-            pieces.flat_values,
-            tf.gather(pieces.values.row_splits, pieces.row_splits),
-            validate=False,
+        return self._tokenize(_as_batch_of_strings(texts))
+
+    def _tokenize_graph(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        texts = normalize(texts, self.lower_case)
+        pieces, has_long_word = self._fast_wordpieces(texts)
+        return tf.cond(
+            has_long_word,
+            lambda: _merge_words(self._wordpieces_word_by_word(texts)),
+            lambda: pieces,
         )
+
+    def _tokenize_words_graph(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        texts = normalize(texts, self.lower_case)
+        pieces, has_long_word = self._fast_wordpieces(texts)
+        return tf.cond(
+            has_long_word,
+            lambda: self._wordpieces_word_by_word(texts),
+            lambda: self._group_by_word(pieces),
+        )
+
+    def _fast_wordpieces(self, texts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.Tensor]:
+        """Wordpieces [batch, (pieces)], and whether some word is over the byte limit."""
+        pieces, starts, ends = self._wordpiece.tokenize_with_offsets(texts)
+        # Only a word over the limit gives a piece that long: its [UNK].
+        too_long = ends.flat_values - starts.flat_values > self.max_chars_per_token
+        return pieces, tf.reduce_any(too_long)
+
+    def _group_by_word(self, pieces: tf.RaggedTensor) -> tf.RaggedTensor:
+        """Wordpieces [batch, (pieces)] -> [batch, (words), (pieces)]: a word starts at
+        each piece that is not a `##` continuation."""
+        starts = tf.gather(self._starts_word, pieces.flat_values)
+        word_splits = tf.concat([tf.where(starts)[:, 0], [tf.size(starts, tf.int64)]], 0)
+        words_before = tf.concat([[0], tf.cumsum(tf.cast(starts, tf.int64))], 0)
+        words = tf.RaggedTensor.from_row_splits(pieces.flat_values, word_splits, validate=False)
+        return tf.RaggedTensor.from_row_splits(
+            words, tf.gather(words_before, pieces.row_splits), validate=False
+        )
+
+    def _wordpieces_word_by_word(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        """The exact path: normalised strings -> [batch, (words), (pieces)]."""
+        words = split_words(texts)
+        too_long = tf.strings.length(words, unit="UTF8_CHAR") > self.max_chars_per_token
+        words = tf.ragged.map_flat_values(tf.where, too_long, _UNK, words)
+        return self._word_wordpiece.tokenize(words)
 
     def id_to_token(self, ids: tf.Tensor | tf.RaggedTensor) -> tf.Tensor | tf.RaggedTensor:
         """Ids (any shape, dense or ragged) -> their vocabulary strings; unknown ids -> `[UNK]`."""
@@ -104,10 +157,21 @@ class BertTokenizer(tf.Module):
         return tf.strings.regex_replace(text, " ##", "")
 
 
+def _merge_words(pieces: tf.RaggedTensor) -> tf.RaggedTensor:
+    # merge_dims would add Assert ops; these row splits are valid by construction.
+    return tf.RaggedTensor.from_row_splits(
+        pieces.flat_values,
+        tf.gather(pieces.values.row_splits, pieces.row_splits),
+        validate=False,
+    )
+
+
 def _as_batch_of_strings(texts) -> tf.Tensor:
     texts = tf.convert_to_tensor(texts)
     if texts.dtype != tf.string:
         raise TypeError(f"texts must be tf.string, got {texts.dtype.name}")
-    if texts.shape.rank is not None and texts.shape.rank != 1:
+    if texts.shape.rank is None:
+        return tf.ensure_shape(texts, [None])
+    if texts.shape.rank != 1:
         raise ValueError(f"texts must be a 1-D batch of strings [batch], got shape {texts.shape}")
     return texts
