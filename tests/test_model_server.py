@@ -5,6 +5,7 @@ Everything goes over real gRPC (and HTTP for REST) on loopback. When
 """
 
 import base64
+import concurrent.futures
 import json
 import os
 import shutil
@@ -407,8 +408,10 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
         [sys.executable, "-m", "keras_bert_impl.serving.model_server", f"--port={port}",
          "--model_name=bert", f"--model_base_path={base}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_line = concurrent.futures.ThreadPoolExecutor(1).submit(process.stdout.readline)
     try:
-        assert "Serving gRPC on 127.0.0.1" in process.stdout.readline()
+        # Hang guard only: a server that never starts fails here instead of stalling CI.
+        assert "Serving gRPC on 127.0.0.1" in first_line.result(timeout=180)
         assert Client(f"127.0.0.1:{port}").predict(["abc"])["length"].tolist() == [3.0]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=180) == 0, process.stderr.read()
