@@ -1,5 +1,6 @@
 """Shared fixtures: paths to ../shared/data and tiny configurations."""
 
+import json
 import os
 import pathlib
 
@@ -31,3 +32,16 @@ def cased_vocab(shared_data) -> str:
 @pytest.fixture(scope="session")
 def chinese_vocab(shared_data) -> str:
     return str(shared_data / "vocab" / "bert-base-chinese.txt")
+
+
+@pytest.fixture()
+def no_dropout_config(tmp_path):
+    """A one-layer bert_config.json without dropout: dropout masks are not part of a
+    checkpoint, so tests that compare a resumed run with an uninterrupted one need none."""
+    config = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
+              "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+              "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02}
+    path = tmp_path / "bert_config.json"
+    path.write_text(json.dumps(config))
+    return str(path)

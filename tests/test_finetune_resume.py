@@ -37,18 +37,6 @@ def sst2_files(tmp_path, shared_data):
     return str(train), str(dev)
 
 
-@pytest.fixture()
-def no_dropout_config(tmp_path):
-    # Dropout masks are not part of a checkpoint, so exact resumption needs none.
-    config = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
-              "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-              "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02}
-    path = tmp_path / "bert_config.json"
-    path.write_text(json.dumps(config))
-    return str(path)
-
-
 def _training_state(model_dir):
     directory = str(model_dir / "checkpoints")
     reader = tf.train.load_checkpoint(directory)

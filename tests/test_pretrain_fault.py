@@ -1,6 +1,5 @@
 """bert-pretrain survives SIGKILL: a restart with the same command resumes and finishes."""
 
-import json
 import os
 import signal
 import subprocess
@@ -8,7 +7,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 STEPS, SAVE_EVERY = 12, 3
@@ -22,18 +20,6 @@ def _command(model_dir, vocab, corpus, config):
         "--max_predictions_per_seq=5", f"--num_train_steps={STEPS}", "--num_warmup_steps=2",
         f"--save_checkpoints_steps={SAVE_EVERY}", "--seed=7",
     ]
-
-
-@pytest.fixture()
-def no_dropout_config(tmp_path, uncased_vocab):
-    # Dropout masks are not part of a checkpoint, so exact resumption needs none.
-    config = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
-              "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
-              "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02}
-    path = tmp_path / "bert_config.json"
-    path.write_text(json.dumps(config))
-    return str(path)
 
 
 def _training_weights(model_dir):
