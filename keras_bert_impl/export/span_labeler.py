@@ -129,6 +129,7 @@ class _Windows:
         self.count = tf.where(doc_lengths > room, (doc_lengths - room + step - 1) // step + 1, 1)
         self.example = tf.repeat(tf.range(tf.size(self.count)), self.count)
         self.index = tf.ragged.range(self.count).flat_values
+        self._room, self._step, self._doc_lengths = room, step, doc_lengths
         self.start = self.index * tf.gather(step, self.example)
         self.length = tf.minimum(tf.gather(doc_lengths, self.example) - self.start,
                                  tf.gather(room, self.example))
@@ -142,19 +143,25 @@ class _Windows:
         """[windows, seq] bool: the window gives piece `piece` its most context (first on ties).
 
         Scores are the original's min(left, right) + 0.01 * length, times 100 to stay integers.
+        Windows are evenly spaced, so only the few whose starts lie within one window's
+        room before `piece` can cover it: the work grows linearly with the context.
         """
-        starts = tf.RaggedTensor.from_row_lengths(self.start, self.count).to_tensor()
-        lengths = tf.RaggedTensor.from_row_lengths(self.length, self.count).to_tensor()
-        others_start = tf.gather(starts, self.example)[:, None, :]
-        others_end = others_start + tf.gather(lengths, self.example)[:, None, :] - 1
+        step = tf.gather(self._step, self.example)[:, None, None]
+        room = tf.gather(self._room, self.example)[:, None, None]
+        doc_length = tf.gather(self._doc_lengths, self.example)[:, None, None]
+        count = tf.gather(self.count, self.example)[:, None, None]
+        reach = tf.reduce_max((self._room + self._step - 1) // self._step) + 1
         candidate = piece[:, :, None]
-        covers = (candidate >= others_start) & (candidate <= others_end)
-        score = (100 * tf.minimum(candidate - others_start, others_end - candidate)
-                 + tf.gather(lengths, self.example)[:, None, :])
+        other = tf.math.floordiv(candidate, step) - tf.range(reach)[None, None, :]
+        other_start = other * step
+        other_length = tf.minimum(doc_length - other_start, room)
+        other_end = other_start + other_length - 1
+        covers = ((other >= 0) & (other < count)
+                  & (candidate >= other_start) & (candidate <= other_end))
+        score = 100 * tf.minimum(candidate - other_start, other_end - candidate) + other_length
         score = tf.where(covers, score, -1)
         best = tf.reduce_max(score, axis=-1, keepdims=True)
-        others = tf.range(tf.shape(starts)[1])[None, None, :]
-        first_best = tf.reduce_min(tf.where(covers & (score == best), others, tf.int32.max),
+        first_best = tf.reduce_min(tf.where(covers & (score == best), other, tf.int32.max),
                                    axis=-1)
         return first_best == self.index[:, None]
 
