@@ -4,6 +4,8 @@
         --labels_file=/tmp/sst2/labels.txt --export_dir=/models/bert
     bert-export --init_checkpoint=bert_model.ckpt --bert_config=bert_config.json \
         --model_kind=masked_lm --vocab_file=vocab.txt --export_dir=/models/bert
+    bert-export --model=/tmp/squad/model.keras --vocab_file=vocab.txt --pair_inputs \
+        --seq_length=384 --doc_stride=128 --max_query_length=64 --export_dir=/models/qa
 
 Writes --export_dir/<version>/ (by default one above the newest version there),
 which `tensorflow_model_server --model_base_path=--export_dir` picks up.
@@ -36,12 +38,26 @@ def define_flags() -> None:
     flags.DEFINE_integer("seq_length", 128, "Sequence length the texts are packed to.")
     flags.DEFINE_list("seq_length_buckets", [], "Optional increasing lengths ending with "
                       "--seq_length; each batch is padded only to the bucket it needs.")
-    flags.DEFINE_bool("pair_inputs", False, "Serve sentence pairs: inputs `text` and `text_pair`.")
+    flags.DEFINE_bool("pair_inputs", False, "Serve sentence pairs: inputs `text` and `text_pair` "
+                      "(span labelers: question and context).")
     flags.DEFINE_integer("top_k", 5, "Masked-LM exports: candidates per [MASK].")
     flags.DEFINE_string("labels_file", None, "Classifiers: labels.txt (line i = class i), served "
                         "as the `label` output.")
+    flags.DEFINE_integer("doc_stride", 128, "Span labelers (QA): tokens between the starts of "
+                         "the context windows.", lower_bound=1)
+    flags.DEFINE_integer("max_query_length", 64, "Span labelers (QA): question tokens kept.",
+                         lower_bound=1)
+    flags.DEFINE_integer("max_answer_length", 30, "Span labelers (QA): longest answer in tokens.",
+                         lower_bound=1)
+    flags.DEFINE_bool("jit_compile", False, "Compile the model call (not the tokenizer) with XLA. "
+                      "Each new batch and sequence shape compiles on first use, and stock "
+                      "tensorflow_model_server runs it on CPU only when started with "
+                      "--xla_cpu_compilation_enabled=true.")
     flags.mark_flags_as_required(["vocab_file", "export_dir"])
     flags.mark_flags_as_mutual_exclusive(["model", "init_checkpoint"], required=True)
+
+
+SPAN_LABELER_FLAGS = ("doc_stride", "max_query_length", "max_answer_length")
 
 
 def next_version(export_dir: str) -> int:
@@ -78,18 +94,37 @@ def _load_model():
     return model
 
 
+def _check_span_labeler_flags(model) -> None:
+    """The window flags only mean something for a span labeler, which needs pairs."""
+    from keras_bert_impl.models.span_labeler import BertSpanLabeler
+
+    if isinstance(model, BertSpanLabeler):
+        if not FLAGS.pair_inputs:
+            raise app.UsageError("a BertSpanLabeler is exported with --pair_inputs "
+                                 "(text = question, text_pair = context)")
+        return
+    given = [f"--{name}" for name in SPAN_LABELER_FLAGS if FLAGS[name].present]
+    if given:
+        raise app.UsageError(f"QA window flags ({', '.join(given)}) apply only to a "
+                             f"BertSpanLabeler; the model to export is a {type(model).__name__}")
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)  # SavedModel writing logs every asset otherwise
     from keras_bert_impl.export.saved_model import export_saved_model
 
+    model = _load_model()
+    _check_span_labeler_flags(model)
     version = FLAGS.version if FLAGS.version is not None else next_version(FLAGS.export_dir)
     path = export_saved_model(
-        _load_model(), FLAGS.export_dir, vocab_file=FLAGS.vocab_file,
+        model, FLAGS.export_dir, vocab_file=FLAGS.vocab_file,
         lower_case=FLAGS.lower_case, seq_length=FLAGS.seq_length, version=version,
         pair_inputs=FLAGS.pair_inputs, top_k=FLAGS.top_k, labels=FLAGS.labels_file,
         seq_length_buckets=[int(b) for b in FLAGS.seq_length_buckets] or None,
-        overwrite=FLAGS.overwrite)
+        overwrite=FLAGS.overwrite, doc_stride=FLAGS.doc_stride,
+        max_query_length=FLAGS.max_query_length, max_answer_length=FLAGS.max_answer_length,
+        jit_compile=FLAGS.jit_compile)
     print(f"Exported {path}")
 
 

@@ -9,7 +9,7 @@ scored against the empty string, so predicting "" is the right answer there.
 import collections
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = frozenset(string.punctuation)
@@ -35,12 +35,38 @@ def f1_score(prediction: str, ground_truth: str) -> float:
     if not prediction_tokens or not truth_tokens:
         return float(prediction_tokens == truth_tokens)
     common = collections.Counter(prediction_tokens) & collections.Counter(truth_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
+    return overlap_f1(sum(common.values()), len(prediction_tokens), len(truth_tokens))
+
+
+def overlap_f1(common: int, prediction_length: int, truth_length: int) -> float:
+    """F1 of a prediction and a gold answer, token lists sharing `common` tokens (0 when none)."""
+    if common == 0:
         return 0.0
-    precision = num_same / len(prediction_tokens)
-    recall = num_same / len(truth_tokens)
+    precision = common / prediction_length
+    recall = common / truth_length
     return 2 * precision * recall / (precision + recall)
+
+
+def best_over_gold_scores(
+    gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[str, str],
+    exact_match: Callable[[str, str], float], f1: Callable[[str, str], float],
+) -> dict[str, float]:
+    """Mean `exact_match` and `f1` in percent, each the max over a question's gold answers.
+
+    A question missing from `predictions`, or with no gold answer, scores 0,
+    as in the official scripts.
+    """
+    if not gold_answers:
+        raise ValueError("no questions to score: the evaluation set is empty")
+    exact = total_f1 = 0.0
+    for question_id, answers in gold_answers.items():
+        prediction = predictions.get(question_id)
+        if prediction is None or not answers:
+            continue
+        exact += max(exact_match(prediction, truth) for truth in answers)
+        total_f1 += max(f1(prediction, truth) for truth in answers)
+    count = len(gold_answers)
+    return {"exact_match": 100.0 * exact / count, "f1": 100.0 * total_f1 / count}
 
 
 def squad_scores(
@@ -55,15 +81,6 @@ def squad_scores(
     >>> squad_scores({"q1": ["the Eiffel Tower"]}, {"q1": "Eiffel tower."})
     {'exact_match': 100.0, 'f1': 100.0}
     """
-    if not gold_answers:
-        raise ValueError("no questions to score: the evaluation set is empty")
-    exact = total_f1 = 0.0
-    for question_id, answers in gold_answers.items():
-        truths = list(answers) or [""]
-        prediction = predictions.get(question_id)
-        if prediction is None:
-            continue
-        exact += max(exact_match_score(prediction, truth) for truth in truths)
-        total_f1 += max(f1_score(prediction, truth) for truth in truths)
-    count = len(gold_answers)
-    return {"exact_match": 100.0 * exact / count, "f1": 100.0 * total_f1 / count}
+    with_empty_answer = {question_id: list(answers) or [""]
+                         for question_id, answers in gold_answers.items()}
+    return best_over_gold_scores(with_empty_answer, predictions, exact_match_score, f1_score)

@@ -13,6 +13,8 @@ agrees on the text these answers hold. Scores are percentages.
 import re
 from collections.abc import Mapping, Sequence
 
+from keras_bert_impl.metrics.squad import best_over_gold_scores, overlap_f1
+
 # The official list; its two-character "……" never equals one character, so "…" is kept.
 _CMRC_PUNCTUATION = frozenset("-:_*^/\\~`+=，。：？！“”；’《》·、「」（）－～『』")
 _CHINESE = re.compile(r"[\u4e00-\u9fa5]")
@@ -61,11 +63,7 @@ def cmrc_f1(prediction: str, ground_truth: str) -> float:
     prediction_tokens = mixed_segmentation(prediction)
     truth_tokens = mixed_segmentation(ground_truth)
     common = _longest_common_substring(truth_tokens, prediction_tokens)
-    if common == 0:
-        return 0.0
-    precision = common / len(prediction_tokens)
-    recall = common / len(truth_tokens)
-    return 2 * precision * recall / (precision + recall)
+    return overlap_f1(common, len(prediction_tokens), len(truth_tokens))
 
 
 def cmrc_exact_match(prediction: str, ground_truth: str) -> float:
@@ -83,14 +81,4 @@ def cmrc_scores(
     >>> cmrc_scores({"q1": ["北京大学"]}, {"q1": "北京大"})
     {'exact_match': 0.0, 'f1': 85.71428571428571}
     """
-    if not gold_answers:
-        raise ValueError("no questions to score: the evaluation set is empty")
-    exact = total_f1 = 0.0
-    for question_id, answers in gold_answers.items():
-        prediction = predictions.get(question_id)
-        if prediction is None or not answers:
-            continue
-        exact += max(cmrc_exact_match(prediction, truth) for truth in answers)
-        total_f1 += max(cmrc_f1(prediction, truth) for truth in answers)
-    count = len(gold_answers)
-    return {"exact_match": 100.0 * exact / count, "f1": 100.0 * total_f1 / count}
+    return best_over_gold_scores(gold_answers, predictions, cmrc_exact_match, cmrc_f1)

@@ -1,0 +1,108 @@
+"""`bert-export` flags for XLA and for QA exports reach `export_saved_model`; misuse is refused."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+import tensorflow as tf
+from absl import app, flags
+from tensorflow.core.protobuf import saved_model_pb2
+
+from keras_bert_impl.cli import export
+from keras_bert_impl.config import BertConfig
+from keras_bert_impl.export import export_saved_model
+from keras_bert_impl.models.encoder import BertEncoder
+from keras_bert_impl.models.span_labeler import BertSpanLabeler
+
+QA_OPTIONS = {"doc_stride": 8, "max_query_length": 6, "max_answer_length": 3}
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """A tiny encoder and a span labeler on it, saved as .keras files."""
+    root = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(3)
+    encoder = BertEncoder(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64,
+                                     max_position_embeddings=64))
+    paths = {"encoder": str(root / "encoder.keras"), "qa": str(root / "qa.keras")}
+    encoder.save(paths["encoder"])
+    BertSpanLabeler(encoder).save(paths["qa"])
+    return paths
+
+
+@pytest.fixture
+def bert_export(uncased_vocab, tmp_path):
+    """Runs `bert-export`'s main in-process with these flags (its flags defined meanwhile)."""
+    before = set(flags.FLAGS)
+    export.define_flags()
+
+    def run(*args):
+        flags.FLAGS(["bert-export", f"--vocab_file={uncased_vocab}",
+                     f"--export_dir={tmp_path / 'export'}", "--seq_length=32", *args])
+        export.main([])
+
+    yield run
+    flags.FLAGS.unparse_flags()
+    for name in set(flags.FLAGS) - before:
+        delattr(flags.FLAGS, name)
+
+
+def _xla_functions(export_dir):
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    return [function for function in saved_model.meta_graphs[0].graph_def.library.function
+            if function.attr["_XlaMustCompile"].b]
+
+
+def test_qa_export_command_keeps_its_window_options_and_compiles_the_model_with_xla(
+        saved_models, uncased_vocab, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_bert_impl.cli.export", f"--model={saved_models['qa']}",
+         f"--vocab_file={uncased_vocab}", f"--export_dir={tmp_path / 'qa'}", "--seq_length=32",
+         "--pair_inputs", "--jit_compile",
+         *(f"--{name}={value}" for name, value in QA_OPTIONS.items())],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    export_dir = str(tmp_path / "qa" / "1")
+    assert f"Exported {export_dir}" in result.stdout
+
+    assert _xla_functions(export_dir), "--jit_compile marks the model call for XLA"
+    loaded = tf.saved_model.load(export_dir)
+    assert {name: int(getattr(loaded, name)[0].numpy()) for name in QA_OPTIONS} == QA_OPTIONS
+    context = " ".join(f"word{i} is number {i}." for i in range(40))  # many 8-token windows
+    served = loaded.signatures["serving_default"](text=tf.constant(["Which word?"]),
+                                                  text_pair=tf.constant([context]))
+    start, end = int(served["start_char"][0]), int(served["end_char"][0])
+    answer = served["answer"][0].numpy().decode()
+    assert 0 <= start < end and context[start:end] == answer
+    assert len(answer.split()) <= QA_OPTIONS["max_answer_length"]
+
+
+def test_the_flags_default_to_the_library_defaults(bert_export):
+    library = inspect.signature(export_saved_model).parameters
+    for name in (*QA_OPTIONS, "jit_compile"):
+        assert flags.FLAGS[name].default == library[name].default, name
+    assert flags.FLAGS["jit_compile"].default is False
+def test_qa_window_flags_for_a_model_that_is_not_a_span_labeler_are_refused(
+        saved_models, bert_export):
+    with pytest.raises(app.UsageError, match=r"\(--doc_stride, --max_answer_length\) apply "
+                                             r"only to a BertSpanLabeler; .* is a BertEncoder"):
+        bert_export(f"--model={saved_models['encoder']}", "--doc_stride=8",
+                    "--max_answer_length=3")
+    assert not os.path.exists(flags.FLAGS.export_dir), "nothing is written"
+
+
+def test_a_span_labeler_export_without_pair_inputs_is_refused(saved_models, bert_export):
+    with pytest.raises(app.UsageError, match="BertSpanLabeler is exported with --pair_inputs"):
+        bert_export(f"--model={saved_models['qa']}")
+
+
+@pytest.mark.parametrize("name", sorted(QA_OPTIONS))
+def test_a_qa_window_option_below_one_is_refused_at_start_up(bert_export, name):
+    with pytest.raises(flags.IllegalFlagValueError, match=name):
+        bert_export("--model=unused.keras", f"--{name}=0")
