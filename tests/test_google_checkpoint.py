@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bert_impl import BertConfig, BertEncoder, load_google_checkpoint, save_google_checkpoint
+from keras_bert_impl import (
+    BertConfig,
+    BertEncoder,
+    load_google_checkpoint,
+    save_google_checkpoint,
+)
 
 CONFIG = BertConfig.from_preset(
     "bert_tiny", vocab_size=101, max_position_embeddings=32, num_attention_heads=4

@@ -36,7 +36,7 @@ def test_fp16_run_from_a_google_checkpoint_continues_from_its_weights(
          f"--init_checkpoint={start}", "--mixed_precision=fp16", "--learning_rate=1e-5",
          "--train_batch_size=8", "--seq_length=32", "--max_predictions_per_seq=5",
          "--num_train_steps=4", "--num_warmup_steps=1", "--save_checkpoints_steps=4"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
 
     initial = _checkpoint_tensors(start)
