@@ -1,29 +1,38 @@
-"""Serving latency and throughput of text-in SavedModel exports.
+"""Serving latency and throughput of text-in SavedModel exports, against tokenized baselines.
 
-For each preset (a randomly initialised BertClassifier; weights do not change
-timing) it prints one line per configuration:
+For each preset (a randomly initialised BertClassifier, 2 classes; weights do
+not change timing) it prints one line per row and number:
 
-* in-process SavedModel, raw strings -> logits: p50/p99 latency at batch 1 and
-  sequences/s at --batch_size;
-* already-tokenized baselines at --batch_size: the keras-hub BertBackbone fed
-  id tensors (graph and XLA), and a HuggingFace `tokenizers` + Keras pipeline;
-  tokenizer-only throughput of the embedded TF-Text tokenizer vs HuggingFace's;
-* gRPC overhead at batch 1: in-process and gRPC calls interleaved, the
-  median of their paired differences (wall and process CPU time), so load
-  from other processes cancels out;
-* gRPC through `keras_bert_impl.serving` (batch-1 requests from 1/8/32
-  concurrent clients, server batching off and on): requests/s, p50/p99,
-  process CPU ms per request, rows per model call, and batched/unbatched
-  throughput. The clients run in this process, so their CPU is counted too.
+* in_process: our text-in SavedModel (raw strings -> logits, tokenization
+  inside), exported as a graph and with jit_compile (XLA); baselines: the same
+  dimensions fed the ids our export computes inside (padded alike): keras-hub's
+  BertBackbone (graph, XLA), PyTorch `transformers` BertForSequenceClassification
+  (eager and torch.compile, inference_mode) and ONNX Runtime on an export of that
+  PyTorch model (optimisation level all, intra-op threads = CPUs, with and without
+  onnxruntime.transformers' BERT fusions). All fp32. Sequences/s at --batch_size
+  and p50/p99 at batch 1, wall and process CPU; the rows take turns in rounds
+  after untimed warm-up calls. Then "ours text-in / best tokenized baseline" and
+  "batch=1 p50 ours / ONNX Runtime" (below 1 means ours is faster). "reference"
+  rows time our exports' tokenized signature: the difference is tokenization;
+* tokenizers: throughput of the embedded TF-Text tokenizer vs HuggingFace's,
+  and a HuggingFace `tokenizers` + Keras pipeline;
+* grpc: overhead at batch 1 (in-process and gRPC calls interleaved, the
+  median of their paired differences, wall and process CPU time), then
+  `keras_bert_impl.serving` with batch-1 requests from 1/8/32 concurrent
+  clients, server batching off and on: requests/s, p50/p99, process CPU ms per
+  request, rows per model call, and batched/unbatched throughput. The clients
+  run in this process, so their CPU is counted too.
 
 --seq_length_buckets exports with bucketed lengths (a batch is padded only to
 the bucket its longest text needs), --short_texts sends 10-30-word lines, and
---jit_compile exports the model part compiled with XLA; --sections picks the
-parts to run.
+--jit_compile serves the XLA export in the grpc section; --sections picks the
+parts to run. The baselines need `pip install -e ".[bench]"` (torch,
+transformers, onnx, onnxruntime).
 
-PyTorch and ONNX Runtime rows are printed only when those packages are installed.
+Ours against the baselines (bert_mini, seq 128, batch 32):
 
-    python benchmarks/serving.py --presets=bert_mini,bert_base --seq_length=128
+    python benchmarks/serving.py --presets=bert_mini --seq_length=128 --batch_size=32 \
+        --sections=in_process,baselines --iterations=30
 
 Batching with short requests:
 
@@ -31,11 +40,12 @@ Batching with short requests:
         --short_texts --seq_length_buckets=16,32,64,128 --sections=in_process,grpc
 
 Smoke run: --presets=bert_tiny --seq_length=32 --batch_size=4 --requests=4 \
-    --clients=1,2 --iterations=3
+    --clients=1,2 --iterations=3 --notorch_compile
 """
 
 import concurrent.futures
 import functools
+import importlib.metadata
 import itertools
 import os
 import pathlib
@@ -63,6 +73,14 @@ flags.DEFINE_list("presets", ["bert_mini", "bert_base"], "BertConfig presets to 
 flags.DEFINE_integer("seq_length", 128, "Sequence length of the export and baselines.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of the throughput rows.")
 flags.DEFINE_integer("iterations", 30, "Timed calls per in-process configuration.")
+flags.DEFINE_integer("warmup", 2, "Untimed calls of each in-process row at each batch size.")
+flags.DEFINE_integer("rounds", 3, "The in-process rows take turns in this many rounds.")
+flags.DEFINE_bool("spin_wait", False, "Let PyTorch's OpenMP and ONNX Runtime's intra-op threads "
+                  "spin between parallel regions (their defaults). Off, they sleep: on shared "
+                  "cores a spinning thread waits for a descheduled one and calls slow down "
+                  "2-20x.")
+flags.DEFINE_bool("torch_compile", True, "Also time torch.compile (compiling takes minutes "
+                  "on a small CPU).")
 flags.DEFINE_integer("requests", 50, "Requests per gRPC client.")
 flags.DEFINE_list("clients", ["1", "8", "32"], "Concurrent gRPC clients.")
 flags.DEFINE_string("vocab_file", str(_SHARED / "vocab" / "bert-base-uncased.txt"),
@@ -70,15 +88,18 @@ flags.DEFINE_string("vocab_file", str(_SHARED / "vocab" / "bert-base-uncased.txt
 flags.DEFINE_string("text_file", str(_SHARED / "corpus" / "en" / "pg1342_pride_and_prejudice.txt"),
                     "Text to send: its non-empty lines.")
 flags.DEFINE_integer("batch_timeout_micros", 2000, "Server batching wait.")
+flags.DEFINE_integer("num_batch_threads", 2, "Server batching: concurrent model calls.")
 flags.DEFINE_list("allowed_batch_sizes", [], "Server batching: pad merged batches to these "
                   "sizes (ending with the max batch size); bounds the shapes XLA compiles for.")
 flags.DEFINE_integer("untimed_rounds", 0, "Rounds of each gRPC configuration run before timing "
                      "(XLA exports compile once per batch and sequence shape).")
 flags.DEFINE_list("seq_length_buckets", [], "Bucketed export lengths, ending with --seq_length.")
 flags.DEFINE_bool("short_texts", False, "Send lines of 10-30 words instead of lines over 40 chars.")
-flags.DEFINE_bool("jit_compile", False, "Export the model part compiled with XLA.")
+flags.DEFINE_bool("jit_compile", False, "gRPC sections: serve the export whose model part is "
+                  "compiled with XLA (the in-process rows time both).")
 flags.DEFINE_list("sections", ["in_process", "baselines", "tokenizers", "grpc"],
-                  "Parts to run: in_process, baselines, tokenizers, grpc.")
+                  "Parts to run: in_process (ours), baselines (tokenized keras-hub, PyTorch, "
+                  "ONNX Runtime), tokenizers, grpc.")
 
 
 def load_texts(count: int) -> list[str]:
@@ -110,36 +131,193 @@ def report(preset: str, what: str, text: str) -> None:
     print(f"{preset:10s} seq={FLAGS.seq_length:<4d} {what:58s} {text}", flush=True)
 
 
-def bench_in_process(preset, export_dir, texts) -> None:
-    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
-    one = tf.constant(texts[:1])
-    report(preset, "SavedModel in-process text->logits batch=1",
-           percentiles(timed(lambda: signature(text=one), FLAGS.iterations)))
-    batch = tf.constant(texts[:FLAGS.batch_size])
-    times = timed(lambda: signature(text=batch), FLAGS.iterations)
-    report(preset, f"SavedModel in-process text->logits batch={FLAGS.batch_size}",
-           f"{FLAGS.batch_size / statistics.median(times):.1f} seq/s")
+def tokenized_features(preprocessor, texts: list[str], buckets) -> dict[str, np.ndarray]:
+    """The ids the text-in export computes inside: padded to the same bucket, so baselines
+    fed them do exactly the model work the export does."""
+    features = {name: value.numpy() for name, value in preprocessor(tf.constant(texts)).items()}
+    if buckets:
+        longest = features["input_mask"].sum(axis=1).max()
+        length = min(b for b in buckets if b >= longest)
+        features = {name: value[:, :length] for name, value in features.items()}
+    return features
 
 
-def bench_tokenized_baselines(preset, config, texts, preprocessor):
+def ours_rows(export_dirs: dict[bool, str], texts: list[str], features: dict[int, dict]) -> dict:
+    """Text-in signatures called in-process on raw strings (tokenization inside); and, for
+    reference (how much of it is tokenization), the same exports' tokenized signatures."""
+    rows = {}
+    for jit_compile, export_dir in export_dirs.items():
+        signatures = tf.saved_model.load(export_dir).signatures
+        mode = "XLA" if jit_compile else "graph"
+        rows[f"ours: text-in SavedModel {mode}"] = {
+            batch: functools.partial(lambda function, s: function(text=s)["logits"].numpy(),
+                                     signatures["serving_default"], tf.constant(texts[:batch]))
+            for batch in features}
+        rows[f"reference: our export's tokenized signature {mode}"] = {
+            batch: functools.partial(lambda function, x: function(**x)["logits"].numpy(),
+                                     signatures["serving_tokenized"],
+                                     {name: tf.constant(value) for name, value in f.items()})
+            for batch, f in features.items()}
+    return rows
+
+
+def keras_hub_rows(config, features: dict[int, dict]) -> dict:
+    """keras-hub's BertBackbone (same dimensions) fed the same ids; pooled output."""
     import keras_hub
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=config.vocab_size, num_layers=config.num_hidden_layers,
         num_heads=config.num_attention_heads, hidden_dim=config.hidden_size,
         intermediate_dim=config.intermediate_size, dropout=0.0,
         max_sequence_length=max(config.max_position_embeddings, FLAGS.seq_length))
-    features = preprocessor(tf.constant(texts[:FLAGS.batch_size]))
-    hub_inputs = {"token_ids": features["input_word_ids"],
-                  "segment_ids": features["input_type_ids"],
-                  "padding_mask": features["input_mask"]}
-    def pooled(x):
-        return backbone(x, training=False)["pooled_output"]
+    rows = {}
+    for mode, jit in (("graph", False), ("XLA", True)):
+        call = tf.function(lambda x: backbone(x, training=False)["pooled_output"],
+                           jit_compile=jit, autograph=False)
+        calls = {}
+        for batch, f in features.items():
+            inputs = {"token_ids": tf.constant(f["input_word_ids"]),
+                      "segment_ids": tf.constant(f["input_type_ids"]),
+                      "padding_mask": tf.constant(f["input_mask"])}
+            calls[batch] = functools.partial(lambda c, x: c(x).numpy(), call, inputs)
+        rows[f"keras-hub BertBackbone tokenized {mode}"] = calls
+    return rows
 
-    for mode, jit in (("graph", False), ("xla", True)):
-        call = tf.function(pooled, jit_compile=jit, autograph=False)
-        times = timed(functools.partial(call, hub_inputs), FLAGS.iterations)
-        report(preset, f"keras-hub BertBackbone tokenized {mode} batch={FLAGS.batch_size}",
-               f"{FLAGS.batch_size / statistics.median(times):.1f} seq/s")
+
+def torch_model(config, num_classes: int, attention: str = "sdpa"):
+    """transformers' BertForSequenceClassification with our dimensions and tanh-GELU."""
+    import transformers
+    hf_config = transformers.BertConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size, hidden_act="gelu_new",
+        max_position_embeddings=config.max_position_embeddings,
+        type_vocab_size=config.type_vocab_size, layer_norm_eps=1e-12,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=num_classes)
+    hf_config._attn_implementation = attention
+    return transformers.BertForSequenceClassification(hf_config).eval()
+
+
+def _torch_inputs(features: dict[str, np.ndarray]) -> tuple:
+    import torch
+    return tuple(torch.from_numpy(features[name].astype(np.int64))
+                 for name in ("input_word_ids", "input_mask", "input_type_ids"))
+
+
+def torch_rows(model, features: dict[int, dict]) -> dict:
+    """PyTorch eager (and torch.compile with --torch_compile) under inference_mode."""
+    import torch
+    torch.set_num_threads(os.cpu_count())
+
+    def run(module, inputs):
+        with torch.inference_mode():
+            return module(*inputs).logits.numpy()
+
+    modules = {"PyTorch transformers eager": model}
+    if FLAGS.torch_compile:
+        modules["PyTorch transformers torch.compile"] = torch.compile(model, dynamic=False)
+    return {name: {batch: functools.partial(run, module, _torch_inputs(f))
+                   for batch, f in features.items()}
+            for name, module in modules.items()}
+
+
+def onnx_rows(model, config, features: dict[int, dict], scratch: str) -> dict:
+    """ONNX Runtime on an export of the PyTorch model: graph optimisation level all, and
+    with onnxruntime.transformers' BERT fusions (Attention, SkipLayerNorm, FastGelu).
+    Checks both against PyTorch's logits, so a broken export cannot look fast."""
+    import onnxruntime
+    import torch
+    from onnxruntime.transformers import optimizer
+    # The eager attention graph is the pattern ORT's Attention fusion recognises.
+    exported = torch_model(config, model.num_labels, attention="eager")
+    exported.load_state_dict(model.state_dict())
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    # Example ids with padding, so the traced graph keeps the attention mask.
+    example = _torch_inputs(features[max(features)])
+    path = os.path.join(scratch, "bert.onnx")
+    torch.onnx.export(exported, example, path, input_names=list(names), output_names=["logits"],
+                      dynamic_axes={name: {0: "batch", 1: "seq"} for name in names},
+                      opset_version=17, dynamo=False)
+    fused = optimizer.optimize_model(path, model_type="bert",
+                                     num_heads=config.num_attention_heads,
+                                     hidden_size=config.hidden_size, opt_level=0)
+    fused_path = os.path.join(scratch, "bert_fused.onnx")
+    fused.save_model_to_file(fused_path)
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = os.cpu_count()
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if FLAGS.spin_wait else "0")
+    rows = {}
+    for name, model_path in (("ONNX Runtime", path), ("ONNX Runtime + BERT fusions", fused_path)):
+        session = onnxruntime.InferenceSession(model_path, options,
+                                               providers=["CPUExecutionProvider"])
+        calls = {}
+        for batch, f in features.items():
+            feeds = dict(zip(names, (t.numpy() for t in _torch_inputs(f))))
+            with torch.inference_mode():
+                expected = model(*_torch_inputs(f)).logits.numpy()
+            np.testing.assert_allclose(session.run(["logits"], feeds)[0], expected,
+                                       atol=1e-4, err_msg=f"{name} differs from PyTorch")
+            calls[batch] = functools.partial(lambda s, x: s.run(["logits"], x)[0], session, feeds)
+        rows[name] = calls
+    return rows
+
+
+def time_rows(rows: dict, batch: int) -> dict[str, np.ndarray]:
+    """[iterations, 2] wall and process-CPU seconds per call of every row at `batch`.
+
+    Each row is first called --warmup times (tracing, XLA/Inductor compiles, ORT arenas).
+    The --iterations calls are split into --rounds; in each round every row runs its share
+    in turn after a short pause (thread pools that spin after a call go idle), so load from
+    other processes falls on all rows alike.
+    """
+    for calls in rows.values():
+        for _ in range(FLAGS.warmup):
+            calls[batch]()
+    times = {name: [] for name in rows}
+    for round_index in range(FLAGS.rounds):
+        share = len(range(round_index, FLAGS.iterations, FLAGS.rounds))
+        for name, calls in rows.items():
+            time.sleep(0.2)
+            for _ in range(share):
+                wall, cpu = time.perf_counter(), time.process_time()
+                calls[batch]()
+                times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {name: np.array(t) for name, t in times.items()}
+
+
+def bench_in_process(preset, rows: dict) -> None:
+    """Every row at --batch_size (seq/s) and at batch 1 (p50/p99), then ours against the best."""
+    batch = FLAGS.batch_size
+    throughput = {}
+    for name, t in time_rows(rows, batch).items():
+        throughput[name] = batch / np.median(t[:, 0])
+        report(preset, f"{name} batch={batch}",
+               f"{throughput[name]:.1f} seq/s ({np.median(t[:, 0]) * 1e3:.1f} ms/call, "
+               f"{np.median(t[:, 1]) * 1e3:.1f} CPU ms/call, median of {len(t)})")
+    p50 = {}
+    for name, t in time_rows(rows, 1).items():
+        p50[name] = np.median(t[:, 0]) * 1e3
+        report(preset, f"{name} batch=1",
+               f"{percentiles(t[:, 0])} ({np.median(t[:, 1]) * 1e3:.2f} CPU ms/call)")
+    ours = [name for name in rows if name.startswith("ours:")]
+    others = [name for name in rows if not name.startswith(("ours:", "reference:"))]
+    if not ours or not others:
+        return
+    best_ours = max(ours, key=throughput.get)
+    best_other = max(others, key=throughput.get)
+    report(preset, f"ours text-in / best tokenized baseline batch={batch}",
+           f"{throughput[best_ours] / throughput[best_other]:.2f}x ({best_ours} "
+           f"{throughput[best_ours]:.1f} vs {best_other} {throughput[best_other]:.1f} seq/s)")
+    onnx = [name for name in others if name.startswith("ONNX Runtime")]
+    if onnx:
+        fastest_ours = min(ours, key=p50.get)
+        fastest_onnx = min(onnx, key=p50.get)
+        report(preset, "batch=1 p50 ours / ONNX Runtime",
+               f"{p50[fastest_ours] / p50[fastest_onnx]:.2f}x ({fastest_ours} "
+               f"{p50[fastest_ours]:.2f} ms vs {fastest_onnx} {p50[fastest_onnx]:.2f} ms)")
 
 
 def bench_tokenizers(preset, texts, tokenizer, preprocessor, classifier):
@@ -167,11 +345,6 @@ def bench_tokenizers(preset, texts, tokenizer, preprocessor, classifier):
     times = timed(pipeline, FLAGS.iterations)
     report(preset, f"HF tokenizers + Keras classifier batch={FLAGS.batch_size}",
            f"{FLAGS.batch_size / statistics.median(times):.1f} seq/s")
-    for package in ("torch", "onnxruntime"):
-        try:
-            __import__(package)
-        except ImportError:
-            report(preset, f"{package} baseline", "skipped: not installed")
 
 
 def _client_run(target: str, texts: list[str], index: int) -> list[float]:
@@ -216,7 +389,7 @@ def bench_grpc(preset, export_base, texts):
         allowed = tuple(int(size) for size in FLAGS.allowed_batch_sizes)
         options = BatchingOptions(max_batch_size=allowed[-1] if allowed else max(32, FLAGS.batch_size),
                                   batch_timeout_micros=FLAGS.batch_timeout_micros,
-                                  num_batch_threads=2,
+                                  num_batch_threads=FLAGS.num_batch_threads,
                                   allowed_batch_sizes=allowed) if batching else None
         with start_server(export_base, enable_batching=batching, batching=options,
                           file_system_poll_wait_seconds=0) as server:
@@ -246,6 +419,13 @@ def bench_grpc(preset, export_base, texts):
                        f"{rows_per_call:.1f} rows/call{extra}")
 
 
+def export(classifier, scratch: str, buckets, jit_compile: bool) -> str:
+    """The text-in SavedModel version directory, under scratch/graph or scratch/xla."""
+    return export_saved_model(classifier, os.path.join(scratch, "xla" if jit_compile else "graph"),
+                              FLAGS.vocab_file, seq_length=FLAGS.seq_length,
+                              seq_length_buckets=buckets, jit_compile=jit_compile)
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -253,25 +433,38 @@ def main(argv):
     preprocessor = BertPreprocessor(tokenizer, FLAGS.seq_length)
     texts = load_texts(max(1000, FLAGS.batch_size))
     buckets = [int(b) for b in FLAGS.seq_length_buckets] or None
+    batch_sizes = (FLAGS.batch_size, 1)
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs; "
           f"buckets={buckets} short_texts={FLAGS.short_texts} jit_compile={FLAGS.jit_compile}")
     for preset in FLAGS.presets:
         config = BertConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)
         classifier = BertClassifier(BertEncoder(config), num_classes=2)
-        with tempfile.TemporaryDirectory() as export_base:
-            export_dir = export_saved_model(classifier, export_base, FLAGS.vocab_file,
-                                            seq_length=FLAGS.seq_length,
-                                            seq_length_buckets=buckets,
-                                            jit_compile=FLAGS.jit_compile)
+        with tempfile.TemporaryDirectory() as scratch:
+            export_dir = functools.cache(functools.partial(export, classifier, scratch, buckets))
+            rows = {}
+            features = {batch: tokenized_features(preprocessor, texts[:batch], buckets)
+                        for batch in batch_sizes}
             if "in_process" in FLAGS.sections:
-                bench_in_process(preset, export_dir, texts)
+                rows |= ours_rows({jit: export_dir(jit) for jit in (False, True)}, texts,
+                                  features)
             if "baselines" in FLAGS.sections:
-                bench_tokenized_baselines(preset, config, texts, preprocessor)
+                # libgomp reads this when PyTorch loads it, on the first import below.
+                os.environ.setdefault("OMP_WAIT_POLICY",
+                                      "ACTIVE" if FLAGS.spin_wait else "PASSIVE")
+                rows |= keras_hub_rows(config, features)
+                model = torch_model(config, classifier.num_classes)
+                rows |= torch_rows(model, features)
+                rows |= onnx_rows(model, config, features, scratch)
+                print(", ".join(f"{package} {importlib.metadata.version(package)}" for package in
+                                ("keras-hub", "torch", "transformers", "onnxruntime")))
+            if rows:
+                bench_in_process(preset, rows)
             if "tokenizers" in FLAGS.sections:
                 bench_tokenizers(preset, texts, tokenizer, preprocessor, classifier)
             if "grpc" in FLAGS.sections:
-                bench_grpc_overhead(preset, export_dir, export_base, texts)
-                bench_grpc(preset, export_base, texts)
+                served = export_dir(FLAGS.jit_compile)
+                bench_grpc_overhead(preset, served, os.path.dirname(served), texts)
+                bench_grpc(preset, os.path.dirname(served), texts)
 
 
 if __name__ == "__main__":
