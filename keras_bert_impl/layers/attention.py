@@ -5,6 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_bert_impl.layers.dense import BertDense
 from keras_bert_impl.layers.dropout import BertDropout
 
 
@@ -55,10 +56,8 @@ class BertAttention(keras.layers.Layer):
         self.head_size = hidden_size // num_heads
 
         def projection(name):
-            return keras.layers.EinsumDense(
-                "bsi,io->bso",
-                output_shape=(None, hidden_size),
-                bias_axes="o",
+            return BertDense(
+                hidden_size,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range),
                 dtype=self.dtype_policy,
                 name=name,

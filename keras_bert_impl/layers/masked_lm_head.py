@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_bert_impl.layers.activations import get_activation
+from keras_bert_impl.layers.dense import BertDense
 
 
 class MaskedLMHead(keras.layers.Layer):
@@ -37,7 +38,7 @@ class MaskedLMHead(keras.layers.Layer):
         self.initializer_range = initializer_range
         self.layer_norm_epsilon = layer_norm_epsilon
         vocab_size, hidden_size = embedding_table.shape
-        self.dense = keras.layers.Dense(
+        self.dense = BertDense(
             hidden_size,
             activation=get_activation(activation),
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range),

@@ -4,6 +4,7 @@ import keras
 
 from keras_bert_impl.layers.activations import get_activation
 from keras_bert_impl.layers.attention import BertAttention
+from keras_bert_impl.layers.dense import BertDense
 from keras_bert_impl.layers.dropout import BertDropout
 
 
@@ -44,10 +45,8 @@ class TransformerBlock(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
 
         def dense(units, name, activation=None):
-            return keras.layers.EinsumDense(
-                "bsi,io->bso",
-                output_shape=(None, units),
-                bias_axes="o",
+            return BertDense(
+                units,
                 activation=activation,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range),
                 dtype=self.dtype_policy,
