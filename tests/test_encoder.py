@@ -200,3 +200,16 @@ def test_trains_under_jit_compile_with_gradients_for_every_variable(encoder):
     for variable, grad in zip(encoder.trainable_variables, grads, strict=True):
         assert grad is not None, variable.path
         assert np.all(np.isfinite(tf.convert_to_tensor(grad))), variable.path
+
+
+def test_graph_uses_plain_matmuls_that_have_fast_cpu_kernels_in_float32_and_bfloat16():
+    # TF's CPU Einsum has no oneDNN bfloat16 kernel (~10x slower), and a weight
+    # broadcast over a batched matmul runs ~1.5x slower than one 2-D MatMul.
+    encoder = BertEncoder(tiny_config())
+    spec = {name: tf.TensorSpec([None, None], tf.int32) for name in make_inputs()}
+    graph = tf.function(lambda x: encoder(x)).get_concrete_function(spec).graph
+    ops = [op.type for op in graph.get_operations()]
+    layers = encoder.config.num_hidden_layers
+    assert "Einsum" not in ops
+    assert ops.count("MatMul") == 6 * layers + 1  # q, k, v, output, 2 feed-forward; pooler
+    assert ops.count("BatchMatMulV2") == 2 * layers  # attention scores and context
