@@ -19,22 +19,11 @@ import sys
 
 from keras_bert_impl.data.ner import read_conll
 from keras_bert_impl.data.squad import read_squad
+from keras_bert_impl.metrics.ner import get_entities
 from keras_bert_impl.metrics.squad import squad_scores
 
 QUESTIONS = {"PER": "Which person is named?", "LOC": "Which place is named?",
              "ORG": "Which organization is named?"}
-
-
-def entity_spans(tags):
-    """(kind, first word, last word) of each entity in BIO tags."""
-    spans = []
-    for i, tag in enumerate(tags):
-        if tag.startswith("B-") or (tag.startswith("I-") and (not spans or spans[-1][2] != i - 1
-                                                               or spans[-1][0] != tag[2:])):
-            spans.append([tag[2:], i, i])
-        elif tag.startswith("I-"):
-            spans[-1][2] = i
-    return spans
 
 
 def squad_from_conll(conll_path, first_line, last_line, min_words=8):
@@ -50,7 +39,7 @@ def squad_from_conll(conll_path, first_line, last_line, min_words=8):
         qas = []
         for kind, question in QUESTIONS.items():
             answers = [{"answer_start": starts[a], "text": " ".join(words[a:b + 1])}
-                       for k, a, b in entity_spans(tags) if k == kind]
+                       for k, a, b in get_entities(tags) if k == kind]
             if answers:
                 qas.append({"id": f"{line}-{kind}", "question": question, "answers": answers})
         if qas:

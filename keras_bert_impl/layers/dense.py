@@ -11,8 +11,8 @@ class BertDense(keras.layers.Dense):
     Keras multiplies a `[batch, seq, in]` input by the `[in, out]` kernel as a
     broadcast batched matmul; TensorFlow's CPU kernels run that ~1.5x slower
     than the same product as one `[batch * seq, in]` matmul (measured on 2
-    vCPUs: 42 vs 64 GFLOP/s at 32x128x256 by 256x1024). Under XLA both compile
-    to the same dot. Weights, outputs and config are `Dense`'s.
+    vCPUs: 42 vs 64 GFLOP/s at 32x128x256 by 256x1024). Weights, outputs and
+    config are `Dense`'s.
 
     ```python
     dense = BertDense(768, activation="gelu")
