@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_bert_impl import BertConfig, BertEncoder
-from keras_bert_impl.models.pretrainer import BertPretrainer
+from keras_bert_impl.models.pretrainer import BertPretrainer, top1_hits
 from keras_bert_impl.training.optimization import create_optimizer
 
 VOCAB, SEQ, P, BATCH = 97, 16, 4, 3
@@ -125,6 +125,48 @@ def test_mlm_accuracy_counts_only_positions_with_weight(pretrainer):
     pretrainer.reset_metrics()
     pretrainer.compute_metrics(features, None, {"mlm_logits": logits, "nsp_logits": nsp_logits})
     assert float(pretrainer.mlm_accuracy.result()) == 1.0
+
+
+def test_mlm_accuracy_hit_is_argmax_equals_label():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 6, 50)).astype("float32")
+    labels = rng.integers(0, 50, (4, 6))
+    labels[:, ::2] = logits.argmax(-1)[:, ::2]  # half the slots right, the rest mostly wrong
+    hits = np.asarray(top1_hits(tf.constant(labels, tf.int32), tf.constant(logits)))
+    np.testing.assert_array_equal(hits, (logits.argmax(-1) == labels).astype("float32"))
+
+
+def test_mlm_accuracy_is_the_weighted_fraction_of_hits(pretrainer):
+    features = make_features()
+    ids = features["masked_lm_ids"]
+    logits = np.zeros((BATCH, P, VOCAB), "float32")
+    np.put_along_axis(logits, ((ids + 1) % VOCAB)[..., None], 5.0, -1)  # every top-1 wrong
+    logits[1, :, :] = 0.0
+    np.put_along_axis(logits[1], ids[1][..., None], 5.0, -1)  # but example 1 is right
+    pretrainer.reset_metrics()
+    pretrainer.compute_metrics(
+        features, None, {"mlm_logits": logits, "nsp_logits": np.zeros((BATCH, 2), "float32")})
+    weights = features["masked_lm_weights"]
+    assert float(pretrainer.mlm_accuracy.result()) == pytest.approx(weights[1].sum() / weights.sum())
+
+
+def test_decoder_and_its_gradients_are_2d_matmuls_over_all_masked_positions(pretrainer):
+    # A [batch, P, hidden] x [hidden, vocab] product broadcast over the batch
+    # makes the table's gradient a [batch, vocab, hidden] batched matmul.
+    features = {name: tf.constant(value) for name, value in make_features().items()}
+    table = pretrainer.encoder.get_embedding_table()
+
+    def loss_and_gradient(x):
+        with tf.GradientTape() as tape:
+            loss = pretrainer.compute_loss(x=x, y_pred=pretrainer(x, training=True))
+        return tape.gradient(loss, table.value)
+
+    graph = tf.function(loss_and_gradient).get_concrete_function(features).graph
+    vocab_outputs = [op for op in graph.get_operations() if op.type.endswith("MatMul")
+                     or op.type.startswith("BatchMatMul")
+                     if VOCAB in op.outputs[0].shape.as_list()]
+    assert sorted(op.type for op in vocab_outputs) == ["MatMul", "MatMul"]  # logits, table grad
+    assert all(op.outputs[0].shape.rank == 2 for op in vocab_outputs)
 
 
 def test_google_variable_map_names_every_variable_once_in_original_shapes(pretrainer):

@@ -60,10 +60,16 @@ class MaskedLMHead(keras.layers.Layer):
 
     def call(self, sequence_output, masked_lm_positions):
         masked = tf.gather(sequence_output, masked_lm_positions, batch_dims=1)
+        batch, predictions = tf.shape(masked)[0], tf.shape(masked)[1]
+        # One [batch * P, hidden] x [hidden, vocab] product. Broadcast over the
+        # batch, its gradient for the table would be one [vocab, hidden] matmul
+        # per example, summed afterwards ([batch, vocab, hidden] in memory).
+        masked = tf.reshape(masked, [-1, masked.shape[-1]])
         masked = self.layer_norm(self.dense(masked))
         table = tf.cast(self.embedding_table, masked.dtype)
         logits = tf.matmul(masked, table, transpose_b=True)
-        return tf.cast(logits, "float32") + tf.cast(self.output_bias, "float32")
+        logits = tf.cast(logits, "float32") + tf.cast(self.output_bias, "float32")
+        return tf.reshape(logits, [batch, predictions, self.vocab_size])
 
     def compute_output_spec(self, sequence_output, masked_lm_positions):
         return keras.KerasTensor(
