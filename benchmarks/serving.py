@@ -21,7 +21,9 @@ not change timing) it prints one line per row and number:
   `keras_bert_impl.serving` with batch-1 requests from 1/8/32 concurrent
   clients, server batching off and on: requests/s, p50/p99, process CPU ms per
   request, rows per model call, and batched/unbatched throughput. The clients
-  run in this process, so their CPU is counted too.
+  run in this process, so their CPU is counted too. Before them, the served
+  export's in-process CPU per row at batch 1 and at the largest batch: their
+  ratio is the most batching can gain on this machine.
 
 --seq_length_buckets exports with bucketed lengths (a batch is padded only to
 the bucket its longest text needs), --short_texts sends 10-30-word lines, and
@@ -383,6 +385,31 @@ def bench_grpc_overhead(preset, export_dir, export_base, texts):
            f"{np.median(ms[:, 3] - ms[:, 1]):.2f} ms CPU (paired medians)")
 
 
+def bench_row_cost(preset, export_dir, texts):
+    """In-process CPU per row of the served export at batch 1 and at the largest batch.
+
+    Their ratio bounds what server batching can gain on this machine: merging
+    requests saves each call's fixed cost, never the per-row compute.
+    """
+    signature = tf.saved_model.load(export_dir).signatures["serving_default"]
+    largest = max([int(size) for size in FLAGS.allowed_batch_sizes] or [32])
+    cost = {}
+    for batch in (1, largest):
+        chunks = [tf.constant([texts[(step * batch + row) % len(texts)] for row in range(batch)])
+                  for step in range(FLAGS.iterations)]
+        for chunk in chunks[:8]:  # every bucket compiles before timing
+            signature(text=chunk)
+        cpu = []
+        for chunk in chunks:
+            start = time.process_time()
+            signature(text=chunk)["probabilities"].numpy()
+            cpu.append((time.process_time() - start) / batch)
+        cost[batch] = statistics.median(cpu) * 1e3
+    report(preset, "in-process CPU per row by batch size",
+           f"batch 1: {cost[1]:.2f} ms, batch {largest}: {cost[largest]:.2f} ms; batching "
+           f"can gain at most {cost[1] / cost[largest]:.2f}x here")
+
+
 def bench_grpc(preset, export_base, texts):
     unbatched = {}
     for batching in (False, True):
@@ -464,6 +491,7 @@ def main(argv):
             if "grpc" in FLAGS.sections:
                 served = export_dir(FLAGS.jit_compile)
                 bench_grpc_overhead(preset, served, os.path.dirname(served), texts)
+                bench_row_cost(preset, served, texts)
                 bench_grpc(preset, os.path.dirname(served), texts)
 
 
