@@ -6,8 +6,8 @@ machine's measured matmul peak at the same precision (the higher of the
 measurement at start-up and the one right after the row's own timing, in its
 process). Model FLOPs count the training step as 3x the forward matmuls
 (encoder, pooler, the MLM transform and vocabulary decoder at the P masked
-positions), identical for every implementation. Also prints the input pipeline's examples/s when --corpus
-is given.
+positions), identical for every implementation. Also prints the input
+pipeline's examples/s when --corpus is given.
 
 Every configuration runs in its own Python process, so dtype policies,
 compiled functions and allocators never leak between rows. Steps are timed

@@ -8,7 +8,6 @@ from keras_bert_impl.layers.next_sentence_head import NextSentenceHead
 from keras_bert_impl.models.task_model import BertTaskModel
 
 MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions")
-
 ENCODER_INPUTS = MODEL_INPUTS[:3]
 
 
