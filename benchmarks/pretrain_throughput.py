@@ -25,6 +25,7 @@ over minutes, which one run per row turns into a ratio.
         --vocab_file=../shared/data/vocab/bert-base-uncased.txt
 """
 
+import itertools
 import os
 import statistics
 import subprocess
@@ -114,7 +115,7 @@ def _time_fit(model, dataset, steps: int, chunk: int) -> float:
     model.fit(dataset, steps_per_epoch=executions * chunk, epochs=1, verbose=0,
               callbacks=[StepTimer()])
     timed = ends[FLAGS.warmup_executions - 1:]
-    return statistics.median((b - a) / chunk for a, b in zip(timed, timed[1:]))
+    return statistics.median((b - a) / chunk for a, b in itertools.pairwise(timed))
 
 
 def _policy(mode: str) -> str:
@@ -244,7 +245,7 @@ def time_in_subprocess(name: str, preset: str, mode: str,
     flag_args = [arg for arg in sys.argv[1:] if not arg.startswith("--only")]
     result = subprocess.run(
         [sys.executable, os.path.abspath(__file__), *flag_args, f"--only={name}:{preset}:{mode}"],
-        env=env, capture_output=True, text=True)
+        env=env, capture_output=True, text=True, check=False)
     values = {line.split()[0]: float(line.split()[1]) for line in result.stdout.splitlines()
               if line.startswith(("SECONDS_PER_STEP ", "PEAK_TFLOPS "))}
     if len(values) == 2:
