@@ -16,12 +16,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-from keras_bert_impl import BertConfig, BertEncoder  # noqa: E402
+from keras_bert_impl import BertConfig, BertEncoder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["bert_mini", "bert_base"], "BertConfig presets to measure.")
