@@ -1,9 +1,14 @@
 """create_optimizer: the original BERT schedule, weight-decay exclusions and clipping."""
 
+import json
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 
+from keras_bert_impl.training.adamw import BertAdamW
 from keras_bert_impl.training.lamb import BertLamb
 from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
 from keras_bert_impl.training.optimization import create_optimizer
@@ -66,7 +71,7 @@ def test_gradients_are_clipped_to_global_norm_one():
 def test_adamw_and_lamb_use_the_original_hyperparameters():
     adamw = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1)
     lamb = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1, optimizer_type="lamb")
-    assert isinstance(adamw, keras.optimizers.AdamW)
+    assert isinstance(adamw, BertAdamW) and not adamw.bias_correction
     assert isinstance(lamb, BertLamb)
     for opt in (adamw, lamb):
         assert (opt.beta_1, opt.beta_2, opt.epsilon, opt.weight_decay) == (0.9, 0.999, 1e-6, 0.01)
@@ -98,3 +103,83 @@ def test_lamb_puts_weight_decay_inside_the_trust_ratio_and_spares_layer_norm():
         expected = _lamb_step(w, g, 1e-2, decay=0.0 if excluded else 0.1, adapt=not excluded)
         np.testing.assert_allclose(np.array(variable), expected, rtol=1e-5, atol=1e-7,
                                    err_msg=variable.path)
+
+
+def _original_adamw_steps(w, grads, lr, decay, beta_1=0.9, beta_2=0.999, eps=1e-6):
+    """The original `AdamWeightDecayOptimizer` in numpy: no bias correction."""
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for g in grads:
+        m = beta_1 * m + (1 - beta_1) * g
+        v = beta_2 * v + (1 - beta_2) * g**2
+        w = w - lr * (m / (np.sqrt(v) + eps) + decay * w)
+    return w
+
+
+def test_adamw_steps_are_the_original_update_without_bias_correction():
+    kernel = keras.Variable(np.linspace(-1, 1, 6, dtype="float32").reshape(2, 3), name="kernel")
+    opt = BertAdamW(1e-2, weight_decay=0.1, epsilon=1e-6)
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=(2, 3)).astype("float32") for _ in range(3)]
+    start = np.array(kernel)
+    for g in grads:
+        opt.apply_gradients([(g, kernel)])
+    expected = _original_adamw_steps(start, grads, 1e-2, 0.1)
+    np.testing.assert_allclose(np.array(kernel), expected, rtol=1e-5, atol=1e-7)
+    # Keras' bias-corrected steps are ~3x smaller at first: sqrt(1 - 0.999^t) / (1 - 0.9^t).
+    corrected = keras.Variable(start, name="kernel")
+    keras_opt = BertAdamW(1e-2, weight_decay=0.1, epsilon=1e-6, bias_correction=True)
+    for g in grads:
+        keras_opt.apply_gradients([(g, corrected)])
+    assert np.abs(expected - start).sum() > 2 * np.abs(np.array(corrected) - start).sum()
+
+
+def test_bert_adamw_round_trips_through_keras_serialization():
+    opt = BertAdamW(1e-3, weight_decay=0.01, bias_correction=True, global_clipnorm=1.0)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert isinstance(restored, BertAdamW)
+    assert restored.bias_correction and restored.global_clipnorm == 1.0
+
+
+def test_each_replica_gradient_is_clipped_to_norm_one_then_averaged(tmp_path):
+    """As the original on TPUs: mean over replicas of clip(replica gradient, 1.0)."""
+    script = tmp_path / "mirrored_clip.py"
+    script.write_text(MIRRORED_CLIP_SCRIPT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    update = json.loads(result.stdout.strip().splitlines()[-1])
+    # Replica gradients [3, 4] (norm 5) and [0, 0.5]: clipped to [0.6, 0.8] and
+    # [0, 0.5], averaged: [0.3, 0.65]. SGD with lr 1 moves the weight by that.
+    np.testing.assert_allclose(update, [-0.3, -0.65], rtol=1e-5)
+
+
+MIRRORED_CLIP_SCRIPT = """
+import json
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras_bert_impl.training.gradient_clipping import PerReplicaGlobalNormClipping
+
+class ClippedSGD(PerReplicaGlobalNormClipping, keras.optimizers.SGD):
+    pass
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    w = keras.Variable([0.0, 0.0])
+    opt = ClippedSGD(1.0, global_clipnorm=1.0)
+
+@tf.function
+def step():
+    def replica_fn():
+        r = tf.distribute.get_replica_context().replica_id_in_sync_group
+        target = tf.where(r == 0, tf.constant([3.0, 4.0]), tf.constant([0.0, 0.5]))
+        with tf.GradientTape() as tape:
+            # Keras' convention: each replica's loss is divided by the replica count.
+            loss = tf.reduce_sum(w * target) / strategy.num_replicas_in_sync
+        opt.apply_gradients([(tape.gradient(loss, w), w)])
+    strategy.run(replica_fn)
+
+step()
+print(json.dumps([float(x) for x in w.numpy()]))
+"""

@@ -3,9 +3,11 @@
 import keras
 from keras import ops
 
+from keras_bert_impl.training.gradient_clipping import PerReplicaGlobalNormClipping
+
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
-class BertLamb(keras.optimizers.Lamb):
+class BertLamb(PerReplicaGlobalNormClipping, keras.optimizers.Lamb):
     """LAMB with the weight decay inside the layer-wise trust ratio.
 
     Keras' `Lamb` decays the weights outside the update, so the trust ratio

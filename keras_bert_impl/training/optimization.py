@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_bert_impl.training.adamw import BertAdamW
 from keras_bert_impl.training.lamb import BertLamb
 from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
 
@@ -28,9 +29,11 @@ def create_optimizer(
     Linear warmup to `init_lr` over `num_warmup_steps`, then linear decay to
     `end_lr` at `num_train_steps`; decoupled weight decay on every variable
     except LayerNorm and bias variables; gradients clipped to a global norm
-    of 1.0. `optimizer_type="lamb"` uses LAMB's layer-wise trust ratio for
-    large batches. Under a distribution strategy each replica's gradients are
-    clipped before they are summed, as the original's CrossShardOptimizer did.
+    of 1.0; AdamW without Adam's bias correction, as the original's
+    `AdamWeightDecayOptimizer` (`BertAdamW`). `optimizer_type="lamb"` uses
+    LAMB's layer-wise trust ratio for large batches. Under a distribution
+    strategy each replica's gradient is clipped to the global norm and the
+    clipped gradients are averaged, as the original's `CrossShardOptimizer` did.
 
     ```python
     opt = create_optimizer(1e-4, num_train_steps=10000, num_warmup_steps=1000)
@@ -49,7 +52,7 @@ def create_optimizer(
         "global_clipnorm": global_clipnorm,
     }
     if optimizer_type == "adamw":
-        optimizer = keras.optimizers.AdamW(**kwargs)
+        optimizer = BertAdamW(**kwargs)
     elif optimizer_type == "lamb":
         optimizer = BertLamb(**kwargs)
     else:
