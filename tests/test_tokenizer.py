@@ -148,7 +148,7 @@ def test_ids_equal_the_original_on_hard_cases(name, request):
     _assert_same_ids(tokenizer, reference, HARD_CASES)
 
 
-@pytest.mark.parametrize("name", ["uncased", "cased"])
+@pytest.mark.parametrize("name", ["uncased", "cased", "chinese"])
 def test_ids_equal_the_original_on_random_unicode(name, request):
     tokenizer, reference = request.getfixturevalue(name)
     rng = random.Random(1234)
@@ -375,9 +375,15 @@ def test_a_missing_vocabulary_file_is_named(tmp_path):
         BertTokenizer(str(tmp_path / "nope.txt"))
 
 
-def test_whitespace_only_vocabulary_tokens_are_accepted_as_the_original_does(chinese):
-    tokenizer, _ = chinese
+def test_whitespace_only_vocabulary_tokens_are_accepted_but_never_matched_as_the_original(
+        chinese):
+    tokenizer, reference = chinese
     assert tokenizer.vocab[343] == "\u2028"  # line 344 of the Chinese vocabulary
+    # The original's str.split() splits at U+2028 / U+2029 before WordPiece.
+    texts = ["\u2028", "ab\u2028cd", "中\u2029文", "x \u2028\u2028 y", "\u2028é\u2028"]
+    _assert_same_ids(tokenizer, reference, texts)
+    assert tokenizer.tokenize(tf.constant(["ab\u2028cd"])).to_list() == \
+        tokenizer.tokenize(tf.constant(["ab cd"])).to_list()
 
 
 def test_runs_inside_tf_data_map(uncased, english_texts):

@@ -8,7 +8,8 @@ character (its `_clean_text`, `_tokenize_chinese_chars`, `lower()` plus
 * U+0000, U+FFFD and control characters (categories Cc and Cf, except tab,
   newline and carriage return) are removed;
 * whitespace (space, tab, newline, carriage return, category Zs, and U+2028 /
-  U+2029, which Python's `str.split()` also splits on) separates words;
+  U+2029, which Python's `str.split()` also splits on) separates words; the
+  last two become spaces in `normalize`, so no vocabulary entry can match them;
 * uncased: lower-case (full Unicode mapping, as `str.lower()`), NFD, then
   drop non-spacing marks (Mn); NOT NFKC case folding, so full-width
   punctuation, `…` and ligatures such as `ﬁ` survive unchanged;
@@ -33,8 +34,12 @@ _CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\x{FFFD}]"
 # U+10FFFF) that hold no control character: most batches need neither
 # transcoding nor control removal, and checking is several times cheaper.
 _CLEAN_UTF8 = (
-    r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\x{FFFD}\x{D800}-\x{DFFF}]*"
+    r"[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F\p{Cf}\x{FFFD}\x{D800}-\x{DFFF}\x{2028}\x{2029}]*"
 )
+# Python's `str.split()` splits at these two, but FastWordpiece does not, and
+# the Chinese vocabulary has them as tokens ("\u2028", "##\u2028"): they
+# become plain spaces before WordPiece.
+_LINE_SEPARATORS = r"[\x{2028}\x{2029}]"
 # Printable ASCII and the three whitespace controls: nothing to clean, and
 # lower-casing is ASCII's, with no accents to strip.
 _PLAIN_ASCII = r"[\t\n\r\x20-\x7E]*"
@@ -86,7 +91,9 @@ def _clean(texts: tf.Tensor) -> tf.Tensor:
     return tf.cond(
         tf.reduce_all(tf.strings.regex_full_match(texts, _CLEAN_UTF8)),
         lambda: texts,
-        lambda: tf.strings.regex_replace(_drop_invalid_utf8(texts), _CONTROL, ""),
+        lambda: tf.strings.regex_replace(
+            tf.strings.regex_replace(_drop_invalid_utf8(texts), _CONTROL, ""),
+            _LINE_SEPARATORS, " "),
     )
 
 
