@@ -209,23 +209,33 @@ def test_input_contexts_see_disjoint_documents_and_per_replica_batches(tokenizer
     for i in range(4):
         _write_marked_corpus(tmp_path / "many" / f"part{i}.txt", tokenizer, num_docs=10,
                              lines_per_doc=20, first_doc=10 * i)
-    for files in (one_file, str(tmp_path / "many" / "part*.txt")):
+    three = str(tmp_path / "many" / "part[0-2].txt")
+    # (files, pipelines, seed): one file and fewer files than pipelines shard
+    # documents (every pipeline must then read the files in the same order),
+    # four files over two pipelines shard files.
+    cases = [(one_file, 2, 1), (str(tmp_path / "many" / "part*.txt"), 2, 1),
+             (three, 4, 1), (three, 4, None)]
+    for files, pipelines, seed in cases:
         seen = []
-        for pipeline in range(2):
-            context = tf.distribute.InputContext(num_input_pipelines=2,
+        for pipeline in range(pipelines):
+            context = tf.distribute.InputContext(num_input_pipelines=pipelines,
                                                  input_pipeline_id=pipeline,
-                                                 num_replicas_in_sync=2)
+                                                 num_replicas_in_sync=pipelines)
             ds = pretraining_dataset(files, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
-                                     batch_size=8, seed=1, input_context=context, num_epochs=1,
-                                     instance_shuffle_buffer=10)
-            assert ds.element_spec["input_word_ids"].shape.as_list() == [4, SEQ]
+                                     batch_size=8, seed=seed, input_context=context,
+                                     num_epochs=1, instance_shuffle_buffer=10,
+                                     drop_remainder=False)
+            assert ds.element_spec["input_word_ids"].shape.as_list() in ([8 // pipelines, SEQ],
+                                                                         [None, SEQ])
             docs = set()
             for batch in ds.as_numpy_iterator():
                 ids = _original_ids(batch)
                 for row, types in zip(ids, batch["input_type_ids"]):
                     docs.update(_decode_markers(tokenizer, row[types == 0])[0])
             seen.append(docs)
-        assert seen[0] and seen[1] and not seen[0] & seen[1], files
+        assert all(seen), (files, pipelines, seed)
+        overlap = [a & b for i, a in enumerate(seen) for b in seen[i + 1:]]
+        assert not any(overlap), (files, pipelines, seed, overlap)
 
 
 def test_a_glob_of_files_is_interleaved(tokenizer, tmp_path):

@@ -127,7 +127,9 @@ def file_documents(files: Sequence[str],
     Each worker of ``input_context`` reads its own share of the files when
     there are at least as many files as workers, else every worker reads all
     files and keeps every n-th document; either way workers see disjoint
-    documents. The file order is shuffled each epoch with ``seed``.
+    documents. The file order is shuffled each epoch with ``seed``, which must
+    be the same on every worker: when documents are sharded, all workers need
+    the same order (so with ``seed=None`` it is then the given order).
     """
     for path in files:
         check_not_empty(path)
@@ -136,7 +138,7 @@ def file_documents(files: Sequence[str],
     file_ds = tf.data.Dataset.from_tensor_slices(list(files))
     if shard_files:
         file_ds = file_ds.shard(num_shards, shard)
-    if len(files) > 1:
+    if files_may_be_shuffled(len(files), num_shards, shard_files, seed):
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     file_ds = file_ds.repeat(num_epochs)
     documents = file_ds.interleave(
@@ -148,6 +150,11 @@ def file_documents(files: Sequence[str],
     if num_shards > 1 and not shard_files:
         documents = documents.shard(num_shards, shard)
     return documents
+
+
+def files_may_be_shuffled(num_files: int, num_shards: int, shard_files: bool, seed: int | None) -> bool:
+    """Whether the file order may be shuffled: sharding by element needs one order everywhere."""
+    return num_files > 1 and (shard_files or num_shards == 1 or seed is not None)
 
 
 def tfds_documents(name: str,

@@ -110,13 +110,13 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
             return tfrecords.tfrecord_dataset(
                 files, seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
                 batch_size=batch_size, vocab_sha256=getattr(tokenizer, "vocab_sha256", None),
-                seed=pipeline_seed, input_context=input_context, num_epochs=num_epochs,
+                seed=seed, input_context=input_context, num_epochs=num_epochs,
                 start_step=start_step, drop_remainder=drop_remainder,
                 shuffle_buffer=instance_shuffle_buffer)
         mask_id = _mask_id(tokenizer)
         documents = corpus.file_documents(
             files, max_document_sentences, input_context=input_context,
-            num_epochs=num_epochs, seed=pipeline_seed)
+            num_epochs=num_epochs, seed=seed)
     else:
         mask_id = _mask_id(tokenizer)
         documents = corpus.tfds_documents(

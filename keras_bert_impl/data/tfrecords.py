@@ -29,6 +29,8 @@ from collections.abc import Sequence
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
+from keras_bert_impl.data.corpus import files_may_be_shuffled
+
 METADATA_SUFFIX = ".metadata.json"
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
 
@@ -178,7 +180,8 @@ def tfrecord_dataset(files: Sequence[str],
     The masks are the ones stored in the records (static masking, as the
     original ``run_pretraining.py``). ``batch_size`` is per input pipeline.
     Records are sharded by file when there are at least as many files as
-    pipelines, else by record.
+    pipelines, else by record. ``seed`` is the run's seed, the same on every
+    pipeline: sharding by record needs one file order everywhere.
     """
     files = [f for f in files if not f.endswith(METADATA_SUFFIX)]
     check_record_files(files, seq_length, max_predictions_per_seq, vocab_sha256)
@@ -188,14 +191,15 @@ def tfrecord_dataset(files: Sequence[str],
     shard_files = num_shards > 1 and len(files) >= num_shards
     if shard_files:
         file_ds = file_ds.shard(num_shards, shard)
-    if len(files) > 1:
+    if files_may_be_shuffled(len(files), num_shards, shard_files, seed):
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     records = file_ds.repeat(num_epochs).interleave(
         tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
         num_parallel_calls=num_parallel_calls, deterministic=True)
     if num_shards > 1 and not shard_files:
         records = records.shard(num_shards, shard)
-    records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    record_seed = None if seed is None else seed * 1009 + shard
+    records = records.shuffle(shuffle_buffer, seed=record_seed, reshuffle_each_iteration=True)
     batches = records.batch(batch_size, drop_remainder=drop_remainder).skip(start_step)
     batches = batches.map(parse_fn(seq_length, max_predictions_per_seq),
                           num_parallel_calls=num_parallel_calls)
