@@ -117,21 +117,23 @@ def main(argv):
     from keras_bert_impl.text.tokenizer import BertTokenizer
     from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
     from keras_bert_impl.training.optimization import create_optimizer
-    from keras_bert_impl.training.strategy import get_strategy
+    from keras_bert_impl.training.strategy import get_strategy, is_chief, task_id
 
     keras.utils.set_random_seed(FLAGS.seed)
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
     preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
     task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
-    if task.labels:
-        with open(os.path.join(FLAGS.model_dir, "labels.txt"), "w", encoding="utf-8") as f:
-            f.writelines(f"{label}\n" for label in task.labels)
-
     num_train_steps = FLAGS.num_train_steps or max(
         1, math.ceil(task.num_train_examples * FLAGS.num_train_epochs / FLAGS.batch_size))
     steps_per_epoch = min(FLAGS.save_checkpoints_steps, num_train_steps)
     strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
+    # Every worker of a multi-worker run trains, saves (into its own directory)
+    # and evaluates; only the chief writes the results, the model and the export.
+    chief, worker = is_chief(strategy), task_id(strategy)
+    if chief and task.labels:
+        with open(os.path.join(FLAGS.model_dir, "labels.txt"), "w", encoding="utf-8") as f:
+            f.writelines(f"{label}\n" for label in task.labels)
     with strategy.scope():
         model = task.build_model(_encoder())
         if FLAGS.init_checkpoint and not FLAGS.init_checkpoint.endswith(".keras"):
@@ -144,10 +146,11 @@ def main(argv):
             weight_decay_rate=FLAGS.weight_decay_rate,
         )
         model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile, **task.compile_args())
-        checkpoint = TrainingCheckpoint(FLAGS.model_dir, model, optimizer)
+        checkpoint = TrainingCheckpoint(FLAGS.model_dir, model, optimizer, is_chief=chief,
+                                        task_id=worker)
         step = checkpoint.restore()
     if step:
-        print(f"Resuming from {checkpoint.manager.latest_checkpoint} at step {step}", flush=True)
+        print(f"Resuming from {checkpoint.restored_from} at step {step}", flush=True)
     if step < num_train_steps:
         model.fit(
             task.train_dataset(FLAGS.batch_size, FLAGS.seed).skip(step),
@@ -155,12 +158,15 @@ def main(argv):
             epochs=math.ceil(num_train_steps / steps_per_epoch),
             initial_epoch=step // steps_per_epoch,
             callbacks=[checkpoint.callback(), StopAtStep(num_train_steps),
-                       keras.callbacks.TensorBoard(os.path.join(FLAGS.model_dir, "logs"))],
+                       keras.callbacks.TensorBoard(os.path.join(
+                           FLAGS.model_dir, "logs" if chief else f".worker_{worker}"))],
             shuffle=False,
             verbose=2,
         )
     results = task.evaluate(model, FLAGS.batch_size, FLAGS.model_dir)
     results["skipped_records"] = task.skipped_records
+    if not chief:
+        return
     with open(os.path.join(FLAGS.model_dir, "eval_results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results))

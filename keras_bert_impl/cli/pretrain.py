@@ -81,7 +81,7 @@ def main(argv):
         init_checkpoint=FLAGS.init_checkpoint,
     )
     if run.initial_step:
-        print(f"Resuming from {run.checkpoint.manager.latest_checkpoint} at step {run.initial_step}")
+        print(f"Resuming from {run.checkpoint.restored_from} at step {run.initial_step}")
     dataset_fn = functools.partial(
         _pipeline,
         FLAGS.input_files,

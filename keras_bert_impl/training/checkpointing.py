@@ -14,7 +14,8 @@ class TrainingCheckpoint:
     batches of its deterministic input stream, because iterator state does
     not survive distribution strategies. Non-chief workers of a multi-worker
     run save into a private directory, as tf.distribute requires every
-    worker to save.
+    worker to save, and every worker restores the chief's newest checkpoint,
+    so all resume from the same step and weights.
 
     ```python
     checkpoint = TrainingCheckpoint(model_dir, pretrainer, optimizer)
@@ -37,6 +38,8 @@ class TrainingCheckpoint:
         # checkpoint, whose `checkpoint` state file would hide these.
         owner = model_dir if is_chief else os.path.join(model_dir, f".worker_{task_id}")
         directory = os.path.join(owner, "checkpoints")
+        self._chief_directory = os.path.join(model_dir, "checkpoints")
+        self.restored_from: str | None = None
         self.optimizer = optimizer
         # The optimizer tracks the model's trainable variables, so it carries them.
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
@@ -50,7 +53,7 @@ class TrainingCheckpoint:
 
     def restore(self) -> int:
         """Restores the newest checkpoint if there is one; returns the step to resume at."""
-        latest = self.manager.latest_checkpoint
+        latest = self.restored_from = tf.train.latest_checkpoint(self._chief_directory)
         if not self.optimizer.built:
             # Slots must exist before restoring into them.
             self.optimizer.build(self.model.trainable_variables)

@@ -14,7 +14,7 @@ from keras_bert_impl.models.pretrainer import BertPretrainer
 from keras_bert_impl.text.tokenizer import BertTokenizer
 from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
 from keras_bert_impl.training.optimization import create_optimizer
-from keras_bert_impl.training.strategy import get_strategy, is_chief
+from keras_bert_impl.training.strategy import get_strategy, is_chief, task_id
 
 DatasetFn = Callable[[tf.distribute.InputContext, int], tf.data.Dataset]
 
@@ -46,8 +46,7 @@ class PretrainingRun:
         self.config = config
         self.strategy = get_strategy(strategy_name, tpu=tpu)
         self.is_chief = is_chief(self.strategy)
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        self.task_id = (resolver.task_id or 0) if resolver is not None else 0
+        self.task_id = task_id(self.strategy)
         self.tokenizer = BertTokenizer(vocab_file, lower_case=lower_case)
         if self.tokenizer.vocab_size != config.vocab_size:
             raise ValueError(

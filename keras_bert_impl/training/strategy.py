@@ -34,8 +34,14 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or isinstance(strategy, tf.distribute.TPUStrategy):
         return True
-    task_type, task_id = resolver.task_type, resolver.task_id
+    task_type, index = resolver.task_type, resolver.task_id
     if task_type is None or task_type == "chief":
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return task_type == "worker" and task_id == 0 and not has_chief
+    return task_type == "worker" and index == 0 and not has_chief
+
+
+def task_id(strategy: tf.distribute.Strategy) -> int:
+    """This worker's index in a multi-worker cluster (0 without one)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return (resolver.task_id or 0) if resolver is not None else 0

@@ -1,0 +1,41 @@
+"""TrainingCheckpoint: what a restarted run, chief or not, resumes from."""
+
+import keras
+import numpy as np
+
+from keras_bert_impl.training.checkpointing import TrainingCheckpoint
+
+
+def _model_and_optimizer():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+def test_every_worker_resumes_from_the_chiefs_newest_checkpoint(tmp_path):
+    chief_model, chief_optimizer = _model_and_optimizer()
+    chief = TrainingCheckpoint(str(tmp_path), chief_model, chief_optimizer)
+    chief_optimizer.iterations.assign(7)
+    chief.save()
+    # A worker killed before writing its own copy of step 7 has only step 3.
+    worker_model, worker_optimizer = _model_and_optimizer()
+    worker = TrainingCheckpoint(str(tmp_path), worker_model, worker_optimizer,
+                                is_chief=False, task_id=1)
+    worker_optimizer.iterations.assign(3)
+    worker.save()
+    assert (tmp_path / ".worker_1" / "checkpoints").is_dir()
+
+    restarted_model, restarted_optimizer = _model_and_optimizer()
+    restarted = TrainingCheckpoint(str(tmp_path), restarted_model, restarted_optimizer,
+                                   is_chief=False, task_id=1)
+    assert restarted.restore() == 7
+    assert restarted.restored_from.startswith(str(tmp_path / "checkpoints"))
+    for restored, saved in zip(restarted_model.weights, chief_model.weights):
+        np.testing.assert_array_equal(restored, saved)
+
+
+def test_a_first_run_starts_at_step_zero(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
+    assert checkpoint.restore() == 0 and checkpoint.restored_from is None
