@@ -170,13 +170,17 @@ def test_status_reports_the_served_version_available(server):
     assert {"version": 1, "state": "AVAILABLE", "error_message": ""} in statuses
 
 
-def _raw_predict(server, inputs, model_name="bert", signature="", version=None):
+def _raw_predict(server, inputs, model_name="bert", signature="", version=None, label="",
+                 output_filter=()):
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = version
+    if label:
+        request.model_spec.version_label = label
+    request.output_filter.extend(output_filter)
     for name, value in inputs.items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
     with grpc.insecure_channel(server.target) as channel:
@@ -205,6 +209,13 @@ BAD_REQUESTS = {
                       ["Servable not found for request: Latest(bret)"]),
     "unknown version": ({"text": ["a"]}, {"version": 99}, grpc.StatusCode.NOT_FOUND,
                         ["Specific(bert, 99)"]),
+    # TF Serving answers an unknown label with INVALID_ARGUMENT (server_core.cc).
+    "unknown version label": ({"text": ["a"]}, {"label": "canary"},
+                              grpc.StatusCode.INVALID_ARGUMENT,
+                              ["Unrecognized servable version label: canary"]),
+    "duplicate output filter": ({"text": ["a"]}, {"output_filter": ("length", "length")},
+                                grpc.StatusCode.INVALID_ARGUMENT,
+                                ["duplicate output tensor alias: length"]),
     # TF Serving answers an unknown signature with FAILED_PRECONDITION (predict_util.cc).
     "unknown signature": ({"text": ["a"]}, {"signature": "serving_defualt"},
                           grpc.StatusCode.FAILED_PRECONDITION,
@@ -231,6 +242,14 @@ def test_client_wraps_server_errors_with_the_server_message(server):
     assert "'nope'" in str(raised.value) and server.target in str(raised.value)
     with pytest.raises(ValueError, match="2 texts but 1 pairs"):
         server.client(signature_name="pairs").predict(["a", "b"], ["c"])
+
+
+def test_client_sends_an_empty_list_as_an_empty_string_batch(server):
+    with pytest.raises(ServingError) as raised:
+        server.client().predict([])
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    if server.kind == "python":
+        assert "empty batch" in str(raised.value)
 
 
 def test_client_reports_an_unreachable_server_and_deadlines():
@@ -332,6 +351,58 @@ def test_rest_errors_use_http_codes_and_name_the_problem(server):
     assert _http(url + "/bert:predict", {"instances": ["ok"]})[0] == 200
 
 
+def test_rest_answers_malformed_requests_with_json_errors_and_keeps_serving(server):
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/bert"
+    bad_bodies = [
+        {"instances": [{"text": {"b64": 123}}]},
+        {"signature_name": ["serving_default"], "instances": ["a"]},
+        {"signature_name": "serving_tokenized", "inputs": [[4294967397, 102]]},
+        {"signature_name": "serving_tokenized", "inputs": [[True, 102]]},
+        {"signature_name": "serving_tokenized", "inputs": [[1.5, 102]]},
+    ]
+    for body in bad_bodies:
+        status, answer = _http(url + ":predict", body)
+        assert status == 400 and answer["error"], body
+    status, answer = _http(url + ":predict", {"signature_name": "serving_tokenized",
+                                              "inputs": [[2147483647, -2147483648]]})
+    assert status == 200 and answer["outputs"] == [-1]
+
+
+def _keep_alive_exchange(port, requests):
+    """Sends `requests` ((method, path, body bytes, headers)) on one HTTP/1.1 connection."""
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    answers = []
+    for method, path, body, headers in requests:
+        connection.request(method, path, body=body, headers=headers)
+        reply = connection.getresponse()
+        answers.append((reply.status, json.loads(reply.read())))
+    connection.close()
+    return answers
+
+
+def test_rest_keep_alive_connection_stays_in_step_after_an_early_error(server):
+    good = json.dumps({"instances": ["abc"]}).encode()
+    json_header = {"Content-Type": "application/json"}
+    answers = _keep_alive_exchange(server.rest_port, [
+        ("POST", "/v1/models/bert/metadata", good, json_header),
+        ("POST", "/v1/nowhere", good, json_header),
+        ("POST", "/v1/models/bert:predict", good, json_header),
+    ])
+    assert [status for status, _ in answers][:2] != [200, 200]
+    assert answers[2] == (200, {"predictions": [{"length": 3.0, "upper": "ABC"}]})
+
+
+def test_rest_rejects_a_bad_content_length_and_the_server_keeps_serving(server):
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as connection:
+        connection.sendall(b"POST /v1/models/bert:predict HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: abc\r\n\r\n{}")
+        reply = connection.makefile("rb").read()
+    assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0]
+    assert _http(f"http://127.0.0.1:{server.rest_port}/v1/models/bert:predict",
+                 {"instances": ["ok"]})[0] == 200
+
+
 def test_a_new_version_directory_is_picked_up_while_serving(server):
     client = server.client()
     write_toy_version(server.base_path, 2, scale=10.0)
@@ -374,6 +445,16 @@ def test_model_config_file_serves_several_models_with_version_policies(tmp_path)
         assert [s["version"] for s in Client(target, "beta").status()] == [1, 3]
         assert Client(target, "beta").predict(["ab"])["length"].tolist() == [6.0]
         assert Client(target, "beta", version=1).predict(["ab"])["length"].tolist() == [2.0]
+        rest = start_server(model_config_file=str(config), file_system_poll_wait_seconds=0,
+                            rest_api_port=0)
+        try:
+            url = f"http://127.0.0.1:{rest.rest_api_port}/v1/models/beta/labels"
+            status, body = _http(url + "/stable")
+            assert status == 200 and [v["version"] for v in body["model_version_status"]] == ["1"]
+            status, body = _http(url + "/canary")
+            assert status == 400 and "canary" in body["error"]
+        finally:
+            rest.stop()
 
 
 def test_bad_configuration_files_are_clear_errors(tmp_path):

@@ -26,6 +26,14 @@ def _tensor_info(info) -> dict:
     return {"dtype": tf.as_dtype(info.dtype).name, "shape": shape}
 
 
+def _string_batch(texts) -> np.ndarray:
+    """A string batch, also when empty (the server then says "empty batch", not "wrong dtype")."""
+    texts = [texts] if isinstance(texts, (str, bytes)) else list(texts)
+    batch = np.empty(len(texts), dtype=object)
+    batch[:] = texts
+    return batch
+
+
 class Client:
     """Sends texts to a served BERT SavedModel and returns numpy outputs.
 
@@ -50,10 +58,10 @@ class Client:
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                 timeout: float | None = None) -> dict[str, np.ndarray]:
         """Runs `texts` (and `pairs` for pair models) through the text-in signature."""
-        texts = [texts] if isinstance(texts, (str, bytes)) else list(texts)
+        texts = _string_batch(texts)
         inputs = {"text": texts}
         if pairs is not None:
-            pairs = [pairs] if isinstance(pairs, (str, bytes)) else list(pairs)
+            pairs = _string_batch(pairs)
             if len(pairs) != len(texts):
                 raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs; "
                                  "give one pair per text")

@@ -9,7 +9,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from keras_bert_impl.serving.batching_parameters import BatchingOptions
-from keras_bert_impl.serving.errors import not_found
+from keras_bert_impl.serving.errors import invalid_argument, not_found
 from keras_bert_impl.serving.servable import Servable
 
 
@@ -135,8 +135,9 @@ class ModelManager:
             if label:
                 labels = model.config.version_labels if model else {}
                 if label not in labels:
-                    raise not_found(f"Unrecognized servable version label: {label} "
-                                    f"(model {name!r})")
+                    # TF Serving answers an unknown label with INVALID_ARGUMENT.
+                    raise invalid_argument(f"Unrecognized servable version label: {label} "
+                                           f"(model {name!r})")
                 version = labels[label]
             if model is None or not model.servables:
                 request = f"Specific({name}, {version})" if version else f"Latest({name})"

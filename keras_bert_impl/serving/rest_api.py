@@ -8,6 +8,7 @@ Request and response JSON follow TF Serving: row format (`instances` ->
 import base64
 import http.server
 import json
+import logging
 import re
 import threading
 
@@ -39,6 +40,9 @@ def _decode_value(value, name: str):
     if isinstance(value, dict):
         if set(value) != {"b64"}:
             raise invalid_argument(f"input {name!r}: an object value must be {{\"b64\": ...}}")
+        if not isinstance(value["b64"], str):
+            raise invalid_argument(f"input {name!r}: the 'b64' value must be a base64 string, "
+                                   f"got {type(value['b64']).__name__}")
         try:
             return base64.b64decode(value["b64"], validate=True)
         except ValueError as error:
@@ -50,6 +54,12 @@ def _decode_value(value, name: str):
     return value
 
 
+def _holds_bool(value) -> bool:
+    if isinstance(value, list):
+        return any(_holds_bool(v) for v in value)
+    return isinstance(value, bool)
+
+
 def _to_array(value, name: str, dtype: tf.DType) -> np.ndarray:
     value = _decode_value(value, name)
     try:
@@ -59,11 +69,18 @@ def _to_array(value, name: str, dtype: tf.DType) -> np.ndarray:
             if bad:
                 raise ValueError(f"{bad[0]!r} is not a string")
             return array
+        if dtype != tf.bool and _holds_bool(value):
+            raise ValueError(f"true/false cannot be {dtype.name}")
         array = np.array(value)
-        if array.dtype.kind in "OUS" or (dtype.is_integer and array.dtype.kind == "f"):
+        if array.dtype.kind in "OUS" or (dtype.is_integer and array.dtype.kind in "fb") or (
+                dtype.is_floating and array.dtype.kind == "b"):
             raise ValueError(f"values of type {array.dtype} cannot be {dtype.name}")
+        if dtype.is_integer and array.size and (array.min() < dtype.min or
+                                                array.max() > dtype.max):
+            raise ValueError(f"a value is outside the {dtype.name} range "
+                             f"[{dtype.min}, {dtype.max}]")
         return array.astype(dtype.as_numpy_dtype)
-    except ValueError as error:
+    except (ValueError, OverflowError) as error:
         raise invalid_argument(f"input {name!r} must hold {dtype.name} values of one shape: "
                                f"{error}") from None
 
@@ -124,26 +141,42 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._answer(self._post)
 
     def _answer(self, handler):
+        """Reads the whole request first, so a keep-alive connection stays in step, then
+        answers with JSON whatever happens: the server survives every request."""
         try:
+            request_body = self._read_body()
             match = _PATH.match(self.path)
             if match is None:
                 raise not_found(f"no REST endpoint {self.path!r}; expected "
-                                "/v1/models/<name>[/versions/<v>][:predict|/metadata]")
-            status, body = 200, handler(match)
+                                "/v1/models/<name>[/versions/<v>|/labels/<l>][:predict|/metadata]")
+            status, body = 200, handler(match, request_body)
         except ServingError as error:
             status, body = _HTTP_STATUS.get(error.code, 500), {"error": error.message}
+        except Exception as error:  # noqa: BLE001 - an answer instead of a dropped connection
+            logging.exception("REST %s %s failed", self.command, self.path)
+            status, body = 500, {"error": f"internal error: {type(error).__name__}: {error}"}
         payload = json.dumps(body).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)
+
+    def _read_body(self) -> bytes:
+        header = self.headers.get("Content-Length") or "0"
+        if not header.strip().isdigit():
+            # The body's end is unknown: answer, then close the connection.
+            self.close_connection = True
+            raise invalid_argument(f"bad Content-Length header {header!r}")
+        return self.rfile.read(int(header))
 
     def _servable(self, match):
         version = int(match["version"]) if match["version"] else None
         return self.manager.servable(match["name"], version, match["label"] or "")
 
-    def _get(self, match):
+    def _get(self, match, request_body: bytes):
         if match["method"] == ":predict":
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "predict needs POST")
         if match["method"] == "/metadata":
@@ -156,7 +189,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     "metadata": {"signature_def": json_format.MessageToDict(
                         signature_map, preserving_proto_field_name=True)}}
         states = self.manager.version_states(match["name"])
-        if match["version"]:
+        if match["label"]:
+            version = self.manager.servable(match["name"], label=match["label"]).version
+            states = {version: states[version]}
+        elif match["version"]:
             version = int(match["version"])
             if version not in states:
                 raise not_found(f"Could not find version {version} of model {match['name']}")
@@ -167,17 +203,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                         "error_message": state.error}}
             for version, state in sorted(states.items())]}
 
-    def _post(self, match):
+    def _post(self, match, request_body: bytes):
         if match["method"] != ":predict":
             raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
                                f"POST {self.path}: only :predict is served")
-        length = int(self.headers.get("Content-Length") or 0)
         try:
-            body = json.loads(self.rfile.read(length))
+            body = json.loads(request_body)
         except (ValueError, UnicodeDecodeError) as error:
             raise invalid_argument(f"the request body is not JSON: {error}") from None
         if not isinstance(body, dict):
             raise invalid_argument("the request body must be a JSON object")
+        if not isinstance(body.get("signature_name", ""), str):
+            raise invalid_argument("'signature_name' key must be a string value.")
         servable = self._servable(match)
         signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
         signature = servable.signature_defs.get(signature_name)

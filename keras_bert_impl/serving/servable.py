@@ -7,6 +7,7 @@ import threading
 import grpc
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
@@ -74,6 +75,9 @@ class Servable:
         signature_name = signature_name or DEFAULT_SIGNATURE
         signature = self._signature(signature_name)
         size = self._check_inputs(signature_name, signature, inputs)
+        duplicated = sorted({alias for alias in output_filter if output_filter.count(alias) > 1})
+        if duplicated:
+            raise invalid_argument(f"duplicate output tensor alias: {duplicated[0]}")
         unknown = [alias for alias in output_filter if alias not in signature.outputs]
         if unknown:
             raise invalid_argument(
@@ -136,7 +140,8 @@ class Servable:
             if got != want:
                 raise invalid_argument(
                     f"input {name!r} of signature {signature_name!r} must be {want.name} "
-                    f"(DT_{want.name.upper()}), got {got.name} (DT_{got.name.upper()})")
+                    f"({types_pb2.DataType.Name(want.as_datatype_enum)}), got {got.name} "
+                    f"({types_pb2.DataType.Name(got.as_datatype_enum)})")
             shape = info.tensor_shape
             if not shape.unknown_rank:
                 dims = [d.size for d in shape.dim]
