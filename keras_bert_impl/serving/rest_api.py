@@ -8,13 +8,13 @@ Request and response JSON follow TF Serving: row format (`instances` ->
 import base64
 import http.server
 import json
-import logging
 import re
 import threading
 
 import grpc
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
