@@ -416,7 +416,8 @@ def test_a_broken_version_is_reported_and_the_previous_one_keeps_serving(tmp_pat
     base = tmp_path / "bert"
     base.mkdir()
     write_toy_version(str(base), 1, scale=1.0)
-    with start_server(str(base), file_system_poll_wait_seconds=0.2) as handle:
+    with start_server(str(base), file_system_poll_wait_seconds=0.2,
+                      max_num_load_retries=0) as handle:
         client = Client(f"127.0.0.1:{handle.port}")
         (base / "2").mkdir()
         (base / "2" / "saved_model.pb").write_bytes(b"not a SavedModel")
@@ -424,6 +425,27 @@ def test_a_broken_version_is_reported_and_the_previous_one_keeps_serving(tmp_pat
         broken = next(s for s in client.status() if s["version"] == 2)
         assert broken["state"] == "END" and "bert/2" in broken["error_message"]
         assert client.predict(["abcd"])["length"].tolist() == [4.0]
+
+
+def test_a_version_still_being_copied_is_retried_and_then_served(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    complete = tmp_path / "complete"
+    complete.mkdir()
+    write_toy_version(str(complete), 2, scale=2.0)
+    with start_server(str(base), file_system_poll_wait_seconds=0.2, max_num_load_retries=5,
+                      load_retry_interval_micros=500_000) as handle:
+        client = Client(f"127.0.0.1:{handle.port}")
+        # As `cp -r` leaves it for a moment: the graph is there, the variables not yet.
+        (base / "2").mkdir()
+        shutil.copy(complete / "2" / "saved_model.pb", base / "2" / "saved_model.pb")
+        wait_for(lambda: any(s["version"] == 2 and s["error_message"] for s in client.status()),
+                 what="the failed first load of version 2")
+        assert client.predict(["abcd"])["length"].tolist() == [4.0]
+        shutil.copytree(complete / "2" / "variables", base / "2" / "variables")
+        wait_for(lambda: client.predict(["abcd"])["length"].tolist() == [8.0],
+                 what="version 2 served after a retry")
 
 
 def test_model_config_file_serves_several_models_with_version_policies(tmp_path):
@@ -466,6 +488,12 @@ def test_bad_configuration_files_are_clear_errors(tmp_path):
         parse_batching_parameters("max_bach_size { value: 8 }")
     with pytest.raises(ValueError, match="allowed_batch_sizes"):
         parse_batching_parameters("max_batch_size { value: 8 } allowed_batch_sizes: 4")
+    # Newer TF Serving fields parse; splitting itself is refused with the reason.
+    parsed = parse_batching_parameters("max_batch_size { value: 8 } max_execution_batch_size "
+                                       "{ value: 4 } enable_large_batch_splitting { value: false }")
+    assert parsed.max_batch_size == 8
+    with pytest.raises(ValueError, match="enable_large_batch_splitting is not implemented"):
+        parse_batching_parameters("enable_large_batch_splitting { value: true }")
 
 
 def test_allowed_batch_sizes_pad_and_the_answer_is_unpadded(tmp_path):
@@ -487,7 +515,10 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "keras_bert_impl.serving.model_server", f"--port={port}",
-         "--model_name=bert", f"--model_base_path={base}"],
+         "--model_name=bert", f"--model_base_path={base}",
+         # tensorflow_model_server flags a deployment may carry are accepted.
+         "--enable_model_warmup=true", "--xla_cpu_compilation_enabled=true",
+         "--tensorflow_intra_op_parallelism=2", "--max_num_load_retries=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first_line = concurrent.futures.ThreadPoolExecutor(1).submit(process.stdout.readline)
     try:

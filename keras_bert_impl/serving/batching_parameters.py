@@ -25,6 +25,9 @@ _FIELDS = (
     ("thread_pool_name", 5, ".google.protobuf.StringValue"),
     ("allowed_batch_sizes", 6, None),
     ("pad_variable_length_inputs", 7, None),
+    # Newer fields; files are text, so only the names matter here.
+    ("enable_large_batch_splitting", 8, ".google.protobuf.BoolValue"),
+    ("max_execution_batch_size", 9, ".google.protobuf.Int64Value"),
 )
 
 
@@ -61,7 +64,8 @@ class BatchingOptions:
     """Server-side batching settings; the defaults are tensorflow_model_server's.
 
     Requests whose inputs differ beyond the batch dimension are never merged, so
-    `pad_variable_length_inputs` is read from files for compatibility and unused.
+    `pad_variable_length_inputs` is read from files for compatibility and unused;
+    so is `max_execution_batch_size`, which only matters with large batch splitting.
     """
 
     max_batch_size: int = 1000
@@ -88,6 +92,11 @@ def parse_batching_parameters(text: str, source: str = "<string>") -> BatchingOp
         text_format.Parse(text, proto)
     except text_format.ParseError as error:
         raise ValueError(f"{source}: not a valid BatchingParameters text proto: {error}") from None
+    if proto.HasField("enable_large_batch_splitting") and proto.enable_large_batch_splitting.value:
+        raise ValueError(
+            f"{source}: enable_large_batch_splitting is not implemented by this development "
+            "server (the real tensorflow_model_server splits batches above "
+            "max_execution_batch_size); set it to false or leave it out here")
     defaults = BatchingOptions()
     values = {}
     for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",

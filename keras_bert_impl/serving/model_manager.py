@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import threading
+import time
 
 from absl import logging
 from google.protobuf import text_format
@@ -15,10 +16,15 @@ from keras_bert_impl.serving.servable import Servable
 
 @dataclasses.dataclass
 class VersionState:
-    """A version's lifecycle as ModelService reports it (AVAILABLE, or END with the load error)."""
+    """A version's lifecycle as ModelService reports it (AVAILABLE, or END with the load error).
+
+    A failed load is retried (LOADING, with the last error) until the retries run out.
+    """
 
     state: str
     error: str = ""
+    failed_loads: int = 0
+    retry_at: float = 0.0
 
 
 @dataclasses.dataclass
@@ -80,19 +86,33 @@ class ModelManager:
     Versions are numeric directories holding `saved_model.pb`; by default the
     newest one is served. `poll()` re-reads the directories; `start()` polls every
     `poll_wait_seconds` in a thread (0 disables polling, as in TF Serving).
+    A version that fails to load (e.g. still being copied) is retried up to
+    `max_load_retries` times, `load_retry_interval_seconds` apart, as
+    TF Serving's `--max_num_load_retries` / `--load_retry_interval_micros`;
+    `warm_up=False` skips the warmup requests (`--enable_model_warmup=false`).
     """
 
     def __init__(self, configs: list[model_server_config_pb2.ModelConfig],
-                 poll_wait_seconds: float = 1.0, batching: BatchingOptions | None = None):
+                 poll_wait_seconds: float = 1.0, batching: BatchingOptions | None = None,
+                 max_load_retries: int = 5, load_retry_interval_seconds: float = 60.0,
+                 warm_up: bool = True):
         self._models = {config.name: _Model(config) for config in configs}
         self._poll_wait_seconds = poll_wait_seconds
         self._batching = batching
+        self._max_load_retries = max_load_retries
+        self._load_retry_interval = load_retry_interval_seconds
+        self._warm_up = warm_up
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
 
     def start(self) -> None:
         self.poll()
+        if self._poll_wait_seconds <= 0:
+            # Polling once still sees the retries of failed loads through.
+            while not self._stop.is_set() and (wait := self._next_retry_in()) is not None:
+                self._stop.wait(wait)
+                self.poll()
         if self._poll_wait_seconds > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="version-poller",
                                             daemon=True)
@@ -115,9 +135,10 @@ class ModelManager:
             on_disk = _versions_on_disk(model.config.base_path)
             aspired = _aspired(model.config, on_disk)
             for version in sorted(aspired - set(model.servables)):
-                if model.states.get(version, VersionState("")).state == "END":
-                    continue  # a failed load is not retried until the server restarts
-                self._load(model, version)
+                state = model.states.get(version, VersionState(""))
+                if state.state == "END" or state.retry_at > time.monotonic():
+                    continue  # out of retries (until a restart), or not due yet
+                self._load(model, version, state.failed_loads)
             if not aspired & set(model.servables):
                 continue  # keep serving older versions until an aspired one is available
             retired = [v for v in model.servables if v not in aspired]
@@ -163,24 +184,38 @@ class ModelManager:
         with self._lock:
             return sum(s.model_calls for s in self._models[name].servables.values())
 
-    def _load(self, model: _Model, version: int) -> None:
+    def _load(self, model: _Model, version: int, failed_loads: int = 0) -> None:
         name = model.config.name
         path = os.path.join(model.config.base_path, str(version))
         with self._lock:
-            model.states[version] = VersionState("LOADING")
+            model.states[version] = VersionState("LOADING", failed_loads=failed_loads)
         try:
             servable = Servable(name, version, path, self._batching)
-            warmed = servable.warm_up()
+            warmed = servable.warm_up() if self._warm_up else 0
         except Exception as error:  # noqa: BLE001 - a bad version must not stop the server
-            logging.error("Loading %s version %d from %s failed: %s", name, version, path, error)
+            failed_loads += 1
+            retry = failed_loads <= self._max_load_retries
+            logging.error("Loading %s version %d from %s failed (attempt %d): %s%s", name,
+                          version, path, failed_loads, error,
+                          f"; retrying in {self._load_retry_interval:g} s" if retry else "")
+            state = (VersionState("LOADING", f"{path}: {error}", failed_loads,
+                                  time.monotonic() + self._load_retry_interval)
+                     if retry else VersionState("END", f"{path}: {error}", failed_loads))
             with self._lock:
-                model.states[version] = VersionState("END", f"{path}: {error}")
+                model.states[version] = state
             return
         with self._lock:
             model.servables[version] = servable
             model.states[version] = VersionState("AVAILABLE")
         logging.info("Serving %s version %d from %s (%d warmup requests)", name, version, path,
                      warmed)
+
+    def _next_retry_in(self) -> float | None:
+        """Seconds until the next failed load is due again; None when none waits."""
+        with self._lock:
+            due = [state.retry_at for model in self._models.values()
+                   for state in model.states.values() if state.state == "LOADING"]
+        return max(0.0, min(due) - time.monotonic()) if due else None
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self._poll_wait_seconds):

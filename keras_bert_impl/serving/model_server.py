@@ -26,17 +26,35 @@ flags.DEFINE_boolean("enable_batching", False, "Merge concurrent requests into o
 flags.DEFINE_string("batching_parameters_file", "", "Text-format BatchingParameters.")
 flags.DEFINE_float("file_system_poll_wait_seconds", 1, "How often to look for new versions; "
                    "0 loads once.")
+flags.DEFINE_integer("max_num_load_retries", 5, "Retries of a version that failed to load.")
+flags.DEFINE_integer("load_retry_interval_micros", 60_000_000, "Wait between load retries.")
+flags.DEFINE_boolean("enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests "
+                     "before serving a version.")
+flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0, "Threads within an op; 0 = all cores.")
+flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0, "Ops run at once; 0 = all cores.")
+# Accepted so that tensorflow_model_server command lines run unchanged; they
+# change nothing here (XLA-compiled exports always run, REST has no thread pool).
+flags.DEFINE_boolean("xla_cpu_compilation_enabled", False, "Accepted; XLA exports always run here.")
+flags.DEFINE_integer("rest_api_num_threads", 0, "Accepted; unused.")
+flags.DEFINE_integer("rest_api_timeout_in_ms", 30000, "Accepted; unused.")
 
 
 def main(argv):
     del argv
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.tensorflow_intra_op_parallelism)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.tensorflow_inter_op_parallelism)
     handle = start_server(
         model_base_path=FLAGS.model_base_path or None, model_name=FLAGS.model_name,
         port=FLAGS.port, host=FLAGS.host, rest_api_port=FLAGS.rest_api_port or None,
         model_config_file=FLAGS.model_config_file or None,
         enable_batching=FLAGS.enable_batching,
         batching_parameters_file=FLAGS.batching_parameters_file or None,
-        file_system_poll_wait_seconds=FLAGS.file_system_poll_wait_seconds)
+        file_system_poll_wait_seconds=FLAGS.file_system_poll_wait_seconds,
+        max_num_load_retries=FLAGS.max_num_load_retries,
+        load_retry_interval_micros=FLAGS.load_retry_interval_micros,
+        enable_model_warmup=FLAGS.enable_model_warmup)
 
     def on_signal(signum, frame):
         del frame

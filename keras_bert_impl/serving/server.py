@@ -76,7 +76,10 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                  batching_parameters_file: str | None = None,
                  batching: BatchingOptions | None = None,
                  file_system_poll_wait_seconds: float = 1.0,
-                 max_workers: int = 32) -> ServerHandle:
+                 max_workers: int = 32,
+                 max_num_load_retries: int = 5,
+                 load_retry_interval_micros: int = 60_000_000,
+                 enable_model_warmup: bool = True) -> ServerHandle:
     """Starts the server in this process; port 0 picks a free port (see `handle.port`).
 
     Example:
@@ -96,7 +99,10 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                     if batching_parameters_file else BatchingOptions())
     elif not enable_batching:
         batching = None
-    manager = ModelManager(configs, file_system_poll_wait_seconds, batching)
+    manager = ModelManager(configs, file_system_poll_wait_seconds, batching,
+                           max_load_retries=max_num_load_retries,
+                           load_retry_interval_seconds=load_retry_interval_micros / 1e6,
+                           warm_up=enable_model_warmup)
     manager.start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                          options=_CHANNEL_OPTIONS)
