@@ -28,7 +28,7 @@ from keras_bert_impl.export import (
     export_saved_model,
     saved_model_ops,
 )
-from keras_bert_impl.export.op_allowlist import TF_TEXT_2_12_OPS
+from keras_bert_impl.export.op_allowlist import TF_TEXT_2_12_OPS, tf_2_12_core_ops
 from keras_bert_impl.export.warmup import WARMUP_FILE
 from keras_bert_impl.models.classifier import BertClassifier
 from keras_bert_impl.models.encoder import BertEncoder
@@ -200,6 +200,23 @@ def test_a_graph_with_round_robin_trim_is_refused(tmp_path):
     tf.saved_model.save(Packer(), str(tmp_path))
     with pytest.raises(UnsupportedOpsError, match="RoundRobinTrim.*Op type not registered"):
         check_serving_ops(str(tmp_path))
+
+
+def test_a_core_op_newer_than_tensorflow_2_12_is_refused(tmp_path):
+    """The check uses TensorFlow 2.12's op list, not the installed TensorFlow's."""
+    class Segments(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32),
+                                      tf.TensorSpec([None], tf.int32)])
+        def segment_max(self, values, ids):
+            return tf.raw_ops.SegmentMaxV2(data=values, segment_ids=ids, num_segments=3)
+
+    tf.saved_model.save(Segments(), str(tmp_path))
+    assert "SegmentMaxV2" in saved_model_ops(str(tmp_path))  # TF 2.21 runs it
+    with pytest.raises(UnsupportedOpsError, match="SegmentMaxV2"):
+        check_serving_ops(str(tmp_path))
+    core = tf_2_12_core_ops()
+    assert {"MatMul", "StatefulPartitionedCall", "VarHandleOp", "StringSplitV2"} <= core
+    assert not {"SegmentMaxV2", "RaggedFillEmptyRows", "XlaDot"} & core
 
 
 def test_export_command_numbers_versions_after_the_newest(tmp_path):

@@ -1,13 +1,14 @@
 """Checks that an exported SavedModel uses only ops stock TensorFlow Serving links.
 
-Model servers 2.12-2.19 link core TensorFlow and TF-Text 2.12. Newer TF-Text
-ops (e.g. `RoundRobinTrim`, used by newer pair packers) fail to load there
-with "Op type not registered", so an export refuses them up front.
+Model servers 2.12-2.19 link core TensorFlow and TF-Text 2.12. Newer ops,
+TF-Text's (e.g. `RoundRobinTrim`, used by newer pair packers) or core
+TensorFlow's (checked against TensorFlow 2.12's frozen op list), fail to load
+there with "Op type not registered", so an export refuses them up front.
 """
 
+import functools
 import os
 
-import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 MIN_TF_SERVING_VERSION = "2.12"
@@ -61,16 +62,25 @@ def saved_model_ops(export_dir: str) -> set[str]:
     return ops
 
 
-def _core_ops() -> frozenset[str]:
-    # tf.raw_ops is filled when TensorFlow itself is imported, before any
-    # library registers its own ops; XLA ops need an XLA-enabled server.
-    return frozenset(name for name in dir(tf.raw_ops)
-                     if not name.startswith("_") and not name.startswith("Xla"))
+_TF_2_12_OPS_FILE = os.path.join(os.path.dirname(__file__), "tf_2_12_ops.txt")
+
+
+@functools.cache
+def tf_2_12_core_ops() -> frozenset[str]:
+    """Core TensorFlow 2.12 op names (`tf_2_12_ops.txt`), without XLA's own ops.
+
+    A frozen list, not the installed TensorFlow's registry: ops added after
+    2.12 (e.g. `RaggedFillEmptyRows`, `SegmentMaxV2`) would load here
+    and fail on a 2.12 model server.
+    """
+    with open(_TF_2_12_OPS_FILE, encoding="utf-8") as f:
+        names = (line.strip() for line in f)
+        return frozenset(n for n in names if n and not n.startswith(("#", "Xla")))
 
 
 def unsupported_ops(export_dir: str) -> list[str]:
     """Ops in the SavedModel outside core TensorFlow and TF-Text 2.12, sorted."""
-    allowed = _core_ops() | TF_TEXT_2_12_OPS
+    allowed = tf_2_12_core_ops() | TF_TEXT_2_12_OPS
     return sorted(op for op in saved_model_ops(export_dir) if op not in allowed)
 
 
