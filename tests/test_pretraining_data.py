@@ -336,6 +336,22 @@ def test_an_empty_corpus_file_is_an_error_naming_it(tokenizer, tmp_path):
         pretraining_dataset(str(tmp_path / "missing*.txt"), tokenizer, seq_length=SEQ)
 
 
+def test_prediction_count_rounds_as_the_original_in_double_precision():
+    from keras_bert_impl.data.masking import num_to_predict
+    lengths = [10, 190, 350, 390, 670]
+    mask = tf.sequence_mask(lengths, maxlen=max(lengths), dtype=tf.int32)
+    got = num_to_predict(mask, 0.15, max_predictions_per_seq=1000).numpy().tolist()
+    assert got == [min(1000, max(1, round(n * 0.15))) for n in lengths] == [2, 28, 52, 58, 100]
+
+
+def test_lines_of_unicode_whitespace_end_documents_as_blank_lines():
+    from keras_bert_impl.data.corpus import documents_from_lines
+    lines = ["第一句。", "\u3000\u3000", "第二句。", "\xa0", "x", ""]
+    documents = documents_from_lines(tf.data.Dataset.from_tensor_slices(lines), 100)
+    got = [[line.decode() for line in doc] for doc in documents.as_numpy_iterator()]
+    assert got == [["第一句。"], ["第二句。"], ["x"]]
+
+
 def test_a_file_without_blank_lines_is_cut_into_documents(tokenizer, tmp_path):
     path = tmp_path / "one_document.txt"
     lines = _marker_words(tokenizer, 1000, 120)

@@ -46,6 +46,15 @@ def test_an_answer_that_does_not_match_its_offset_names_the_question(tmp_path):
     assert [e.question_id for e in squad.examples] == ["good"] and squad.skipped_records == 1
 
 
+def test_only_the_first_answer_needs_a_matching_offset(tmp_path):
+    """The first answer labels the span; the others only count as texts for EM/F1."""
+    path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [
+        qa("q1", "Where?", [{"text": "France", "answer_start": 12},
+                            {"text": "in France", "answer_start": 0}])]}])
+    (example,) = read_squad(path).examples
+    assert example.answers == ["France", "in France"]
+
+
 def test_an_empty_context_is_a_bad_record(tmp_path):
     path = write_squad(tmp_path, [{"context": "  ", "qas": [qa("q", "Why?", [])]}])
     with pytest.raises(BadRecordError, match=r"question id 'q': the context is empty"):

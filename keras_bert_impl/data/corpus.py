@@ -80,7 +80,9 @@ def documents_from_lines(lines: tf.data.Dataset,
     that the last document is emitted.
     """
     def step(carry, chunk):
-        chunk = tf.strings.strip(_valid_utf8(chunk))
+        # str.strip() strips Unicode whitespace (U+3000, U+00A0, ...), tf.strings.strip
+        # only ASCII: a line of ideographic spaces is blank, as in the original.
+        chunk = tf.strings.regex_replace(_valid_utf8(chunk), _OUTER_WHITESPACE, "")
         lines = tf.concat([carry, chunk], axis=0)
         index = tf.range(tf.size(lines))
         blank = tf.equal(lines, "")
@@ -106,6 +108,11 @@ def documents_from_lines(lines: tf.data.Dataset,
     return (lines.batch(chunk_size)
             .scan(tf.zeros([0], tf.string), step)
             .unbatch())
+
+
+# Python's str.isspace() characters: ASCII and Unicode whitespace.
+_UNICODE_SPACE = r"[\s\p{Z}\x{1C}-\x{1F}\x{85}]"
+_OUTER_WHITESPACE = rf"^{_UNICODE_SPACE}+|{_UNICODE_SPACE}+$"
 
 
 def lines_dataset(path: tf.Tensor) -> tf.data.Dataset:

@@ -33,8 +33,9 @@ KEEP_PROB = 0.1
 def num_to_predict(input_mask: tf.Tensor, masked_lm_prob: float,
                    max_predictions_per_seq: int) -> tf.Tensor:
     """The original's per-sequence prediction count, int32 [batch]."""
-    num_tokens = tf.cast(tf.reduce_sum(input_mask, axis=1), tf.float32)
-    count = tf.cast(tf.round(num_tokens * masked_lm_prob), tf.int32)
+    # float64 as Python's round(n * p): in float32, 190 * 0.15 rounds to 29, not 28.
+    num_tokens = tf.cast(tf.reduce_sum(input_mask, axis=1), tf.float64)
+    count = tf.cast(tf.round(num_tokens * tf.constant(masked_lm_prob, tf.float64)), tf.int32)
     return tf.minimum(max_predictions_per_seq, tf.maximum(1, count))
 
 

@@ -101,9 +101,14 @@ def _example(path, qa, context, word_spans, char_to_word, version_2, bad):
     if not is_impossible and not answers:
         bad.report(f"{where}: no answers for an answerable question")
         return None
-    for answer in answers:
+    for index, answer in enumerate(answers):
         text, start = answer.get("text", ""), answer.get("answer_start", -1)
-        if not text or not isinstance(start, int) or context[start:start + len(text)] != text:
+        if not text:
+            bad.report(f"{where}: answer {index} has no text")
+            return None
+        if index > 0:
+            continue  # only the first answer's offset labels the span; the rest count as text
+        if not isinstance(start, int) or context[start:start + len(text)] != text:
             found = context[start:start + len(text)] if isinstance(start, int) else None
             bad.report(
                 f"{where}: answer {text!r} does not match the context at answer_start={start} "
