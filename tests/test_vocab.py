@@ -53,6 +53,14 @@ def test_a_vocab_size_without_room_beyond_the_reserved_tokens_is_an_error():
         learn_vocabulary(["a b c"], vocab_size=5)
 
 
+def test_an_alphabet_larger_than_vocab_size_is_kept_with_a_warning(caplog):
+    texts = ["".join(chr(0x4E00 + i) for i in range(start, start + 40)) for start in (0, 40)]
+    with caplog.at_level("WARNING"):
+        vocab = learn_vocabulary(texts, vocab_size=60)
+    assert len(vocab) > 60 and all(chr(0x4E00 + i) in vocab for i in range(80))
+    assert f"has {len(vocab)} tokens, more than vocab_size=60" in caplog.text
+
+
 def test_texts_without_words_are_an_error():
     with pytest.raises(ValueError, match="no words found"):
         learn_vocabulary(["", " \t"], vocab_size=50)

@@ -19,7 +19,8 @@ def define_flags() -> None:
         return
     flags.DEFINE_list("input_files", None, "UTF-8 text files; globs allowed (comma-separated).")
     flags.DEFINE_string("output_file", None, "Where to write the vocabulary, one token per line.")
-    flags.DEFINE_integer("vocab_size", 30522, "Maximum number of tokens, reserved ones included.")
+    flags.DEFINE_integer("vocab_size", 30522, "Number of tokens, reserved ones included; more "
+                         "when the corpus alphabet alone needs more (a warning says so).")
     flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (an uncased vocabulary).")
     flags.DEFINE_list(
         "reserved_tokens", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "Tokens written first."

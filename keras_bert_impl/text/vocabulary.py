@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Iterator
 
 import tensorflow as tf
+from absl import logging
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from keras_bert_impl.text.basic_tokenization import basic_tokenize
@@ -18,7 +19,7 @@ def learn_vocabulary(
     reserved_tokens: Iterable[str] = DEFAULT_RESERVED_TOKENS,
     num_unused_tokens: int = 0,
 ) -> list[str]:
-    """Learns a vocabulary of at most `vocab_size` WordPiece tokens from texts.
+    """Learns a vocabulary of about `vocab_size` WordPiece tokens from texts.
 
     Words are split exactly as `BertTokenizer` splits them (same cleaning,
     lower-casing, accent stripping, punctuation and CJK splitting), so every
@@ -29,7 +30,10 @@ def learn_vocabulary(
     learner (`bert_vocab_from_dataset`) needs minutes for the same. The result
     starts with `reserved_tokens`, then `[unused0]`...`[unused{n-1}]` (room for
     tokens added later, as in the original BERT vocabularies), then the
-    learned pieces, most general first.
+    learned pieces, most general first. Every character stays, so a corpus
+    whose alphabet (each character twice, plain and `##`) is larger than
+    `vocab_size` gives a longer vocabulary, with a warning: size a
+    `BertConfig` by `len(vocab)`, never by the request.
 
     ```python
     vocab = learn_vocabulary(open("corpus.txt"), vocab_size=8000)
@@ -58,7 +62,12 @@ def learn_vocabulary(
     learned = sorted(learner.get_vocab().items(), key=lambda item: item[1])
     if not learned:
         raise ValueError("no words found in the texts to learn a vocabulary from")
-    return reserved + [token for token, _ in learned if token not in reserved]
+    vocab = reserved + [token for token, _ in learned if token not in reserved]
+    if len(vocab) > vocab_size:
+        logging.warning("The vocabulary has %d tokens, more than vocab_size=%d: the corpus "
+                        "alphabet alone needs that many (every character, plain and ##). "
+                        "Use len(vocab) as the model's vocab_size.", len(vocab), vocab_size)
+    return vocab
 
 
 def _space_joined_words(texts: tf.data.Dataset, lower_case: bool) -> Iterator[str]:
