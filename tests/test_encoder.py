@@ -173,6 +173,20 @@ def test_keras_file_round_trip_gives_identical_outputs(encoder, tmp_path):
     assert restored.config == encoder.config
 
 
+def test_an_explicit_mixed_policy_survives_saving_and_loading(tmp_path):
+    """Saved in bf16 and loaded in a float32 process, the model is still bf16."""
+    encoder = BertEncoder(tiny_config(), dtype="mixed_bfloat16")
+    assert encoder.dtype_policy.name == "mixed_bfloat16"
+    path = str(tmp_path / "encoder.keras")
+    encoder.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.dtype_policy.name == "mixed_bfloat16"
+    assert {layer.dtype_policy.name for layer in restored.layers
+            if layer.weights and layer.name not in ("embeddings",)} >= {"mixed_bfloat16"}
+    np.testing.assert_array_equal(restored(make_inputs())["sequence_output"],
+                                  encoder(make_inputs())["sequence_output"])
+
+
 def test_predicts_from_tf_data(encoder):
     harness.assert_predicts_from_tf_data(encoder, make_inputs())
 

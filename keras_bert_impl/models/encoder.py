@@ -83,6 +83,10 @@ class BertEncoder(keras.Model):
             "encoder_outputs": [keras.ops.cast(y, "float32") for y in encoder_outputs],
         }
         super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
+        if dtype is not None:
+            # A functional model ignores `dtype`; keep it so that get_config (and
+            # heads built on `encoder.dtype_policy`) see the layers' policy.
+            self.dtype_policy = keras.dtype_policies.get(dtype)
 
         # === Config ===
         self.config = config
