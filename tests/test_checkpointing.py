@@ -39,3 +39,22 @@ def test_a_first_run_starts_at_step_zero(tmp_path):
     model, optimizer = _model_and_optimizer()
     checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
     assert checkpoint.restore() == 0 and checkpoint.restored_from is None
+
+
+def test_resume_skips_the_batches_read_also_when_fp16_loss_scaling_skipped_steps(tmp_path):
+    model, _ = _model_and_optimizer()
+    # A loss scale this large overflows float16 gradients, so no step is applied.
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1),
+                                                    initial_scale=2.0**60)
+    model.compile(optimizer=optimizer, loss="mse")
+    checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
+    assert checkpoint.restore() == 0
+    x, y = np.full((20, 3), 1e4, "float16"), np.zeros((20, 2), "float32")
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[checkpoint.callback()], verbose=0)
+
+    restarted_model, _ = _model_and_optimizer()
+    restarted_optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1))
+    restarted_model.compile(optimizer=restarted_optimizer, loss="mse")
+    restarted = TrainingCheckpoint(str(tmp_path), restarted_model, restarted_optimizer)
+    assert restarted.restore() == 5  # batches read, though fewer steps were applied
+    assert restarted.step < 5

@@ -7,20 +7,23 @@ import tensorflow as tf
 
 
 class TrainingCheckpoint:
-    """Saves and restores the model and optimizer (whose `iterations` is the step).
+    """Saves and restores the model, the optimizer (whose `iterations` is the step)
+    and how many batches the run has consumed.
 
-    A restarted run calls `restore()` first and continues from the returned
-    step; the data position is restored by the caller skipping that many
-    batches of its deterministic input stream, because iterator state does
-    not survive distribution strategies. Non-chief workers of a multi-worker
+    A restarted run calls `restore()` first; the data position is restored by
+    the caller skipping the returned number of batches of its deterministic
+    input stream, because iterator state does not survive distribution
+    strategies. It equals the step unless steps were skipped: fp16 loss
+    scaling does not count a step whose gradients overflowed, but its batch
+    was read. Non-chief workers of a multi-worker
     run save into a private directory, as tf.distribute requires every
     worker to save, and every worker restores the chief's newest checkpoint,
     so all resume from the same step and weights.
 
     ```python
     checkpoint = TrainingCheckpoint(model_dir, pretrainer, optimizer)
-    step = checkpoint.restore()
-    pretrainer.fit(ds.skip(step), callbacks=[checkpoint.callback()], ...)
+    position = checkpoint.restore()
+    pretrainer.fit(ds.skip(position), callbacks=[checkpoint.callback()], ...)
     ```
     """
 
@@ -41,8 +44,11 @@ class TrainingCheckpoint:
         self._chief_directory = os.path.join(model_dir, "checkpoints")
         self.restored_from: str | None = None
         self.optimizer = optimizer
+        self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches_consumed",
+                                   aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         # The optimizer tracks the model's trainable variables, so it carries them.
-        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                               batches=self.batches)
         self.manager = tf.train.CheckpointManager(
             self._checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="ckpt"
         )
@@ -52,14 +58,17 @@ class TrainingCheckpoint:
         return int(self.optimizer.iterations.numpy())
 
     def restore(self) -> int:
-        """Restores the newest checkpoint if there is one; returns the step to resume at."""
+        """Restores the newest checkpoint if there is one; returns the batches to skip."""
         latest = self.restored_from = tf.train.latest_checkpoint(self._chief_directory)
         if not self.optimizer.built:
             # Slots must exist before restoring into them.
             self.optimizer.build(self.model.trainable_variables)
         if latest is not None:
             self._checkpoint.restore(latest).assert_existing_objects_matched()
-        return self.step
+            if self.batches.numpy() == 0:
+                # Written before the batch count existed: its step is the position.
+                self.batches.assign(self.step)
+        return int(self.batches.numpy())
 
     def save(self) -> str:
         return self.manager.save(checkpoint_number=self.step)
@@ -73,8 +82,17 @@ class _SaveAtEpochEnd(keras.callbacks.Callback):
     def __init__(self, checkpoint: TrainingCheckpoint):
         super().__init__()
         self.checkpoint = checkpoint
+        self._batches_in_epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._batches_in_epoch = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last step of the execution within the epoch.
+        self._batches_in_epoch = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
+        self.checkpoint.batches.assign_add(self._batches_in_epoch)
         self.checkpoint.save()
 
 
