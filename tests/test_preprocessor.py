@@ -25,6 +25,15 @@ def truncate_seq_pair(tokens_a, tokens_b, max_length):
             tokens_b.pop()
 
 
+def convert_single_example(tokens_a, tokens_b, max_seq_length):
+    """The word ids of run_classifier.py's `convert_single_example`, unpadded."""
+    if tokens_b:
+        truncate_seq_pair(tokens_a, tokens_b, max_seq_length - 3)
+    else:
+        tokens_a = tokens_a[:max_seq_length - 2]
+    return [CLS] + tokens_a + [SEP] + (tokens_b + [SEP] if tokens_b else [])
+
+
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
@@ -59,6 +68,16 @@ def test_pairs_are_packed_with_type_ids_one_for_the_second_segment(tokenizer):
     assert out["input_mask"].numpy().tolist() == [[1] * 6 + [0] * 4]
 
 
+def test_a_pair_whose_second_text_has_no_tokens_is_packed_as_a_single_text(tokenizer):
+    pre = BertPreprocessor(tokenizer, seq_length=6)
+    pair = pre((tf.constant(["w0 w1 w2 w3 w4", "w0"]), tf.constant(["", "w1"])))
+    single = pre(tf.constant(["w0 w1 w2 w3 w4"]))
+    assert pair["input_word_ids"].numpy().tolist() == [
+        single["input_word_ids"].numpy().tolist()[0], [CLS, 5, SEP, 6, SEP, PAD]]
+    assert pair["input_type_ids"].numpy().tolist() == [[0] * 6, [0, 0, 0, 1, 1, 0]]
+    assert pair["input_mask"].numpy().tolist() == [[1] * 6, [1] * 5 + [0]]
+
+
 def test_closed_form_truncation_equals_the_original_loop_on_every_small_case():
     lengths = np.array([(a, b) for a in range(25) for b in range(25)], np.int64)
     for budget in range(1, 30):
@@ -77,9 +96,8 @@ def test_pair_truncation_matches_the_original_on_random_length_pairs(tokenizer):
         second = tf.ragged.constant([list(range(100, 100 + b)) for _, b in pairs], tf.int32)
         ids = BertPreprocessor(tokenizer, seq_length).pack([first, second])["input_word_ids"]
         for (a, b), row in zip(pairs, ids.numpy().tolist()):
-            tokens_a, tokens_b = list(range(10, 10 + a)), list(range(100, 100 + b))
-            truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)
-            expected = [CLS] + tokens_a + [SEP] + tokens_b + [SEP]
+            expected = convert_single_example(list(range(10, 10 + a)),
+                                              list(range(100, 100 + b)), seq_length)
             assert row == expected + [PAD] * (seq_length - len(expected)), (a, b, seq_length)
 
 

@@ -31,7 +31,9 @@ class BertPreprocessor(tf.Module):
     [batch, seq_length]. A single text keeps its first `seq_length - 2`
     wordpieces; a pair is truncated by the original `_truncate_seq_pair` rule
     (drop the last token of the longer segment, the second on ties, until it
-    fits). Pure graph ops: works in `tf.data`, `tf.function` and a SavedModel.
+    fits); a pair whose second text has no wordpieces is packed as the first
+    text alone, as the original's `if tokens_b:`. Pure graph ops: works in
+    `tf.data`, `tf.function` and a SavedModel.
 
     ```python
     pre = BertPreprocessor(BertTokenizer("vocab.txt"), seq_length=128)
@@ -73,10 +75,17 @@ class BertPreprocessor(tf.Module):
         # adds no Assert ops to the graph (they break TPU input pipelines) and
         # costs less per call.
         lengths = [tf.expand_dims(segment.row_lengths(), 1) for segment in segments]
+        single_length = tf.minimum(lengths[0], self.seq_length - 2)
+        closed = [tf.ones_like(lengths[0], tf.bool)]  # whether a segment gets its [SEP]
         if len(segments) == 1:
-            lengths = [tf.minimum(lengths[0], self.seq_length - 2)]
+            lengths = [single_length]
         else:
-            lengths = list(truncated_pair_lengths(*lengths, budget=self.seq_length - 3))
+            # As the original's `if tokens_b:`, a second text without tokens
+            # leaves a single-segment input: no second [SEP], single truncation.
+            no_b = tf.equal(lengths[1], 0)
+            kept_a, kept_b = truncated_pair_lengths(*lengths, budget=self.seq_length - 3)
+            lengths = [tf.where(no_b, single_length, kept_a), kept_b]
+            closed.append(tf.logical_not(no_b))
         tokens = [
             tf.cast(segment, tf.int32).to_tensor(0, shape=[None, self.seq_length])
             for segment in segments
@@ -87,15 +96,15 @@ class BertPreprocessor(tf.Module):
         type_ids = tf.zeros([batch_size, self.seq_length], tf.int32)
         # Segment i starts after [CLS] and the previous segments and their [SEP]s.
         start = tf.ones_like(lengths[0])
-        for type_id, (segment, length) in enumerate(zip(tokens, lengths)):
+        for type_id, (segment, length, has_sep) in enumerate(zip(tokens, lengths, closed)):
             in_segment = (position >= start) & (position < start + length)
             index = tf.clip_by_value(position - start, 0, self.seq_length - 1)
             from_segment = tf.gather(segment, index, batch_dims=1)
             word_ids = tf.where(in_segment, from_segment, word_ids)
-            word_ids = tf.where(position == start + length, self.tokenizer.sep_id, word_ids)
-            in_segment_or_sep = in_segment | (position == start + length)
-            type_ids = tf.where(in_segment_or_sep, type_id, type_ids)
-            start += length + 1
+            is_sep = (position == start + length) & has_sep
+            word_ids = tf.where(is_sep, self.tokenizer.sep_id, word_ids)
+            type_ids = tf.where(in_segment | is_sep, type_id, type_ids)
+            start += length + tf.cast(has_sep, length.dtype)
         word_ids = tf.where(position == 0, self.tokenizer.cls_id, word_ids)
         return {
             "input_word_ids": word_ids,
