@@ -448,6 +448,37 @@ def test_a_version_still_being_copied_is_retried_and_then_served(tmp_path):
                  what="version 2 served after a retry")
 
 
+def test_unloading_a_version_lets_its_running_requests_finish(tmp_path):
+    from keras_bert_impl.serving.batching_parameters import BatchingOptions
+    from keras_bert_impl.serving.servable import Servable
+    write_toy_version(str(tmp_path), 1, scale=1.0)
+    servable = Servable("bert", 1, str(tmp_path / "1"), BatchingOptions(max_batch_size=8))
+    running, release, answers = threading.Event(), threading.Event(), []
+    run = servable._run
+
+    def slow_run(signature_name, inputs):
+        running.set()
+        release.wait(30)
+        return run(signature_name, inputs)
+
+    servable._run = slow_run
+    request = threading.Thread(target=lambda: answers.append(
+        servable.predict("serving_default", {"text": np.array([b"abc"], dtype=object)})))
+    request.start()
+    assert running.wait(30)
+    closing = threading.Thread(target=servable.close)
+    closing.start()
+    closing.join(0.5)
+    assert closing.is_alive()  # waits for the request in flight
+    release.set()
+    request.join(30)
+    closing.join(30)
+    assert not closing.is_alive() and answers[0]["length"].tolist() == [3.0]
+    with pytest.raises(ServingError) as raised:
+        servable.predict("serving_default", {"text": np.array([b"abc"], dtype=object)})
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+
+
 def test_model_config_file_serves_several_models_with_version_policies(tmp_path):
     for name, versions in (("alpha", (1, 2)), ("beta", (1, 2, 3))):
         (tmp_path / name).mkdir()

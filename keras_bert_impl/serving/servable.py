@@ -67,6 +67,9 @@ class Servable:
         self._batching = batching
         self._batchers: dict[str, Batcher] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._closed = False
         self.model_calls = 0
 
     def predict(self, signature_name: str, inputs: dict[str, np.ndarray],
@@ -83,10 +86,20 @@ class Servable:
             raise invalid_argument(
                 f"output tensor alias not found in signature: {unknown[0]}. Outputs expected "
                 f"to be in the set {{{','.join(sorted(signature.outputs))}}}.")
-        if self._batching is None:
-            outputs = self._run(signature_name, inputs)
-        else:
-            outputs = self._batcher(signature_name).run(inputs, size)
+        with self._lock:
+            if self._closed:
+                raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                   f"model {self.name!r} version {self.version} was unloaded")
+            self._in_flight += 1
+        try:
+            if self._batching is None:
+                outputs = self._run(signature_name, inputs)
+            else:
+                outputs = self._batcher(signature_name).run(inputs, size)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
         if output_filter:
             outputs = {alias: outputs[alias] for alias in output_filter}
         return outputs
@@ -107,9 +120,12 @@ class Servable:
             count += 1
         return count
 
-    def close(self) -> None:
-        """Answers the queued requests, then stops the batching threads."""
+    def close(self, timeout: float = 60.0) -> None:
+        """Refuses new requests, lets the running ones finish (up to `timeout` seconds),
+        then stops the batching threads."""
         with self._lock:
+            self._closed = True
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout)
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             batcher.close()
