@@ -55,7 +55,7 @@ def test_classify_learns_sst2_beyond_the_majority_class_and_exports(
     finetune("--task=classify", f"--train_file={train}", f"--eval_file={dev}",
              f"--vocab_file={uncased_vocab}", f"--bert_config={config}",
              f"--model_dir={model_dir}", "--seq_length=32", "--batch_size=32",
-             "--num_train_steps=200", "--learning_rate=2e-3", "--save_checkpoints_steps=100",
+             "--num_train_steps=200", "--learning_rate=7e-4", "--save_checkpoints_steps=100",
              f"--export_dir={export_dir}")
     scores = results(model_dir)
     majority = max(dev_labels.count("0"), dev_labels.count("1")) / len(dev_labels)
@@ -106,7 +106,7 @@ def test_ner_learns_entities_that_an_all_o_tagger_never_finds(shared_data, cased
     finetune("--task=ner", f"--train_file={train}", f"--eval_file={dev}",
              f"--vocab_file={cased_vocab}", "--nolower_case", f"--bert_config={config}",
              f"--model_dir={model_dir}", "--seq_length=32", "--batch_size=16",
-             "--num_train_steps=300", "--learning_rate=2e-3", "--save_checkpoints_steps=300")
+             "--num_train_steps=300", "--learning_rate=1e-3", "--save_checkpoints_steps=300")
     scores = results(model_dir)
     # Tagging everything "O" finds no entity: precision, recall and F1 are all 0.
     assert scores["f1"] > 0.2, scores
@@ -135,10 +135,11 @@ def test_squad_on_cmrc_skips_and_counts_mismatched_answers(shared_data, chinese_
              f"--init_checkpoint={checkpoint}", "--learning_rate=5e-5",
              "--seq_length=64", "--doc_stride=32", "--max_query_length=16",
              "--batch_size=32", "--num_train_steps=20", "--skip_bad_records")
-    # Started from the Google-format checkpoint: 20 small steps barely move the embeddings.
+    # Started from the Google-format checkpoint: 20 small steps barely move the embeddings
+    # (each at most ~3x the learning rate: the original AdamW has no bias correction).
     tuned = keras.saving.load_model(model_dir / "model.keras", compile=False)
     np.testing.assert_allclose(tuned.encoder.get_embedding_table().numpy(),
-                               pretrained.get_embedding_table().numpy(), atol=2e-3)
+                               pretrained.get_embedding_table().numpy(), atol=5e-3)
     scores = results(model_dir)
     assert scores["skipped_records"] == 7 + 1
     assert 0.0 <= scores["exact_match"] <= 100.0 and 0.0 <= scores["f1"] <= 100.0

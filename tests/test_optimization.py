@@ -133,6 +133,20 @@ def test_adamw_steps_are_the_original_update_without_bias_correction():
     assert np.abs(expected - start).sum() > 2 * np.abs(np.array(corrected) - start).sum()
 
 
+def test_an_embedding_gradient_with_repeated_rows_is_summed_before_the_moments():
+    """As the original (dense) update: a token seen twice contributes its total gradient."""
+    import tensorflow as tf
+    table = keras.Variable(np.zeros((3, 2), "float32"), name="embeddings")
+    opt = BertAdamW(1e-2, weight_decay=0.0, epsilon=1e-6)
+    sparse = tf.IndexedSlices(tf.constant([[1.0, 1.0], [-0.999, -0.999], [0.5, 0.5]]),
+                              tf.constant([0, 0, 1]), tf.constant([3, 2]))
+    for _ in range(3):
+        opt.apply_gradients([(sparse, table)])
+    dense = np.array([[0.001, 0.001], [0.5, 0.5], [0.0, 0.0]], "float32")
+    expected = _original_adamw_steps(np.zeros((3, 2), "float32"), [dense] * 3, 1e-2, 0.0)
+    np.testing.assert_allclose(np.array(table), expected, rtol=1e-4, atol=1e-6)
+
+
 def test_bert_adamw_round_trips_through_keras_serialization():
     opt = BertAdamW(1e-3, weight_decay=0.01, bias_correction=True, global_clipnorm=1.0)
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))

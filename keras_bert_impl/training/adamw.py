@@ -1,6 +1,7 @@
 """AdamW as the original BERT's `AdamWeightDecayOptimizer`: no bias correction."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_bert_impl.training.gradient_clipping import PerReplicaGlobalNormClipping
@@ -34,7 +35,9 @@ class BertAdamW(PerReplicaGlobalNormClipping, keras.optimizers.AdamW):
         if self.bias_correction:
             return super().update_step(gradient, variable, learning_rate)
         lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        # An embedding's IndexedSlices gradient is summed per row first: squaring
+        # it sparse would square each occurrence of a token instead of its total.
+        gradient = ops.cast(tf.convert_to_tensor(gradient), variable.dtype)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
