@@ -1,6 +1,7 @@
 """LAMB as in You et al. (2019) and the original BERT large-batch recipe."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_bert_impl.training.gradient_clipping import PerReplicaGlobalNormClipping
@@ -28,7 +29,8 @@ class BertLamb(PerReplicaGlobalNormClipping, keras.optimizers.Lamb):
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype)
+        # Summed per row first, as BertAdamW: see there.
+        gradient = ops.cast(tf.convert_to_tensor(gradient), variable.dtype)
         step = ops.cast(self.iterations + 1, variable.dtype)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
