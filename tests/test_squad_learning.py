@@ -77,7 +77,7 @@ def test_a_tiny_model_answers_held_out_questions_far_better_than_fixed_answers(
          f"--vocab_file={cased_vocab}", "--nolower_case", "--preset=bert_tiny",
          f"--model_dir={model_dir}", "--seq_length=64", "--doc_stride=32",
          "--max_query_length=8", "--max_answer_length=10", "--batch_size=32",
-         "--num_train_steps=600", "--learning_rate=2e-3", "--jit_compile"],
+         "--num_train_steps=600", "--learning_rate=1e-3", "--jit_compile"],
         capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
 
