@@ -159,7 +159,8 @@ def file_documents(files: Sequence[str],
     return documents
 
 
-def files_may_be_shuffled(num_files: int, num_shards: int, shard_files: bool, seed: int | None) -> bool:
+def files_may_be_shuffled(num_files: int, num_shards: int, shard_files: bool,
+                          seed: int | None) -> bool:
     """Whether the file order may be shuffled: sharding by element needs one order everywhere."""
     return num_files > 1 and (shard_files or num_shards == 1 or seed is not None)
 
