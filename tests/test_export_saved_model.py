@@ -296,6 +296,14 @@ def test_warmup_requests_are_prediction_logs_the_server_replays(exports, served)
     assert served.manager.servable("bert").warm_up() == 2
 
 
+def test_warmup_runs_at_load_unless_disabled_as_enable_model_warmup_false(exports):
+    base = os.path.dirname(exports["dirs"]["classifier"])
+    for warm_up, calls in ((True, 2), (False, 0)):
+        with start_server(base, model_name="bert", file_system_poll_wait_seconds=0,
+                          enable_model_warmup=warm_up) as handle:
+            assert handle.model_calls("bert") == calls
+
+
 def test_batched_requests_of_mixed_lengths_give_the_unbatched_outputs(exports):
     # The bucketed encoder pads each merged batch to the bucket of its longest
     # text; rows of shorter texts must not change (padding is masked out).
