@@ -159,6 +159,11 @@ def file_documents(files: Sequence[str],
     return documents
 
 
+def pipeline_seed(seed: int | None, pipeline_id: int) -> int | None:
+    """The run's seed made distinct per input pipeline, for what each shuffles on its own."""
+    return None if seed is None else seed * 1009 + pipeline_id
+
+
 def files_may_be_shuffled(num_files: int, num_shards: int, shard_files: bool,
                           seed: int | None) -> bool:
     """Whether the file order may be shuffled: sharding by element needs one order everywhere."""

@@ -101,7 +101,8 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
                      short_seq_prob, start_step)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    pipeline_seed = _pipeline_seed(seed, input_context)
+    pipeline_seed = corpus.pipeline_seed(
+        seed, 0 if input_context is None else input_context.input_pipeline_id)
 
     if tfds_name is None:
         files = [f for f in corpus.expand_file_patterns(text_files)
@@ -193,13 +194,6 @@ def _is_tfrecord_input(files: list[str], input_format: str) -> bool:
     if input_format != "auto":
         return input_format == "tfrecord"
     return all(tfrecords.looks_like_tfrecord(f) for f in files)
-
-
-def _pipeline_seed(seed: int | None, input_context) -> int | None:
-    if seed is None:
-        return None
-    pipeline = 0 if input_context is None else input_context.input_pipeline_id
-    return seed * 1009 + pipeline
 
 
 def _seeds(seed: int | None, stream: int) -> tf.data.Dataset:

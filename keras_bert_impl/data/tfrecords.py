@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
-from keras_bert_impl.data.corpus import files_may_be_shuffled
+from keras_bert_impl.data.corpus import files_may_be_shuffled, pipeline_seed
 
 METADATA_SUFFIX = ".metadata.json"
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
@@ -198,8 +198,8 @@ def tfrecord_dataset(files: Sequence[str],
         num_parallel_calls=num_parallel_calls, deterministic=True)
     if num_shards > 1 and not shard_files:
         records = records.shard(num_shards, shard)
-    record_seed = None if seed is None else seed * 1009 + shard
-    records = records.shuffle(shuffle_buffer, seed=record_seed, reshuffle_each_iteration=True)
+    records = records.shuffle(shuffle_buffer, seed=pipeline_seed(seed, shard),
+                              reshuffle_each_iteration=True)
     batches = records.batch(batch_size, drop_remainder=drop_remainder).skip(start_step)
     batches = batches.map(parse_fn(seq_length, max_predictions_per_seq),
                           num_parallel_calls=num_parallel_calls)

@@ -72,8 +72,7 @@ def _to_array(value, name: str, dtype: tf.DType) -> np.ndarray:
         if dtype != tf.bool and _holds_bool(value):
             raise ValueError(f"true/false cannot be {dtype.name}")
         array = np.array(value)
-        if array.dtype.kind in "OUS" or (dtype.is_integer and array.dtype.kind in "fb") or (
-                dtype.is_floating and array.dtype.kind == "b"):
+        if array.dtype.kind in "OUS" or (dtype.is_integer and array.dtype.kind == "f"):
             raise ValueError(f"values of type {array.dtype} cannot be {dtype.name}")
         if dtype.is_integer and array.size and (array.min() < dtype.min or
                                                 array.max() > dtype.max):
