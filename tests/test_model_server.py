@@ -527,6 +527,22 @@ def test_bad_configuration_files_are_clear_errors(tmp_path):
         parse_batching_parameters("enable_large_batch_splitting { value: true }")
 
 
+def test_rest_writes_float32_outputs_with_the_digits_tf_serving_writes(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=0.1)
+    with start_server(str(base), rest_api_port=0) as handle:
+        url = f"http://127.0.0.1:{handle.rest_api_port}/v1/models/bert:predict"
+        texts = ["ab", "abcdefghi", "abcdefghij"]
+        request = urllib.request.Request(url, data=json.dumps({"instances": texts}).encode())
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            body = reply.read().decode()
+    # Six significant digits where they read back as the same float32, else nine;
+    # never the float64 expansion 0.20000000298023224.
+    for written in ('"length": 0.2,', '"length": 0.900000036,', '"length": 1.0,'):
+        assert written in body
+
+
 def test_allowed_batch_sizes_pad_and_the_answer_is_unpadded(tmp_path):
     base = tmp_path / "bert"
     base.mkdir()

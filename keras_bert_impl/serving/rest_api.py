@@ -90,7 +90,18 @@ def _json_value(array: np.ndarray, alias: str):
             return np.vectorize(lambda b: {"b64": base64.b64encode(b).decode()},
                                 otypes=[object])(array).tolist()
         return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
+    if array.dtype == np.float32:
+        return np.vectorize(_float32_decimal, otypes=[object])(array).tolist()
     return array.tolist()
+
+
+def _float32_decimal(value: np.float32) -> float:
+    """The float32 as TF Serving writes it: six significant digits when they read back
+    as the same float32, else nine, so 0.2 is 0.2 rather than 0.20000000298023224."""
+    if not np.isfinite(value):
+        return float(value)
+    short = float(f"{value:g}")
+    return short if np.float32(short) == value else float(f"{value:.9g}")
 
 
 def parse_predict_body(body: dict, signature) -> dict[str, np.ndarray]:
