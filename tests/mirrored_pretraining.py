@@ -1,5 +1,8 @@
 """Trains the same tiny BertPretrainer on one device and mirrored over two; prints the weight gap.
 
+The mirrored runs ask for XLA (`jit_compile=True`), which Keras 3 cannot compile
+over several replicas: the models must train and evaluate without it.
+
 Run as a subprocess by test_pretrain_distribution.py: logical CPU devices
 must be configured before TensorFlow initializes. Usage:
     python mirrored_pretraining.py VOCAB_FILE CORPUS_FILE
@@ -16,13 +19,13 @@ tf.config.set_logical_device_configuration(
 import keras
 import numpy as np
 
-from keras_bert_impl import BertConfig, BertEncoder, BertTokenizer
+from keras_bert_impl import BertClassifier, BertConfig, BertEncoder, BertTokenizer
 from keras_bert_impl.data.pretraining import pretraining_dataset
 from keras_bert_impl.models.pretrainer import BertPretrainer
 from keras_bert_impl.training.optimization import create_optimizer
 
 
-def train(strategy, dataset, config):
+def train(strategy, dataset, config, jit_compile=False):
     keras.utils.set_random_seed(3)
     with strategy.scope():
         model = BertPretrainer(BertEncoder(config))
@@ -30,11 +33,26 @@ def train(strategy, dataset, config):
         # replica's gradient, which is not the one-device computation.
         optimizer = create_optimizer(1e-3, num_train_steps=100, num_warmup_steps=0,
                                      global_clipnorm=None)
-        model.compile(optimizer=optimizer, steps_per_execution=2)
+        model.compile(optimizer=optimizer, steps_per_execution=2, jit_compile=jit_compile)
     initial = [w.numpy() for w in model.weights]
     history = model.fit(dataset, steps_per_epoch=4, verbose=0, shuffle=False).history
     final = [w.numpy() for w in model.weights]
+    model.evaluate(dataset, steps=2, verbose=0)
     return initial, final, history, int(optimizer.iterations.numpy())
+
+
+def classifier_accuracy(strategy, config):
+    """Fits and evaluates a BertClassifier compiled with XLA asked for."""
+    ids = np.random.default_rng(0).integers(1, config.vocab_size, size=[16, 16], dtype=np.int32)
+    features = {"input_word_ids": ids, "input_mask": np.ones_like(ids),
+                "input_type_ids": np.zeros_like(ids)}
+    labels = (ids[:, 1] % 2).astype(np.int32)
+    with strategy.scope():
+        model = BertClassifier(BertEncoder(config), num_classes=2)
+        model.compile(optimizer="adam", jit_compile=True, metrics=["accuracy"],
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(features, labels, batch_size=8, epochs=1, verbose=0)
+    return model.evaluate(features, labels, batch_size=8, verbose=0, return_dict=True)["accuracy"]
 
 
 def main(vocab_file, corpus_file):
@@ -54,7 +72,7 @@ def main(vocab_file, corpus_file):
     dataset = tf.data.Dataset.from_tensor_slices(examples).batch(8).repeat()
     init_one, one, _, _ = train(tf.distribute.get_strategy(), dataset, config)
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    init_two, two, history, steps = train(mirrored, dataset, config)
+    init_two, two, history, steps = train(mirrored, dataset, config, jit_compile=True)
     print(json.dumps({
         "replicas": mirrored.num_replicas_in_sync,
         "steps": steps,
@@ -62,6 +80,7 @@ def main(vocab_file, corpus_file):
         "initial_gap": max(float(np.abs(a - b).max()) for a, b in zip(init_one, init_two)),
         "movement": max(float(np.abs(a - b).max()) for a, b in zip(init_one, one)),
         "gap": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
+        "classifier_accuracy": classifier_accuracy(mirrored, config),
     }))
 
 

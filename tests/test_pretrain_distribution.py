@@ -13,7 +13,8 @@ import tensorflow as tf
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def test_mirrored_over_two_devices_trains_to_the_one_device_weights(shared_data, uncased_vocab):
+def test_mirrored_over_two_devices_trains_to_the_one_device_weights_xla_asked_or_not(
+        shared_data, uncased_vocab):
     result = subprocess.run(
         [sys.executable, str(HERE / "mirrored_pretraining.py"), uncased_vocab,
          str(shared_data / "sample_text.txt")],
@@ -25,6 +26,7 @@ def test_mirrored_over_two_devices_trains_to_the_one_device_weights(shared_data,
     assert report["initial_gap"] == 0.0
     assert report["movement"] > 1e-3  # training moved the weights ...
     assert report["gap"] < 1e-5  # ... to the same place on both strategies
+    assert 0.0 <= report["classifier_accuracy"] <= 1.0  # a fine-tuning model fits and evaluates
 
 
 def _free_ports(n):

@@ -104,13 +104,11 @@ class BertPretrainer(BertTaskModel):
         if strategy.num_replicas_in_sync == 1 or (self.train_function is not None and not force):
             return super().make_train_function(force)
         # Keras' own multi-replica step loop fails with steps_per_execution > 1
-        # (keras-team/keras#19246) and compiles the cross-replica call as one XLA
-        # cluster. This is the classic TPU loop instead: each replica's step is
-        # compiled on its own, `steps_per_execution` steps run in one graph call,
-        # and the metrics are read once at the end. It needs an endless dataset.
-        # TPUs compile the whole replica step anyway.
-        on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-        step = tf.function(self.train_step, jit_compile=bool(self.jit_compile) and not on_tpu)
+        # (keras-team/keras#19246). This is the classic TPU loop instead:
+        # `steps_per_execution` steps run in one graph call (one program on a
+        # TPU) and the metrics are read once at the end. It needs an endless
+        # dataset. XLA is off here (`compile`); a TPU compiles the step anyway.
+        step = tf.function(self.train_step)
         steps_per_execution = self.steps_per_execution
 
         @tf.function

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_bert_impl.training.strategy import jit_compile_under
+
 
 class BertTaskModel(keras.Model):
     """A functional model over `self.encoder` that serializes by its constructor arguments.
@@ -10,6 +12,11 @@ class BertTaskModel(keras.Model):
     arguments; the encoder is stored as a nested Keras object and rebuilt
     before the subclass constructor runs.
     """
+
+    def compile(self, *args, jit_compile: bool | str = "auto", **kwargs):
+        """`keras.Model.compile`, with XLA left off where the strategy cannot run it."""
+        super().compile(*args, jit_compile=jit_compile_under(self.distribute_strategy, jit_compile),
+                        **kwargs)
 
     def get_config(self) -> dict:
         return {

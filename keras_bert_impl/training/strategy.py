@@ -1,6 +1,7 @@
 """The tf.distribute strategy named on the command line."""
 
 import tensorflow as tf
+from absl import logging
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -45,3 +46,25 @@ def task_id(strategy: tf.distribute.Strategy) -> int:
     """This worker's index in a multi-worker cluster (0 without one)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     return (resolver.task_id or 0) if resolver is not None else 0
+
+
+def jit_compile_under(strategy: tf.distribute.Strategy, jit_compile: bool | str) -> bool | str:
+    """`jit_compile` for a training step run by `strategy`: off where XLA cannot compile it.
+
+    A TPU compiles every replica step anyway. With more than one replica on
+    CPUs or GPUs the Keras 3 step fails under XLA: variables of other
+    replicas are out of the compiled cluster's reach and the cross-replica
+    collectives have no XLA kernels (keras-team/keras#19005, #20763), so the
+    step runs as a TensorFlow graph instead, with a warning.
+    """
+    if not jit_compile or jit_compile == "auto":
+        return jit_compile
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return False
+    if strategy.num_replicas_in_sync > 1:
+        logging.warning(
+            "jit_compile is ignored under %s with %d replicas: Keras 3 cannot compile a "
+            "multi-replica step with XLA; it runs as a TensorFlow graph.",
+            type(strategy).__name__, strategy.num_replicas_in_sync)
+        return False
+    return jit_compile
