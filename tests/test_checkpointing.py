@@ -35,6 +35,16 @@ def test_every_worker_resumes_from_the_chiefs_newest_checkpoint(tmp_path):
         np.testing.assert_array_equal(restored, saved)
 
 
+def test_other_workers_keep_only_their_newest_copy(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    worker = TrainingCheckpoint(str(tmp_path), model, optimizer, is_chief=False, task_id=1)
+    for step in (2, 4, 6):
+        optimizer.iterations.assign(step)
+        worker.save()
+    copies = sorted(p.name for p in (tmp_path / ".worker_1" / "checkpoints").glob("*.index"))
+    assert copies == ["ckpt-6.index"]
+
+
 def test_a_first_run_starts_at_step_zero(tmp_path):
     model, optimizer = _model_and_optimizer()
     checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)

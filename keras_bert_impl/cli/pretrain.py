@@ -107,12 +107,12 @@ def _check_step_flags():
 
 def _bert_config():
     from keras_bert_impl.config import BertConfig
+    from keras_bert_impl.text.vocab_file import read_vocab_file
 
     if FLAGS.bert_config:
         return BertConfig.from_json_file(FLAGS.bert_config)
-    with open(FLAGS.vocab_file, encoding="utf-8") as f:
-        vocab_size = sum(1 for _ in f)
-    return BertConfig.from_preset(FLAGS.preset, vocab_size=vocab_size)
+    tokens, _ = read_vocab_file(FLAGS.vocab_file)
+    return BertConfig.from_preset(FLAGS.preset, vocab_size=len(tokens))
 
 
 def _pipeline(input_files, tokenizer, input_context, start_step, **kwargs):

@@ -15,9 +15,9 @@ class TrainingCheckpoint:
     input stream, because iterator state does not survive distribution
     strategies. It equals the step unless steps were skipped: fp16 loss
     scaling does not count a step whose gradients overflowed, but its batch
-    was read. Non-chief workers of a multi-worker
-    run save into a private directory, as tf.distribute requires every
-    worker to save, and every worker restores the chief's newest checkpoint,
+    was read. Non-chief workers of a multi-worker run save into a private
+    directory, as tf.distribute requires every worker to save, keeping only
+    their newest copy; every worker restores the chief's newest checkpoint,
     so all resume from the same step and weights.
 
     ```python
@@ -50,7 +50,8 @@ class TrainingCheckpoint:
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                                batches=self.batches)
         self.manager = tf.train.CheckpointManager(
-            self._checkpoint, directory, max_to_keep=max_to_keep, checkpoint_name="ckpt"
+            self._checkpoint, directory, max_to_keep=max_to_keep if is_chief else 1,
+            checkpoint_name="ckpt"
         )
 
     @property

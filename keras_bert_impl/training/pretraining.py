@@ -2,7 +2,6 @@
 
 import math
 import os
-import shutil
 from collections.abc import Callable
 
 import keras
@@ -140,4 +139,4 @@ class PretrainingRun:
         self.encoder.save(os.path.join(self.model_dir, "encoder.keras"))
         save_google_checkpoint(self.pretrainer, os.path.join(self.model_dir, "bert_model.ckpt"))
         self.config.to_json_file(os.path.join(self.model_dir, "bert_config.json"))
-        shutil.copyfile(self.vocab_file, os.path.join(self.model_dir, "vocab.txt"))
+        tf.io.gfile.copy(self.vocab_file, os.path.join(self.model_dir, "vocab.txt"), overwrite=True)
