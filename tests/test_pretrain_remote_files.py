@@ -5,10 +5,12 @@ ops can reach. TensorFlow's in-memory `ram://` filesystem stands in for it
 (it appends where gs:// overwrites, so rewritten files are compared once).
 """
 
+import pytest
 import tensorflow as tf
-from absl import flags
+from absl import app, flags
 
 from keras_bert_impl.cli import pretrain
+from keras_bert_impl.training import strategy
 
 
 def _copy_to_ram(path, name):
@@ -44,3 +46,14 @@ def test_a_run_on_a_remote_filesystem_trains_resumes_and_writes_its_final_model_
         assert copied.read() == given.read()
     _run([*argv, "--num_train_steps=4"])  # resumes at step 2 and rewrites the final files
     assert tf.train.latest_checkpoint(f"{model_dir}/checkpoints").endswith("ckpt-4")
+
+
+def test_raw_text_is_refused_where_tpu_hosts_run_the_input_pipelines(
+        monkeypatch, tmp_path, shared_data, uncased_vocab):
+    monkeypatch.setattr(strategy, "input_pipelines_are_remote", lambda _: True)
+    argv = [f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",
+            f"--model_dir={tmp_path}", "--preset=bert_tiny", "--num_train_steps=2",
+            "--num_warmup_steps=1", "--save_checkpoints_steps=2"]
+    with pytest.raises(app.UsageError, match="--input_files.*TFRecords"):
+        _run(argv)
+    assert not (tmp_path / "checkpoints").exists()

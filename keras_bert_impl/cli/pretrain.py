@@ -24,7 +24,8 @@ def define_flags() -> None:
     if "strategy" in FLAGS:
         return
     flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
-    flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu: '' on Colab, 'local' on a TPU VM.")
+    flags.DEFINE_string("tpu", "", "TPU for --strategy=tpu: a name or grpc:// address, 'local' for "
+                        "this machine's chips (TPU VM, Colab); '' finds either.")
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
     flags.DEFINE_enum("mixed_precision", "none", ["bf16", "fp16", "none"], "Mixed precision policy.")
     flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.")
@@ -69,6 +70,7 @@ def main(argv):
         strategy_name=FLAGS.strategy,
         tpu=FLAGS.tpu,
     )
+    _check_input_runs_where_the_pipelines_run(run.strategy)
     run.build(
         optimizer_type=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,
@@ -103,6 +105,20 @@ def _check_step_flags():
             raise app.UsageError(
                 f"--{name}={getattr(FLAGS, name)} must be a multiple of --steps_per_execution={spe}"
             )
+
+
+def _check_input_runs_where_the_pipelines_run(strategy):
+    from keras_bert_impl.data import corpus, tfrecords
+    from keras_bert_impl.training.strategy import input_pipelines_are_remote
+
+    if not input_pipelines_are_remote(strategy):
+        return
+    files = corpus.expand_file_patterns(FLAGS.input_files)
+    if not all(tfrecords.looks_like_tfrecord(f) for f in files):
+        raise app.UsageError(
+            "--input_files: this TPU runs the input pipelines on its own hosts (a TPU Node or "
+            "a multi-host TPU), whose TensorFlow servers lack TF-Text's tokenizer ops; write "
+            "TFRecords with bert-create-pretraining-data and pass those instead of raw text")
 
 
 def _bert_config():

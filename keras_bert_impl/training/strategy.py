@@ -1,5 +1,8 @@
 """The tf.distribute strategy named on the command line."""
 
+import glob
+import os
+
 import tensorflow as tf
 from absl import logging
 
@@ -9,9 +12,10 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker", "tpu")
 def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy:
     """Returns the strategy `name` (one of STRATEGIES), connecting to the TPU for "tpu".
 
-    `tpu` is the TPU address as TPUClusterResolver takes it: "" on Colab,
-    "local" on a TPU VM, or a grpc:// address. "multi_worker" reads the
-    cluster from the TF_CONFIG environment variable.
+    `tpu` is the TPU as TPUClusterResolver takes it: a TPU name or grpc://
+    address, "local" for the chips of this machine (a TPU VM, Colab), or ""
+    for "find it" (see `tpu_address`). "multi_worker" reads the cluster from
+    the TF_CONFIG environment variable.
     """
     if name == "default":
         return tf.distribute.get_strategy()
@@ -23,11 +27,43 @@ def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address(tpu))
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
+
+
+_TPU_NAMING_VARIABLES = ("TPU_NAME", "COLAB_TPU_ADDR", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS")
+_TPU_DEVICE_FILES = ("/dev/accel*", "/dev/vfio/[0-9]*")
+
+
+def tpu_address(tpu: str) -> str:
+    """`tpu`, except that "" becomes "local" on a machine with TPU chips attached.
+
+    TPUClusterResolver resolves "" only from an environment variable naming
+    a TPU (as TPU Nodes and GKE set); a TPU VM, which is what Colab's TPU
+    runtime is now, sets none, and "" fails there with "Please provide a TPU
+    Name to connect to".
+    """
+    if tpu or any(os.environ.get(name) for name in _TPU_NAMING_VARIABLES):
+        return tpu
+    if any(glob.glob(pattern) for pattern in _TPU_DEVICE_FILES):
+        return "local"
+    return tpu
+
+
+def input_pipelines_are_remote(strategy: tf.distribute.Strategy) -> bool:
+    """True when tf.data runs in TPU host servers rather than in this process.
+
+    So it is on a TPU Node and on the other hosts of a multi-host TPU: their
+    TensorFlow servers load no custom ops, so TF-Text's tokenizer ops fail
+    there with "Op type not registered", and only core-op pipelines (such as
+    reading pretraining TFRecords) run.
+    """
+    if not isinstance(strategy, tf.distribute.TPUStrategy):
+        return False
+    return bool(strategy.cluster_resolver.cluster_spec().as_dict())
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -1,0 +1,42 @@
+"""Choosing the strategy, the TPU and XLA from command-line values."""
+
+import pytest
+import tensorflow as tf
+
+from keras_bert_impl.training import strategy
+
+
+@pytest.fixture
+def no_tpu_variables(monkeypatch):
+    for name in ("TPU_NAME", "COLAB_TPU_ADDR", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_an_empty_tpu_address_means_the_chips_of_a_tpu_vm(monkeypatch, no_tpu_variables):
+    monkeypatch.setattr(strategy.glob, "glob",
+                        lambda pattern: ["/dev/accel0"] if pattern == "/dev/accel*" else [])
+    assert strategy.tpu_address("") == "local"
+    assert strategy.tpu_address("my-tpu") == "my-tpu"
+
+
+def test_an_empty_tpu_address_is_left_to_the_resolver_where_a_variable_names_the_tpu(
+        monkeypatch, no_tpu_variables):
+    monkeypatch.setattr(strategy.glob, "glob", lambda pattern: ["/dev/accel0"])
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    assert strategy.tpu_address("") == ""
+
+
+def test_an_empty_tpu_address_stays_empty_without_tpu_chips(monkeypatch, no_tpu_variables):
+    monkeypatch.setattr(strategy.glob, "glob", lambda pattern: [])
+    assert strategy.tpu_address("") == ""
+
+
+def test_xla_is_kept_for_one_replica_and_auto_stays_keras_choice():
+    one = tf.distribute.get_strategy()
+    assert strategy.jit_compile_under(one, True) is True
+    assert strategy.jit_compile_under(one, "auto") == "auto"
+    assert strategy.jit_compile_under(one, False) is False
+
+
+def test_input_pipelines_run_in_this_process_without_a_tpu():
+    assert not strategy.input_pipelines_are_remote(tf.distribute.get_strategy())
