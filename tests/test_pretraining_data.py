@@ -327,11 +327,16 @@ def _splits_into(text, words):
     return any(text.startswith(w) and _splits_into(text[len(w):], words) for w in words)
 
 
-def test_an_empty_corpus_file_is_an_error_naming_it(tokenizer, tmp_path):
+def test_a_corpus_file_without_text_is_an_error_naming_it(tokenizer, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
-    with pytest.raises(ValueError, match="empty.txt.*is empty"):
+    with pytest.raises(ValueError, match="empty.txt.*holds no text"):
         pretraining_dataset(str(empty), tokenizer, seq_length=SEQ, batch_size=2)
+    # Lines the tokenizer empties: ideographic spaces, zero-width spaces, controls.
+    invisible = tmp_path / "invisible.txt"
+    invisible.write_text("\u3000\u3000\n\u200b\n\x07\ufffd\n\n\u00a0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="invisible.txt.*holds no text"):
+        pretraining_dataset(str(invisible), tokenizer, seq_length=SEQ, batch_size=2)
     with pytest.raises(ValueError, match="matches no files"):
         pretraining_dataset(str(tmp_path / "missing*.txt"), tokenizer, seq_length=SEQ)
 

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -145,6 +146,74 @@ def test_metadata_mismatch_is_a_clear_error(generated_records, tokenizer, cased_
     with pytest.raises(ValueError, match="vocab_sha256"):
         pretraining_dataset(records, BertTokenizer(cased_vocab, lower_case=False),
                             seq_length=SEQ, max_predictions_per_seq=P)
+
+
+def test_records_named_without_a_tfrecord_suffix_are_read_as_records(tokenizer, tmp_path):
+    # The original tool names its output freely, e.g. tf_examples_00000.
+    path = str(tmp_path / "tf_examples_00000")
+    with tf.io.TFRecordWriter(path) as writer:
+        for seed in range(3):
+            writer.write(_original_example(seed)[0].SerializeToString())
+    ds = pretraining_dataset(path, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=3, seed=1, num_epochs=1)
+    batch = next(ds.as_numpy_iterator())
+    assert sorted(batch["next_sentence_labels"].tolist()) == [0, 0, 1]
+
+
+def test_a_mix_of_record_and_text_files_is_an_error(tokenizer, tmp_path, shared_data):
+    records = str(tmp_path / "a.tfrecord")
+    with tf.io.TFRecordWriter(records) as writer:
+        writer.write(_original_example(0)[0].SerializeToString())
+    with pytest.raises(ValueError, match="mix TFRecords.*a.tfrecord.*and text"):
+        pretraining_dataset([records, str(shared_data / "sample_text.txt")], tokenizer,
+                            seq_length=SEQ, max_predictions_per_seq=P)
+
+
+def test_a_rerun_killed_while_writing_keeps_the_earlier_records(generated_records, uncased_vocab,
+                                                               shared_data, tmp_path):
+    out, _ = generated_records
+    kept = tmp_path / "a.tfrecord"
+    kept.write_bytes((out / "a.tfrecord").read_bytes())
+    metadata = (out / "a.tfrecord.metadata.json").read_text()
+    (tmp_path / "a.tfrecord.metadata.json").write_text(metadata)
+    rerun = subprocess.Popen(
+        [sys.executable, "-m", "keras_bert_impl.cli.create_pretraining_data",
+         f"--input_file={shared_data / 'sample_text.txt'}", f"--output_file={kept}",
+         f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}",
+         f"--max_predictions_per_seq={P}", "--dupe_factor=100000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300  # hang guard only
+        while not any(p.stat().st_size for p in tmp_path.glob("a.tfrecord.partial")):
+            assert rerun.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        rerun.kill()
+        rerun.wait()
+    assert kept.read_bytes() == (out / "a.tfrecord").read_bytes()
+    assert (tmp_path / "a.tfrecord.metadata.json").read_text() == metadata
+
+
+def test_the_tool_refuses_a_dupe_factor_below_one(uncased_vocab, shared_data, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_bert_impl.cli.create_pretraining_data",
+         f"--input_file={shared_data / 'sample_text.txt'}",
+         f"--output_file={tmp_path / 'a.tfrecord'}", f"--vocab_file={uncased_vocab}",
+         "--dupe_factor=-1"],
+        check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "--dupe_factor must be at least 1" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_empty_records_beside_metadata_are_an_error_not_a_hang(generated_records, tokenizer,
+                                                              tmp_path):
+    out, _ = generated_records
+    emptied = tmp_path / "a.tfrecord"
+    emptied.write_bytes(b"")
+    (tmp_path / "a.tfrecord.metadata.json").write_text(
+        (out / "a.tfrecord.metadata.json").read_text())
+    with pytest.raises(ValueError, match="a.tfrecord.*hold no records"):
+        pretraining_dataset(str(emptied), tokenizer, seq_length=SEQ, max_predictions_per_seq=P)
 
 
 def test_serialized_examples_round_trip(tmp_path):

@@ -52,6 +52,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("shuffle_buffer", 10000, "Documents and instances shuffled within buffers "
                          "of this size.")
     flags.mark_flags_as_required(["output_file", "vocab_file"])
+    flags.register_validator("dupe_factor", lambda value: value >= 1,
+                             "--dupe_factor must be at least 1 (passes over the corpus)")
 
 
 def main(argv):
@@ -89,7 +91,10 @@ def main(argv):
     output_files = [f.strip() for f in FLAGS.output_file.split(",") if f.strip()]
     for path in output_files:
         tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    writers = [tf.io.TFRecordWriter(path) for path in output_files]
+    # Records go to temporary files renamed at the end: a failed or interrupted
+    # run leaves earlier output and its metadata as they were.
+    partial_files = [f"{path}.partial" for path in output_files]
+    writers = [tf.io.TFRecordWriter(path) for path in partial_files]
     counts = [0] * len(writers)
     progress = keras.utils.Progbar(None, unit_name="instance")
     total = 0
@@ -105,7 +110,13 @@ def main(argv):
     for writer in writers:
         writer.close()
     if total == 0:
+        for path in partial_files:
+            tf.io.gfile.remove(path)
         raise app.UsageError("the corpus gave no instances; see the input files")
+    for partial, path in zip(partial_files, output_files):
+        if tf.io.gfile.exists(tfrecords.metadata_path(path)):
+            tf.io.gfile.remove(tfrecords.metadata_path(path))
+        tf.io.gfile.rename(partial, path, overwrite=True)
     for path, count in zip(output_files, counts):
         tfrecords.write_metadata(path, {
             "seq_length": FLAGS.max_seq_length,

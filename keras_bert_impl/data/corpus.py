@@ -16,6 +16,7 @@ are not valid UTF-8 are dropped, as the original's ``convert_to_unicode``
 from __future__ import annotations
 
 import gzip
+import unicodedata
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -48,19 +49,25 @@ def is_gzip(path: str) -> bool:
 
 
 def check_not_empty(path: str) -> None:
-    """Raises ValueError when a corpus file holds no non-blank line.
+    """Raises ValueError when a corpus file holds no line with text.
 
-    Such a file would add nothing, and a corpus of them would silently give
-    an empty dataset.
+    Such a file would add nothing, and a corpus of them would give an endless
+    stream of nothing. Text is what the tokenizer keeps: not whitespace
+    (Unicode's too), control or format characters, or U+FFFD.
     """
     with tf.io.gfile.GFile(path, "rb") as raw:
         lines = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
         for line in lines:
-            if line.strip():
+            if any(_is_text(c) for c in line.decode("utf-8", "ignore")):
                 return
     raise ValueError(
-        f"corpus file {path!r} is empty: expected one sentence per line with a "
+        f"corpus file {path!r} holds no text: expected one sentence per line with a "
         "blank line between documents")
+
+
+def _is_text(character: str) -> bool:
+    return not (character.isspace() or character == "\ufffd"
+                or unicodedata.category(character) in ("Cc", "Cf"))
 
 
 def _valid_utf8(lines: tf.Tensor) -> tf.Tensor:

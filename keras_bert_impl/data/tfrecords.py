@@ -49,7 +49,20 @@ _PREDICTION_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weigh
 
 
 def looks_like_tfrecord(path: str) -> bool:
+    """Whether the file's name says TFRecords (``.tfrecord``, ``.record-00001``, ...)."""
     return any(path.endswith(suffix) or f"{suffix}-" in path for suffix in TFRECORD_SUFFIXES)
+
+
+def starts_with_a_record(path: str) -> bool:
+    """Whether the file begins with a well-formed TFRecord (length and checksums agree).
+
+    The original ``create_pretraining_data.py`` names its output freely, so a
+    file's name cannot tell; text or gzip bytes fail the length checksum.
+    """
+    try:
+        return next(iter(tf.data.TFRecordDataset(path).take(1)), None) is not None
+    except tf.errors.DataLossError:
+        return False
 
 
 def metadata_path(record_path: str) -> str:
@@ -96,8 +109,7 @@ def check_record_files(files: Sequence[str], seq_length: int, max_predictions_pe
         metadata = read_metadata(path)
         if metadata is not None:
             _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256)
-        else:
-            _check_first_record(path, seq_length, max_predictions_per_seq)
+        _check_first_record(path, seq_length, max_predictions_per_seq)
 
 
 def _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256):
