@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 
 def finetune(*flags, check=True):
@@ -114,17 +115,24 @@ def test_ner_learns_entities_that_an_all_o_tagger_never_finds(shared_data, cased
     assert labels == sorted(labels) and "B-PER" in labels and "O" in labels
 
 
-def test_squad_on_cmrc_skips_and_counts_mismatched_answers(shared_data, chinese_vocab, tmp_path):
-    train = str(shared_data / "qa/cmrc2018/cmrc2018_trial.json")  # 7 of 1002 answers mismatch
-    with open(train, encoding="utf-8") as f:
-        articles = json.load(f)["data"][:10]
+def test_squad_on_cmrc_predicts_and_scores_every_eval_question(shared_data, chinese_vocab,
+                                                                 tmp_path):
+    with open(shared_data / "qa/cmrc2018/cmrc2018_trial.json", encoding="utf-8") as f:
+        trial = json.load(f)  # 5 of its 1002 answer_start values are off by one
+    absent = trial["data"][0]["paragraphs"][0]["qas"][0]
+    absent["answers"][0]["text"] = "不在文中的答案"  # the one bad training record
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps(trial, ensure_ascii=False), encoding="utf-8")
+    articles = json.loads(json.dumps(trial["data"][1:11]))
     broken = articles[0]["paragraphs"][0]["qas"][0]
     broken["answers"][0]["answer_start"] += 1
+    articles[1]["paragraphs"][0]["qas"][0]["question"] = ""
     dev = tmp_path / "dev.json"
     dev.write_text(json.dumps({"version": "v1.0", "data": articles}, ensure_ascii=False),
                    encoding="utf-8")
     from keras_bert_impl.checkpoints.google import save_google_checkpoint
     from keras_bert_impl.config import BertConfig
+    from keras_bert_impl.metrics.squad_cmrc import cmrc_scores
     from keras_bert_impl.models.encoder import BertEncoder
 
     pretrained = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=21128))
@@ -134,21 +142,69 @@ def test_squad_on_cmrc_skips_and_counts_mismatched_answers(shared_data, chinese_
              f"--vocab_file={chinese_vocab}", "--preset=bert_tiny", f"--model_dir={model_dir}",
              f"--init_checkpoint={checkpoint}", "--learning_rate=5e-5",
              "--seq_length=64", "--doc_stride=32", "--max_query_length=16",
-             "--batch_size=32", "--num_train_steps=20", "--skip_bad_records")
+             "--batch_size=32", "--num_train_steps=20", "--skip_bad_records",
+             "--squad_metric=cmrc2018")
     # Started from the Google-format checkpoint: 20 small steps barely move the embeddings
     # (each at most ~3x the learning rate: the original AdamW has no bias correction).
     tuned = keras.saving.load_model(model_dir / "model.keras", compile=False)
     np.testing.assert_allclose(tuned.encoder.get_embedding_table().numpy(),
                                pretrained.get_embedding_table().numpy(), atol=5e-3)
     scores = results(model_dir)
-    assert scores["skipped_records"] == 7 + 1
-    assert 0.0 <= scores["exact_match"] <= 100.0 and 0.0 <= scores["f1"] <= 100.0
+    assert scores["skipped_records"] == 1
     with open(model_dir / "predictions.json", encoding="utf-8") as f:
         predictions = json.load(f)
-    questions = [qa["id"] for article in articles for paragraph in article["paragraphs"]
-                 for qa in paragraph["qas"]]
-    assert sorted(predictions) == sorted(set(questions) - {broken["id"]})
+    gold = {qa["id"]: [answer["text"] for answer in qa["answers"]]
+            for article in articles for paragraph in article["paragraphs"]
+            for qa in paragraph["qas"]}
+    # As the official script: every question of the file is predicted and counts.
+    assert sorted(predictions) == sorted(gold)
     assert all(isinstance(answer, str) for answer in predictions.values())
+    expected = cmrc_scores(gold, predictions)
+    assert scores["exact_match"] == pytest.approx(expected["exact_match"])
+    assert scores["f1"] == pytest.approx(expected["f1"])
+
+
+def squad_flags(train_file, eval_file, **overrides):
+    from types import SimpleNamespace
+
+    values = {"train_file": train_file, "eval_file": eval_file, "seq_length": 32,
+              "doc_stride": 8, "max_query_length": 8, "version_2_with_negative": False,
+              "skip_bad_records": False}
+    return SimpleNamespace(**{**values, **overrides})
+
+
+def write_long_context_squad(path, questions=3):
+    context = " ".join(f"word{i}" for i in range(40)) + " the answer is paris ."
+    qas = [{"id": f"q{i}", "question": f"where {i}?",
+            "answers": [{"text": "paris", "answer_start": context.index("paris")}]}
+           for i in range(questions)]
+    with tf.io.gfile.GFile(str(path), "w") as f:
+        f.write(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": qas}]}]}))
+    return str(path)
+
+
+def test_squad_epochs_count_questions_not_context_windows(uncased_vocab, tmp_path):
+    """The original run_squad.py: num_train_steps = questions / batch_size * epochs."""
+    from keras_bert_impl.cli.finetune_tasks import SquadTask
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    data = write_long_context_squad(tmp_path / "train.json", questions=3)
+    task = SquadTask(squad_flags(data, data), BertTokenizer(uncased_vocab), None)
+    assert len(task.train.start_positions) > 3 * 5  # each long context makes many windows
+    assert task.num_train_examples == 3
+
+
+def test_squad_warns_when_doc_stride_leaves_windows_without_overlap(
+        uncased_vocab, tmp_path, caplog):
+    from keras_bert_impl.cli.finetune_tasks import SquadTask
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    data = write_long_context_squad(tmp_path / "train.json", questions=1)
+    tokenizer = BertTokenizer(uncased_vocab)
+    SquadTask(squad_flags(data, data, doc_stride=20), tokenizer, None)
+    assert "--doc_stride=20 is not below the 21 context tokens" not in caplog.text
+    SquadTask(squad_flags(data, data, doc_stride=21), tokenizer, None)
+    assert "--doc_stride=21 is not below the 21 context tokens a window holds" in caplog.text
 
 
 def finetune_in_process(monkeypatch, *flag_args):
@@ -218,3 +274,42 @@ def test_tfds_data_is_for_classification_only(uncased_vocab, tmp_path, monkeypat
                                f"--model_dir={tmp_path}")
     assert code == 1
     assert "--tfds_name is for --task=classify; --task=ner reads" in capsys.readouterr().err
+
+
+def test_squad_runs_on_a_remote_file_system_with_the_original_defaults_and_v2_export(
+        uncased_vocab, tmp_path, monkeypatch):
+    """gs:// works as TF's in-memory ram:// does: data, vocabulary and --model_dir go
+    through tf.io.gfile. Without --seq_length squad windows are 384 tokens (run_squad.py);
+    a v2.0 run exports with its no-answer rule."""
+    from keras_bert_impl import export
+    from keras_bert_impl.cli import finetune_tasks
+
+    root = "ram://finetune_remote"
+    tf.io.gfile.makedirs(root)
+    tf.io.gfile.copy(uncased_vocab, f"{root}/vocab.txt", overwrite=True)
+    data = write_long_context_squad(f"{root}/squad.json", questions=2)
+    seen = {}
+
+    class RecordingSquadTask(finetune_tasks.SquadTask):
+        def __init__(self, flags, tokenizer, preprocessor):
+            seen["seq_length"] = flags.seq_length
+            super().__init__(flags, tokenizer, preprocessor)
+
+    monkeypatch.setitem(finetune_tasks.TASKS, "squad", RecordingSquadTask)
+    monkeypatch.setattr(export, "export_saved_model",
+                        lambda model, export_dir, **options: seen.update(options))
+    code = finetune_in_process(
+        monkeypatch, "--task=squad", f"--train_file={data}", f"--eval_file={data}",
+        f"--vocab_file={root}/vocab.txt", "--preset=bert_tiny", f"--model_dir={root}/model",
+        "--batch_size=2", "--num_train_steps=1", "--version_2_with_negative",
+        "--null_score_diff_threshold=1.5", f"--export_dir={tmp_path / 'export'}")
+    assert code in (None, 0)
+    assert seen["seq_length"] == 384 and seen["doc_stride"] == 128
+    assert seen["version_2_with_negative"] is True
+    assert seen["null_score_diff_threshold"] == 1.5
+    with tf.io.gfile.GFile(f"{root}/model/eval_results.json") as f:
+        scores = json.load(f)
+    with tf.io.gfile.GFile(f"{root}/model/predictions.json") as f:
+        assert sorted(json.load(f)) == ["q0", "q1"]
+    assert scores["skipped_records"] == 0 and 0.0 <= scores["f1"] <= 100.0
+    assert tf.io.gfile.exists(f"{root}/model/model.keras")

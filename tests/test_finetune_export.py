@@ -71,6 +71,17 @@ def test_token_classifier_serves_a_tag_per_word(tmp_path, cased_vocab):
     assert (positions[2] < 0).any(), "the long text must exercise truncation"
 
 
+def test_served_words_split_conll_words_at_punctuation_as_huggingface_pipelines_do():
+    """One CoNLL word, "U.S.", is four served words; the NER export tags each of them."""
+    import tensorflow as tf
+
+    from keras_bert_impl.export.word_offsets import split_words
+
+    words, begin, end = split_words(tf.constant(["U.S. troops won 1-0"]))
+    assert words.to_list() == [[b"U", b".", b"S", b".", b"troops", b"won", b"1", b"-", b"0"]]
+    assert begin.to_list()[0][:5] == [0, 1, 2, 3, 5] and end.to_list()[0][4] == 11
+
+
 def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chinese_vocab):
     tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
     model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))
@@ -157,3 +168,58 @@ def test_span_labeler_answers_from_a_later_window_of_a_long_context(tmp_path, ch
         assert served["score"][row].numpy() == pytest.approx(best.score, abs=1e-4)
     assert served["answer"][2].numpy() == b"" and served["start_char"][2] == -1
     assert served["score"][2].numpy() == float("-inf")
+
+
+def test_a_squad_v2_span_labeler_serves_no_answer_as_the_offline_decoding_does(
+        tmp_path, chinese_vocab):
+    import tensorflow as tf
+
+    tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
+    model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))
+    filler = "北京是中国的首都，有很多名胜古迹。"
+    questions = ["最大的动物是什么？", "Who founded it?", "这是什么？", "首都在哪里？",
+                 "谁创立了它？", "生命数耗完即算为什么？"]
+    contexts = [filler * 6 + "蓝鲸是最大的动物。", "Nexon was founded in 1994 by Kim Jung-ju.",
+                filler, "中国的首都是北京。" * 5, "1994年由金正宙创立。",
+                "每次泡封会减少生命数，生命数耗完即算为踢爆。"]
+    seq_length, options = 64, {"doc_stride": 24, "max_query_length": 12, "max_answer_length": 8}
+    examples = SquadExamples([
+        SquadExample(f"q{i}", question, context, context_words(context), [], -1, -1, True)
+        for i, (question, context) in enumerate(zip(questions, contexts))])
+    features = squad_features(examples, tokenizer, seq_length=seq_length,
+                              doc_stride=options["doc_stride"],
+                              max_query_length=options["max_query_length"])
+    outputs = model.predict(features.inputs, verbose=0)
+    starts, ends = outputs["start_logits"], outputs["end_logits"]
+    _, nbest = decode_answers(examples, features, starts, ends, n_best_size=seq_length,
+                              max_answer_length=options["max_answer_length"])
+    # The original's null score: the smallest [CLS] score over a question's windows.
+    null = {f"q{i}": min(starts[w, 0] + ends[w, 0] for w in np.flatnonzero(
+        features.example_index == i)) for i in range(len(questions))}
+    differences = sorted(null[q] - nbest[q][0].score for q in null)
+    threshold = float((differences[2] + differences[3]) / 2)  # half the questions: no answer
+    expected, _ = decode_answers(examples, features, starts, ends, n_best_size=seq_length,
+                                 max_answer_length=options["max_answer_length"],
+                                 version_2_with_negative=True,
+                                 null_score_diff_threshold=threshold)
+    assert sorted(answer == "" for answer in expected.values()) == [False] * 3 + [True] * 3
+
+    export_dir = export_saved_model(model, str(tmp_path / "qa"), vocab_file=chinese_vocab,
+                                    seq_length=seq_length, pair_inputs=True,
+                                    version_2_with_negative=True,
+                                    null_score_diff_threshold=threshold, **options)
+    loaded = tf.saved_model.load(export_dir)
+    assert loaded.version_2_with_negative[0].numpy() == 1
+    assert loaded.null_score_diff_threshold[0].numpy() == pytest.approx(threshold)
+    served = loaded.signatures["serving_default"](text=tf.constant(questions),
+                                                  text_pair=tf.constant(contexts))
+    for row, question_id in enumerate(f"q{i}" for i in range(len(questions))):
+        answer = served["answer"][row].numpy().decode()
+        assert answer == expected[question_id]
+        if answer:
+            best = nbest[question_id][0]
+            assert served["start_char"][row] == best.start_char
+            assert served["score"][row].numpy() == pytest.approx(best.score, abs=1e-4)
+        else:
+            assert served["start_char"][row] == served["end_char"][row] == -1
+            assert served["score"][row].numpy() == pytest.approx(null[question_id], abs=1e-4)

@@ -1,1 +1,23 @@
 """Command-line tools (absl flags), each with a run() entry for its console script."""
+
+import sys
+from collections.abc import Callable
+
+from absl import app, flags
+
+
+def run_tool(module_name: str, define_flags: Callable[[], None], main: Callable) -> None:
+    """Defines a tool's flags and runs its `main` under absl.
+
+    Started through its console script, the `__main__` module is pip's
+    wrapper, which defines no flags and has no docstring, so `--help` would
+    list neither; the tool's flags and description are lent to it.
+    """
+    define_flags()
+    tool, main_module = sys.modules[module_name], sys.modules["__main__"]
+    if main_module is not tool:
+        for flag in flags.FLAGS.get_key_flags_for_module(module_name):
+            flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+        if not main_module.__doc__:
+            main_module.__doc__ = tool.__doc__
+    app.run(main)

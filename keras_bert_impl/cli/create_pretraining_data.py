@@ -1,4 +1,4 @@
-"""bert-create-pretraining-data: raw text to pretraining TFRecords (static masking).
+r"""bert-create-pretraining-data: raw text to pretraining TFRecords (static masking).
 
 The flags and the records are the original ``create_pretraining_data.py``'s,
 so its outputs and ours feed either trainer. The instances come from the same
@@ -16,6 +16,8 @@ buffer rather than globally. Beside each output file ``F`` goes
 import os
 
 from absl import app, flags
+
+from keras_bert_impl.cli import run_tool
 
 FLAGS = flags.FLAGS
 
@@ -137,8 +139,7 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""bert-export: write a trained model as a TensorFlow Serving SavedModel with its tokenizer.
+r"""bert-export: write a trained model as a TensorFlow Serving SavedModel with its tokenizer.
 
     bert-export --model=/tmp/sst2/model.keras --vocab_file=vocab.txt \
         --labels_file=/tmp/sst2/labels.txt --export_dir=/models/bert
@@ -14,6 +14,8 @@ which `tensorflow_model_server --model_base_path=--export_dir` picks up.
 import os
 
 from absl import app, flags, logging
+
+from keras_bert_impl.cli import run_tool
 
 FLAGS = flags.FLAGS
 
@@ -129,8 +131,7 @@ def main(argv):
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""bert-finetune: fine-tune BERT for classification, NER or SQuAD, evaluate and export.
+r"""bert-finetune: fine-tune BERT for classification, NER or SQuAD, evaluate and export.
 
     bert-finetune --task=classify --train_file=SST-2/train.tsv --eval_file=SST-2/dev.tsv \
         --vocab_file=vocab.txt --bert_config=bert_config.json \
@@ -11,7 +11,8 @@ dataset defines them.
 Writes DIR/eval_results.json (classify: accuracy, f1 for two classes; ner:
 entity precision/recall/f1; squad: exact_match/f1 in percent; all with
 skipped_records), DIR/labels.txt, DIR/predictions.json for squad, DIR/model.keras, training
-checkpoints and TensorBoard logs. A restarted run with the same flags resumes
+checkpoints and TensorBoard logs. --model_dir, the data and the vocabulary may be
+on any `tf.io.gfile` file system (e.g. gs://). A restarted run with the same flags resumes
 from the newest checkpoint in --model_dir (weights, optimizer state, step and,
 by skipping that many batches of the seeded input order, data position).
 """
@@ -20,11 +21,16 @@ import json
 import math
 import os
 
-from absl import app, flags, logging
+import tensorflow as tf
+from absl import flags, logging
 
+from keras_bert_impl.cli import run_tool
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
+
+# The original run_squad.py and run_classifier.py defaults.
+DEFAULT_SEQ_LENGTH = {"squad": 384, "classify": 128, "ner": 128}
 
 
 def define_flags() -> None:
@@ -51,9 +57,14 @@ def define_flags() -> None:
                         "Google-format checkpoint (bert_model.ckpt) or a .keras BertEncoder or "
                         "BertPretrainer to start from; random initialisation without it.")
     flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs, labels and results.")
-    flags.DEFINE_integer("seq_length", 128, "Sequence length.")
+    flags.DEFINE_integer("seq_length", None,
+                         "Sequence length; default 384 for squad, 128 for the other tasks "
+                         "(the original run_squad.py and run_classifier.py defaults).")
     flags.DEFINE_integer("batch_size", 32, "Global batch size for training and evaluation.")
-    flags.DEFINE_float("num_train_epochs", 3.0, "Training epochs (unless --num_train_steps).")
+    flags.DEFINE_float("num_train_epochs", 3.0,
+                       "Training epochs (unless --num_train_steps). For squad an epoch is the "
+                       "number of training questions in batches, as in the original run_squad.py, "
+                       "although a long context yields several windows.")
     flags.DEFINE_integer("num_train_steps", None, "Training steps; overrides --num_train_epochs.")
     flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.")
     flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
@@ -120,10 +131,12 @@ def main(argv):
     from keras_bert_impl.training.strategy import get_strategy, is_chief, task_id
 
     keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.seq_length is None:
+        FLAGS.seq_length = DEFAULT_SEQ_LENGTH[FLAGS.task]
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
     preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
     task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)
-    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    tf.io.gfile.makedirs(FLAGS.model_dir)
     num_train_steps = FLAGS.num_train_steps or max(
         1, math.ceil(task.num_train_examples * FLAGS.num_train_epochs / FLAGS.batch_size))
     steps_per_epoch = min(FLAGS.save_checkpoints_steps, num_train_steps)
@@ -132,8 +145,8 @@ def main(argv):
     # and evaluates; only the chief writes the results, the model and the export.
     chief, worker = is_chief(strategy), task_id(strategy)
     if chief and task.labels:
-        with open(os.path.join(FLAGS.model_dir, "labels.txt"), "w", encoding="utf-8") as f:
-            f.writelines(f"{label}\n" for label in task.labels)
+        with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "labels.txt"), "w") as f:
+            f.write("".join(f"{label}\n" for label in task.labels))
     with strategy.scope():
         model = task.build_model(_encoder())
         if FLAGS.init_checkpoint and not FLAGS.init_checkpoint.endswith(".keras"):
@@ -167,8 +180,8 @@ def main(argv):
     results["skipped_records"] = task.skipped_records
     if not chief:
         return
-    with open(os.path.join(FLAGS.model_dir, "eval_results.json"), "w", encoding="utf-8") as f:
-        json.dump(results, f, indent=2)
+    with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
+        f.write(json.dumps(results, indent=2))
     print(json.dumps(results))
     model.save(os.path.join(FLAGS.model_dir, "model.keras"))
     if FLAGS.export_dir:
@@ -188,15 +201,14 @@ def _encoder():
     if FLAGS.bert_config:
         config = BertConfig.from_json_file(FLAGS.bert_config)
     else:
-        with open(FLAGS.vocab_file, encoding="utf-8") as f:
+        with tf.io.gfile.GFile(FLAGS.vocab_file, "r") as f:
             vocab_size = sum(1 for _ in f)
         config = BertConfig.from_preset(FLAGS.preset, vocab_size=vocab_size)
     return BertEncoder(config)
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
+from absl import logging
 
 from keras_bert_impl.data import classification, ner, squad
 from keras_bert_impl.metrics import classification as classification_metrics
@@ -127,22 +129,28 @@ class NerTask:
 
 
 class SquadTask:
-    """SQuAD v1.1/v2.0 JSON: answer spans in doc_stride windows, official EM/F1."""
+    """SQuAD v1.1/v2.0 JSON: answer spans in doc_stride windows, official EM/F1.
+
+    As the original run_squad.py, an epoch is the number of training
+    *questions* in batches, although a long context yields several windows.
+    """
 
     labels: tuple[str, ...] = ()  # spans have no labels file
 
     def __init__(self, flags, tokenizer, preprocessor):
         self.flags = flags
-        read = {"version_2_with_negative": flags.version_2_with_negative,
-                "skip_bad_records": flags.skip_bad_records}
+        warn_if_windows_never_overlap(flags.seq_length, flags.doc_stride, flags.max_query_length)
         windows = {"seq_length": flags.seq_length, "doc_stride": flags.doc_stride,
                    "max_query_length": flags.max_query_length}
-        train = squad.read_squad(flags.train_file, **read)
+        train = squad.read_squad(flags.train_file, skip_bad_records=flags.skip_bad_records,
+                                 version_2_with_negative=flags.version_2_with_negative)
         self.train = squad.squad_features(train, tokenizer, **windows)
-        self.eval_examples = squad.read_squad(flags.eval_file, **read)
+        self.eval_examples = squad.read_squad(
+            flags.eval_file, version_2_with_negative=flags.version_2_with_negative,
+            is_training=False)
         self.eval = squad.squad_features(self.eval_examples, tokenizer, **windows)
-        self.num_train_examples = len(self.train.start_positions)
-        self.skipped_records = train.skipped_records + self.eval_examples.skipped_records
+        self.num_train_examples = len(train.examples)
+        self.skipped_records = train.skipped_records
 
     def build_model(self, encoder):
         return BertSpanLabeler(encoder)
@@ -161,21 +169,41 @@ class SquadTask:
             n_best_size=self.flags.n_best_size, max_answer_length=self.flags.max_answer_length,
             version_2_with_negative=self.flags.version_2_with_negative,
             null_score_diff_threshold=self.flags.null_score_diff_threshold)
-        with open(os.path.join(model_dir, "predictions.json"), "w", encoding="utf-8") as f:
-            json.dump(predictions, f, ensure_ascii=False, indent=2)
+        with tf.io.gfile.GFile(os.path.join(model_dir, "predictions.json"), "w") as f:
+            f.write(json.dumps(predictions, ensure_ascii=False, indent=2))
         scores = cmrc_scores if self.flags.squad_metric == "cmrc2018" else squad_scores
         return scores(self.eval_examples.gold_answers(), predictions)
 
     def export(self, model, export_dir, version):
         from keras_bert_impl.export import export_saved_model
 
-        # Serving reads text = question, text_pair = context, in the training windows.
+        # Serving reads text = question, text_pair = context, in the training windows,
+        # and answers "" by the same v2.0 rule as `evaluate`.
         export_saved_model(
             model, export_dir, vocab_file=self.flags.vocab_file,
             lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
             version=version, pair_inputs=True, doc_stride=self.flags.doc_stride,
             max_query_length=self.flags.max_query_length,
-            max_answer_length=self.flags.max_answer_length)
+            max_answer_length=self.flags.max_answer_length,
+            version_2_with_negative=self.flags.version_2_with_negative,
+            null_score_diff_threshold=self.flags.null_score_diff_threshold)
+
+
+def warn_if_windows_never_overlap(seq_length: int, doc_stride: int, max_query_length: int) -> None:
+    """Logs a warning when consecutive context windows cannot overlap.
+
+    A window holds seq_length - 3 - question tokens of the context; when
+    `doc_stride` is at least that, an answer that crosses a window boundary
+    is in no window whole, so it can be neither learned nor predicted.
+    """
+    room = seq_length - 3 - max_query_length
+    if doc_stride >= room:
+        logging.warning(
+            "--doc_stride=%d is not below the %d context tokens a window holds "
+            "(--seq_length=%d - 3 - --max_query_length=%d): windows of long questions do not "
+            "overlap and answers across their boundaries are lost; lower --doc_stride or "
+            "raise --seq_length (the original run_squad.py: 384, stride 128)",
+            doc_stride, room, seq_length, max_query_length)
 
 
 TASKS = {"classify": ClassifyTask, "ner": NerTask, "squad": SquadTask}

@@ -1,4 +1,4 @@
-"""bert-pretrain: MLM + NSP pretraining with model.fit on any tf.distribute strategy.
+r"""bert-pretrain: MLM + NSP pretraining with model.fit on any tf.distribute strategy.
 
 A restarted run with the same flags resumes from the newest checkpoint in
 --model_dir: weights, optimizer state, step and data position.
@@ -13,6 +13,7 @@ import functools
 
 from absl import app, flags, logging
 
+from keras_bert_impl.cli import run_tool
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -140,8 +141,7 @@ def _pipeline(input_files, tokenizer, input_context, start_step, **kwargs):
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

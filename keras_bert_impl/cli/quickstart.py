@@ -12,11 +12,14 @@ over gRPC on a free loopback port and ask it to fill masked held-out
 sentences. A rerun with the same --output_dir resumes or reuses the training.
 """
 
+import json
 import os
 import re
 import tempfile
 
 from absl import app, flags, logging
+
+from keras_bert_impl.cli import run_tool
 
 FLAGS = flags.FLAGS
 
@@ -45,17 +48,40 @@ def define_flags() -> None:
 HELD_OUT_EVERY = 10
 MAX_PREDICTIONS = 10
 SHOW_SENTENCES = 4
+# What the corpus, the vocabulary and the checkpoints of --output_dir depend on.
+RUN_FLAGS = ("corpus", "tfds_name", "tfds_text_key", "max_documents", "steps", "vocab_size",
+             "seq_length", "batch_size", "learning_rate", "lower_case")
+SETTINGS_FILE = "quickstart_flags.json"
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
+    _check_same_run()
     train_file, held_out_file, held_out_documents = _write_corpus()
     vocab_file = _learn_vocabulary(train_file)
     run = _pretrain(train_file, vocab_file)
     _evaluate(run, held_out_file)
     _serve_fill_mask(run, vocab_file, held_out_documents)
+
+
+def _check_same_run() -> None:
+    """Resuming needs the flags of the run that wrote --output_dir: another corpus or
+    vocabulary would give every trained embedding row another token."""
+    settings = {name: FLAGS[name].value for name in RUN_FLAGS}
+    path = os.path.join(FLAGS.output_dir, SETTINGS_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+        changed = [f"--{name}: {previous.get(name)!r} then, {value!r} now"
+                   for name, value in settings.items() if previous.get(name) != value]
+        if changed:
+            raise app.UsageError(
+                f"--output_dir={FLAGS.output_dir} holds a run with other flags ("
+                + "; ".join(changed) + "); rerun with those or use another --output_dir")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(settings, f, indent=2)
 
 
 def _documents() -> list[list[str]]:
@@ -216,8 +242,7 @@ def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) 
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_tool(__name__, define_flags, main)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""bert-vocab: learn a WordPiece vocabulary from raw text files.
+r"""bert-vocab: learn a WordPiece vocabulary from raw text files.
 
 Words are split exactly as BertTokenizer splits them, so the vocabulary fits
 the tokenizer that will use it (pass the same --lower_case to both).
@@ -9,6 +9,8 @@ the tokenizer that will use it (pass the same --lower_case to both).
 
 from absl import app, flags, logging
 
+from keras_bert_impl.cli import run_tool
+
 FLAGS = flags.FLAGS
 
 
@@ -17,7 +19,8 @@ def define_flags() -> None:
     tool never defines or requires flags of another in the same process."""
     if "input_files" in FLAGS:
         return
-    flags.DEFINE_list("input_files", None, "UTF-8 text files; globs allowed (comma-separated).")
+    flags.DEFINE_list("input_files", None, "UTF-8 text files, plain or .gz; globs allowed "
+                      "(comma-separated).")
     flags.DEFINE_string("output_file", None, "Where to write the vocabulary, one token per line.")
     flags.DEFINE_integer("vocab_size", 30522, "Number of tokens, reserved ones included; more "
                          "when the corpus alphabet alone needs more (a warning says so).")
@@ -35,13 +38,14 @@ def main(argv):
     del argv
     import tensorflow as tf
 
+    from keras_bert_impl.data.corpus import lines_dataset
     from keras_bert_impl.text.vocab_file import write_vocab_file
     from keras_bert_impl.text.vocabulary import learn_vocabulary
 
     files = expand_globs(FLAGS.input_files)
     logging.info("Learning a %d-token vocabulary from %d files", FLAGS.vocab_size, len(files))
     vocab = learn_vocabulary(
-        tf.data.TextLineDataset(files),
+        tf.data.Dataset.from_tensor_slices(files).flat_map(lines_dataset),
         vocab_size=FLAGS.vocab_size,
         lower_case=FLAGS.lower_case,
         reserved_tokens=FLAGS.reserved_tokens,
@@ -65,5 +69,8 @@ def expand_globs(patterns: list[str]) -> list[str]:
 
 
 def run():
-    define_flags()
-    app.run(main)
+    run_tool(__name__, define_flags, main)
+
+
+if __name__ == "__main__":
+    run()

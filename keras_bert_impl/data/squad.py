@@ -25,7 +25,8 @@ class SquadExample:
 
     `word_spans[i]` is the [start, end) character span of word i in
     `context`; `start_word`/`end_word` locate the first answer (-1 when the
-    question has none, i.e. a v2.0 unanswerable question).
+    question has none, i.e. a v2.0 unanswerable question, and in evaluation
+    data, which label no span).
     """
 
     question_id: str
@@ -49,23 +50,31 @@ class SquadExamples:
 
 
 def read_squad(
-    path: str, version_2_with_negative: bool = False, skip_bad_records: bool = False
+    path: str, version_2_with_negative: bool = False, skip_bad_records: bool = False,
+    is_training: bool = True,
 ) -> SquadExamples:
-    """Reads a SQuAD-format JSON file.
+    """Reads a SQuAD-format JSON file (local or any `tf.io.gfile` path, e.g. gs://).
 
-    Bad records, named by question id: an empty context, an answer whose
-    `answer_start` does not point at its `text` in the context, an
-    answerable question without answers, or (unless
+    Training data label the span of the first answer. Its `answer_start`
+    may be off (the CMRC 2018 trial set has a few off-by-one offsets): the
+    occurrence of its text nearest to `answer_start` is used, much as the
+    original's whitespace words and `_improve_answer_span` tolerate it. Bad
+    training records, named by question id: an answer text absent from the
+    context, an answerable question without answers, or (unless
     `version_2_with_negative`) an `is_impossible` question.
+
+    Evaluation data (`is_training=False`) need only answer texts: every
+    question is kept, so it is predicted and scored as the official scripts
+    score every question in the file.
 
     >>> squad = read_squad("cmrc2018_trial.json")
     >>> squad.examples[0].answers
     ['踢爆']
     """
-    with open(path, encoding="utf-8") as f:
+    with tf.io.gfile.GFile(path, "rb") as f:
         try:
-            document = json.load(f)
-        except json.JSONDecodeError as error:
+            document = json.loads(f.read().decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path}: not valid JSON: {error}") from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise ValueError(f"{path}: expected SQuAD JSON, an object with a 'data' list")  # noqa: TRY004
@@ -77,22 +86,35 @@ def read_squad(
             word_spans = context_words(context)
             char_to_word = _char_to_word(context, word_spans)
             for qa in paragraph.get("qas", []):
-                example = _example(path, qa, context, word_spans, char_to_word,
-                                   version_2_with_negative, bad)
+                if is_training:
+                    example = _training_example(path, qa, context, word_spans, char_to_word,
+                                                version_2_with_negative, bad)
+                else:
+                    example = _evaluation_example(qa, context, word_spans)
                 if example is not None:
                     examples.append(example)
     return SquadExamples(examples, bad.skipped)
 
 
-def _example(path, qa, context, word_spans, char_to_word, version_2, bad):
+def _evaluation_example(qa, context, word_spans):
+    is_impossible = bool(qa.get("is_impossible", False))
+    answers = [] if is_impossible else [
+        str(answer.get("text", "")) for answer in qa.get("answers", [])]
+    return SquadExample(
+        question_id=str(qa.get("id", "")),
+        question=str(qa.get("question", "")),
+        context=context,
+        word_spans=word_spans,
+        answers=[text for text in answers if text],
+        start_word=-1,
+        end_word=-1,
+        is_impossible=is_impossible,
+    )
+
+
+def _training_example(path, qa, context, word_spans, char_to_word, version_2, bad):
     question_id = str(qa.get("id", ""))
     where = f"{path}: question id {question_id!r}"
-    if not word_spans:
-        bad.report(f"{where}: the context is empty")
-        return None
-    if not str(qa.get("question", "")).strip():
-        bad.report(f"{where}: the question is empty")
-        return None
     is_impossible = bool(qa.get("is_impossible", False))
     if is_impossible and not version_2:
         bad.report(f"{where}: is_impossible is set but --version_2_with_negative is not")
@@ -102,27 +124,21 @@ def _example(path, qa, context, word_spans, char_to_word, version_2, bad):
         bad.report(f"{where}: no answers for an answerable question")
         return None
     for index, answer in enumerate(answers):
-        text, start = answer.get("text", ""), answer.get("answer_start", -1)
-        if not text:
+        if not answer.get("text", ""):
             bad.report(f"{where}: answer {index} has no text")
-            return None
-        if index > 0:
-            continue  # only the first answer's offset labels the span; the rest count as text
-        if not isinstance(start, int) or context[start:start + len(text)] != text:
-            found = context[start:start + len(text)] if isinstance(start, int) else None
-            bad.report(
-                f"{where}: answer {text!r} does not match the context at answer_start={start} "
-                f"(found {found!r})"
-            )
             return None
     start_word = end_word = -1
     if answers:
-        first = answers[0]
-        start_word = char_to_word[first["answer_start"]]
-        end_word = char_to_word[first["answer_start"] + len(first["text"]) - 1]
+        text, start = answers[0]["text"], answers[0].get("answer_start")
+        start = _nearest_occurrence(context, text, start if isinstance(start, int) else 0)
+        if start is None:
+            bad.report(f"{where}: answer {text!r} does not occur in the context")
+            return None
+        start_word = char_to_word[start]
+        end_word = char_to_word[start + len(text) - 1]
     return SquadExample(
         question_id=question_id,
-        question=qa["question"],
+        question=str(qa.get("question", "")),
         context=context,
         word_spans=word_spans,
         answers=[answer["text"] for answer in answers],
@@ -130,6 +146,19 @@ def _example(path, qa, context, word_spans, char_to_word, version_2, bad):
         end_word=end_word,
         is_impossible=is_impossible,
     )
+
+
+def _nearest_occurrence(context: str, text: str, start: int) -> int | None:
+    """Where `text` occurs in `context` nearest to `start` (the earlier on ties); None if nowhere."""
+    if start >= 0 and context[start:start + len(text)] == text:
+        return start
+    best = None
+    found = context.find(text)
+    while found != -1:
+        if best is None or abs(found - start) < abs(best - start):
+            best = found
+        found = context.find(text, found + 1)
+    return best
 
 
 def context_words(context: str) -> list[tuple[int, int]]:
@@ -237,7 +266,7 @@ def squad_features(
                 piece_to_word.append(word)
         word_offset += len(example.word_spans)
         answer_start = answer_end = None
-        if not example.is_impossible:
+        if example.start_word >= 0:
             answer_start = word_to_piece[example.start_word]
             answer_end = (word_to_piece[example.end_word + 1] - 1
                           if example.end_word + 1 < len(word_to_piece) else len(pieces) - 1)

@@ -42,7 +42,8 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
                        max_chars_per_token: int = 100, overwrite: bool = False,
                        model_name: str = "bert", doc_stride: int = 128,
                        max_query_length: int = 64, max_answer_length: int = 30,
-                       jit_compile: bool = False) -> str:
+                       jit_compile: bool = False, version_2_with_negative: bool = False,
+                       null_score_diff_threshold: float = 0.0) -> str:
     """Writes `export_base/<version>/`, a SavedModel with the tokenizer inside.
 
     Signatures: `serving_default` takes `text` (and `text_pair` when
@@ -54,7 +55,9 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     batch only to the smallest bucket its longest text fits. A `BertSpanLabeler`
     reads contexts in windows moving by `doc_stride` tokens, keeps the first
     `max_query_length` question tokens and answers with at most
-    `max_answer_length` tokens; the export keeps these options (e.g.
+    `max_answer_length` tokens; with `version_2_with_negative` (SQuAD v2.0) it
+    answers "" when the [CLS] score beats the best span by more than
+    `null_score_diff_threshold`. The export keeps these options (e.g.
     `tf.saved_model.load(path).doc_stride[0]`). `jit_compile=True`
     compiles the model call (not the tokenizer) with XLA; stock
     `tensorflow_model_server` runs such a model on CPU only when started with
@@ -93,7 +96,9 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
         context = ServingContext(tokenizer, BertPreprocessor(tokenizer, seq_length),
                                  pair_inputs, top_k, labels_file, buckets, doc_stride,
                                  max_query_length, max_answer_length,
-                                 jit_compile=jit_compile)
+                                 jit_compile=jit_compile,
+                                 version_2_with_negative=version_2_with_negative,
+                                 null_score_diff_threshold=null_score_diff_threshold)
         head = serving_head_for(model, context)
         staging = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=export_base)
         try:
@@ -116,8 +121,9 @@ def _write(model, head, tokenizer, path: str, pair_inputs: bool) -> None:
     for resource in head.resources():
         archive.track(resource)
     for name, value in head.export_options().items():
+        dtype = tf.float32 if isinstance(value, float) else tf.int32
         archive.add_variable_collection(
-            name, [tf.Variable(value, dtype=tf.int32, trainable=False, name=name)])
+            name, [tf.Variable(value, dtype=dtype, trainable=False, name=name)])
     text_spec = tf.TensorSpec([None], tf.string, name="text")
     if pair_inputs:
         def serve_text(text, text_pair):

@@ -37,6 +37,8 @@ class ServingContext:
     max_query_length: int = 64
     max_answer_length: int = 30
     jit_compile: bool = False
+    version_2_with_negative: bool = False
+    null_score_diff_threshold: float = 0.0
 
     def pack(self, segments: list[tf.RaggedTensor]) -> dict[str, tf.Tensor]:
         """Packs token ids; with buckets, trims to the smallest bucket that fits the batch."""
@@ -82,7 +84,7 @@ class ServingHead:
         """TF resources (lookup tables) the signatures use besides the model and tokenizer."""
         return []
 
-    def export_options(self) -> dict[str, int]:
+    def export_options(self) -> dict[str, int | float]:
         """Options this head was exported with, saved as scalar variables readable after loading."""
         return {}
 

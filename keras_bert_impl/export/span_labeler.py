@@ -10,10 +10,15 @@ into words, tokenized word by word and cut into windows of the room left in
 start only at a token that window covers best (most context on both sides),
 ends no earlier, spans at most `max_answer_length` tokens, and maximises
 start + end logit over all pairs (not only the n best) and all windows. It is
-widened to whole words. Outputs: `answer` (the context's own text), `score`,
-`start_char`/`end_char` (character offsets into the context, end exclusive;
--1 and "" when the context is empty), and `start_logits`/`end_logits`
-[batch, seq] of the window the answer comes from.
+widened to whole words. Exported with `version_2_with_negative` (SQuAD v2.0),
+the answer is "" when the null score, the smallest [CLS] start + end logit
+over the windows, exceeds the best span's score by more than
+`null_score_diff_threshold`, as the original `write_predictions` and
+`decode_answers` decide. Outputs: `answer` (the context's own text, "" for no
+answer), `score` (of that answer: the null score for ""), `start_char`/`end_char`
+(character offsets into the context, end exclusive; -1 for no answer or an
+empty context), and `start_logits`/`end_logits` [batch, seq] of the window
+the answer comes from.
 """
 
 import tensorflow as tf
@@ -34,10 +39,12 @@ class SpanLabelerServing(ServingHead):
     def outputs(self, features):
         return self.call_model(features)
 
-    def export_options(self) -> dict[str, int]:
+    def export_options(self) -> dict[str, int | float]:
         return {"doc_stride": self.context.doc_stride,
                 "max_query_length": self.context.max_query_length,
-                "max_answer_length": self.context.max_answer_length}
+                "max_answer_length": self.context.max_answer_length,
+                "version_2_with_negative": int(self.context.version_2_with_negative),
+                "null_score_diff_threshold": float(self.context.null_score_diff_threshold)}
 
     def text_outputs(self, texts):
         if len(texts) != 2:
@@ -92,6 +99,19 @@ class SpanLabelerServing(ServingHead):
         start_piece = tf.gather(chosen_piece, best // width, batch_dims=1)
         end_piece = tf.gather(chosen_piece, best % width, batch_dims=1)
         found = tf.reduce_any(tf.gather(allowed, chosen), axis=[1, 2])
+        score = tf.where(found, tf.gather(window_score, chosen), float("-inf"))
+        if self.context.version_2_with_negative:
+            null_window = starts[:, 0] + ends[:, 0]
+            null_by_question = tf.RaggedTensor.from_value_rowids(
+                null_window, tf.cast(windows.example, tf.int64),
+                nrows=tf.shape(question, out_type=tf.int64)[0])
+            null_chosen = (tf.cast(null_by_question.row_starts(), tf.int32)
+                           + tf.argmin(null_by_question.to_tensor(float("inf")), axis=-1,
+                                       output_type=tf.int32))
+            null_score = tf.gather(null_window, null_chosen)
+            found &= null_score - score <= self.context.null_score_diff_threshold
+            score = tf.where(found, score, null_score)
+            chosen = tf.where(found, chosen, null_chosen)
 
         word_of_piece = _padded(piece_words, 1)
         start_word = tf.gather(word_of_piece, tf.maximum(start_piece, 0), batch_dims=1)
@@ -103,7 +123,7 @@ class SpanLabelerServing(ServingHead):
         start_char, end_char = char_offsets(context, byte_begin, byte_end)
         return {
             "answer": tf.strings.substr(context, byte_begin, byte_end - byte_begin),
-            "score": tf.where(found, tf.gather(window_score, chosen), float("-inf")),
+            "score": score,
             "start_char": tf.where(found, start_char, -1),
             "end_char": tf.where(found, end_char, -1),
             "start_logits": tf.gather(starts, chosen),

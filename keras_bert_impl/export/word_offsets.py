@@ -2,9 +2,13 @@
 
 Words break at whitespace and around every punctuation mark and CJK
 ideograph (the basic tokenizer's character classes), exactly as
-`keras_bert_impl.data.squad.context_words` does in Python, so an exported
-NER or QA model sees the words it was trained on and can point back into the
-request text.
+`keras_bert_impl.data.squad.context_words` does in Python, so an exported QA
+model sees the words its SQuAD reader made and can point back into the
+request text. An exported NER model gets a tag for each of these words,
+which are not always the words of its CoNLL training data: a CoNLL word
+with punctuation inside, such as "U.S." or "1-0", is one tagged word there
+but several here ("U", ".", "S", "."), as HuggingFace's BERT pipelines
+split words too (each piece is tagged on its own).
 """
 
 import tensorflow as tf
