@@ -1,8 +1,12 @@
 """The command-line tools can live in one process: flags are defined when a tool starts."""
 
 import importlib
+import subprocess
+import sys
 
 from absl import flags
+
+import keras_bert_impl  # noqa: F401 - TensorFlow and absl define their own flags on import
 
 TOOLS = ("vocab", "export", "pretrain", "quickstart", "finetune", "create_pretraining_data")
 
@@ -24,3 +28,13 @@ def test_a_tool_defines_its_flags_once_at_start_up():
     finally:
         for name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, name)
+
+
+def test_help_through_a_console_script_lists_the_tools_flags_and_description():
+    # pip's console-script wrapper is the __main__ module: it defines no flags.
+    wrapper = "import sys; from keras_bert_impl.cli.vocab import run; sys.exit(run())"
+    result = subprocess.run([sys.executable, "-c", wrapper, "--helpshort"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert "learn a WordPiece vocabulary" in result.stdout
+    assert "--output_file: Where to write the vocabulary" in result.stdout
+    assert "--vocab_size=30522 --lower_case" in result.stdout  # the example keeps its lines
