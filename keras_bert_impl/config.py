@@ -115,9 +115,13 @@ class BertConfig:
         path = os.fspath(path)
         if not tf.io.gfile.exists(path):
             raise FileNotFoundError(f"{path}: BERT config file not found.")
+        if tf.io.gfile.isdir(path):
+            raise IsADirectoryError(f"{path}: is a directory, expected a bert_config.json file.")
         try:
-            with tf.io.gfile.GFile(path, "r") as f:
-                values = json.loads(f.read())
+            with tf.io.gfile.GFile(path, "rb") as f:
+                values = json.loads(f.read().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}).") from e
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e}).") from e
         if not isinstance(values, dict):

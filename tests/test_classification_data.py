@@ -51,6 +51,22 @@ def test_a_malformed_tsv_row_is_an_error_naming_file_and_line(tmp_path):
         read_classification_file(path)
 
 
+def test_bytes_that_are_not_utf8_are_an_error_naming_file_and_line(tmp_path):
+    for name in ("train.tsv", "train.csv", "train.jsonl"):
+        path = tmp_path / name
+        path.write_bytes(b"sentence\tlabel\ngood\t1\ncaf\xe9\t0\n")
+        with pytest.raises(ValueError, match=rf"{path}:3: not valid UTF-8"):
+            read_classification_file(str(path))
+
+
+def test_an_unclosed_csv_quote_is_an_error_not_the_rest_of_the_file_in_one_field(tmp_path):
+    rows = "".join(f"row {i},1\n" for i in range(6))
+    path = write(tmp_path, "train.csv", f'sentence,label\nok,0\n"unclosed,1\n{rows}')
+    for skip in (False, True):
+        with pytest.raises(ValueError, match=rf"{path}:3: malformed CSV record"):
+            read_classification_file(path, skip_bad_records=skip)
+
+
 def test_bad_rows_are_skipped_and_counted_when_asked(tmp_path):
     path = write(tmp_path, "train.tsv", "sentence\tlabel\ngood\t1\nbad\t1\textra\nempty\t\n")
     data = read_classification_file(path, skip_bad_records=True)

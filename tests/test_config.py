@@ -111,3 +111,12 @@ def test_bad_config_file_error_names_the_file(tmp_path):
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing.json"):
         BertConfig.from_json_file(tmp_path / "nothing.json")
+    with pytest.raises(IsADirectoryError, match="is a directory, expected a bert_config.json"):
+        BertConfig.from_json_file(tmp_path)
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file(tmp_path):
+    path = tmp_path / "bert_config.json"
+    path.write_bytes(b'{"hidden_act": "g\xe9lu"}')
+    with pytest.raises(ValueError, match="bert_config.json: not valid UTF-8"):
+        BertConfig.from_json_file(path)

@@ -31,6 +31,13 @@ def test_a_line_without_a_tag_is_an_error_naming_file_and_line(tmp_path):
     assert data.words == [["ok"]] and data.skipped_records == 1
 
 
+def test_bytes_that_are_not_utf8_are_an_error_naming_file_and_line(tmp_path):
+    path = tmp_path / "train.conll"
+    path.write_bytes(b"EU B-ORG\n\nM\xfcller B-PER\n")
+    with pytest.raises(ValueError, match=rf"{path}:3: not valid UTF-8"):
+        read_conll(str(path))
+
+
 def test_an_unknown_eval_tag_is_bad_data(tmp_path):
     data = read_conll(write(tmp_path, "a B-PER\n\nb B-XYZ\n"))
     with pytest.raises(BadRecordError, match=r"train.conll:3: tag\(s\) \['B-XYZ'\]"):

@@ -9,6 +9,7 @@ label found later can still be named.
 
 import csv
 import dataclasses
+import io
 import json
 import pathlib
 
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bert_impl.data.bad_records import BadRecords
+from keras_bert_impl.data.text_files import read_utf8
 
 
 @dataclasses.dataclass
@@ -96,39 +98,40 @@ def _header_rows(path, rows, columns, bad, what):
 
 def _tsv_rows(path, columns, bad):
     def rows():
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            for line, text in enumerate(f, start=1):
-                yield line, text.rstrip("\r\n").split("\t")
+        for line, text in enumerate(io.StringIO(read_utf8(path), newline=""), start=1):
+            yield line, text.rstrip("\r\n").split("\t")
 
     return _header_rows(path, rows(), columns, bad, "tab-separated")
 
 
 def _csv_rows(path, columns, bad):
     def rows():
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            start = 1
+        reader = csv.reader(io.StringIO(read_utf8(path), newline=""), strict=True)
+        start = 1
+        try:
             for fields in reader:
                 yield start, fields
                 start = reader.line_num + 1
+        except csv.Error as error:
+            # An unclosed quote would swallow the rest of the file into one field.
+            raise ValueError(f"{path}:{start}: malformed CSV record ({error})") from None
 
     return _header_rows(path, rows(), columns, bad, "comma-separated")
 
 
 def _jsonl_rows(path, columns, bad):
-    with open(path, encoding="utf-8-sig") as f:
-        for line, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as error:
-                bad.report(f"{path}:{line}: not a JSON object ({error.msg})")
-                continue
-            if not isinstance(row, dict):
-                bad.report(f"{path}:{line}: expected a JSON object, found {type(row).__name__}")
-                continue
-            yield line, row
+    for line, text in enumerate(io.StringIO(read_utf8(path), newline=None), start=1):
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as error:
+            bad.report(f"{path}:{line}: not a JSON object ({error.msg})")
+            continue
+        if not isinstance(row, dict):
+            bad.report(f"{path}:{line}: expected a JSON object, found {type(row).__name__}")
+            continue
+        yield line, row
 
 
 def read_tfds_glue(

@@ -8,11 +8,13 @@ sample weight 0, so they are ignored in the loss.
 """
 
 import dataclasses
+import io
 
 import numpy as np
 import tensorflow as tf
 
 from keras_bert_impl.data.bad_records import BadRecords
+from keras_bert_impl.data.text_files import read_utf8
 
 IGNORED_LABEL = -1
 
@@ -46,25 +48,24 @@ def read_conll(path: str, skip_bad_records: bool = False) -> TaggedSentences:
             data.tags.append(list(tags))
             data.sources.append(f"{path}:{start}")
 
-    with open(path, encoding="utf-8-sig") as f:
-        for line, text in enumerate(f, start=1):
-            fields = text.split("\t") if "\t" in text else text.split()
-            fields = [field.strip() for field in fields]
-            if not text.strip():
-                finish()
-                words, tags, start, broken = [], [], None, None
-                continue
-            if fields[0] == "-DOCSTART-":
-                continue
-            start = start or line
-            if len(fields) < 2 or not fields[0] or not fields[-1]:
-                broken = broken or (
-                    f"{path}:{line}: expected a word and a tag separated by whitespace, "
-                    f"found {text.rstrip()!r}"
-                )
-                continue
-            words.append(fields[0])
-            tags.append(fields[-1])
+    for line, text in enumerate(io.StringIO(read_utf8(path), newline=None), start=1):
+        fields = text.split("\t") if "\t" in text else text.split()
+        fields = [field.strip() for field in fields]
+        if not text.strip():
+            finish()
+            words, tags, start, broken = [], [], None, None
+            continue
+        if fields[0] == "-DOCSTART-":
+            continue
+        start = start or line
+        if len(fields) < 2 or not fields[0] or not fields[-1]:
+            broken = broken or (
+                f"{path}:{line}: expected a word and a tag separated by whitespace, "
+                f"found {text.rstrip()!r}"
+            )
+            continue
+        words.append(fields[0])
+        tags.append(fields[-1])
     finish()
     data.skipped_records = bad.skipped
     return data
