@@ -45,3 +45,16 @@ def test_quickstart_leaves_corpus_vocab_checkpoints_model_and_export(quickstart_
         assert (model / name).exists(), name
     assert (model / "checkpoints" / "ckpt-20.index").exists()
     assert (output_dir / "export" / "1" / "saved_model.pb").exists()
+
+
+def test_a_rerun_with_other_flags_stops_before_touching_the_trained_run(quickstart_run):
+    output_dir, result = quickstart_run
+    assert result.returncode == 0
+    vocab = (output_dir / "vocab.txt").read_bytes()
+    rerun = subprocess.run(
+        ["bert-quickstart", f"--output_dir={output_dir}", "--steps=20", "--vocab_size=1500",
+         "--batch_size=16", "--seq_length=32", "--nolower_case"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert rerun.returncode != 0
+    assert "--lower_case: True then, False now" in rerun.stderr
+    assert (output_dir / "vocab.txt").read_bytes() == vocab
