@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from keras_bert_impl.training.checkpointing import TrainingCheckpoint
 
@@ -68,3 +69,12 @@ def test_resume_skips_the_batches_read_also_when_fp16_loss_scaling_skipped_steps
     restarted = TrainingCheckpoint(str(tmp_path), restarted_model, restarted_optimizer)
     assert restarted.restore() == 5  # batches read, though fewer steps were applied
     assert restarted.step < 5
+
+
+def test_a_checkpoint_of_another_configuration_is_an_error_naming_it(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    TrainingCheckpoint(str(tmp_path), model, optimizer).save()
+    wider = keras.Sequential([keras.Input((3,)), keras.layers.Dense(5)])
+    wider_optimizer = keras.optimizers.SGD(0.1)
+    with pytest.raises(ValueError, match=r"ckpt-0: this model cannot resume from the checkpoint"):
+        TrainingCheckpoint(str(tmp_path), wider, wider_optimizer).restore()

@@ -313,3 +313,41 @@ def test_squad_runs_on_a_remote_file_system_with_the_original_defaults_and_v2_ex
         assert sorted(json.load(f)) == ["q0", "q1"]
     assert scores["skipped_records"] == 0 and 0.0 <= scores["f1"] <= 100.0
     assert tf.io.gfile.exists(f"{root}/model/model.keras")
+
+
+def test_a_setup_that_cannot_work_stops_before_training_naming_the_flag(
+        uncased_vocab, tmp_path, monkeypatch, capsys):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    data = [f"--train_file={train}", f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
+            f"--model_dir={tmp_path / 'model'}", "--num_train_steps=1"]
+    code = finetune_in_process(monkeypatch, "--task=classify", *data,
+                               f"--bert_config={small_config(tmp_path, 600)}")
+    assert code == 1
+    assert "vocab_size 600 does not match the 30522 tokens of --vocab_file" in \
+        capsys.readouterr().err
+    code = finetune_in_process(monkeypatch, "--task=classify", *data, "--preset=bert_tiny",
+                               "--seq_length=1024")
+    assert code == 1 and "--seq_length=1024 exceeds max_position_embeddings=512" in \
+        capsys.readouterr().err
+    (tmp_path / "export" / "1").mkdir(parents=True)
+    code = finetune_in_process(monkeypatch, "--task=classify", *data, "--preset=bert_tiny",
+                               f"--export_dir={tmp_path / 'export'}", "--export_version=1")
+    assert code == 1 and "already holds version 1" in capsys.readouterr().err
+    assert not (tmp_path / "model" / "checkpoints").exists()
+
+
+def test_an_empty_training_or_evaluation_set_is_named_before_training(
+        uncased_vocab, tmp_path, monkeypatch):
+    train, empty = tmp_path / "train.tsv", tmp_path / "empty.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    empty.write_text("sentence\tlabel\n", encoding="utf-8")
+    common = [f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+              f"--model_dir={tmp_path / 'model'}", "--num_train_steps=1"]
+    with pytest.raises(ValueError, match=rf"{empty}: no examples to use"):
+        finetune_in_process(monkeypatch, "--task=classify", f"--train_file={empty}",
+                            f"--eval_file={train}", *common)
+    with pytest.raises(ValueError, match=rf"{empty}: no examples to use"):
+        finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
+                            f"--eval_file={empty}", *common)
+    assert not (tmp_path / "model" / "checkpoints").exists()

@@ -11,7 +11,6 @@ Writes --export_dir/<version>/ (by default one above the newest version there),
 which `tensorflow_model_server --model_base_path=--export_dir` picks up.
 """
 
-import os
 
 from absl import app, flags, logging
 
@@ -64,9 +63,12 @@ SPAN_LABELER_FLAGS = ("doc_stride", "max_query_length", "max_answer_length")
 
 def next_version(export_dir: str) -> int:
     """One above the highest numeric subdirectory of `export_dir` (1 when there is none)."""
-    if not os.path.isdir(export_dir):
+    import tensorflow as tf
+
+    if not tf.io.gfile.isdir(export_dir):
         return 1
-    versions = [int(name) for name in os.listdir(export_dir) if name.isdigit()]
+    names = (name.rstrip("/") for name in tf.io.gfile.listdir(export_dir))
+    versions = [int(name) for name in names if name.isdigit()]
     return max(versions, default=0) + 1
 
 

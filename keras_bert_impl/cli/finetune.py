@@ -22,7 +22,7 @@ import math
 import os
 
 import tensorflow as tf
-from absl import flags, logging
+from absl import app, flags, logging
 
 from keras_bert_impl.cli import run_tool
 from keras_bert_impl.training.strategy import STRATEGIES
@@ -60,7 +60,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("seq_length", None,
                          "Sequence length; default 384 for squad, 128 for the other tasks "
                          "(the original run_squad.py and run_classifier.py defaults).")
-    flags.DEFINE_integer("batch_size", 32, "Global batch size for training and evaluation.")
+    flags.DEFINE_integer("batch_size", 32, "Global batch size for training and evaluation.",
+                         lower_bound=1)
     flags.DEFINE_float("num_train_epochs", 3.0,
                        "Training epochs (unless --num_train_steps). For squad an epoch is the "
                        "number of training questions in batches, as in the original run_squad.py, "
@@ -70,7 +71,8 @@ def define_flags() -> None:
     flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
     flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
     flags.DEFINE_string("export_dir", None, "Export the fine-tuned model here for serving.")
-    flags.DEFINE_integer("export_version", 1, "Version directory under --export_dir.")
+    flags.DEFINE_integer("export_version", None, "Version directory under --export_dir; "
+                         "default: newest existing + 1.")
     flags.DEFINE_string("text_a_column", "sentence", "classify: column of the (first) text.")
     flags.DEFINE_string("text_b_column", None, "classify: column of the second text of pairs.")
     flags.DEFINE_string("label_column", "label", "classify: column of the label.")
@@ -133,6 +135,7 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.seq_length is None:
         FLAGS.seq_length = DEFAULT_SEQ_LENGTH[FLAGS.task]
+    export_version = _export_version()
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
     preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
     task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)
@@ -144,11 +147,10 @@ def main(argv):
     # Every worker of a multi-worker run trains, saves (into its own directory)
     # and evaluates; only the chief writes the results, the model and the export.
     chief, worker = is_chief(strategy), task_id(strategy)
-    if chief and task.labels:
-        with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "labels.txt"), "w") as f:
-            f.write("".join(f"{label}\n" for label in task.labels))
     with strategy.scope():
-        model = task.build_model(_encoder())
+        encoder = _encoder()
+        _check_encoder_fits(encoder.config, tokenizer)
+        model = task.build_model(encoder)
         if FLAGS.init_checkpoint and not FLAGS.init_checkpoint.endswith(".keras"):
             # A pretraining checkpoint has no task head; a fine-tuned one (e.g.
             # run_classifier's output_weights) restores it too.
@@ -162,6 +164,10 @@ def main(argv):
         checkpoint = TrainingCheckpoint(FLAGS.model_dir, model, optimizer, is_chief=chief,
                                         task_id=worker)
         step = checkpoint.restore()
+    # After the restore: a model_dir of another run keeps its labels when that fails.
+    if chief and task.labels:
+        with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "labels.txt"), "w") as f:
+            f.write("".join(f"{label}\n" for label in task.labels))
     if step:
         print(f"Resuming from {checkpoint.restored_from} at step {step}", flush=True)
     if step < num_train_steps:
@@ -185,7 +191,32 @@ def main(argv):
     print(json.dumps(results))
     model.save(os.path.join(FLAGS.model_dir, "model.keras"))
     if FLAGS.export_dir:
-        task.export(model, FLAGS.export_dir, FLAGS.export_version)
+        task.export(model, FLAGS.export_dir, export_version)
+
+
+def _export_version() -> int | None:
+    """The export's version, checked free before any training."""
+    from keras_bert_impl.cli.export import next_version
+
+    if not FLAGS.export_dir:
+        return None
+    version = FLAGS.export_version or next_version(FLAGS.export_dir)
+    if tf.io.gfile.exists(os.path.join(FLAGS.export_dir, str(version))):
+        raise app.UsageError(f"--export_dir={FLAGS.export_dir} already holds version {version}; "
+                             "pass another --export_version, or none for the next one")
+    return version
+
+
+def _check_encoder_fits(config, tokenizer) -> None:
+    source = FLAGS.bert_config or FLAGS.init_checkpoint or f"--preset={FLAGS.preset}"
+    if config.vocab_size != tokenizer.vocab_size:
+        raise app.UsageError(
+            f"{source}: vocab_size {config.vocab_size} does not match the "
+            f"{tokenizer.vocab_size} tokens of --vocab_file={FLAGS.vocab_file}")
+    if FLAGS.seq_length > config.max_position_embeddings:
+        raise app.UsageError(
+            f"--seq_length={FLAGS.seq_length} exceeds max_position_embeddings="
+            f"{config.max_position_embeddings} of {source}")
 
 
 def _encoder():
@@ -193,6 +224,7 @@ def _encoder():
 
     from keras_bert_impl.config import BertConfig
     from keras_bert_impl.models.encoder import BertEncoder
+    from keras_bert_impl.text.vocab_file import read_vocab_file
 
     path = FLAGS.init_checkpoint
     if path and path.endswith(".keras"):
@@ -201,9 +233,8 @@ def _encoder():
     if FLAGS.bert_config:
         config = BertConfig.from_json_file(FLAGS.bert_config)
     else:
-        with tf.io.gfile.GFile(FLAGS.vocab_file, "r") as f:
-            vocab_size = sum(1 for _ in f)
-        config = BertConfig.from_preset(FLAGS.preset, vocab_size=vocab_size)
+        tokens, _ = read_vocab_file(FLAGS.vocab_file)
+        config = BertConfig.from_preset(FLAGS.preset, vocab_size=len(tokens))
     return BertEncoder(config)
 
 

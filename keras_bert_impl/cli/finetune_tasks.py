@@ -45,11 +45,14 @@ class ClassifyTask:
                     "skip_bad_records": flags.skip_bad_records}
             train = classification.read_classification_file(flags.train_file, **read)
             evaluation = classification.read_classification_file(flags.eval_file, **read)
+        train_source, eval_source = _sources(flags)
+        require_examples(len(train.labels), train_source, train.skipped_records)
         # TFDS names every class; a file only shows the labels it holds.
         self.labels = train.label_names or classification.sorted_labels(train.labels)
         self.train, self.train_ids = classification.encode_labels(train, self.labels)
         self.eval, self.eval_ids = classification.encode_labels(
             evaluation, self.labels, skip_bad_records=flags.skip_bad_records)
+        require_examples(len(self.eval_ids), eval_source, self.eval.skipped_records)
         self.num_train_examples = len(self.train_ids)
         self.skipped_records = self.train.skipped_records + self.eval.skipped_records
 
@@ -91,10 +94,12 @@ class NerTask:
         self.flags = flags
         self.tokenizer = tokenizer
         train = ner.read_conll(flags.train_file, skip_bad_records=flags.skip_bad_records)
+        require_examples(len(train.words), flags.train_file, train.skipped_records)
         self.labels = classification.sorted_labels([t for tags in train.tags for t in tags])
         evaluation = ner.check_tags(
             ner.read_conll(flags.eval_file, skip_bad_records=flags.skip_bad_records),
             self.labels, skip_bad_records=flags.skip_bad_records)
+        require_examples(len(evaluation.words), flags.eval_file, evaluation.skipped_records)
         self.train_inputs, self.train_labels, _ = ner.ner_features(
             train, tokenizer, preprocessor, self.labels)
         self.eval = evaluation
@@ -144,10 +149,12 @@ class SquadTask:
                    "max_query_length": flags.max_query_length}
         train = squad.read_squad(flags.train_file, skip_bad_records=flags.skip_bad_records,
                                  version_2_with_negative=flags.version_2_with_negative)
+        require_examples(len(train.examples), flags.train_file, train.skipped_records)
         self.train = squad.squad_features(train, tokenizer, **windows)
         self.eval_examples = squad.read_squad(
             flags.eval_file, version_2_with_negative=flags.version_2_with_negative,
             is_training=False)
+        require_examples(len(self.eval_examples.examples), flags.eval_file, 0)
         self.eval = squad.squad_features(self.eval_examples, tokenizer, **windows)
         self.num_train_examples = len(train.examples)
         self.skipped_records = train.skipped_records
@@ -187,6 +194,20 @@ class SquadTask:
             max_answer_length=self.flags.max_answer_length,
             version_2_with_negative=self.flags.version_2_with_negative,
             null_score_diff_threshold=self.flags.null_score_diff_threshold)
+
+
+def require_examples(count: int, source: str, skipped: int) -> None:
+    """An empty training or evaluation set is an error before any training, naming its source."""
+    if count == 0:
+        raise ValueError(f"{source}: no examples to use"
+                         + (f" (all {skipped} records were bad and skipped)" if skipped else ""))
+
+
+def _sources(flags) -> tuple[str, str]:
+    if flags.tfds_name:
+        return (f"--tfds_name={flags.tfds_name} split {flags.tfds_train_split!r}",
+                f"--tfds_name={flags.tfds_name} split {flags.tfds_eval_split!r}")
+    return flags.train_file, flags.eval_file
 
 
 def warn_if_windows_never_overlap(seq_length: int, doc_stride: int, max_query_length: int) -> None:

@@ -29,8 +29,9 @@ def define_flags() -> None:
                         "this machine's chips (TPU VM, Colab); '' finds either.")
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
     flags.DEFINE_enum("mixed_precision", "none", ["bf16", "fp16", "none"], "Mixed precision policy.")
-    flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.")
-    flags.DEFINE_integer("train_batch_size", 32, "Global batch size.")
+    flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.",
+                         lower_bound=1)
+    flags.DEFINE_integer("train_batch_size", 32, "Global batch size.", lower_bound=1)
     flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
     flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.")
     flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
@@ -63,11 +64,16 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
     keras.mixed_precision.set_global_policy(policy[FLAGS.mixed_precision])
+    config = _bert_config()
+    if FLAGS.seq_length > config.max_position_embeddings:
+        raise app.UsageError(
+            f"--seq_length={FLAGS.seq_length} exceeds max_position_embeddings="
+            f"{config.max_position_embeddings} of {FLAGS.bert_config or '--preset=' + FLAGS.preset}")
     run = pretraining.PretrainingRun(
         model_dir=FLAGS.model_dir,
         vocab_file=FLAGS.vocab_file,
         lower_case=FLAGS.lower_case,
-        config=_bert_config(),
+        config=config,
         strategy_name=FLAGS.strategy,
         tpu=FLAGS.tpu,
     )

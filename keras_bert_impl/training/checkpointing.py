@@ -65,7 +65,12 @@ class TrainingCheckpoint:
             # Slots must exist before restoring into them.
             self.optimizer.build(self.model.trainable_variables)
         if latest is not None:
-            self._checkpoint.restore(latest).assert_existing_objects_matched()
+            try:
+                self._checkpoint.restore(latest).assert_existing_objects_matched()
+            except (ValueError, AssertionError, tf.errors.OpError) as error:
+                raise ValueError(
+                    f"{latest}: this model cannot resume from the checkpoint, which a run with "
+                    f"another configuration wrote; use another model_dir ({error})") from None
             if self.batches.numpy() == 0:
                 # Written before the batch count existed: its step is the position.
                 self.batches.assign(self.step)
