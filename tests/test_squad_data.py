@@ -214,6 +214,10 @@ def test_cmrc_metric_scores_chinese_answers_by_character_where_squad_f1_sees_one
     assert cmrc_f1("上海", "北京") == 0.0
     assert mixed_segmentation("1994年由Kim Jung-ju创立。") == [
         "1994", "年", "由", "kim", "jungju", "创", "立"]
+    # Numbers stay whole, as nltk.word_tokenize in the official script keeps them.
+    assert mixed_segmentation("3.5亿元") == ["3.5", "亿", "元"]
+    assert cmrc_f1("3.5亿", "3.5亿元") == pytest.approx(0.8)
+    assert cmrc_f1("000米", "1,000米") == pytest.approx(0.5)
     assert cmrc_exact_match("《红楼梦》", "红楼梦") == 1.0
     assert cmrc_exact_match("Kim Jung-ju", "kim jungju") == 1.0
     assert cmrc_exact_match("红楼", "红楼梦") == 0.0
