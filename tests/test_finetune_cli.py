@@ -351,3 +351,16 @@ def test_an_empty_training_or_evaluation_set_is_named_before_training(
         finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
                             f"--eval_file={empty}", *common)
     assert not (tmp_path / "model" / "checkpoints").exists()
+
+
+def test_classify_is_refused_where_tpu_hosts_run_the_input_pipelines(
+        uncased_vocab, tmp_path, monkeypatch, capsys):
+    from keras_bert_impl.training import strategy
+
+    monkeypatch.setattr(strategy, "input_pipelines_are_remote", lambda _: True)
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    code = finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
+                               f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
+                               "--preset=bert_tiny", f"--model_dir={tmp_path / 'model'}")
+    assert code == 1 and "TF-Text's ops, which this TPU's hosts lack" in capsys.readouterr().err

@@ -89,7 +89,8 @@ def define_flags() -> None:
     flags.DEFINE_float("null_score_diff_threshold", 0.0,
                        "squad v2.0: predict no answer when null score - best span score exceeds this.")
     flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
-    flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu: '' on Colab, 'local' on a TPU VM.")
+    flags.DEFINE_string("tpu", "", "TPU for --strategy=tpu: a name or grpc:// address, 'local' for "
+                        "this machine's chips (TPU VM, Colab); '' finds either.")
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
@@ -130,7 +131,12 @@ def main(argv):
     from keras_bert_impl.text.tokenizer import BertTokenizer
     from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
     from keras_bert_impl.training.optimization import create_optimizer
-    from keras_bert_impl.training.strategy import get_strategy, is_chief, task_id
+    from keras_bert_impl.training.strategy import (
+        get_strategy,
+        input_pipelines_are_remote,
+        is_chief,
+        task_id,
+    )
 
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.seq_length is None:
@@ -144,6 +150,10 @@ def main(argv):
         1, math.ceil(task.num_train_examples * FLAGS.num_train_epochs / FLAGS.batch_size))
     steps_per_epoch = min(FLAGS.save_checkpoints_steps, num_train_steps)
     strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
+    if FLAGS.task == "classify" and input_pipelines_are_remote(strategy):
+        raise app.UsageError(
+            "--task=classify tokenizes inside its input pipeline with TF-Text's ops, which "
+            "this TPU's hosts lack (a TPU Node or a multi-host TPU); use a TPU VM (--tpu=local)")
     # Every worker of a multi-worker run trains, saves (into its own directory)
     # and evaluates; only the chief writes the results, the model and the export.
     chief, worker = is_chief(strategy), task_id(strategy)
