@@ -183,6 +183,26 @@ def test_same_seed_gives_the_same_batches_and_start_step_resumes_the_stream(
     assert not np.array_equal(english[1][0]["input_word_ids"], english[1][1]["input_word_ids"])
 
 
+def test_reseeding_on_resume_starts_a_fresh_stream_instead_of_skipping(
+        tokenizer, english_corpus, english):
+    from keras_bert_impl.data.corpus import resume_seed
+
+    args = {**ENGLISH_ARGS, "seed": 1}
+    reseeded = next(pretraining_dataset(english_corpus, tokenizer, start_step=3,
+                                        reseed_on_resume=True, **args).as_numpy_iterator())
+    fresh = next(pretraining_dataset(english_corpus, tokenizer,
+                                     **{**args, "seed": resume_seed(1, 3)}).as_numpy_iterator())
+    skipped = next(pretraining_dataset(english_corpus, tokenizer, start_step=3,
+                                       **args).as_numpy_iterator())
+    for key in fresh:
+        np.testing.assert_array_equal(reseeded[key], fresh[key])
+    assert not np.array_equal(reseeded["input_word_ids"], skipped["input_word_ids"])
+    # Without a seed the stream is random anyway: nothing is read to be skipped.
+    unseeded = pretraining_dataset(english_corpus, tokenizer, start_step=10**9, num_epochs=1,
+                                   **{**args, "seed": None})
+    assert next(unseeded.as_numpy_iterator())["input_word_ids"].shape[1] == SEQ
+
+
 def test_masks_are_drawn_afresh_each_epoch_and_capped_by_max_predictions(tokenizer, tmp_path):
     corpus = _write_marked_corpus(tmp_path / "one_doc.txt", tokenizer, num_docs=1,
                                   lines_per_doc=8)

@@ -49,6 +49,9 @@ def define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the final model.")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
     flags.DEFINE_integer("seed", 12345, "Seed of the data order, masking and initialization.")
+    flags.DEFINE_bool("reseed_on_resume", False, "Resume with the data stream reseeded from the "
+                      "step instead of skipping the batches already trained on: instant for long "
+                      "runs, but the interrupted data order is not continued.")
     flags.mark_flags_as_required(["vocab_file", "input_files", "model_dir"])
     flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
 
@@ -99,6 +102,7 @@ def main(argv):
         max_predictions_per_seq=FLAGS.max_predictions_per_seq,
         batch_size=FLAGS.train_batch_size,
         seed=FLAGS.seed,
+        reseed_on_resume=FLAGS.reseed_on_resume,
     )
     run.fit(dataset_fn, num_train_steps=FLAGS.num_train_steps,
             save_checkpoints_steps=FLAGS.save_checkpoints_steps)

@@ -171,6 +171,13 @@ def pipeline_seed(seed: int | None, pipeline_id: int) -> int | None:
     return None if seed is None else seed * 1009 + pipeline_id
 
 
+def resume_seed(seed: int | None, start_step: int) -> int | None:
+    """The seed of a stream restarted at batch `start_step` rather than skipped to it."""
+    if seed is None or start_step == 0:
+        return seed
+    return (seed * 1_000_003 + start_step) % 2**62
+
+
 def files_may_be_shuffled(num_files: int, num_shards: int, shard_files: bool,
                           seed: int | None) -> bool:
     """Whether the file order may be shuffled: sharding by element needs one order everywhere."""

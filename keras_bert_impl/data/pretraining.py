@@ -15,8 +15,14 @@ new iteration of a finite dataset, e.g. each ``fit`` epoch.
 
 Resuming: a dataset built with the same arguments and ``start_step=n`` yields
 exactly the batches from the n-th on of the stream that ``start_step=0``
-yields (the skipped batches are read and tokenized but not masked). With the
-default ``num_epochs=None`` the stream is endless, so ``fit`` needs
+yields (the skipped batches are read and tokenized but not masked), which
+costs time in proportion to n. With ``reseed_on_resume=True`` it is instead
+a fresh stream whose seed mixes ``seed`` and n: a resume costs nothing, and
+the run stays deterministic for the steps it restarted at, but it no longer
+continues the interrupted order (documents read before the restart can come
+again before the others do, as in a new pass). Without a seed the stream is
+random either way and nothing is skipped. With the default
+``num_epochs=None`` the stream is endless, so ``fit`` needs
 ``steps_per_epoch`` and keeps one iterator across epochs.
 """
 
@@ -49,6 +55,7 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
                         *,
                         num_epochs: int | None = None,
                         start_step: int = 0,
+                        reseed_on_resume: bool = False,
                         drop_remainder: bool = True,
                         input_format: str = "auto",
                         tfds_name: str | None = None,
@@ -85,8 +92,10 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
         each input pipeline reads disjoint documents.
       num_epochs: passes over the corpus (None: endless).
       start_step: number of batches to skip, to resume a run deterministically.
+      reseed_on_resume: resume at ``start_step`` with a stream reseeded from it
+        instead of skipping (see the module docstring).
       drop_remainder: keep True for static shapes (TPUs, XLA).
-      input_format: ``"auto"`` (by file extension), ``"text"`` or ``"tfrecord"``.
+      input_format: ``"auto"`` (by file name or content), ``"text"`` or ``"tfrecord"``.
       tfds_name, tfds_text_key, tfds_split, tfds_data_dir: read a TFDS text
         dataset instead of files, one example per document.
       max_document_sentences: longer documents are cut (bounded memory).
@@ -99,6 +108,9 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
     """
     _check_arguments(seq_length, max_predictions_per_seq, batch_size, masked_lm_prob,
                      short_seq_prob, start_step)
+    if seed is None or reseed_on_resume:
+        seed = corpus.resume_seed(seed, start_step)
+        start_step = 0
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     pipeline_seed = corpus.pipeline_seed(
