@@ -110,6 +110,20 @@ def test_an_empty_training_context_holds_no_answer(tmp_path):
         read_squad(path)
 
 
+@pytest.mark.parametrize("data, where", [
+    (["an article"], r"data\[0\]: expected an object, found str"),
+    ([{"paragraphs": [{"context": None, "qas": []}]}],
+     r"data\[0\].paragraphs\[0\].context: expected a string, found NoneType"),
+    ([{"paragraphs": [{"context": "c", "qas": ["q"]}]}],
+     r"data\[0\].paragraphs\[0\].qas: expected a list of objects"),
+])
+def test_a_file_of_another_shape_is_an_error_naming_where(tmp_path, data, where):
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps({"data": data}), encoding="utf-8")
+    with pytest.raises(ValueError, match=where):
+        read_squad(str(path))
+
+
 def test_unanswerable_questions_need_version_2(tmp_path):
     path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [
         qa("q", "Who?", [], is_impossible=True)]}])

@@ -80,12 +80,16 @@ def read_squad(
         raise ValueError(f"{path}: expected SQuAD JSON, an object with a 'data' list")  # noqa: TRY004
     bad = BadRecords(skip_bad_records)
     examples = []
-    for article in document["data"]:
-        for paragraph in article.get("paragraphs", []):
+    for a, article in enumerate(document["data"]):
+        where = f"{path}: data[{a}]"
+        for p, paragraph in enumerate(_objects(article, "paragraphs", where)):
             context = paragraph.get("context", "")
+            if not isinstance(context, str):
+                raise ValueError(f"{where}.paragraphs[{p}].context: expected a string, found "  # noqa: TRY004
+                                 f"{type(context).__name__}")
             word_spans = context_words(context)
             char_to_word = _char_to_word(context, word_spans)
-            for qa in paragraph.get("qas", []):
+            for qa in _objects(paragraph, "qas", f"{where}.paragraphs[{p}]"):
                 if is_training:
                     example = _training_example(path, qa, context, word_spans, char_to_word,
                                                 version_2_with_negative, bad)
@@ -94,6 +98,16 @@ def read_squad(
                 if example is not None:
                     examples.append(example)
     return SquadExamples(examples, bad.skipped)
+
+
+def _objects(parent, key: str, where: str) -> list[dict]:
+    """`parent[key]`, a list of JSON objects; anything else is an error naming where."""
+    if not isinstance(parent, dict):
+        raise ValueError(f"{where}: expected an object, found {type(parent).__name__}")  # noqa: TRY004
+    items = parent.get(key, [])
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ValueError(f"{where}.{key}: expected a list of objects")
+    return items
 
 
 def _evaluation_example(qa, context, word_spans):
