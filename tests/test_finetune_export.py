@@ -120,6 +120,22 @@ def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chines
         assert contexts[row][best.start_char:best.end_char] == best.text
 
 
+def _offline_decoding(model, tokenizer, questions, contexts, seq_length, options):
+    """The questions' windows, the model's outputs and their n-best spans, as bert-finetune
+    decodes them offline (all start/end pairs: n_best_size=seq_length)."""
+    examples = SquadExamples([
+        SquadExample(f"q{i}", question, context, context_words(context), [], -1, -1, True)
+        for i, (question, context) in enumerate(zip(questions, contexts))])
+    features = squad_features(examples, tokenizer, seq_length=seq_length,
+                              doc_stride=options["doc_stride"],
+                              max_query_length=options["max_query_length"])
+    outputs = model.predict(features.inputs, verbose=0)
+    _, nbest = decode_answers(examples, features, outputs["start_logits"],
+                              outputs["end_logits"], n_best_size=seq_length,
+                              max_answer_length=options["max_answer_length"])
+    return examples, features, outputs, nbest
+
+
 def test_span_labeler_answers_from_a_later_window_of_a_long_context(tmp_path, chinese_vocab):
     import tensorflow as tf
 
@@ -141,16 +157,8 @@ def test_span_labeler_answers_from_a_later_window_of_a_long_context(tmp_path, ch
                 "Nexon was founded in 1994 by Kim Jung-ju, in Seoul.",
                 ""]
 
-    examples = SquadExamples([
-        SquadExample(f"q{i}", question, context, context_words(context), [], -1, -1, True)
-        for i, (question, context) in enumerate(zip(questions, contexts))])
-    features = squad_features(examples, tokenizer, seq_length=seq_length,
-                              doc_stride=options["doc_stride"],
-                              max_query_length=options["max_query_length"])
-    outputs = model.predict(features.inputs, verbose=0)
-    _, nbest = decode_answers(examples, features, outputs["start_logits"],
-                              outputs["end_logits"], n_best_size=seq_length,
-                              max_answer_length=options["max_answer_length"])
+    examples, features, _, nbest = _offline_decoding(
+        model, tokenizer, questions, contexts, seq_length, options)
 
     loaded = tf.saved_model.load(export_dir)
     served = loaded.signatures["serving_default"](text=tf.constant(questions),
@@ -183,16 +191,9 @@ def test_a_squad_v2_span_labeler_serves_no_answer_as_the_offline_decoding_does(
                 filler, "中国的首都是北京。" * 5, "1994年由金正宙创立。",
                 "每次泡封会减少生命数，生命数耗完即算为踢爆。"]
     seq_length, options = 64, {"doc_stride": 24, "max_query_length": 12, "max_answer_length": 8}
-    examples = SquadExamples([
-        SquadExample(f"q{i}", question, context, context_words(context), [], -1, -1, True)
-        for i, (question, context) in enumerate(zip(questions, contexts))])
-    features = squad_features(examples, tokenizer, seq_length=seq_length,
-                              doc_stride=options["doc_stride"],
-                              max_query_length=options["max_query_length"])
-    outputs = model.predict(features.inputs, verbose=0)
+    examples, features, outputs, nbest = _offline_decoding(
+        model, tokenizer, questions, contexts, seq_length, options)
     starts, ends = outputs["start_logits"], outputs["end_logits"]
-    _, nbest = decode_answers(examples, features, starts, ends, n_best_size=seq_length,
-                              max_answer_length=options["max_answer_length"])
     # The original's null score: the smallest [CLS] score over a question's windows.
     null = {f"q{i}": min(starts[w, 0] + ends[w, 0] for w in np.flatnonzero(
         features.example_index == i)) for i in range(len(questions))}

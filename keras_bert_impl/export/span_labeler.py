@@ -87,13 +87,9 @@ class SpanLabelerServing(ServingHead):
         window_best = tf.argmax(flat_scores, axis=-1, output_type=tf.int32)
         window_score = tf.reduce_max(flat_scores, axis=-1)
 
-        # The best window of each question.
-        by_question = tf.RaggedTensor.from_value_rowids(
-            window_score, tf.cast(windows.example, tf.int64),
-            nrows=tf.shape(question, out_type=tf.int64)[0])
-        chosen = (tf.cast(by_question.row_starts(), tf.int32)
-                  + tf.argmax(by_question.to_tensor(float("-inf")), axis=-1,
-                              output_type=tf.int32))
+        num_questions = tf.shape(question, out_type=tf.int64)[0]
+        chosen = _window_of_each_question(window_score, windows.example, num_questions,
+                                          tf.argmax, float("-inf"))
         best = tf.gather(window_best, chosen)
         chosen_piece = tf.gather(piece, chosen)
         start_piece = tf.gather(chosen_piece, best // width, batch_dims=1)
@@ -102,12 +98,8 @@ class SpanLabelerServing(ServingHead):
         score = tf.where(found, tf.gather(window_score, chosen), float("-inf"))
         if self.context.version_2_with_negative:
             null_window = starts[:, 0] + ends[:, 0]
-            null_by_question = tf.RaggedTensor.from_value_rowids(
-                null_window, tf.cast(windows.example, tf.int64),
-                nrows=tf.shape(question, out_type=tf.int64)[0])
-            null_chosen = (tf.cast(null_by_question.row_starts(), tf.int32)
-                           + tf.argmin(null_by_question.to_tensor(float("inf")), axis=-1,
-                                       output_type=tf.int32))
+            null_chosen = _window_of_each_question(null_window, windows.example, num_questions,
+                                                   tf.argmin, float("inf"))
             null_score = tf.gather(null_window, null_chosen)
             found &= null_score - score <= self.context.null_score_diff_threshold
             score = tf.where(found, score, null_score)
@@ -191,3 +183,12 @@ def _padded(values: tf.RaggedTensor, min_width) -> tf.Tensor:
     dense = values.to_tensor(0)
     padding = tf.zeros([tf.shape(dense)[0], min_width], dense.dtype)
     return tf.concat([dense, padding], axis=1)
+
+
+def _window_of_each_question(window_values, window_question, num_questions, pick, filler):
+    """The index of the window that `pick` (tf.argmax or tf.argmin) chooses among each
+    question's windows by `window_values`; `filler` pads questions with fewer windows."""
+    by_question = tf.RaggedTensor.from_value_rowids(
+        window_values, tf.cast(window_question, tf.int64), nrows=num_questions)
+    return (tf.cast(by_question.row_starts(), tf.int32)
+            + pick(by_question.to_tensor(filler), axis=-1, output_type=tf.int32))
