@@ -6,6 +6,13 @@ from collections.abc import Callable
 from absl import app, flags
 
 
+def check_seq_length_fits(seq_length: int, config, source: str) -> None:
+    """--seq_length beyond the model's position table is a usage error naming both."""
+    if seq_length > config.max_position_embeddings:
+        raise app.UsageError(f"--seq_length={seq_length} exceeds max_position_embeddings="
+                             f"{config.max_position_embeddings} of {source}")
+
+
 def run_tool(module_name: str, define_flags: Callable[[], None], main: Callable) -> None:
     """Defines a tool's flags and runs its `main` under absl.
 

@@ -24,7 +24,7 @@ import os
 import tensorflow as tf
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import run_tool
+from keras_bert_impl.cli import check_seq_length_fits, run_tool
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -223,10 +223,7 @@ def _check_encoder_fits(config, tokenizer) -> None:
         raise app.UsageError(
             f"{source}: vocab_size {config.vocab_size} does not match the "
             f"{tokenizer.vocab_size} tokens of --vocab_file={FLAGS.vocab_file}")
-    if FLAGS.seq_length > config.max_position_embeddings:
-        raise app.UsageError(
-            f"--seq_length={FLAGS.seq_length} exceeds max_position_embeddings="
-            f"{config.max_position_embeddings} of {source}")
+    check_seq_length_fits(FLAGS.seq_length, config, source)
 
 
 def _encoder():

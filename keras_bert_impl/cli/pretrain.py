@@ -13,7 +13,7 @@ import functools
 
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import run_tool
+from keras_bert_impl.cli import check_seq_length_fits, run_tool
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -68,10 +68,7 @@ def main(argv):
     policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
     keras.mixed_precision.set_global_policy(policy[FLAGS.mixed_precision])
     config = _bert_config()
-    if FLAGS.seq_length > config.max_position_embeddings:
-        raise app.UsageError(
-            f"--seq_length={FLAGS.seq_length} exceeds max_position_embeddings="
-            f"{config.max_position_embeddings} of {FLAGS.bert_config or '--preset=' + FLAGS.preset}")
+    check_seq_length_fits(FLAGS.seq_length, config, FLAGS.bert_config or f"--preset={FLAGS.preset}")
     run = pretraining.PretrainingRun(
         model_dir=FLAGS.model_dir,
         vocab_file=FLAGS.vocab_file,
@@ -119,13 +116,13 @@ def _check_step_flags():
 
 
 def _check_input_runs_where_the_pipelines_run(strategy):
-    from keras_bert_impl.data import corpus, tfrecords
+    from keras_bert_impl.data.corpus import expand_file_patterns
+    from keras_bert_impl.data.pretraining import is_tfrecord_input
     from keras_bert_impl.training.strategy import input_pipelines_are_remote
 
     if not input_pipelines_are_remote(strategy):
         return
-    files = corpus.expand_file_patterns(FLAGS.input_files)
-    if not all(tfrecords.looks_like_tfrecord(f) for f in files):
+    if not is_tfrecord_input(expand_file_patterns(FLAGS.input_files)):
         raise app.UsageError(
             "--input_files: this TPU runs the input pipelines on its own hosts (a TPU Node or "
             "a multi-host TPU), whose TensorFlow servers lack TF-Text's tokenizer ops; write "

@@ -119,7 +119,7 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
     if tfds_name is None:
         files = [f for f in corpus.expand_file_patterns(text_files)
                  if not f.endswith(tfrecords.METADATA_SUFFIX)]
-        if _is_tfrecord_input(files, input_format):
+        if is_tfrecord_input(files, input_format):
             return tfrecords.tfrecord_dataset(
                 files, seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
                 batch_size=batch_size, vocab_sha256=getattr(tokenizer, "vocab_sha256", None),
@@ -200,7 +200,8 @@ def _mask_id(tokenizer) -> int:
     return tokenizer.mask_id
 
 
-def _is_tfrecord_input(files: list[str], input_format: str) -> bool:
+def is_tfrecord_input(files: list[str], input_format: str = "auto") -> bool:
+    """Whether `files` are pretraining TFRecords: by `input_format`, else by name or content."""
     if input_format not in ("auto", "text", "tfrecord"):
         raise ValueError(f"input_format must be 'auto', 'text' or 'tfrecord', got {input_format!r}")
     if input_format != "auto":

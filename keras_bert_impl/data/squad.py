@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bert_impl.data.bad_records import BadRecords
+from keras_bert_impl.data.text_files import read_utf8
 
 
 @dataclasses.dataclass
@@ -71,11 +72,10 @@ def read_squad(
     >>> squad.examples[0].answers
     ['踢爆']
     """
-    with tf.io.gfile.GFile(path, "rb") as f:
-        try:
-            document = json.loads(f.read().decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{path}: not valid JSON: {error}") from None
+    try:
+        document = json.loads(read_utf8(path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON: {error}") from None
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise ValueError(f"{path}: expected SQuAD JSON, an object with a 'data' list")  # noqa: TRY004
     bad = BadRecords(skip_bad_records)

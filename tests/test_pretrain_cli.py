@@ -1,4 +1,4 @@
-"""bert-pretrain with model_dir, vocabulary and corpus on a remote filesystem.
+"""bert-pretrain in this process: remote filesystems, and setups refused before training.
 
 TPU runs keep everything on gs://, which only `tf.io.gfile` and TensorFlow
 ops can reach. TensorFlow's in-memory `ram://` filesystem stands in for it.
@@ -53,5 +53,16 @@ def test_raw_text_is_refused_where_tpu_hosts_run_the_input_pipelines(
             f"--model_dir={tmp_path}", "--preset=bert_tiny", "--num_train_steps=2",
             "--num_warmup_steps=1", "--save_checkpoints_steps=2"]
     with pytest.raises(app.UsageError, match="--input_files.*TFRecords"):
+        _run(argv)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_sequence_longer_than_the_position_table_is_refused_naming_both(
+        tmp_path, shared_data, uncased_vocab):
+    argv = [f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",
+            f"--model_dir={tmp_path}", "--preset=bert_tiny", "--seq_length=1024"]
+    with pytest.raises(app.UsageError,
+                       match="--seq_length=1024 exceeds max_position_embeddings=512 of "
+                             "--preset=bert_tiny"):
         _run(argv)
     assert not (tmp_path / "checkpoints").exists()
