@@ -543,6 +543,22 @@ def test_rest_writes_float32_outputs_with_the_digits_tf_serving_writes(tmp_path)
         assert written in body
 
 
+def test_rest_float32_digits_follow_tf_servings_rule_at_every_magnitude():
+    from keras_bert_impl.serving.rest_api import _json_value
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        rng.standard_normal(20000), rng.choice([-1, 1], 20000) * 10.0 ** rng.uniform(-45, 38, 20000),
+        [0.0, -0.0, 1e6, 1048576.5, 3.4e38, 1.4e-45, np.inf, -np.inf]]).astype(np.float32)
+
+    def tf_serving(value):  # json_tensor.cc: StrCat ("%g") unless it does not read back
+        short = f"{value:g}"
+        return float(short if np.float32(short) == value else f"{value:.9g}")
+
+    written = _json_value(values.reshape(2, -1), "x")
+    assert [repr(v) for row in written for v in row] == [repr(tf_serving(v)) for v in values]
+
+
 def test_allowed_batch_sizes_pad_and_the_answer_is_unpadded(tmp_path):
     base = tmp_path / "bert"
     base.mkdir()

@@ -91,15 +91,47 @@ def _json_value(array: np.ndarray, alias: str):
                                 otypes=[object])(array).tolist()
         return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(array).tolist()
     if array.dtype == np.float32:
-        return np.vectorize(_float32_decimal, otypes=[object])(array).tolist()
+        return _float32_decimals(array).tolist()
     return array.tolist()
 
 
+def _float32_decimals(array: np.ndarray) -> np.ndarray:
+    """Doubles that print as TF Serving writes these float32s: six significant digits
+    when they read back as the same float32, else nine, so 0.2 is 0.2 rather than
+    0.20000000298023224.
+
+    Rounded in numpy where the power of ten is exact (|exponent| <= 22): the
+    quotient or product is then the double nearest the decimal, as
+    `float("%g" % value)` gives. The rest, rare in model outputs, goes by hand.
+    """
+    values = array.reshape(-1)
+    decimals = values.astype(np.float64)
+    pending = np.isfinite(decimals) & (decimals != 0)
+    by_hand = np.zeros_like(pending)
+    for digits in (6, 9):
+        index = np.flatnonzero(pending)
+        rounded, exact = _round_significant(decimals[index], digits)
+        done = exact & (rounded.astype(np.float32) == values[index])
+        decimals[index[done]] = rounded[done]
+        pending[index[done | ~exact]] = False
+        by_hand[index[~exact]] = True
+    by_hand |= pending
+    decimals[by_hand] = [_float32_decimal(value) for value in values[by_hand]]
+    return decimals.reshape(array.shape)
+
+
+def _round_significant(values: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """`values` rounded to `digits` significant digits, and where that was exact."""
+    with np.errstate(divide="ignore"):
+        shift = digits - 1 - np.floor(np.log10(np.abs(values)))
+    exact = np.abs(shift) <= 22
+    power = 10.0 ** np.abs(np.where(exact, shift, 0))
+    up = shift >= 0
+    whole = np.round(np.where(up, values * power, values / power))
+    return np.where(up, whole / power, whole * power), exact
+
+
 def _float32_decimal(value: np.float32) -> float:
-    """The float32 as TF Serving writes it: six significant digits when they read back
-    as the same float32, else nine, so 0.2 is 0.2 rather than 0.20000000298023224."""
-    if not np.isfinite(value):
-        return float(value)
     short = float(f"{value:g}")
     return short if np.float32(short) == value else float(f"{value:.9g}")
 
