@@ -6,8 +6,10 @@ machine's measured matmul peak at the same precision (the higher of the
 measurement at start-up and the one right after the row's own timing, in its
 process). Model FLOPs count the training step as 3x the forward matmuls
 (encoder, pooler, the MLM transform and vocabulary decoder at the P masked
-positions), identical for every implementation. Also prints the input
-pipeline's examples/s when --corpus is given.
+positions), identical for every implementation, so MFU is throughput in
+common units. Ours computes the last block only where the heads read it
+([CLS] and the P masked positions); its HFU counts only the FLOPs it executes.
+Also prints the input pipeline's examples/s when --corpus is given.
 
 Every configuration runs in its own Python process, so dtype policies,
 compiled functions and allocators never leak between rows. Steps are timed
@@ -66,6 +68,14 @@ def model_flops_per_step(config, batch: int, seq: int, predictions: int) -> floa
     encoder = layers * (2 * tokens * (4 * h * h + 2 * h * ffn) + 2 * 2 * batch * seq * seq * h)
     heads = 2 * batch * predictions * (h * h + h * vocab) + 2 * batch * (h * h + 2 * h)
     return 3 * (encoder + heads)
+
+
+def unexecuted_flops_per_step(config, batch: int, seq: int, predictions: int) -> float:
+    """Model FLOPs our pretrainer skips: the last block's query, attention output and
+    feed-forward rows that no head reads (all but [CLS] and the P masked positions)."""
+    h, ffn = config.hidden_size, config.intermediate_size
+    rows = batch * (seq - 1 - predictions)
+    return 3 * 2 * rows * (2 * h * h + 2 * h * ffn + 2 * seq * h)
 
 
 def matmul_peak_tflops(size: int, dtype: str) -> float:
@@ -302,9 +312,14 @@ def main(argv):
                 speeds[(label, _policy(mode))] = max(
                     speeds.get((label, _policy(mode)), 0.0), tokens_per_second)
                 mfu = flops / seconds / 1e12 / peak
+                executed = ""
+                if name == "ours":
+                    hfu = (flops - unexecuted_flops_per_step(config, batch, seq, predictions)
+                           ) / seconds / 1e12 / peak
+                    executed = f" HFU {hfu:6.1%}"
                 print(f"{label:17s} {preset:10s} {mode:10s} {tokens_per_second:9.0f} tokens/s "
                       f"{seconds * 1e3:8.1f} ms/step {flops / seconds / 1e12 * 1e3:8.1f} GFLOP/s "
-                      f"MFU {mfu:6.1%} (peak {peak * 1e3:.0f})", flush=True)
+                      f"MFU {mfu:6.1%}{executed} (peak {peak * 1e3:.0f})", flush=True)
         for precision in ("float32", "mixed_bfloat16"):
             ours_speed = speeds.get(("ours", precision))
             for (label, label_precision), speed in speeds.items():

@@ -53,6 +53,18 @@ def test_pooled_output_is_tanh_dense_of_the_first_token(encoder):
     np.testing.assert_allclose(out["pooled_output"], expected, atol=1e-5)
 
 
+def test_outputs_at_chosen_positions_equal_the_full_sequence_there(encoder):
+    inputs = make_inputs()  # rows of 16, 8 and 3 real tokens: padding is still masked
+    full = encoder(inputs)
+    positions = np.array([[0, 5, 5], [0, 7, 1], [2, 0, 0]], "int32")
+    np.testing.assert_allclose(
+        encoder.sequence_output_at(inputs, positions),
+        np.take_along_axis(full["sequence_output"].numpy(), positions[..., None], axis=1),
+        rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(encoder.pooled_output(inputs), full["pooled_output"],
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_padding_content_does_not_change_outputs_at_real_positions(encoder):
     inputs = make_inputs()
     other = {k: v.copy() for k, v in inputs.items()}

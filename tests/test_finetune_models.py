@@ -4,6 +4,7 @@ import harness
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.models.classifier import BertClassifier
@@ -100,3 +101,26 @@ def test_token_classifier_ignores_zero_weight_positions_in_the_loss():
     other[0, 2:] = 4  # differs only where the weight is 0
     loss = model.evaluate(x, labels, sample_weight=weights, verbose=0)
     assert loss == pytest.approx(model.evaluate(x, other, sample_weight=weights, verbose=0))
+
+
+def test_classifier_logits_and_gradients_equal_the_full_sequence_computation():
+    keras.utils.set_random_seed(3)
+    config = BertConfig(**{**CONFIG, "num_hidden_layers": 2, "hidden_dropout_prob": 0.0,
+                           "attention_probs_dropout_prob": 0.0})
+    classifier = BertClassifier(BertEncoder(config), num_classes=3)
+    features = {k: tf.constant(v) for k, v in inputs().items()}
+    features["input_mask"] = tf.constant(np.arange(8)[None, :] < [[8], [5], [2]], tf.int32)
+
+    def logits_and_gradients(logits_of):
+        with tf.GradientTape() as tape:
+            logits = logits_of(features)
+            loss = tf.reduce_sum(tf.nn.log_softmax(logits)[:, 1])
+        return logits, tape.gradient(loss, classifier.trainable_variables)
+
+    logits, gradients = logits_and_gradients(lambda x: classifier(x, training=True))
+    full_logits, full_gradients = logits_and_gradients(lambda x: classifier.head(
+        classifier.encoder(x, training=True)["pooled_output"]))
+    np.testing.assert_allclose(logits, full_logits, rtol=1e-5, atol=1e-6)
+    for variable, gradient, full in zip(classifier.trainable_variables, gradients, full_gradients):
+        np.testing.assert_allclose(tf.convert_to_tensor(gradient), tf.convert_to_tensor(full),
+                                   rtol=1e-4, atol=1e-6, err_msg=variable.path)

@@ -174,6 +174,47 @@ def test_decoder_and_its_gradients_are_2d_matmuls_over_all_masked_positions(pret
     assert all(op.outputs[0].shape.rank == 2 for op in vocab_outputs)
 
 
+def _full_sequence_outputs(pretrainer, features, training):
+    """The heads on the whole `sequence_output`, as the original computes them."""
+    encoded = pretrainer.encoder(
+        {k: features[k] for k in ("input_word_ids", "input_mask", "input_type_ids")},
+        training=training)
+    return {"mlm_logits": pretrainer.mlm_head(encoded["sequence_output"],
+                                              features["masked_lm_positions"]),
+            "nsp_logits": pretrainer.nsp_head(encoded["pooled_output"])}
+
+
+def test_loss_and_every_gradient_equal_the_full_sequence_computation():
+    keras.utils.set_random_seed(2)
+    pretrainer = BertPretrainer(BertEncoder(tiny_config(hidden_dropout_prob=0.0,
+                                                        attention_probs_dropout_prob=0.0)))
+    features = {name: tf.constant(value) for name, value in make_features().items()}
+    features["input_mask"] = tf.constant(np.arange(SEQ)[None, :] < [[SEQ], [9], [5]], tf.int32)
+
+    def loss_and_gradients(outputs_of):
+        with tf.GradientTape() as tape:
+            loss = pretrainer.compute_loss(x=features, y_pred=outputs_of(features))
+        return loss, tape.gradient(loss, pretrainer.trainable_variables)
+
+    loss, gradients = loss_and_gradients(lambda x: pretrainer(x, training=True))
+    full_loss, full_gradients = loss_and_gradients(
+        lambda x: _full_sequence_outputs(pretrainer, x, training=True))
+    np.testing.assert_allclose(loss, full_loss, rtol=1e-6)
+    for variable, gradient, full in zip(pretrainer.trainable_variables, gradients, full_gradients):
+        np.testing.assert_allclose(tf.convert_to_tensor(gradient), tf.convert_to_tensor(full),
+                                   rtol=1e-4, atol=1e-6, err_msg=variable.path)
+
+
+def test_the_last_blocks_feed_forward_runs_only_at_cls_and_the_masked_positions(pretrainer):
+    features = {name: tf.constant(value) for name, value in make_features().items()}
+    graph = tf.function(lambda x: pretrainer(x, training=True)).get_concrete_function(
+        features).graph
+    intermediate = pretrainer.encoder.config.intermediate_size
+    rows = sorted(op.outputs[0].shape[0] for op in graph.get_operations()
+                  if op.type == "MatMul" and op.outputs[0].shape[-1] == intermediate)
+    assert rows == [BATCH * (1 + P), BATCH * SEQ]  # bert_tiny: two blocks
+
+
 def test_google_variable_map_names_every_variable_once_in_original_shapes(pretrainer):
     mapping = pretrainer.google_variable_map()
     heads = {name: tuple(v.shape) for name, v in mapping.items() if name.startswith("cls/")}
@@ -229,7 +270,7 @@ def test_fit_under_mixed_bfloat16_with_steps_per_execution_reports_the_four_metr
     try:
         keras.utils.set_random_seed(2)
         model = BertPretrainer(BertEncoder(tiny_config()))
-        model.compile(optimizer=create_optimizer(1e-2, num_train_steps=40, num_warmup_steps=0),
+        model.compile(optimizer=create_optimizer(1e-3, num_train_steps=40, num_warmup_steps=0),
                       steps_per_execution=2)
         dataset = tf.data.Dataset.from_tensors(make_features(batch=8)).repeat()
         history = model.fit(dataset, steps_per_epoch=4, epochs=2, verbose=0, shuffle=False).history

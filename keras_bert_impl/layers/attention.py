@@ -88,11 +88,19 @@ class BertAttention(keras.layers.Layer):
         return tf.transpose(tf.reshape(x, [batch, seq, self.num_heads, self.head_size]),
                             [0, 2, 1, 3])
 
-    def call(self, x, input_mask, training=None):
+    def call(self, x, input_mask, training=None, query_positions=None):
+        """`query_positions` [batch, Q]: outputs only at these positions, [batch, Q, hidden],
+        each still attending over every token; all a head reading a few positions needs."""
         batch, seq = tf.shape(x)[0], tf.shape(x)[1]
+        if query_positions is None:
+            queries_from, query_seq = x, seq
+        else:
+            queries_from = tf.gather(x, query_positions, batch_dims=1)
+            query_seq = tf.shape(query_positions)[1]
         # Scaling the queries equals the original's scaling of the scores and
         # touches seq x hidden numbers instead of heads x seq x seq.
-        query = self._split_heads(self.query(x), batch, seq) * (1.0 / math.sqrt(self.head_size))
+        query = self._split_heads(self.query(queries_from), batch, query_seq) * (
+            1.0 / math.sqrt(self.head_size))
         key = self._split_heads(self.key(x), batch, seq)
         value = self._split_heads(self.value(x), batch, seq)
 
@@ -103,10 +111,10 @@ class BertAttention(keras.layers.Layer):
         probs = tf.cast(tf.nn.softmax(scores, axis=-1), self.compute_dtype)
         probs = self.attention_dropout_layer(probs, training=training)
         context = tf.transpose(tf.matmul(probs, value), [0, 2, 1, 3])
-        context = tf.reshape(context, [batch, seq, self.hidden_size])
+        context = tf.reshape(context, [batch, query_seq, self.hidden_size])
 
         output = self.output_dropout(self.output_dense(context), training=training)
-        return self.layer_norm(output + x)
+        return self.layer_norm(output + queries_from)
 
     def compute_output_shape(self, x_shape, input_mask_shape=None):
         return x_shape

@@ -58,8 +58,10 @@ class MaskedLMHead(keras.layers.Layer):
             shape=(self.vocab_size,), initializer="zeros", name="output_bias"
         )
 
-    def call(self, sequence_output, masked_lm_positions):
-        masked = tf.gather(sequence_output, masked_lm_positions, batch_dims=1)
+    def call(self, sequence_output, masked_lm_positions=None):
+        """Without `masked_lm_positions`, `sequence_output` holds only the masked positions."""
+        masked = (sequence_output if masked_lm_positions is None
+                  else tf.gather(sequence_output, masked_lm_positions, batch_dims=1))
         batch, predictions = tf.shape(masked)[0], tf.shape(masked)[1]
         # One [batch * P, hidden] x [hidden, vocab] product. Broadcast over the
         # batch, its gradient for the table would be one [vocab, hidden] matmul
@@ -71,8 +73,9 @@ class MaskedLMHead(keras.layers.Layer):
         logits = tf.cast(logits, "float32") + tf.cast(self.output_bias, "float32")
         return tf.reshape(logits, [batch, predictions, self.vocab_size])
 
-    def compute_output_spec(self, sequence_output, masked_lm_positions):
+    def compute_output_spec(self, sequence_output, masked_lm_positions=None):
+        positions = sequence_output if masked_lm_positions is None else masked_lm_positions
         return keras.KerasTensor(
-            (sequence_output.shape[0], masked_lm_positions.shape[1], self.vocab_size),
+            (sequence_output.shape[0], positions.shape[1], self.vocab_size),
             dtype="float32",
         )

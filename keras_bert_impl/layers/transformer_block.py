@@ -79,8 +79,10 @@ class TransformerBlock(keras.layers.Layer):
         self.output_layer_norm.build((None, None, self.hidden_size))
         self.built = True
 
-    def call(self, x, input_mask, training=None):
-        attended = self.attention(x, input_mask, training=training)
+    def call(self, x, input_mask, training=None, query_positions=None):
+        """`query_positions` [batch, Q]: the block's outputs at those positions alone."""
+        attended = self.attention(x, input_mask, training=training,
+                                  query_positions=query_positions)
         output = self.output_dense(self.intermediate(attended))
         output = self.output_dropout(output, training=training)
         return self.output_layer_norm(output + attended)

@@ -4,6 +4,7 @@ import keras
 
 from keras_bert_impl.layers.dropout import BertDropout
 from keras_bert_impl.layers.logits_head import LogitsHead
+from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.task_model import BertTaskModel
 
 ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
@@ -46,9 +47,18 @@ class BertClassifier(BertTaskModel):
 
         # === Config ===
         self.encoder = encoder
+        self.dropout_layer = dropout_layer
         self.head = head
         self.num_classes = num_classes
         self.dropout = dropout
+
+    def call(self, inputs, training=None, mask=None):
+        if type(self.encoder) is not BertEncoder:
+            return super().call(inputs, training=training, mask=mask)
+        # The functional graph's result; the pooled output needs the last block only
+        # at [CLS] (`BertEncoder.pooled_output`).
+        pooled = self.encoder.pooled_output(inputs, training=training)
+        return self.head(self.dropout_layer(pooled, training=training))
 
     def google_variable_map(self) -> dict[str, keras.Variable]:
         """The encoder's names plus `output_weights`/`output_bias`, as `run_classifier.py`."""

@@ -1,6 +1,7 @@
 """BertEncoder: the BERT Transformer encoder as a functional Keras model."""
 
 import keras
+import tensorflow as tf
 
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.layers.embeddings import BertEmbeddings
@@ -93,6 +94,31 @@ class BertEncoder(keras.Model):
         self.embedding_layer = embedding_layer
         self.transformer_layers = transformer_layers
         self.pooler_layer = pooler_layer
+
+    def sequence_output_at(self, inputs: dict, positions, training=None):
+        """`sequence_output` at `positions` [batch, Q] only, [batch, Q, hidden] in the compute dtype.
+
+        Equals gathering `self(inputs)["sequence_output"]` at `positions`, with the last
+        block run only there: it still needs every token's keys and values, but its
+        queries, attention output and feed-forward network only at Q of the seq rows,
+        which saves most of a block. Heads that read a few positions use it: the
+        pooler ([CLS]) and the masked-LM head.
+        """
+        x = self.embedding_layer(inputs["input_word_ids"], inputs["input_type_ids"],
+                                 training=training)
+        *blocks, last = self.transformer_layers
+        for block in blocks:
+            x = block(x, inputs["input_mask"], training=training)
+        return last(x, inputs["input_mask"], training=training, query_positions=positions)
+
+    def pool(self, cls_output):
+        """`pooled_output` from the last block's [CLS] output [batch, hidden]: float32."""
+        return keras.ops.cast(self.pooler_layer(cls_output), "float32")
+
+    def pooled_output(self, inputs: dict, training=None):
+        """`pooled_output` alone, computing the last block only at [CLS] (see `sequence_output_at`)."""
+        cls_position = tf.zeros([tf.shape(inputs["input_word_ids"])[0], 1], tf.int32)
+        return self.pool(self.sequence_output_at(inputs, cls_position, training)[:, 0, :])
 
     def get_embedding_table(self) -> keras.Variable:
         """The word-embedding table [vocab, hidden], shared with the masked-LM decoder."""

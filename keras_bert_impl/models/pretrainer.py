@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from keras_bert_impl.layers.masked_lm_head import MaskedLMHead
 from keras_bert_impl.layers.next_sentence_head import NextSentenceHead
+from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.task_model import BertTaskModel
 
 MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions")
@@ -71,7 +72,16 @@ class BertPretrainer(BertTaskModel):
 
     def call(self, inputs, training=None, mask=None):
         # The training batches carry the labels too; the network reads only its inputs.
-        return super().call({name: inputs[name] for name in MODEL_INPUTS}, training=training)
+        features = {name: inputs[name] for name in MODEL_INPUTS}
+        if type(self.encoder) is not BertEncoder:
+            return super().call(features, training=training)
+        # The functional graph's result, with the last block computed only where the
+        # heads read it: [CLS] and the masked positions (`sequence_output_at`).
+        masked_lm_positions = features["masked_lm_positions"]
+        positions = tf.concat([tf.zeros_like(masked_lm_positions[:, :1]), masked_lm_positions], 1)
+        last = self.encoder.sequence_output_at(features, positions, training=training)
+        return {"mlm_logits": self.mlm_head(last[:, 1:]),
+                "nsp_logits": self.nsp_head(self.encoder.pool(last[:, 0]))}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         weights = tf.cast(x["masked_lm_weights"], "float32")
