@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_bert_impl.training.checkpointing import TrainingCheckpoint
 
@@ -78,3 +79,16 @@ def test_a_checkpoint_of_another_configuration_is_an_error_naming_it(tmp_path):
     wider_optimizer = keras.optimizers.SGD(0.1)
     with pytest.raises(ValueError, match=r"ckpt-0: this model cannot resume from the checkpoint"):
         TrainingCheckpoint(str(tmp_path), wider, wider_optimizer).restore()
+
+
+def test_a_checkpoint_written_before_batches_were_counted_resumes_at_its_step(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    optimizer.iterations.assign(40)
+    old_layout = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    tf.train.CheckpointManager(old_layout, str(tmp_path / "checkpoints"), max_to_keep=1,
+                               checkpoint_name="ckpt").save(checkpoint_number=40)
+    restarted_model, restarted_optimizer = _model_and_optimizer()
+    restarted = TrainingCheckpoint(str(tmp_path), restarted_model, restarted_optimizer)
+    assert restarted.restore() == 40 and restarted.step == 40
+    for restored, saved in zip(restarted_model.weights, model.weights):
+        np.testing.assert_array_equal(restored, saved)

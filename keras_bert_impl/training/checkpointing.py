@@ -66,14 +66,18 @@ class TrainingCheckpoint:
             self.optimizer.build(self.model.trainable_variables)
         if latest is not None:
             try:
-                self._checkpoint.restore(latest).assert_existing_objects_matched()
+                counts_batches = any(name.startswith("batches/")
+                                     for name, _ in tf.train.list_variables(latest))
+                # Checkpoints written before the batch count existed hold the rest.
+                checkpoint = self._checkpoint if counts_batches else tf.train.Checkpoint(
+                    model=self.model, optimizer=self.optimizer)
+                checkpoint.restore(latest).assert_existing_objects_matched()
             except (ValueError, AssertionError, tf.errors.OpError) as error:
                 raise ValueError(
                     f"{latest}: this model cannot resume from the checkpoint, which a run with "
                     f"another configuration wrote; use another model_dir ({error})") from None
-            if self.batches.numpy() == 0:
-                # Written before the batch count existed: its step is the position.
-                self.batches.assign(self.step)
+            if not counts_batches or self.batches.numpy() == 0:
+                self.batches.assign(self.step)  # no count saved: the step is the position
         return int(self.batches.numpy())
 
     def save(self) -> str:
