@@ -1,9 +1,13 @@
 """bert-quickstart, the README's first command, end to end in a subprocess (few steps)."""
 
 import ast
+import contextlib
 import subprocess
 
 import pytest
+from absl import flags
+
+from keras_bert_impl.cli import quickstart
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +62,47 @@ def test_a_rerun_with_other_flags_stops_before_touching_the_trained_run(quicksta
     assert rerun.returncode != 0
     assert "--lower_case: True then, False now" in rerun.stderr
     assert (output_dir / "vocab.txt").read_bytes() == vocab
+
+
+@contextlib.contextmanager
+def _flags(argv):
+    before = set(flags.FLAGS)
+    quickstart.define_flags()
+    try:
+        flags.FLAGS(["bert-quickstart", *argv])
+        yield
+    finally:
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+
+
+class _StopBeforeTraining(Exception):
+    pass
+
+
+def _stop(*args, **kwargs):
+    raise _StopBeforeTraining
+
+
+def test_a_rerun_with_the_same_flags_trains_on_the_vocabulary_it_started_with(
+        quickstart_run, monkeypatch):
+    # The vocabulary learner is not deterministic: learning again would give the
+    # checkpoint's embedding rows other tokens.
+    output_dir, result = quickstart_run
+    assert result.returncode == 0
+    vocab = (output_dir / "vocab.txt").read_bytes()
+    monkeypatch.setattr(quickstart, "_pretrain", _stop)
+    with _flags([f"--output_dir={output_dir}", "--steps=20", "--vocab_size=1500",
+                 "--batch_size=16", "--seq_length=32"]):
+        with pytest.raises(_StopBeforeTraining):
+            quickstart.main([])
+    assert (output_dir / "vocab.txt").read_bytes() == vocab
+
+
+def test_a_run_that_fails_before_training_leaves_the_output_dir_free(tmp_path):
+    with _flags([f"--output_dir={tmp_path}", "--corpus=books/*.txt"]):
+        with pytest.raises(ValueError, match="matches no files"):
+            quickstart.main([])
+    with _flags([f"--output_dir={tmp_path}"]):
+        assert not quickstart._check_same_run()  # the default corpus may use it

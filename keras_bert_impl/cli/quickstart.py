@@ -58,30 +58,43 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    _check_same_run()
+    same_run = _check_same_run()
     train_file, held_out_file, held_out_documents = _write_corpus()
-    vocab_file = _learn_vocabulary(train_file)
+    _record_run()
+    vocab_file = _learn_vocabulary(train_file, reuse=same_run)
     run = _pretrain(train_file, vocab_file)
     _evaluate(run, held_out_file)
     _serve_fill_mask(run, vocab_file, held_out_documents)
 
 
-def _check_same_run() -> None:
-    """Resuming needs the flags of the run that wrote --output_dir: another corpus or
-    vocabulary would give every trained embedding row another token."""
-    settings = {name: FLAGS[name].value for name in RUN_FLAGS}
+def _run_settings() -> dict:
+    return {name: FLAGS[name].value for name in RUN_FLAGS}
+
+
+def _check_same_run() -> bool:
+    """Whether --output_dir holds a run with these flags, which this one continues.
+
+    Resuming needs the flags of the run that wrote --output_dir: another corpus or
+    vocabulary would give every trained embedding row another token.
+    """
     path = os.path.join(FLAGS.output_dir, SETTINGS_FILE)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            previous = json.load(f)
-        changed = [f"--{name}: {previous.get(name)!r} then, {value!r} now"
-                   for name, value in settings.items() if previous.get(name) != value]
-        if changed:
-            raise app.UsageError(
-                f"--output_dir={FLAGS.output_dir} holds a run with other flags ("
-                + "; ".join(changed) + "); rerun with those or use another --output_dir")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=2)
+    if not os.path.exists(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        previous = json.load(f)
+    changed = [f"--{name}: {previous.get(name)!r} then, {value!r} now"
+               for name, value in _run_settings().items() if previous.get(name) != value]
+    if changed:
+        raise app.UsageError(
+            f"--output_dir={FLAGS.output_dir} holds a run with other flags ("
+            + "; ".join(changed) + "); rerun with those or use another --output_dir")
+    return True
+
+
+def _record_run() -> None:
+    """Written once the corpus is, so that a run that fails before leaves no claim."""
+    with open(os.path.join(FLAGS.output_dir, SETTINGS_FILE), "w", encoding="utf-8") as f:
+        json.dump(_run_settings(), f, indent=2)
 
 
 def _documents() -> list[list[str]]:
@@ -134,15 +147,24 @@ def _write_corpus() -> tuple[str, str, list[list[str]]]:
     return train_file, held_out_file, held_out
 
 
-def _learn_vocabulary(train_file: str) -> str:
-    from keras_bert_impl.text.vocab_file import write_vocab_file
+def _learn_vocabulary(train_file: str, reuse: bool) -> str:
+    """Learns vocab.txt, or with `reuse` keeps the one the earlier run trained with: the
+    learner does not give the same vocabulary twice (huggingface/tokenizers#1794)."""
+    from keras_bert_impl.text.vocab_file import read_vocab_file, write_vocab_file
     from keras_bert_impl.text.vocabulary import learn_vocabulary
 
     vocab_file = os.path.join(FLAGS.output_dir, "vocab.txt")
+    if reuse and os.path.exists(vocab_file):
+        vocab, _ = read_vocab_file(vocab_file)
+        print(f"Vocabulary: {len(vocab)} WordPiece tokens, kept from the earlier run in "
+              f"{vocab_file}")
+        return vocab_file
     with open(train_file, encoding="utf-8") as f:
         lines = [line for line in f if line.strip()]
     vocab = learn_vocabulary(lines, vocab_size=FLAGS.vocab_size, lower_case=FLAGS.lower_case)
-    write_vocab_file(vocab, vocab_file)
+    # Whole or absent: a run killed while writing must not leave a vocabulary to reuse.
+    write_vocab_file(vocab, vocab_file + ".partial")
+    os.replace(vocab_file + ".partial", vocab_file)
     print(f"Vocabulary: {len(vocab)} WordPiece tokens learned, written to {vocab_file}")
     return vocab_file
 
@@ -238,7 +260,7 @@ def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) 
     finally:
         server.stop()
     print(f"Serve it yourself: python -m keras_bert_impl.serving.model_server --port=8500 "
-          f"--model_name=bert --model_base_path={export_base}")
+          f"--rest_api_port=8501 --model_name=bert --model_base_path={export_base}")
 
 
 def run():
