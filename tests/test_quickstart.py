@@ -93,16 +93,16 @@ def test_a_rerun_with_the_same_flags_trains_on_the_vocabulary_it_started_with(
     assert result.returncode == 0
     vocab = (output_dir / "vocab.txt").read_bytes()
     monkeypatch.setattr(quickstart, "_pretrain", _stop)
-    with _flags([f"--output_dir={output_dir}", "--steps=20", "--vocab_size=1500",
-                 "--batch_size=16", "--seq_length=32"]):
-        with pytest.raises(_StopBeforeTraining):
-            quickstart.main([])
+    argv = [f"--output_dir={output_dir}", "--steps=20", "--vocab_size=1500", "--batch_size=16",
+            "--seq_length=32"]
+    with _flags(argv), pytest.raises(_StopBeforeTraining):
+        quickstart.main([])
     assert (output_dir / "vocab.txt").read_bytes() == vocab
 
 
 def test_a_run_that_fails_before_training_leaves_the_output_dir_free(tmp_path):
-    with _flags([f"--output_dir={tmp_path}", "--corpus=books/*.txt"]):
-        with pytest.raises(ValueError, match="matches no files"):
-            quickstart.main([])
+    with _flags([f"--output_dir={tmp_path}", "--corpus=books/*.txt"]), \
+            pytest.raises(ValueError, match="matches no files"):
+        quickstart.main([])
     with _flags([f"--output_dir={tmp_path}"]):
         assert not quickstart._check_same_run()  # the default corpus may use it
