@@ -170,6 +170,17 @@ def test_hidden_act_selects_the_feed_forward_activation():
     assert 0 < difference.max() < 1e-2
 
 
+def test_frozen_encoder_or_blocks_stay_frozen_in_a_model_and_through_keras_files(tmp_path):
+    assert BertEncoder(tiny_config(), trainable=False).trainable_variables == []
+    encoder = BertEncoder(tiny_config())
+    encoder.get_layer("layer_0").trainable = False
+    trainable = [v.path for v in encoder.trainable_variables]
+    assert not any(path.startswith("layer_0/") for path in trainable)
+    encoder.save(tmp_path / "encoder.keras")
+    loaded = keras.models.load_model(tmp_path / "encoder.keras")
+    assert [v.path for v in loaded.trainable_variables] == trainable
+
+
 def test_accepts_a_config_dict_and_exposes_the_config():
     encoder = BertEncoder(tiny_config().to_dict())
     assert encoder.config == tiny_config()

@@ -11,6 +11,7 @@ from keras_bert_impl.models.classifier import BertClassifier
 from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.span_labeler import BertSpanLabeler
 from keras_bert_impl.models.token_classifier import BertTokenClassifier
+from keras_bert_impl.training.optimization import create_optimizer
 
 CONFIG = {"vocab_size": 60, "hidden_size": 32, "num_hidden_layers": 1,
           "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 32}
@@ -124,3 +125,21 @@ def test_classifier_logits_and_gradients_equal_the_full_sequence_computation():
     for variable, gradient, full in zip(classifier.trainable_variables, gradients, full_gradients):
         np.testing.assert_allclose(tf.convert_to_tensor(gradient), tf.convert_to_tensor(full),
                                    rtol=1e-4, atol=1e-6, err_msg=variable.path)
+
+
+def test_a_compiled_classifier_loads_compiled_with_its_optimizer_state(tmp_path):
+    encoder_ = encoder()
+    encoder_.trainable = False
+    classifier = BertClassifier(encoder_, num_classes=3)
+    classifier.compile(optimizer=create_optimizer(1e-3, 10, 1),
+                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    labels = np.array([0, 1, 2])
+    classifier.fit(inputs(), labels, epochs=1, verbose=0)
+    classifier.save(tmp_path / "classifier.keras")
+    loaded = keras.models.load_model(tmp_path / "classifier.keras")
+    assert [v.path for v in loaded.trainable_variables] == [
+        v.path for v in classifier.trainable_variables]  # the head only
+    assert int(loaded.optimizer.iterations) == 1
+    for saved, restored in zip(classifier.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(saved, restored)
+    loaded.fit(inputs(), labels, epochs=1, verbose=0)

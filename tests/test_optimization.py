@@ -154,6 +154,17 @@ def test_bert_adamw_round_trips_through_keras_serialization():
     assert restored.bias_correction and restored.global_clipnorm == 1.0
 
 
+@pytest.mark.parametrize("optimizer_type", ["adamw", "lamb"])
+def test_the_layer_norm_and_bias_exclusion_survives_serialization(optimizer_type):
+    # As when a compiled model is saved with model.save and loaded again.
+    opt = create_optimizer(1e-3, num_train_steps=10, num_warmup_steps=0,
+                           optimizer_type=optimizer_type)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    model = _layer_norm_dense_model()
+    decayed = {v.path for v in model.trainable_variables if restored._use_weight_decay(v)}
+    assert decayed == {"dense/kernel"}
+
+
 def test_each_replica_gradient_is_clipped_to_norm_one_then_averaged(tmp_path):
     """As the original on TPUs: mean over replicas of clip(replica gradient, 1.0)."""
     script = tmp_path / "mirrored_clip.py"

@@ -32,6 +32,8 @@ class BertEncoder(keras.Model):
         if isinstance(config, dict):
             config = BertConfig.from_dict(config)
         dtype = kwargs.pop("dtype", None)
+        trainable = kwargs.pop("trainable", True)
+        frozen_layers = kwargs.pop("frozen_layers", ())
 
         # === Layers ===
         embedding_layer = BertEmbeddings(
@@ -94,6 +96,12 @@ class BertEncoder(keras.Model):
         self.embedding_layer = embedding_layer
         self.transformer_layers = transformer_layers
         self.pooler_layer = pooler_layer
+        # Set once the layers are tracked: the functional constructor applies
+        # `trainable` before, where it would freeze nothing.
+        if not trainable:
+            self.trainable = False
+        for name in frozen_layers:
+            self.get_layer(name).trainable = False
 
     def sequence_output_at(self, inputs: dict, positions, training=None):
         """`sequence_output` at `positions` [batch, Q] only, [batch, Q, hidden] in the compute dtype.
@@ -164,6 +172,10 @@ class BertEncoder(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            # Frozen embeddings, blocks or pooler (`encoder.get_layer(name).trainable = False`).
+            "frozen_layers": [layer.name for layer in self.layers if self.trainable
+                              and not layer.trainable
+                              and not isinstance(layer, keras.layers.InputLayer)],
         }
 
     @classmethod

@@ -13,10 +13,24 @@ class BertTaskModel(keras.Model):
     before the subclass constructor runs.
     """
 
+    def __init__(self, *args, trainable: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Keras' functional constructor applies `trainable` before it tracks the layers,
+        # where it would freeze nothing. (Setting True would unfreeze a frozen encoder.)
+        if not trainable:
+            self.trainable = False
+
     def compile(self, *args, jit_compile: bool | str = "auto", **kwargs):
         """`keras.Model.compile`, with XLA left off where the strategy cannot run it."""
         super().compile(*args, jit_compile=jit_compile_under(self.distribute_strategy, jit_compile),
                         **kwargs)
+
+    def compile_from_config(self, config: dict) -> None:
+        """Compiles a loaded model as it was saved (Keras skips models that override
+        `compile`), so `load_model` restores the optimizer and its state."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
 
     def get_config(self) -> dict:
         return {

@@ -5,10 +5,12 @@ import tensorflow as tf
 from keras import ops
 
 from keras_bert_impl.training.gradient_clipping import PerReplicaGlobalNormClipping
+from keras_bert_impl.training.weight_decay_exclusion import SerializedWeightDecayExclusion
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
-class BertAdamW(PerReplicaGlobalNormClipping, keras.optimizers.AdamW):
+class BertAdamW(SerializedWeightDecayExclusion, PerReplicaGlobalNormClipping,
+                keras.optimizers.AdamW):
     """Keras' `AdamW` with the original BERT update, `lr * m / (sqrt(v) + epsilon)`.
 
     The original optimizer has no Adam bias correction: its linear warmup

@@ -5,10 +5,12 @@ import tensorflow as tf
 from keras import ops
 
 from keras_bert_impl.training.gradient_clipping import PerReplicaGlobalNormClipping
+from keras_bert_impl.training.weight_decay_exclusion import SerializedWeightDecayExclusion
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
-class BertLamb(PerReplicaGlobalNormClipping, keras.optimizers.Lamb):
+class BertLamb(SerializedWeightDecayExclusion, PerReplicaGlobalNormClipping,
+               keras.optimizers.Lamb):
     """LAMB with the weight decay inside the layer-wise trust ratio.
 
     Keras' `Lamb` decays the weights outside the update, so the trust ratio

@@ -1,0 +1,25 @@
+"""Weight-decay exclusions by variable name that survive the optimizer's serialization."""
+
+
+class SerializedWeightDecayExclusion:
+    """Optimizer mixin: `exclude_from_weight_decay(var_names=...)` is kept in `get_config`.
+
+    Keras leaves the exclusion out of the config, so a model saved with
+    `model.save` and loaded again would decay its LayerNorm and bias weights.
+    Exclusions by variable (`var_list`) name no variable in a config and stay
+    out of it.
+    """
+
+    def __init__(self, *args, exclude_from_weight_decay_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._excluded_names = ()
+        if exclude_from_weight_decay_names:
+            self.exclude_from_weight_decay(var_names=list(exclude_from_weight_decay_names))
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        super().exclude_from_weight_decay(var_list=var_list, var_names=var_names)
+        self._excluded_names = tuple(var_names or ())
+
+    def get_config(self) -> dict:
+        return {**super().get_config(),
+                "exclude_from_weight_decay_names": list(self._excluded_names)}
