@@ -5,7 +5,9 @@ import tensorflow as tf
 from keras import ops
 
 from keras_bert_impl.training.gradient_clipping import PerReplicaGlobalNormClipping
-from keras_bert_impl.training.weight_decay_exclusion import SerializedWeightDecayExclusion
+from keras_bert_impl.training.weight_decay_exclusion import (
+    SerializedWeightDecayExclusion,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
