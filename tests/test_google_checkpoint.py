@@ -235,6 +235,12 @@ def test_mis_shaped_variable_is_an_error_naming_it_and_both_shapes(tf1_checkpoin
         load_google_checkpoint(small_vocab, tf1_checkpoint[0])
 
 
+def test_a_checkpoint_with_more_layers_than_the_model_is_an_error(tf1_checkpoint):
+    shallower = BertEncoder(BertConfig.from_dict({**CONFIG.to_dict(), "num_hidden_layers": 1}))
+    with pytest.raises(ValueError, match=r"has 2 encoder layers .* but the model has 1"):
+        load_google_checkpoint(shallower, tf1_checkpoint[0])
+
+
 def test_a_checkpoint_of_other_names_is_an_error_saying_so(tmp_path, encoder):
     tf.train.Checkpoint(model=encoder).write(str(tmp_path / "keras_object_ckpt"))
     with pytest.raises(ValueError, match="none of the model's variables.*original-format"):

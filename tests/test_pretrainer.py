@@ -112,6 +112,15 @@ def test_loss_is_the_original_weighted_mlm_mean_plus_nsp_mean(pretrainer):
     np.testing.assert_allclose(float(loss), mlm + nsp, rtol=1e-5)
 
 
+def test_labels_missing_from_the_feature_dict_are_a_clear_error(pretrainer):
+    features = make_features()
+    labels = {name: features.pop(name) for name in ("masked_lm_ids", "next_sentence_labels")}
+    pretrainer.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match=r"lacks \['masked_lm_ids', 'next_sentence_labels'\].*"
+                       r"not as a separate y"):
+        pretrainer.fit(features, labels, epochs=1, verbose=0)
+
+
 def test_mlm_accuracy_counts_only_positions_with_weight(pretrainer):
     features = make_features()
     logits = np.full((BATCH, P, VOCAB), -10.0, "float32")

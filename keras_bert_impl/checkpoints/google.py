@@ -8,6 +8,7 @@ code (`tf.compat.v1.train.Saver`, `tf.train.init_from_checkpoint`).
 
 import dataclasses
 import os
+import re
 
 import keras
 import numpy as np
@@ -83,6 +84,12 @@ def resolve_checkpoint_prefix(path: str | os.PathLike) -> str:
     return prefix
 
 
+def _encoder_layer_count(names) -> int:
+    numbers = {int(match.group(1)) for name in names
+               if (match := re.match(r"bert/encoder/layer_(\d+)/", name))}
+    return max(numbers) + 1 if numbers else 0
+
+
 def _read_checkpoint(prefix: str):
     try:
         reader = tf.train.load_checkpoint(prefix)
@@ -126,6 +133,13 @@ def load_google_checkpoint(
             f"Checkpoint {prefix} lacks {len(required)} variable(s) the model needs: "
             f"{', '.join(required[:10])}{' ...' if len(required) > 10 else ''}"
         )
+    layers = _encoder_layer_count(shapes)
+    model_layers = _encoder_layer_count(variables)
+    if layers > model_layers:
+        raise ValueError(
+            f"Checkpoint {prefix} has {layers} encoder layers (bert/encoder/layer_0.."
+            f"layer_{layers - 1}) but the model has {model_layers}: is num_hidden_layers in "
+            "the config right?")
     mismatched = [
         f"{name}: checkpoint shape {list(shapes[name])}, model shape {list(variable.shape)}"
         for name, variable in variables.items()

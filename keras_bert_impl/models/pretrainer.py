@@ -10,6 +10,7 @@ from keras_bert_impl.models.task_model import BertTaskModel
 
 MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions")
 ENCODER_INPUTS = MODEL_INPUTS[:3]
+LABEL_KEYS = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
@@ -84,6 +85,13 @@ class BertPretrainer(BertTaskModel):
                 "nsp_logits": self.nsp_head(self.encoder.pool(last[:, 0]))}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        missing = [name for name in LABEL_KEYS if name not in x]
+        if missing:
+            raise ValueError(
+                f"BertPretrainer reads its labels from the feature dict, which lacks {missing}: "
+                f"fit it on dicts that hold {list(LABEL_KEYS)} beside the inputs, as "
+                "pretraining_dataset yields them" + (" (not as a separate y)" if y is not None
+                                                     else ""))
         weights = tf.cast(x["masked_lm_weights"], "float32")
         per_position = keras.losses.sparse_categorical_crossentropy(
             x["masked_lm_ids"], y_pred["mlm_logits"], from_logits=True
