@@ -109,6 +109,7 @@ def main(argv):
             counts[index] += 1
             total += 1
         progress.add(size)
+    progress.update(total, finalize=True)  # ends the bar's line
     for writer in writers:
         writer.close()
     if total == 0:

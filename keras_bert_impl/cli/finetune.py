@@ -200,8 +200,11 @@ def main(argv):
         f.write(json.dumps(results, indent=2))
     print(json.dumps(results))
     model.save(os.path.join(FLAGS.model_dir, "model.keras"))
+    print(f"Model: {os.path.join(FLAGS.model_dir, 'model.keras')}; evaluation: "
+          f"{os.path.join(FLAGS.model_dir, 'eval_results.json')}")
     if FLAGS.export_dir:
         task.export(model, FLAGS.export_dir, export_version)
+        print(f"Exported for TensorFlow Serving: {os.path.join(FLAGS.export_dir, str(export_version))}")
 
 
 def _export_version() -> int | None:
