@@ -143,3 +143,11 @@ def test_a_compiled_classifier_loads_compiled_with_its_optimizer_state(tmp_path)
     for saved, restored in zip(classifier.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(saved, restored)
     loaded.fit(inputs(), labels, epochs=1, verbose=0)
+
+
+def test_classifier_takes_ids_of_any_numeric_dtype_as_its_int32_inputs():
+    classifier = BUILDERS["classifier"]()
+    expected = classifier(inputs()).numpy()
+    for dtype in ("int64", "float64"):
+        converted = {name: value.astype(dtype) for name, value in inputs().items()}
+        np.testing.assert_array_equal(classifier(converted), expected)

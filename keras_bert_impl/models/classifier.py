@@ -56,7 +56,8 @@ class BertClassifier(BertTaskModel):
         if type(self.encoder) is not BertEncoder:
             return super().call(inputs, training=training, mask=mask)
         # The functional graph's result; the pooled output needs the last block only
-        # at [CLS] (`BertEncoder.pooled_output`).
+        # at [CLS] (`BertEncoder.pooled_output`). Inputs converted as the graph would.
+        inputs = {name: keras.ops.cast(inputs[name], "int32") for name in ENCODER_INPUTS}
         pooled = self.encoder.pooled_output(inputs, training=training)
         return self.head(self.dropout_layer(pooled, training=training))
 
