@@ -103,6 +103,16 @@ def test_sequence_longer_than_max_positions_is_a_clear_error(encoder):
         encoder(make_inputs(seq=65))
 
 
+def test_a_sequence_too_long_for_a_graph_of_unknown_length_is_a_clear_error(encoder):
+    spec = tf.TensorSpec([None, None], tf.int32)
+    predict = tf.function(lambda x: encoder(x)["pooled_output"], input_signature=[
+        {name: spec for name in ("input_word_ids", "input_mask", "input_type_ids")}])
+    assert predict(make_inputs(seq=64)).shape == (3, 128)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"sequence length exceeds max_position_embeddings \(64\)"):
+        predict(make_inputs(seq=65))
+
+
 def test_dropout_applies_only_in_training(encoder):
     inputs = make_inputs()
     np.testing.assert_array_equal(

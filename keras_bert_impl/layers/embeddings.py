@@ -70,11 +70,13 @@ class BertEmbeddings(keras.layers.Layer):
 
     def call(self, input_word_ids, input_type_ids, training=None):
         seq_length = input_word_ids.shape[1]
+        message = f"exceeds max_position_embeddings ({self.max_position_embeddings})"
         if seq_length is not None and seq_length > self.max_position_embeddings:
-            raise ValueError(
-                f"Sequence length {seq_length} exceeds max_position_embeddings "
-                f"({self.max_position_embeddings})."
-            )
+            raise ValueError(f"Sequence length {seq_length} {message}.")
+        if seq_length is None:  # known only when the graph runs (not checked under XLA)
+            tf.debugging.assert_less_equal(
+                tf.shape(input_word_ids)[1], self.max_position_embeddings,
+                message=f"The sequence length {message}")
         x = tf.gather(self.word_embeddings, input_word_ids)
         x += tf.gather(self.token_type_embeddings, input_type_ids)
         x += self.position_embeddings[tf.newaxis, : tf.shape(input_word_ids)[1]]
