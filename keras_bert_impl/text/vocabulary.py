@@ -33,7 +33,10 @@ def learn_vocabulary(
     learned pieces, most general first. Every character stays, so a corpus
     whose alphabet (each character twice, plain and `##`) is larger than
     `vocab_size` gives a longer vocabulary, with a warning: size a
-    `BertConfig` by `len(vocab)`, never by the request.
+    `BertConfig` by `len(vocab)`, never by the request. Not deterministic: the
+    trainer breaks ties between equally frequent merges in hash order
+    (huggingface/tokenizers#1794), so the same corpus can give another
+    vocabulary; keep the vocab.txt a model was trained with.
 
     ```python
     vocab = learn_vocabulary(open("corpus.txt"), vocab_size=8000)
