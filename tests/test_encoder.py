@@ -191,6 +191,15 @@ def test_frozen_encoder_or_blocks_stay_frozen_in_a_model_and_through_keras_files
     assert [v.path for v in loaded.trainable_variables] == trainable
 
 
+def test_a_block_reports_the_shape_of_its_outputs_at_query_positions(encoder):
+    x = keras.Input((SEQ, 128))
+    mask = keras.Input((SEQ,), dtype="int32")
+    positions = keras.Input((3,), dtype="int32")
+    block = encoder.transformer_layers[-1]
+    assert block(x, mask, query_positions=positions).shape == (None, 3, 128)
+    assert block.attention(x, mask, query_positions=positions).shape == (None, 3, 128)
+
+
 def test_accepts_a_config_dict_and_exposes_the_config():
     encoder = BertEncoder(tiny_config().to_dict())
     assert encoder.config == tiny_config()

@@ -165,6 +165,16 @@ def test_the_layer_norm_and_bias_exclusion_survives_serialization(optimizer_type
     assert decayed == {"dense/kernel"}
 
 
+@pytest.mark.parametrize("optimizer_class", [BertAdamW, BertLamb])
+def test_a_config_saved_before_exclusions_were_recorded_gets_the_bert_exclusion(optimizer_class):
+    config = optimizer_class(1e-3, weight_decay=0.01).get_config()
+    del config["exclude_from_weight_decay_names"]
+    restored = optimizer_class.from_config(config)
+    model = _layer_norm_dense_model()
+    assert {v.path for v in model.trainable_variables if restored._use_weight_decay(v)} == {
+        "dense/kernel"}
+
+
 def test_each_replica_gradient_is_clipped_to_norm_one_then_averaged(tmp_path):
     """As the original on TPUs: mean over replicas of clip(replica gradient, 1.0)."""
     script = tmp_path / "mirrored_clip.py"

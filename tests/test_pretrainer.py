@@ -193,6 +193,25 @@ def _full_sequence_outputs(pretrainer, features, training):
             "nsp_logits": pretrainer.nsp_head(encoded["pooled_output"])}
 
 
+def test_a_batch_without_masked_positions_gives_empty_mlm_logits(pretrainer):
+    features = model_inputs(make_features())
+    features["masked_lm_positions"] = np.zeros((BATCH, 0), "int32")
+    for outputs in (pretrainer(features), tf.function(pretrainer, jit_compile=True)(features)):
+        assert outputs["mlm_logits"].shape == (BATCH, 0, VOCAB)
+        np.testing.assert_allclose(outputs["nsp_logits"],
+                                   _full_sequence_outputs(pretrainer, features, False)["nsp_logits"],
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_a_mixed_precision_encoder_in_a_float32_model_computes_as_the_full_graph():
+    # As a model trained under mixed_bfloat16 and loaded in a float32 process.
+    pretrainer = BertPretrainer(BertEncoder(tiny_config(), dtype="mixed_bfloat16"))
+    features = model_inputs(make_features())
+    outputs, full = pretrainer(features), _full_sequence_outputs(pretrainer, features, False)
+    for name in ("mlm_logits", "nsp_logits"):
+        np.testing.assert_allclose(outputs[name], full[name], rtol=1e-6, atol=1e-6)
+
+
 def test_loss_and_every_gradient_equal_the_full_sequence_computation():
     keras.utils.set_random_seed(2)
     pretrainer = BertPretrainer(BertEncoder(tiny_config(hidden_dropout_prob=0.0,

@@ -116,8 +116,10 @@ class BertAttention(keras.layers.Layer):
         output = self.output_dropout(self.output_dense(context), training=training)
         return self.layer_norm(output + queries_from)
 
-    def compute_output_shape(self, x_shape, input_mask_shape=None):
-        return x_shape
+    def compute_output_shape(self, x_shape, input_mask_shape=None, query_positions_shape=None):
+        if query_positions_shape is None:
+            return x_shape
+        return (x_shape[0], query_positions_shape[1], x_shape[2])
 
     def get_config(self) -> dict:
         return {

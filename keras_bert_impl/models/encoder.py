@@ -1,7 +1,11 @@
 """BertEncoder: the BERT Transformer encoder as a functional Keras model."""
 
+import contextlib
+
 import keras
 import tensorflow as tf
+# Keras has no public way to enter the scope its __call__ opens.
+from keras.src.backend import AutocastScope, get_autocast_scope
 
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.layers.embeddings import BertEmbeddings
@@ -112,12 +116,25 @@ class BertEncoder(keras.Model):
         which saves most of a block. Heads that read a few positions use it: the
         pooler ([CLS]) and the masked-LM head.
         """
-        x = self.embedding_layer(inputs["input_word_ids"], inputs["input_type_ids"],
-                                 training=training)
-        *blocks, last = self.transformer_layers
-        for block in blocks:
-            x = block(x, inputs["input_mask"], training=training)
-        return last(x, inputs["input_mask"], training=training, query_positions=positions)
+        with self._autocast_scope():
+            x = self.embedding_layer(inputs["input_word_ids"], inputs["input_type_ids"],
+                                     training=training)
+            *blocks, last = self.transformer_layers
+            for block in blocks:
+                x = block(x, inputs["input_mask"], training=training)
+            return last(x, inputs["input_mask"], training=training, query_positions=positions)
+
+    def _autocast_scope(self):
+        """The autocast scope `self(...)` would run its layers in, for calls past `__call__`.
+
+        Without it a mixed encoder inside a float32 model would read the embedding
+        tables in the compute dtype, which the embedding layer keeps out of its scope.
+        """
+        current = get_autocast_scope()
+        if current is not None and current.dtype != self.compute_dtype or (
+                current is None and self.compute_dtype != self.variable_dtype):
+            return AutocastScope(self.compute_dtype)
+        return contextlib.nullcontext()
 
     def pool(self, cls_output):
         """`pooled_output` from the last block's [CLS] output [batch, hidden]: float32."""

@@ -80,7 +80,8 @@ class BertPretrainer(BertTaskModel):
         # The functional graph's result, with the last block computed only where the
         # heads read it: [CLS] and the masked positions (`sequence_output_at`).
         masked_lm_positions = features["masked_lm_positions"]
-        positions = tf.concat([tf.zeros_like(masked_lm_positions[:, :1]), masked_lm_positions], 1)
+        cls_position = tf.zeros([tf.shape(masked_lm_positions)[0], 1], masked_lm_positions.dtype)
+        positions = tf.concat([cls_position, masked_lm_positions], 1)
         last = self.encoder.sequence_output_at(features, positions, training=training)
         return {"mlm_logits": self.mlm_head(last[:, 1:]),
                 "nsp_logits": self.nsp_head(self.encoder.pool(last[:, 0]))}

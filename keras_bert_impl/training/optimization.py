@@ -5,11 +5,7 @@ import keras
 from keras_bert_impl.training.adamw import BertAdamW
 from keras_bert_impl.training.lamb import BertLamb
 from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
-
-# The original excludes "LayerNorm", "layer_norm" and "bias" by variable name.
-# Keras names a LayerNormalization's variables "gamma" and "beta", and matches
-# the patterns against each variable's own name, so those two are listed too.
-NO_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias", "gamma", "beta")
+from keras_bert_impl.training.weight_decay_exclusion import NO_WEIGHT_DECAY
 
 
 def create_optimizer(
