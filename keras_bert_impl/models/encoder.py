@@ -4,6 +4,7 @@ import contextlib
 
 import keras
 import tensorflow as tf
+
 # Keras has no public way to enter the scope its __call__ opens.
 from keras.src.backend import AutocastScope, get_autocast_scope
 
