@@ -125,7 +125,8 @@ class BertConfig:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e}).") from e
         if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a JSON object of BERT hyperparameters.")
+            raise ValueError(  # noqa: TRY004 (the file's content is bad, not an argument)
+                f"{path}: expected a JSON object of BERT hyperparameters.")
         try:
             return cls.from_dict(values)
         except (ValueError, TypeError) as e:

@@ -337,14 +337,20 @@ def test_batched_requests_of_mixed_lengths_give_the_unbatched_outputs(exports):
                              alone["sequence_output"].numpy())
 
 
-def test_jit_compiled_export_compiles_only_the_model_and_gives_the_same_numbers(
-        exports, reloaded, tmp_path):
-    vocab = str(tmp_path / "vocab.txt")
+@pytest.fixture(scope="module")
+def xla_export(exports):
+    """The pair classifier exported with `jit_compile=True`."""
+    vocab = str(exports["root"] / "xla_vocab.txt")
     with open(vocab, "w", encoding="utf-8") as f:
         f.write("".join(token + "\n" for token in exports["tokenizer"].vocab))
-    export_dir = export_saved_model(exports["models"]["classifier"], str(tmp_path / "xla"), vocab,
-                                    seq_length=SEQ_LENGTH, pair_inputs=True, labels=LABELS,
-                                    jit_compile=True)
+    return export_saved_model(exports["models"]["classifier"], str(exports["root"] / "xla"),
+                              vocab, seq_length=SEQ_LENGTH, pair_inputs=True, labels=LABELS,
+                              jit_compile=True)
+
+
+def test_jit_compiled_export_compiles_only_the_model_and_gives_the_same_numbers(
+        xla_export, reloaded):
+    export_dir = xla_export
     check_serving_ops(export_dir)
     saved_model = saved_model_pb2.SavedModel()
     with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
@@ -359,3 +365,44 @@ def test_jit_compiled_export_compiles_only_the_model_and_gives_the_same_numbers(
     np.testing.assert_allclose(outputs["logits"].numpy(), reloaded["classifier/logits"],
                                rtol=1e-4, atol=1e-5)
     assert outputs["label"].numpy().tolist() == reloaded["classifier/label"].tolist()
+
+
+_GOOD_IDS = {"input_word_ids": [[101, 7592, 102, 0]], "input_mask": [[1, 1, 1, 0]],
+             "input_type_ids": [[0, 0, 0, 0]]}
+
+
+@pytest.mark.parametrize("kind", ["graph", "xla"])
+@pytest.mark.parametrize("bad, error", [
+    ({"input_word_ids": [[101, 30522, 102, 0]]},
+     r"input_word_ids must be token ids in \[0, 30522\).*from 0 to 30522"),
+    ({"input_word_ids": [[101, -1, 102, 0]]}, "input_word_ids must be .* from -1 to 102"),
+    ({"input_type_ids": [[0, 2, 0, 0]]}, r"input_type_ids must be segment ids in \[0, 2\)"),
+    ({"input_mask": [[1, 2, 1, 0]]}, "input_mask must be 1 .* or 0"),
+    ({"input_mask": [[1, 1, 1]]}, r"input_mask has shape \[1 3\] but input_word_ids has \[1 4\]"),
+    ({name: [[]] for name in _GOOD_IDS}, "sequence length .* must be 1 to .*, got 0"),
+    ({name: [[0] * 513] for name in _GOOD_IDS}, "max_position_embeddings=512, got 513"),
+])
+def test_tokenized_ids_outside_the_model_tables_are_refused_even_under_xla(
+        exports, xla_export, kind, bad, error):
+    """XLA clamps an out-of-range lookup instead of failing: without the checks these
+    requests would get silently wrong answers from the XLA export."""
+    export_dir = exports["dirs"]["classifier"] if kind == "graph" else xla_export
+    signature = tf.saved_model.load(export_dir).signatures["serving_tokenized"]
+    good = {name: tf.constant(value, tf.int32) for name, value in _GOOD_IDS.items()}
+    assert signature(**good)["logits"].shape == [1, 3]
+    inputs = {**good, **{name: tf.constant(value, tf.int32, shape=np.shape(value))
+                         for name, value in bad.items()}}
+    with pytest.raises(tf.errors.InvalidArgumentError, match=error):
+        signature(**inputs)
+
+
+def test_server_answers_bad_token_ids_with_invalid_argument_and_keeps_serving(served):
+    client = Client(f"127.0.0.1:{served.port}", signature_name="serving_tokenized")
+    good = {name: np.array(value, np.int32) for name, value in _GOOD_IDS.items()}
+    with pytest.raises(ServingError) as raised:
+        client.predict_tensors({**good, "input_word_ids": np.array([[101, 99999, 102, 0]],
+                                                                   np.int32)})
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "input_word_ids must be token ids in [0, 30522)" in str(raised.value)
+    assert "Detected at node" not in str(raised.value)
+    assert client.predict_tensors(good)["logits"].shape == (1, 3)

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from keras_bert_impl.config import BertConfig
 from keras_bert_impl.export.op_allowlist import check_serving_ops
 from keras_bert_impl.export.serving_head import ServingContext, serving_head_for
+from keras_bert_impl.export.tokenized_inputs import check_tokenized_inputs
 from keras_bert_impl.export.warmup import write_warmup_requests
 from keras_bert_impl.text.preprocessor import BertPreprocessor
 from keras_bert_impl.text.tokenizer import BertTokenizer
@@ -17,10 +19,10 @@ from keras_bert_impl.text.tokenizer import BertTokenizer
 TOKENIZED_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
-def _model_vocab_size(model: keras.Model) -> int | None:
+def _encoder_config(model: keras.Model) -> BertConfig | None:
     config = getattr(model, "config", None) or getattr(getattr(model, "encoder", None), "config",
                                                        None)
-    return getattr(config, "vocab_size", None)
+    return config if isinstance(config, BertConfig) else None
 
 
 def _write_labels_file(labels: Sequence[str], directory: str) -> str:
@@ -84,10 +86,11 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
 
     tokenizer = BertTokenizer(vocab_file, lower_case=lower_case,
                               max_chars_per_token=max_chars_per_token)
-    expected = _model_vocab_size(model)
-    if expected is not None and expected != tokenizer.vocab_size:
+    config = _encoder_config(model)
+    if config is not None and config.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but the model's "
-                         f"vocab_size is {expected}; export with the vocabulary it was trained on")
+                         f"vocab_size is {config.vocab_size}; export with the vocabulary it was "
+                         "trained on")
     os.makedirs(export_base, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bert-export-") as scratch:
         labels_file = labels
@@ -102,7 +105,7 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
         head = serving_head_for(model, context)
         staging = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=export_base)
         try:
-            _write(model, head, tokenizer, staging, pair_inputs)
+            _write(model, head, tokenizer, staging, pair_inputs, config)
             check_serving_ops(staging)
             write_warmup_requests(staging, _warmup_requests(head, pair_inputs, tokenizer),
                                   model_name=model_name)
@@ -114,7 +117,8 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     return export_dir
 
 
-def _write(model, head, tokenizer, path: str, pair_inputs: bool) -> None:
+def _write(model, head, tokenizer, path: str, pair_inputs: bool,
+           config: BertConfig | None) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.track(tokenizer)
@@ -135,8 +139,11 @@ def _write(model, head, tokenizer, path: str, pair_inputs: bool) -> None:
         text_signature = [text_spec]
 
     def serve_tokenized(input_word_ids, input_mask, input_type_ids):
-        return head.outputs({"input_word_ids": input_word_ids, "input_mask": input_mask,
-                             "input_type_ids": input_type_ids})
+        features = {"input_word_ids": input_word_ids, "input_mask": input_mask,
+                    "input_type_ids": input_type_ids}
+        if config is not None:
+            features = check_tokenized_inputs(features, config)
+        return head.outputs(features)
 
     archive.add_endpoint("serving_default", serve_text, input_signature=text_signature)
     archive.add_endpoint("serving_tokenized", serve_tokenized, input_signature=[

@@ -45,6 +45,9 @@ def _shape_text(shape_proto) -> str:
 def _short(error: tf.errors.OpError) -> str:
     """The graph error's own message and node, without TF's Python stack traces."""
     head, _, tail = error.message.partition("\n\t [[")
+    # A loaded graph's errors read "Detected at node N defined at ...:\n<stack
+    # traces unavailable>\n<message>": keep the message.
+    head = head.rpartition("<stack traces unavailable>\n")[2]
     message = [part for part in head.split("\n\n") if part.strip()][-1].strip()
     node = re.search(r"\{\{node ([^}]+)\}\}", tail)
     return f"{message} (at node {node.group(1)})" if node else message
