@@ -1,5 +1,7 @@
 """BertClassifier, BertTokenClassifier, BertSpanLabeler: outputs, init, names, serialization."""
 
+import warnings
+
 import harness
 import keras
 import numpy as np
@@ -102,6 +104,32 @@ def test_token_classifier_ignores_zero_weight_positions_in_the_loss():
     other[0, 2:] = 4  # differs only where the weight is 0
     loss = model.evaluate(x, labels, sample_weight=weights, verbose=0)
     assert loss == pytest.approx(model.evaluate(x, other, sample_weight=weights, verbose=0))
+
+
+@pytest.mark.parametrize("kind", ["token_classifier", "span_labeler"])
+def test_labelers_train_without_warning_about_or_decaying_the_pooler_they_never_read(kind):
+    model = BUILDERS[kind]()
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if kind == "span_labeler":
+        labels = {"start_logits": np.array([1, 2, 3]), "end_logits": np.array([2, 3, 4])}
+        model.compile(optimizer=create_optimizer(1e-2, 10, 1),
+                      loss={"start_logits": loss, "end_logits": loss})
+    else:
+        labels = np.ones((3, 8), "int32")
+        model.compile(optimizer=create_optimizer(1e-2, 10, 1), loss=loss)
+    pooler = model.encoder.pooler_layer
+    pooler_paths = {weight.path for weight in pooler.weights}
+    before = {weight.path: weight.numpy() for weight in model.weights}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(inputs(), labels, epochs=2, verbose=0)
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
+    for weight in model.weights:
+        changed = not np.array_equal(weight.numpy(), before[weight.path])
+        assert changed == (weight.path not in pooler_paths), weight.path
+    assert pooler.trainable  # the encoder itself is untouched, and still counted
+    assert sum(w.numpy().size for w in model.trainable_weights + model.non_trainable_weights) \
+        == sum(w.numpy().size for w in model.weights)
 
 
 def test_classifier_logits_and_gradients_equal_the_full_sequence_computation():

@@ -26,6 +26,8 @@ class BertSpanLabeler(BertTaskModel):
     ```
     """
 
+    reads_pooled_output = False
+
     def __init__(self, encoder: keras.Model, **kwargs):
         # === Layers ===
         head = LogitsHead(

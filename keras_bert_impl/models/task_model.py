@@ -13,12 +13,38 @@ class BertTaskModel(keras.Model):
     before the subclass constructor runs.
     """
 
+    #: Whether the task's outputs read the encoder's pooled output. Those that do not
+    #: (span and token labelers) get no gradient for the pooler: it is left out of the
+    #: weights the training step differentiates and updates, as the original
+    #: optimizer skipped variables without gradients, rather than Keras warning
+    #: "Gradients do not exist for variables ['pooler/kernel', 'pooler/bias']". The
+    #: optimizer still builds its slots (`trainable_variables`), so saved optimizer
+    #: state keeps its layout.
+    reads_pooled_output = True
+
     def __init__(self, *args, trainable: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         # Keras' functional constructor applies `trainable` before it tracks the layers,
         # where it would freeze nothing. (Setting True would unfreeze a frozen encoder.)
         if not trainable:
             self.trainable = False
+
+    def _unread_pooler_weights(self) -> list:
+        if self.reads_pooled_output:
+            return []
+        pooler = getattr(getattr(self, "encoder", None), "pooler_layer", None)
+        return list(pooler.weights) if pooler is not None else []
+
+    @property
+    def trainable_weights(self) -> list:
+        unread = {id(weight) for weight in self._unread_pooler_weights()}
+        return [weight for weight in super().trainable_weights if id(weight) not in unread]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        unread = {id(weight) for weight in self._unread_pooler_weights()}
+        return super().non_trainable_weights + [
+            weight for weight in super().trainable_weights if id(weight) in unread]
 
     def compile(self, *args, jit_compile: bool | str = "auto", **kwargs):
         """`keras.Model.compile`, with XLA left off where the strategy cannot run it."""

@@ -28,6 +28,8 @@ class BertTokenClassifier(BertTaskModel):
     ```
     """
 
+    reads_pooled_output = False
+
     def __init__(self, encoder: keras.Model, num_classes: int, dropout: float | None = None,
                  **kwargs):
         # === Layers ===
