@@ -362,6 +362,21 @@ def test_a_corpus_file_without_text_is_an_error_naming_it(tokenizer, tmp_path):
         pretraining_dataset(str(tmp_path / "missing*.txt"), tokenizer, seq_length=SEQ)
 
 
+def test_a_truncated_or_corrupt_gzip_corpus_is_an_error_naming_it(tokenizer, tmp_path):
+    """TensorFlow's reader would stop silently where the damaged data starts."""
+    text = "".join(f"Sentence number {i} of a document.\n" for i in range(20000)).encode()
+    compressed = gzip.compress(text)
+    (tmp_path / "truncated.txt.gz").write_bytes(compressed[:len(compressed) // 2])
+    corrupt = bytearray(compressed)
+    corrupt[-8] ^= 0xFF  # the CRC of the uncompressed data
+    (tmp_path / "corrupt.txt.gz").write_bytes(bytes(corrupt))
+    (tmp_path / "whole.txt.gz").write_bytes(compressed)
+    for name in ("truncated", "corrupt"):
+        with pytest.raises(ValueError, match=f"{name}.txt.gz.*not a complete gzip file"):
+            pretraining_dataset(str(tmp_path / f"{name}.txt.gz"), tokenizer, seq_length=SEQ)
+    pretraining_dataset(str(tmp_path / "whole.txt.gz"), tokenizer, seq_length=SEQ)
+
+
 def test_prediction_count_rounds_as_the_original_in_double_precision():
     from keras_bert_impl.data.masking import num_to_predict
     lengths = [10, 190, 350, 390, 670]
