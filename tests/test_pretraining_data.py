@@ -362,6 +362,16 @@ def test_a_corpus_file_without_text_is_an_error_naming_it(tokenizer, tmp_path):
         pretraining_dataset(str(tmp_path / "missing*.txt"), tokenizer, seq_length=SEQ)
 
 
+def test_the_endless_stream_is_declared_infinite_so_keras_knows_the_length_of_a_take(
+        tokenizer, english_corpus):
+    kwargs = {"seq_length": SEQ, "max_predictions_per_seq": P, "batch_size": 2, "seed": 1}
+    endless = pretraining_dataset(english_corpus, tokenizer, **kwargs)
+    assert endless.cardinality() == tf.data.INFINITE_CARDINALITY
+    assert endless.take(3).cardinality() == 3  # Keras' evaluate ends there without a warning
+    one_pass = pretraining_dataset(english_corpus, tokenizer, num_epochs=1, **kwargs)
+    assert one_pass.cardinality() != tf.data.INFINITE_CARDINALITY
+
+
 def test_a_truncated_or_corrupt_gzip_corpus_is_an_error_naming_it(tokenizer, tmp_path):
     """TensorFlow's reader would stop silently where the damaged data starts."""
     text = "".join(f"Sentence number {i} of a document.\n" for i in range(20000)).encode()

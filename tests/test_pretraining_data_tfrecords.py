@@ -133,6 +133,9 @@ def test_generated_records_round_trip_through_the_dataset(generated_records, tok
         assert np.mean(masked == tokenizer.mask_id) > 0 or len(positions) < 3
         assert row["input_word_ids"][0][0] == tokenizer.cls_id
     assert {int(r["next_sentence_labels"][0]) for r in rows} == {0, 1}
+    endless = pretraining_dataset(str(out / "*.tfrecord*"), tokenizer, seq_length=SEQ,
+                                  max_predictions_per_seq=P, batch_size=1, seed=1)
+    assert endless.cardinality() == tf.data.INFINITE_CARDINALITY
 
 
 def test_metadata_mismatch_is_a_clear_error(generated_records, tokenizer, cased_vocab):

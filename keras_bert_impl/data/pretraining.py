@@ -120,12 +120,12 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
         files = [f for f in corpus.expand_file_patterns(text_files)
                  if not f.endswith(tfrecords.METADATA_SUFFIX)]
         if is_tfrecord_input(files, input_format):
-            return tfrecords.tfrecord_dataset(
+            return _marked_endless_if(num_epochs is None, tfrecords.tfrecord_dataset(
                 files, seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
                 batch_size=batch_size, vocab_sha256=getattr(tokenizer, "vocab_sha256", None),
                 seed=seed, input_context=input_context, num_epochs=num_epochs,
                 start_step=start_step, drop_remainder=drop_remainder,
-                shuffle_buffer=instance_shuffle_buffer)
+                shuffle_buffer=instance_shuffle_buffer))
         mask_id = _mask_id(tokenizer)
         documents = corpus.file_documents(
             files, max_document_sentences, input_context=input_context,
@@ -172,7 +172,17 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
     batches = batches.map(lambda features: {name: features[name] for name in FEATURE_NAMES})
     options = tf.data.Options()
     options.deterministic = seed is not None
-    return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return _marked_endless_if(num_epochs is None,
+                              batches.with_options(options).prefetch(tf.data.AUTOTUNE))
+
+
+def _marked_endless_if(endless: bool, batches: tf.data.Dataset) -> tf.data.Dataset:
+    """Declares an endless stream infinite. tf.data cannot infer it through the
+    pipeline, so `ds.take(n)` would have unknown length and Keras' `evaluate`
+    would warn "Your input ran out of data" when it ends."""
+    if not endless:
+        return batches
+    return batches.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
 
 
 def _check_arguments(seq_length, max_predictions_per_seq, batch_size, masked_lm_prob,
