@@ -25,7 +25,11 @@ import pytest
 import tensorflow as tf
 
 from keras_bert_impl.serving import Client, ServingError, start_server
-from keras_bert_impl.serving.batching_parameters import parse_batching_parameters
+from keras_bert_impl.serving.batching import Batcher
+from keras_bert_impl.serving.batching_parameters import (
+    BatchingOptions,
+    parse_batching_parameters,
+)
 
 TEXTS = ["Hello world", "北京欢迎你", "café crème", "emoji 😀👍"]
 BATCHING = "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 100000 }\n"
@@ -308,6 +312,41 @@ def test_batching_merges_concurrent_requests_into_fewer_model_calls(server):
     assert server.handle.model_calls("bert") - before < 8
     for index, result in enumerate(results):
         np.testing.assert_array_equal(result, expected_lengths([TEXTS[index % 4]]))
+
+
+def test_a_queued_request_of_another_shape_does_not_stop_the_batcher():
+    """The batcher skips a waiting request it cannot merge and takes one behind it;
+    taking it out of the queue once compared the requests' arrays, which raised in
+    the batching thread and left every later request of the signature unanswered."""
+    release, calls = threading.Event(), []
+
+    def model_fn(inputs):
+        calls.append(inputs["x"].shape)
+        if len(calls) == 1:
+            release.wait(30)  # the other requests queue up meanwhile
+        return {"total": inputs["x"].sum(axis=1)}
+
+    batcher = Batcher(model_fn, BatchingOptions(max_batch_size=4, batch_timeout_micros=0,
+                                                num_batch_threads=1))
+    requests = [np.ones((1, 3)), np.ones((2, 3)), np.ones((2, 5)), np.full((2, 3), 2.0)]
+    answers = [concurrent.futures.Future() for _ in requests]
+
+    def send(x, answer):
+        try:
+            answer.set_result(batcher.run({"x": x}, len(x)))
+        except Exception as error:  # noqa: BLE001 - checked by the assertion below
+            answer.set_exception(error)
+
+    for queued, (x, answer) in enumerate(zip(requests, answers)):
+        # Daemon threads: a request the batcher never answers fails the test, not the run.
+        threading.Thread(target=send, args=(x, answer), daemon=True).start()
+        while len(calls) < 1 or len(batcher._queue) < queued:  # keep the arrival order
+            time.sleep(0.01)
+    release.set()
+    totals = [answer.result(timeout=10)["total"].tolist() for answer in answers]
+    batcher.close()
+    assert totals == [[3.0], [3.0, 3.0], [5.0, 5.0], [6.0, 6.0]]
+    assert calls == [(1, 3), (4, 3), (2, 5)]  # the fourth request joined the second
 
 
 def _http(url, body=None):

@@ -22,7 +22,7 @@ from keras_bert_impl.serving.errors import ServingError, invalid_argument
 Arrays = dict[str, np.ndarray]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # identity: `deque.remove` must not compare the arrays
 class _Task:
     inputs: Arrays
     size: int
