@@ -155,14 +155,26 @@ def test_classifier_logits_and_gradients_equal_the_full_sequence_computation():
                                    rtol=1e-4, atol=1e-6, err_msg=variable.path)
 
 
+def compile_and_fit(model, epochs=1):
+    """Compiles `model` with the BERT optimizer and fits it on three examples."""
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if isinstance(model, BertSpanLabeler):
+        labels = {"start_logits": np.array([1, 2, 3]), "end_logits": np.array([2, 3, 4])}
+        loss = {"start_logits": loss, "end_logits": loss}
+    elif isinstance(model, BertTokenClassifier):
+        labels = np.ones((3, 8), "int32")
+    else:
+        labels = np.array([0, 1, 2])
+    model.compile(optimizer=create_optimizer(1e-3, 10, 1), loss=loss)
+    model.fit(inputs(), labels, epochs=epochs, verbose=0)
+    return labels
+
+
 def test_a_compiled_classifier_loads_compiled_with_its_optimizer_state(tmp_path):
     encoder_ = encoder()
     encoder_.trainable = False
     classifier = BertClassifier(encoder_, num_classes=3)
-    classifier.compile(optimizer=create_optimizer(1e-3, 10, 1),
-                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    labels = np.array([0, 1, 2])
-    classifier.fit(inputs(), labels, epochs=1, verbose=0)
+    labels = compile_and_fit(classifier)
     classifier.save(tmp_path / "classifier.keras")
     loaded = keras.models.load_model(tmp_path / "classifier.keras")
     assert [v.path for v in loaded.trainable_variables] == [
@@ -171,6 +183,22 @@ def test_a_compiled_classifier_loads_compiled_with_its_optimizer_state(tmp_path)
     for saved, restored in zip(classifier.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(saved, restored)
     loaded.fit(inputs(), labels, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_every_task_model_reloads_with_its_optimizer_state(kind, tmp_path):
+    model = BUILDERS[kind]()
+    compile_and_fit(model, epochs=2)
+    model.save(tmp_path / "model.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
+    assert int(loaded.optimizer.iterations) == 2
+    assert [v.path for v in loaded.optimizer.variables] == [
+        v.path for v in model.optimizer.variables]
+    for saved, restored in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(saved, restored, err_msg=saved.path)
 
 
 def test_classifier_takes_ids_of_any_numeric_dtype_as_its_int32_inputs():

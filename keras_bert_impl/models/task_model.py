@@ -18,8 +18,8 @@ class BertTaskModel(keras.Model):
     #: weights the training step differentiates and updates, as the original
     #: optimizer skipped variables without gradients, rather than Keras warning
     #: "Gradients do not exist for variables ['pooler/kernel', 'pooler/bias']". The
-    #: optimizer still builds its slots (`trainable_variables`), so saved optimizer
-    #: state keeps its layout.
+    #: optimizer still builds its slots from `trainable_variables` (in `compile`, as
+    #: `load_model` does), so saved optimizer state keeps one layout.
     reads_pooled_output = True
 
     def __init__(self, *args, trainable: bool = True, **kwargs):
@@ -47,16 +47,23 @@ class BertTaskModel(keras.Model):
             weight for weight in super().trainable_weights if id(weight) in unread]
 
     def compile(self, *args, jit_compile: bool | str = "auto", **kwargs):
-        """`keras.Model.compile`, with XLA left off where the strategy cannot run it."""
+        """`keras.Model.compile`, with XLA left off where the strategy cannot run it.
+
+        Builds the optimizer for `trainable_variables` right away, as `load_model`
+        does before it restores a saved optimizer; left to the first training step, it
+        would be built for `trainable_weights`, without an unread pooler's slots, and a
+        saved model would reload with its optimizer state dropped.
+        """
         super().compile(*args, jit_compile=jit_compile_under(self.distribute_strategy, jit_compile),
                         **kwargs)
+        if self.built and self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     def compile_from_config(self, config: dict) -> None:
         """Compiles a loaded model as it was saved (Keras skips models that override
         `compile`), so `load_model` restores the optimizer and its state."""
         self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def get_config(self) -> dict:
         return {
