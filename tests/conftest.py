@@ -35,12 +35,12 @@ def chinese_vocab(shared_data) -> str:
 
 
 @pytest.fixture()
-def no_dropout_config(tmp_path):
-    """A one-layer bert_config.json without dropout: dropout masks are not part of a
-    checkpoint, so tests that compare a resumed run with an uninterrupted one need none."""
+def tiny_config(tmp_path):
+    """A one-layer bert_config.json with BERT's dropout, whose masks a resumed run must
+    continue (their seed states are in the training checkpoint)."""
     config = {"vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
               "num_attention_heads": 2, "intermediate_size": 64, "hidden_act": "gelu",
-              "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+              "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
               "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02}
     path = tmp_path / "bert_config.json"
     path.write_text(json.dumps(config))

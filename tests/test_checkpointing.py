@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_bert_impl.training.checkpointing import TrainingCheckpoint
+from keras_bert_impl.layers.dropout import BertDropout
+from keras_bert_impl.training.checkpointing import TrainingCheckpoint, seed_states
 
 
 def _model_and_optimizer():
@@ -92,3 +93,38 @@ def test_a_checkpoint_written_before_batches_were_counted_resumes_at_its_step(tm
     assert restarted.restore() == 40 and restarted.step == 40
     for restored, saved in zip(restarted_model.weights, model.weights):
         np.testing.assert_array_equal(restored, saved)
+
+
+def _dropout_model():
+    keras.utils.set_random_seed(5)  # the same initial weights and seed states in every run
+    model = keras.Sequential([keras.Input((3,)), BertDropout(0.5), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def test_a_resumed_run_continues_the_dropout_masks_and_ends_as_an_uninterrupted_one(tmp_path):
+    x, y = np.random.default_rng(0).normal(size=(16, 3)), np.zeros((16, 2))
+    uninterrupted = _dropout_model()
+    uninterrupted.fit(x, y, batch_size=4, epochs=4, shuffle=False, verbose=0)
+
+    first = _dropout_model()
+    checkpoint = TrainingCheckpoint(str(tmp_path), first, first.optimizer)
+    first.fit(x, y, batch_size=4, epochs=2, shuffle=False, callbacks=[checkpoint.callback()],
+              verbose=0)
+    assert [v.path.split("/")[-1] for v in seed_states(first)] == ["seed_generator_state"]
+    restarted = _dropout_model()
+    assert TrainingCheckpoint(str(tmp_path), restarted, restarted.optimizer).restore() == 8
+    restarted.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0)
+    for resumed, straight in zip(restarted.weights, uninterrupted.weights):
+        np.testing.assert_allclose(resumed, straight, rtol=1e-6, err_msg=straight.path)
+
+
+def test_a_checkpoint_written_before_seed_states_were_saved_still_resumes(tmp_path):
+    model = _dropout_model()
+    model.optimizer.build(model.trainable_variables)
+    batches = tf.Variable(3, dtype=tf.int64)
+    old_layout = tf.train.Checkpoint(model=model, optimizer=model.optimizer, batches=batches)
+    tf.train.CheckpointManager(old_layout, str(tmp_path / "checkpoints"), max_to_keep=1,
+                               checkpoint_name="ckpt").save(checkpoint_number=3)
+    restarted = _dropout_model()
+    assert TrainingCheckpoint(str(tmp_path), restarted, restarted.optimizer).restore() == 3

@@ -46,14 +46,14 @@ def _training_state(model_dir):
 
 
 def test_killed_finetuning_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_run(
-        tmp_path, uncased_vocab, sst2_files, no_dropout_config):
+        tmp_path, uncased_vocab, sst2_files, tiny_config):
     killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     reference = subprocess.Popen(
-        _command(reference_dir, *sst2_files, uncased_vocab, no_dropout_config),
+        _command(reference_dir, *sst2_files, uncased_vocab, tiny_config),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     victim = subprocess.Popen(
-        _command(killed_dir, *sst2_files, uncased_vocab, no_dropout_config),
+        _command(killed_dir, *sst2_files, uncased_vocab, tiny_config),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
     # A checkpoint counts once the manager's state file names it.
@@ -67,7 +67,7 @@ def test_killed_finetuning_resumes_from_its_checkpoint_and_ends_like_an_uninterr
     assert not (killed_dir / "checkpoints" / f"ckpt-{STEPS}.index").exists()
 
     restarted = subprocess.run(
-        _command(killed_dir, *sst2_files, uncased_vocab, no_dropout_config),
+        _command(killed_dir, *sst2_files, uncased_vocab, tiny_config),
         capture_output=True, text=True, env=env, timeout=300, check=False)
     assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr[-2000:]
     resumed_at = int(restarted.stdout.split(" at step ")[1].split()[0])

@@ -30,13 +30,13 @@ def _training_weights(model_dir):
 
 
 def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_run(
-        tmp_path, shared_data, uncased_vocab, no_dropout_config):
+        tmp_path, shared_data, uncased_vocab, tiny_config):
     corpus = str(shared_data / "sample_text.txt")
     killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    reference = subprocess.Popen(_command(reference_dir, uncased_vocab, corpus, no_dropout_config),
+    reference = subprocess.Popen(_command(reference_dir, uncased_vocab, corpus, tiny_config),
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    victim = subprocess.Popen(_command(killed_dir, uncased_vocab, corpus, no_dropout_config),
+    victim = subprocess.Popen(_command(killed_dir, uncased_vocab, corpus, tiny_config),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
     while not (killed_dir / "checkpoints" / f"ckpt-{SAVE_EVERY}.index").exists():
@@ -48,7 +48,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     assert not (killed_dir / "checkpoints" / f"ckpt-{STEPS}.index").exists(), \
         "killed too late to test resuming"
 
-    restarted = subprocess.run(_command(killed_dir, uncased_vocab, corpus, no_dropout_config),
+    restarted = subprocess.run(_command(killed_dir, uncased_vocab, corpus, tiny_config),
                                capture_output=True, text=True, env=env, timeout=300,
                                check=False)
     assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr[-2000:]

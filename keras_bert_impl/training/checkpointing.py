@@ -7,8 +7,8 @@ import tensorflow as tf
 
 
 class TrainingCheckpoint:
-    """Saves and restores the model, the optimizer (whose `iterations` is the step)
-    and how many batches the run has consumed.
+    """Saves and restores the model, the optimizer (whose `iterations` is the step),
+    the model's random-seed states (dropout) and how many batches the run has consumed.
 
     A restarted run calls `restore()` first; the data position is restored by
     the caller skipping the returned number of batches of its deterministic
@@ -46,9 +46,12 @@ class TrainingCheckpoint:
         self.optimizer = optimizer
         self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches_consumed",
                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        # TF's tracking of a Keras model leaves out its seed states; without them a
+        # resumed run would draw again the dropout masks of the steps it already took.
+        self._seed_states = seed_states(model)
         # The optimizer tracks the model's trainable variables, so it carries them.
         self._checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                               batches=self.batches)
+                                               batches=self.batches, seed_states=self._seed_states)
         self.manager = tf.train.CheckpointManager(
             self._checkpoint, directory, max_to_keep=max_to_keep if is_chief else 1,
             checkpoint_name="ckpt"
@@ -66,11 +69,14 @@ class TrainingCheckpoint:
             self.optimizer.build(self.model.trainable_variables)
         if latest is not None:
             try:
-                counts_batches = any(name.startswith("batches/")
-                                     for name, _ in tf.train.list_variables(latest))
-                # Checkpoints written before the batch count existed hold the rest.
-                checkpoint = self._checkpoint if counts_batches else tf.train.Checkpoint(
-                    model=self.model, optimizer=self.optimizer)
+                saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+                counts_batches = "batches" in saved
+                # Checkpoints written before the batch count or the seed states were
+                # saved hold the rest.
+                checkpoint = tf.train.Checkpoint(
+                    model=self.model, optimizer=self.optimizer,
+                    **({"batches": self.batches} if counts_batches else {}),
+                    **({"seed_states": self._seed_states} if "seed_states" in saved else {}))
                 checkpoint.restore(latest).assert_existing_objects_matched()
             except (ValueError, AssertionError, tf.errors.OpError) as error:
                 raise ValueError(
@@ -86,6 +92,12 @@ class TrainingCheckpoint:
     def callback(self) -> keras.callbacks.Callback:
         """A callback that saves at the end of every epoch."""
         return _SaveAtEpochEnd(self)
+
+
+def seed_states(model: keras.Model) -> list[keras.Variable]:
+    """The state variables of the model's `SeedGenerator`s: `variables` without `weights`."""
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
 
 
 class _SaveAtEpochEnd(keras.callbacks.Callback):
