@@ -124,6 +124,36 @@ def test_a_file_of_another_shape_is_an_error_naming_where(tmp_path, data, where)
         read_squad(str(path))
 
 
+@pytest.mark.parametrize("is_training", [True, False])
+@pytest.mark.parametrize("question, error", [
+    ({"question": "Who?", "answers": []}, r"qas\[0\]: expected a non-empty string 'id', found None"),
+    (qa("", "Who?", []), r"qas\[0\]: expected a non-empty string 'id', found ''"),
+    (qa("q", "Who?", {"text": "Paris", "answer_start": 0}),
+     r"qas\[0\] \(id 'q'\).answers: expected a list of objects"),
+    (qa("q", "Who?", ["Paris"]), r"qas\[0\] \(id 'q'\).answers: expected a list of objects"),
+    (qa("q", "Who?", [{"text": 5, "answer_start": 0}]),
+     r"qas\[0\] \(id 'q'\).answers\[0\].text: expected a string, found int"),
+    (qa("q", "Who?", [], is_impossible="false"),
+     r"qas\[0\] \(id 'q'\): 'is_impossible' must be true or false, found 'false'"),
+    (qa("q", ["Who?"], []), r"qas\[0\] \(id 'q'\): 'question' must be a string, found list"),
+])
+def test_a_malformed_question_is_an_error_naming_it(tmp_path, question, error, is_training):
+    path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [question]}])
+    with pytest.raises(ValueError, match=r"train.json: data\[0\].paragraphs\[0\]." + error):
+        read_squad(path, version_2_with_negative=True, is_training=is_training)
+
+
+def test_evaluation_questions_need_unique_ids_as_their_scores_are_keyed_by_id(tmp_path):
+    answers = [{"text": "Paris", "answer_start": 0}]
+    path = write_squad(tmp_path, [
+        {"context": "Paris is in France.", "qas": [qa("q1", "Who?", answers)]},
+        {"context": "Paris is big.", "qas": [qa(7, "What?", answers), qa("q1", "Where?", answers)]}])
+    with pytest.raises(ValueError, match=r"data\[0\].paragraphs\[1\].qas\[1\]: question id "
+                       r"'q1' is also the id of data\[0\].paragraphs\[0\].qas\[0\]"):
+        read_squad(path, is_training=False)
+    assert [e.question_id for e in read_squad(path).examples] == ["q1", "7", "q1"]
+
+
 def test_unanswerable_questions_need_version_2(tmp_path):
     path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [
         qa("q", "Who?", [], is_impossible=True)]}])

@@ -66,7 +66,9 @@ def read_squad(
 
     Evaluation data (`is_training=False`) need only answer texts: every
     question is kept, so it is predicted and scored as the official scripts
-    score every question in the file.
+    score every question in the file; their ids must be unique. A question
+    without an `id`, or with an `is_impossible`, `question` or `answers` of
+    another type, is an error naming where it is, in either mode.
 
     >>> squad = read_squad("cmrc2018_trial.json")
     >>> squad.examples[0].answers
@@ -79,7 +81,7 @@ def read_squad(
     if not isinstance(document, dict) or not isinstance(document.get("data"), list):
         raise ValueError(f"{path}: expected SQuAD JSON, an object with a 'data' list")  # noqa: TRY004
     bad = BadRecords(skip_bad_records)
-    examples = []
+    examples, places = [], {}
     for a, article in enumerate(document["data"]):
         where = f"{path}: data[{a}]"
         for p, paragraph in enumerate(_objects(article, "paragraphs", where)):
@@ -89,12 +91,18 @@ def read_squad(
                                  f"{type(context).__name__}")
             word_spans = context_words(context)
             char_to_word = _char_to_word(context, word_spans)
-            for qa in _objects(paragraph, "qas", f"{where}.paragraphs[{p}]"):
+            for q, qa in enumerate(_objects(paragraph, "qas", f"{where}.paragraphs[{p}]")):
+                place = f"data[{a}].paragraphs[{p}].qas[{q}]"
+                fields = _question_fields(qa, f"{path}: {place}")
                 if is_training:
-                    example = _training_example(path, qa, context, word_spans, char_to_word,
+                    example = _training_example(path, fields, context, word_spans, char_to_word,
                                                 version_2_with_negative, bad)
                 else:
-                    example = _evaluation_example(qa, context, word_spans)
+                    if fields.question_id in places:  # predictions and scores are keyed by id
+                        raise ValueError(f"{path}: {place}: question id {fields.question_id!r} "
+                                         f"is also the id of {places[fields.question_id]}")
+                    places[fields.question_id] = place
+                    example = _evaluation_example(fields, context, word_spans)
                 if example is not None:
                     examples.append(example)
     return SquadExamples(examples, bad.skipped)
@@ -110,30 +118,59 @@ def _objects(parent, key: str, where: str) -> list[dict]:
     return items
 
 
-def _evaluation_example(qa, context, word_spans):
-    is_impossible = bool(qa.get("is_impossible", False))
-    answers = [] if is_impossible else [
-        str(answer.get("text", "")) for answer in qa.get("answers", [])]
+@dataclasses.dataclass(frozen=True)
+class _QuestionFields:
+    question_id: str
+    question: str
+    is_impossible: bool
+    answers: list[dict]
+
+
+def _question_fields(qa: dict, where: str) -> _QuestionFields:
+    """A `qas` entry's fields, checked: a malformed one is an error naming where."""
+    question_id = qa.get("id")
+    if isinstance(question_id, int) and not isinstance(question_id, bool):
+        question_id = str(question_id)
+    if not isinstance(question_id, str) or not question_id:
+        raise ValueError(f"{where}: expected a non-empty string 'id', found {question_id!r}")
+    where = f"{where} (id {question_id!r})"
+    question = qa.get("question", "")
+    if not isinstance(question, str):
+        raise ValueError(f"{where}: 'question' must be a string, found "  # noqa: TRY004
+                         f"{type(question).__name__}")
+    is_impossible = qa.get("is_impossible", False)
+    if not isinstance(is_impossible, bool):
+        raise ValueError(f"{where}: 'is_impossible' must be true or false, "  # noqa: TRY004
+                         f"found {is_impossible!r}")
+    answers = _objects(qa, "answers", where)
+    for index, answer in enumerate(answers):
+        if not isinstance(answer.get("text", ""), str):
+            raise ValueError(f"{where}.answers[{index}].text: expected a string, found "  # noqa: TRY004
+                             f"{type(answer['text']).__name__}")
+    return _QuestionFields(question_id, question, is_impossible, answers)
+
+
+def _evaluation_example(fields, context, word_spans):
+    answers = [] if fields.is_impossible else [answer.get("text", "") for answer in fields.answers]
     return SquadExample(
-        question_id=str(qa.get("id", "")),
-        question=str(qa.get("question", "")),
+        question_id=fields.question_id,
+        question=fields.question,
         context=context,
         word_spans=word_spans,
         answers=[text for text in answers if text],
         start_word=-1,
         end_word=-1,
-        is_impossible=is_impossible,
+        is_impossible=fields.is_impossible,
     )
 
 
-def _training_example(path, qa, context, word_spans, char_to_word, version_2, bad):
-    question_id = str(qa.get("id", ""))
+def _training_example(path, fields, context, word_spans, char_to_word, version_2, bad):
+    question_id, is_impossible = fields.question_id, fields.is_impossible
     where = f"{path}: question id {question_id!r}"
-    is_impossible = bool(qa.get("is_impossible", False))
     if is_impossible and not version_2:
         bad.report(f"{where}: is_impossible is set but --version_2_with_negative is not")
         return None
-    answers = [] if is_impossible else qa.get("answers", [])
+    answers = [] if is_impossible else fields.answers
     if not is_impossible and not answers:
         bad.report(f"{where}: no answers for an answerable question")
         return None
@@ -152,7 +189,7 @@ def _training_example(path, qa, context, word_spans, char_to_word, version_2, ba
         end_word = char_to_word[start + len(text) - 1]
     return SquadExample(
         question_id=question_id,
-        question=str(qa.get("question", "")),
+        question=fields.question,
         context=context,
         word_spans=word_spans,
         answers=[answer["text"] for answer in answers],
