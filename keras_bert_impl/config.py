@@ -1,8 +1,10 @@
 """BertConfig: the hyperparameters of a BERT encoder, in Google's bert_config.json format."""
 
 import dataclasses
+import difflib
 import json
 import os
+import warnings
 from typing import Any
 
 import tensorflow as tf
@@ -30,6 +32,9 @@ _POSITIVE_INTS = (
     "type_vocab_size",
 )
 _DROPOUTS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+# The sizes of the weights: a config file without one would get BERT-Base's silently.
+_REQUIRED_IN_FILES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                      "intermediate_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +108,15 @@ class BertConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "BertConfig":
-        """Builds a config from a bert_config.json dict; unknown keys go to `extra`."""
+        """Builds a config from a bert_config.json dict; unknown keys go to `extra`,
+        with a warning for one that looks like a misspelt hyperparameter."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in values.items() if k in names}
         extra = {k: v for k, v in values.items() if k not in names}
+        for key in extra:
+            if not key.startswith("pooler_") and (match := _misspelt(key, names - set(known))):
+                warnings.warn(f"bert_config key {key!r} is not a BERT hyperparameter and is "
+                              f"ignored; did you mean {match!r}?", stacklevel=2)
         return cls(**known, extra=extra)
 
     @classmethod
@@ -127,6 +137,13 @@ class BertConfig:
         if not isinstance(values, dict):
             raise ValueError(  # noqa: TRY004 (the file's content is bad, not an argument)
                 f"{path}: expected a JSON object of BERT hyperparameters.")
+        if missing := [name for name in _REQUIRED_IN_FILES if name not in values]:
+            misspelt = [f"{key!r} for {match!r}" for key in values
+                        if (match := _misspelt(key, set(missing)))]
+            raise ValueError(
+                f"{path}: missing {', '.join(missing)}"
+                + (f" (misspelt? {', '.join(misspelt)})" if misspelt else "")
+                + f"; a bert_config.json gives every one of {', '.join(_REQUIRED_IN_FILES)}.")
         try:
             return cls.from_dict(values)
         except (ValueError, TypeError) as e:
@@ -154,3 +171,9 @@ class BertConfig:
             "intermediate_size": 4 * hidden,
         }
         return cls(**{**values, **overrides})
+
+
+def _misspelt(key: str, names: set[str]) -> str | None:
+    """The name `key` is a likely misspelling of, if any."""
+    matches = difflib.get_close_matches(key, sorted(names), n=1, cutoff=0.8)
+    return matches[0] if matches else None

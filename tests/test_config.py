@@ -1,6 +1,7 @@
 """BertConfig: Google's bert_config.json format, presets and validation."""
 
 import json
+import warnings
 
 import pytest
 
@@ -100,12 +101,37 @@ def test_invalid_fields_raise_errors_naming_the_field(fields, message):
 
 def test_bad_config_file_error_names_the_file(tmp_path):
     path = tmp_path / "bert_config.json"
-    path.write_text('{"hidden_size": 100, "num_attention_heads": 3}')
+    path.write_text('{"vocab_size": 100, "hidden_size": 100, "num_hidden_layers": 1, '
+                    '"num_attention_heads": 3, "intermediate_size": 400}')
     with pytest.raises(ValueError, match="bert_config.json.*divisible"):
         BertConfig.from_json_file(path)
     path.write_text("{not json")
     with pytest.raises(ValueError, match="bert_config.json: not valid JSON"):
         BertConfig.from_json_file(path)
+
+
+def test_a_config_file_without_a_size_is_an_error_not_bert_base(tmp_path):
+    path = tmp_path / "bert_config.json"
+    path.write_text('{"vocab_size": 100, "hidden_size": 64, "num_hidden_layer": 2, '
+                    '"num_attention_heads": 2, "intermediate_size": 256}')
+    with pytest.raises(ValueError, match=r"bert_config.json: missing num_hidden_layers "
+                       r"\(misspelt\? 'num_hidden_layer' for 'num_hidden_layers'\)"):
+        BertConfig.from_json_file(path)
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="missing vocab_size, hidden_size, num_hidden_layers, "
+                       "num_attention_heads, intermediate_size; a bert_config.json gives"):
+        BertConfig.from_json_file(path)
+
+
+def test_a_misspelt_optional_key_is_warned_about_and_pooler_keys_are_not():
+    with pytest.warns(UserWarning, match=r"'hidden_dropout' is not a BERT hyperparameter and "
+                      r"is ignored; did you mean 'hidden_dropout_prob'\?"):
+        config = BertConfig.from_dict({"hidden_dropout": 0.0})
+    assert config.hidden_dropout_prob == 0.1 and config.extra == {"hidden_dropout": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        BertConfig.from_dict({"pooler_num_attention_heads": 12, "directionality": "bidi",
+                              "layer_norm_eps": 1e-12, "model_type": "bert"})
 
 
 def test_missing_config_file_is_a_clear_error(tmp_path):
