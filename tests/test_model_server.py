@@ -566,6 +566,20 @@ def test_bad_configuration_files_are_clear_errors(tmp_path):
         parse_batching_parameters("enable_large_batch_splitting { value: true }")
 
 
+@pytest.mark.parametrize("text, error", [
+    # Zero threads used to hang the server at startup; a zero queue refused every request.
+    ("num_batch_threads { value: 0 }", "num_batch_threads must be positive, got 0"),
+    ("max_enqueued_batches { value: 0 }", "max_enqueued_batches must be positive, got 0"),
+    ("max_batch_size { value: -2 }", "max_batch_size must be positive, got -2"),
+    ("batch_timeout_micros { value: -1 }", "batch_timeout_micros must be non-negative, got -1"),
+    ("max_batch_size { value: 4 } allowed_batch_sizes: 0 allowed_batch_sizes: 4",
+     r"allowed_batch_sizes \[0, 4\] must be positive"),
+])
+def test_batching_parameters_tf_serving_refuses_are_errors_naming_the_file(text, error):
+    with pytest.raises(ValueError, match=f"batching.txt: {error}"):
+        parse_batching_parameters(text, source="batching.txt")
+
+
 def test_rest_writes_float32_outputs_with_the_digits_tf_serving_writes(tmp_path):
     base = tmp_path / "bert"
     base.mkdir()

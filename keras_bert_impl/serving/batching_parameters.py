@@ -75,10 +75,17 @@ class BatchingOptions:
     allowed_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self):
-        if self.max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        # TensorFlow Serving refuses the same values when it creates its batch scheduler.
+        for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_timeout_micros < 0:
+            raise ValueError(
+                f"batch_timeout_micros must be non-negative, got {self.batch_timeout_micros}")
         if self.allowed_batch_sizes:
             sizes = list(self.allowed_batch_sizes)
+            if sizes[0] < 1:
+                raise ValueError(f"allowed_batch_sizes {sizes} must be positive")
             if sizes != sorted(set(sizes)) or sizes[-1] != self.max_batch_size:
                 raise ValueError(
                     f"allowed_batch_sizes {sizes} must increase strictly and end with "
