@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.export import (
@@ -291,14 +292,36 @@ def test_served_tokenized_signature_takes_the_three_int32_inputs(exports, served
     assert_same_as_keras(got["logits"], exports["models"]["classifier"](features).numpy())
 
 
-def test_warmup_requests_are_prediction_logs_the_server_replays(exports, served):
-    assert os.path.getsize(os.path.join(exports["dirs"]["classifier"], WARMUP_FILE)) > 0
-    assert served.manager.servable("bert").warm_up() == 2
+def _warmup_requests(export_dir):
+    path = os.path.join(export_dir, WARMUP_FILE)
+    return [prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+            for record in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+
+
+def test_warmup_requests_are_one_row_prediction_logs_of_both_signatures(exports, served):
+    requests = _warmup_requests(exports["dirs"]["classifier"])
+    assert {r.model_spec.signature_name for r in requests} == {"serving_default",
+                                                               "serving_tokenized"}
+    for request in requests:
+        assert {tensor.tensor_shape.dim[0].size for tensor in request.inputs.values()} == {1}
+    assert served.manager.servable("bert").warm_up() == len(requests)
+
+
+def test_an_export_loads_under_batching_of_one_row_at_a_time(exports):
+    from keras_bert_impl.serving.batching_parameters import BatchingOptions
+    base = os.path.dirname(exports["dirs"]["classifier"])
+    with start_server(base, model_name="bert", enable_batching=True,
+                      batching=BatchingOptions(max_batch_size=1),
+                      file_system_poll_wait_seconds=0) as server:
+        client = Client(f"127.0.0.1:{server.port}", "bert")
+        assert client.status()[0]["state"] == "AVAILABLE"
+        assert client.predict(TEXTS[:1], PAIRS[:1])["logits"].shape[0] == 1
 
 
 def test_warmup_runs_at_load_unless_disabled_as_enable_model_warmup_false(exports):
     base = os.path.dirname(exports["dirs"]["classifier"])
-    for warm_up, calls in ((True, 2), (False, 0)):
+    records = len(_warmup_requests(exports["dirs"]["classifier"]))
+    for warm_up, calls in ((True, records), (False, 0)):
         with start_server(base, model_name="bert", file_system_poll_wait_seconds=0,
                           enable_model_warmup=warm_up) as handle:
             assert handle.model_calls("bert") == calls

@@ -152,11 +152,13 @@ def _write(model, head, tokenizer, path: str, pair_inputs: bool,
 
 
 def _warmup_requests(head, pair_inputs: bool, tokenizer) -> list[tuple[str, dict]]:
+    # One row each: a server batching with any max_batch_size, even 1, replays them.
     texts = head.warmup_texts()
-    text_inputs = {"text": texts}
-    if pair_inputs:
-        text_inputs["text_pair"] = list(reversed(texts))
-    features = head.context.pack(
-        [head.tokenize(tf.constant(t)) for t in text_inputs.values()])
-    return [("serving_default", text_inputs),
-            ("serving_tokenized", {k: v.numpy() for k, v in features.items()})]
+    requests = []
+    for text, pair in zip(texts, reversed(texts)):
+        text_inputs = {"text": [text], **({"text_pair": [pair]} if pair_inputs else {})}
+        features = head.context.pack(
+            [head.tokenize(tf.constant(t)) for t in text_inputs.values()])
+        requests += [("serving_default", text_inputs),
+                     ("serving_tokenized", {k: v.numpy() for k, v in features.items()})]
+    return requests
