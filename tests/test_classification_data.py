@@ -80,6 +80,20 @@ def test_a_missing_column_is_named(tmp_path):
         read_classification_file(path)
 
 
+@pytest.mark.parametrize("name", ["train.tsv", "train.csv"])
+def test_a_column_named_twice_in_the_header_is_an_error(tmp_path, name):
+    separator = "\t" if name.endswith("tsv") else ","
+    path = write(tmp_path, name, separator.join(["sentence", "label", "label"]) + "\na" +
+                 separator + "1" + separator + "2\n")
+    with pytest.raises(ValueError, match=rf"{path}:1: header .* names column\(s\) \['label'\] "
+                       "more than once"):
+        read_classification_file(path)
+    # Columns the task does not read may repeat.
+    path = write(tmp_path, name, separator.join(["x", "sentence", "label", "x"]) + "\n" +
+                 separator.join(["", "a", "1", ""]) + "\n")
+    assert read_classification_file(path).texts_a == ["a"]
+
+
 def test_jsonl_line_that_is_not_json_is_a_bad_record(tmp_path):
     path = write(tmp_path, "train.jsonl", '{"sentence": "a", "label": 1}\n{oops\n')
     with pytest.raises(BadRecordError, match=rf"{path}:2: not a JSON object"):

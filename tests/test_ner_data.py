@@ -23,12 +23,21 @@ def test_reads_first_column_as_word_and_last_as_tag_skipping_docstart(tmp_path):
     assert data.sources == [f"{path}:3", f"{path}:6"]
 
 
+def test_trailing_tabs_and_spaces_are_not_a_column(tmp_path):
+    path = write(tmp_path, "EU\tB-ORG\t\nrejects\tO \t\n\nPeter   B-PER   \n")
+    data = read_conll(path)
+    assert data.words == [["EU", "rejects"], ["Peter"]]
+    assert data.tags == [["B-ORG", "O"], ["B-PER"]]
+
+
 def test_a_line_without_a_tag_is_an_error_naming_file_and_line(tmp_path):
     path = write(tmp_path, "EU B-ORG\nrejects\n\nok O\n")
     with pytest.raises(BadRecordError, match=rf"{path}:2: expected a word and a tag"):
         read_conll(path)
     data = read_conll(path, skip_bad_records=True)
     assert data.words == [["ok"]] and data.skipped_records == 1
+    with pytest.raises(BadRecordError, match=r"found '\\tB-ORG'"):  # the line as it is
+        read_conll(write(tmp_path, "\tB-ORG\n"))
 
 
 def test_bytes_that_are_not_utf8_are_an_error_naming_file_and_line(tmp_path):

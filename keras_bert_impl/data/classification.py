@@ -84,6 +84,10 @@ def _header_rows(path, rows, columns, bad, what):
     absent = [column for column in columns if column not in header]
     if absent:
         raise ValueError(f"{path}:{line}: header {header} lacks column(s) {absent}")
+    repeated = [column for column in columns if header.count(column) > 1]
+    if repeated:
+        raise ValueError(f"{path}:{line}: header {header} names column(s) {repeated} more "
+                         "than once; which one to read is ambiguous")
     for line, fields in rows:
         if fields == [""] or not fields:
             continue

@@ -49,7 +49,8 @@ def read_conll(path: str, skip_bad_records: bool = False) -> TaggedSentences:
             data.sources.append(f"{path}:{start}")
 
     for line, text in enumerate(io.StringIO(read_utf8(path), newline=None), start=1):
-        fields = text.split("\t") if "\t" in text else text.split()
+        # Tab-separated columns when there are tabs (trailing ones are not a column).
+        fields = text.strip().split("\t") if "\t" in text.strip() else text.split()
         fields = [field.strip() for field in fields]
         if not text.strip():
             finish()
@@ -61,7 +62,7 @@ def read_conll(path: str, skip_bad_records: bool = False) -> TaggedSentences:
         if len(fields) < 2 or not fields[0] or not fields[-1]:
             broken = broken or (
                 f"{path}:{line}: expected a word and a tag separated by whitespace, "
-                f"found {text.rstrip()!r}"
+                f"found {text.rstrip(chr(13) + chr(10))!r}"
             )
             continue
         words.append(fields[0])
