@@ -361,6 +361,7 @@ def test_a_vocabulary_without_mask_has_mask_id_none(tmp_path):
     [
         (SMALL_VOCAB + ["hello"], "v.txt:9: vocabulary token 'hello' repeats line 5"),
         (SMALL_VOCAB + ["x\r"], "v.txt:9: vocabulary token 'x\\r' has surrounding whitespace"),
+        (SMALL_VOCAB[:3] + [""] + SMALL_VOCAB[3:], "v.txt:4: empty line in the vocabulary file"),
         (["[PAD]", "[CLS]", "[SEP]"], "has no [UNK] token"),
         ([], "vocabulary file is empty"),
     ],

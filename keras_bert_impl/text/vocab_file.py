@@ -15,8 +15,9 @@ def read_vocab_file(path: str) -> tuple[list[str], str]:
     line the original `load_vocab` would read differently is an error naming
     the line: a token with surrounding whitespace (the original strips it),
     unless stripping leaves "" or "##", which no word can match either way
-    (the Chinese vocabulary has "\u2028" and "##\u2028"); a duplicate (the
-    original silently keeps the last id); invalid UTF-8.
+    (the Chinese vocabulary has "\u2028" and "##\u2028"); an empty line, which
+    TensorFlow's table initializer refuses; a duplicate (the original silently
+    keeps the last id); invalid UTF-8.
     """
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"vocabulary file not found: {path}")
@@ -32,6 +33,9 @@ def read_vocab_file(path: str) -> tuple[list[str], str]:
         tokens.pop()
     first_line = {}
     for number, token in enumerate(tokens, start=1):
+        if not token:
+            raise ValueError(f"{path}:{number}: empty line in the vocabulary file (expected one "
+                             "token per line; TensorFlow's lookup tables cannot read empty ones)")
         if token != token.strip() and token.strip() not in _NEVER_LOOKED_UP:
             raise ValueError(
                 f"{path}:{number}: vocabulary token {token!r} has surrounding whitespace "
