@@ -97,6 +97,17 @@ def test_qa_window_flags_for_a_model_that_is_not_a_span_labeler_are_refused(
     assert not os.path.exists(flags.FLAGS.export_dir), "nothing is written"
 
 
+def test_a_missing_or_damaged_keras_file_is_named_as_such(saved_models, bert_export, tmp_path):
+    with pytest.raises(app.UsageError, match=r"--model=.*absent.keras: no such file"):
+        bert_export(f"--model={tmp_path / 'absent.keras'}")
+    truncated = tmp_path / "truncated.keras"
+    with open(saved_models["encoder"], "rb") as f:
+        truncated.write_bytes(f.read()[:1000])
+    with pytest.raises(app.UsageError, match=r"truncated.keras: not a .keras archive \(a zip "
+                       r"file\); the file is damaged, truncated or of another format"):
+        bert_export(f"--model={truncated}")
+
+
 def test_a_span_labeler_export_without_pair_inputs_is_refused(saved_models, bert_export):
     with pytest.raises(app.UsageError, match="BertSpanLabeler is exported with --pair_inputs"):
         bert_export(f"--model={saved_models['qa']}")

@@ -78,6 +78,7 @@ def _load_model():
     import keras_bert_impl  # noqa: F401  (registers the model classes for loading)
 
     if FLAGS.model:
+        _check_keras_file(FLAGS.model)
         return keras.saving.load_model(FLAGS.model, compile=False)
     from keras_bert_impl.checkpoints.google import load_google_checkpoint
     from keras_bert_impl.config import BertConfig
@@ -96,6 +97,21 @@ def _load_model():
     model = BertPretrainer(encoder) if FLAGS.model_kind == "masked_lm" else encoder
     load_google_checkpoint(model, FLAGS.init_checkpoint)
     return model
+
+
+def _check_keras_file(path: str) -> None:
+    """Keras reports a damaged `.keras` file as "File not found"; say which it is."""
+    import zipfile
+
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        raise app.UsageError(f"--model={path}: no such file")
+    if path.endswith(".keras"):
+        with tf.io.gfile.GFile(path, "rb") as f:
+            if not zipfile.is_zipfile(f):
+                raise app.UsageError(f"--model={path}: not a .keras archive (a zip file); "
+                                     "the file is damaged, truncated or of another format")
 
 
 def _check_span_labeler_flags(model) -> None:
