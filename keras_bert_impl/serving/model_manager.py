@@ -45,9 +45,15 @@ def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfi
     if config.WhichOneof("config") != "model_config_list":
         raise ValueError(f"{path}: expected a model_config_list {{ config {{ ... }} }}")
     models = list(config.model_config_list.config)
+    names = set()
     for index, model in enumerate(models):
         if not model.name or not model.base_path:
             raise ValueError(f"{path}: config #{index} needs both `name` and `base_path`")
+        if model.name in names:
+            # TF Serving's wording; merging the two silently would serve only the last.
+            raise ValueError(f"{path}: Illegal to list model {model.name} multiple times in "
+                             "config list")
+        names.add(model.name)
         if model.model_platform not in ("", "tensorflow"):
             raise ValueError(f"{path}: model {model.name!r} has model_platform "
                              f"{model.model_platform!r}; only 'tensorflow' is served")
@@ -61,12 +67,17 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
 
 
 def _versions_on_disk(base_path: str) -> list[int]:
+    """Version directories holding a saved_model.pb; OSError if `base_path` cannot be listed.
+
+    Only ASCII digits name a version: str.isdigit() also accepts e.g. "²", which int() refuses.
+    """
     try:
         names = os.listdir(base_path)
     except FileNotFoundError:
         return []
     return sorted(int(n) for n in names
-                  if n.isdigit() and os.path.isfile(os.path.join(base_path, n, "saved_model.pb")))
+                  if n.isascii() and n.isdigit()
+                  and os.path.isfile(os.path.join(base_path, n, "saved_model.pb")))
 
 
 def _aspired(config: model_server_config_pb2.ModelConfig, on_disk: list[int]) -> set[int]:
@@ -90,29 +101,46 @@ class ModelManager:
     `max_load_retries` times, `load_retry_interval_seconds` apart, as
     TF Serving's `--max_num_load_retries` / `--load_retry_interval_micros`;
     `warm_up=False` skips the warmup requests (`--enable_model_warmup=false`).
+    A base path that cannot be read is logged and polled again, serving what is
+    loaded meanwhile. A `version_labels` entry must name a version available after
+    the first load unless `allow_unavailable_labels`
+    (`--allow_version_labels_for_unavailable_models`).
     """
 
     def __init__(self, configs: list[model_server_config_pb2.ModelConfig],
                  poll_wait_seconds: float = 1.0, batching: BatchingOptions | None = None,
                  max_load_retries: int = 5, load_retry_interval_seconds: float = 60.0,
-                 warm_up: bool = True):
+                 warm_up: bool = True, allow_unavailable_labels: bool = False):
         self._models = {config.name: _Model(config) for config in configs}
         self._poll_wait_seconds = poll_wait_seconds
         self._batching = batching
         self._max_load_retries = max_load_retries
         self._load_retry_interval = load_retry_interval_seconds
         self._warm_up = warm_up
+        self._allow_unavailable_labels = allow_unavailable_labels
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
 
     def start(self) -> None:
+        """Loads the first versions; ValueError for a base path that is not a directory or
+        a version label naming a version that is not available."""
+        for model in self._models.values():
+            base_path = model.config.base_path
+            if os.path.exists(base_path) and not os.path.isdir(base_path):
+                raise ValueError(f"model {model.config.name!r}: base_path {base_path} is not "
+                                 "a directory")
         self.poll()
         if self._poll_wait_seconds <= 0:
             # Polling once still sees the retries of failed loads through.
             while not self._stop.is_set() and (wait := self._next_retry_in()) is not None:
                 self._stop.wait(wait)
                 self.poll()
+        try:
+            self._check_version_labels()
+        except ValueError:
+            self.stop()
+            raise
         if self._poll_wait_seconds > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="version-poller",
                                             daemon=True)
@@ -130,9 +158,18 @@ class ModelManager:
             servable.close()
 
     def poll(self) -> None:
-        """Loads new aspired versions, then unloads the ones no longer aspired."""
+        """Loads new aspired versions, then unloads the ones no longer aspired.
+
+        A base path that cannot be listed keeps the model's versions as they are.
+        """
         for model in self._models.values():
-            on_disk = _versions_on_disk(model.config.base_path)
+            try:
+                on_disk = _versions_on_disk(model.config.base_path)
+            except OSError as error:
+                # As TF Serving: a file-system error skips this poll; the next one retries.
+                logging.error("Cannot list the versions of %s in %s: %s", model.config.name,
+                              model.config.base_path, error)
+                continue
             aspired = _aspired(model.config, on_disk)
             for version in sorted(aspired - set(model.servables)):
                 state = model.states.get(version, VersionState(""))
@@ -217,6 +254,23 @@ class ModelManager:
                    for state in model.states.values() if state.state == "LOADING"]
         return max(0.0, min(due) - time.monotonic()) if due else None
 
+    def _check_version_labels(self) -> None:
+        if self._allow_unavailable_labels:
+            return
+        for name, model in self._models.items():
+            for label, version in sorted(model.config.version_labels.items()):
+                if version not in model.servables:
+                    # TF Serving's wording (server_core.cc), a FAILED_PRECONDITION there.
+                    raise ValueError(
+                        f"Request to assign label {label!r} to version {version} of model "
+                        f"{name}, which is not currently available for inference (versions "
+                        f"available: {sorted(model.servables)}); "
+                        "--allow_version_labels_for_unavailable_models permits it")
+
     def _poll_loop(self) -> None:
         while not self._stop.wait(self._poll_wait_seconds):
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - a dead poller would never load a version again
+                logging.exception("Polling the model base paths failed; retrying in %g s",
+                                  self._poll_wait_seconds)

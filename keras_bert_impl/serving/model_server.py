@@ -30,6 +30,8 @@ flags.DEFINE_integer("max_num_load_retries", 5, "Retries of a version that faile
 flags.DEFINE_integer("load_retry_interval_micros", 60_000_000, "Wait between load retries.")
 flags.DEFINE_boolean("enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests "
                      "before serving a version.")
+flags.DEFINE_boolean("allow_version_labels_for_unavailable_models", False,
+                     "Let version_labels name versions that are not (yet) available.")
 flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0, "Threads within an op; 0 = all cores.")
 flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0, "Ops run at once; 0 = all cores.")
 # Accepted so that tensorflow_model_server command lines run unchanged; they
@@ -45,16 +47,23 @@ def main(argv):
 
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.tensorflow_intra_op_parallelism)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.tensorflow_inter_op_parallelism)
-    handle = start_server(
-        model_base_path=FLAGS.model_base_path or None, model_name=FLAGS.model_name,
-        port=FLAGS.port, host=FLAGS.host, rest_api_port=FLAGS.rest_api_port or None,
-        model_config_file=FLAGS.model_config_file or None,
-        enable_batching=FLAGS.enable_batching,
-        batching_parameters_file=FLAGS.batching_parameters_file or None,
-        file_system_poll_wait_seconds=FLAGS.file_system_poll_wait_seconds,
-        max_num_load_retries=FLAGS.max_num_load_retries,
-        load_retry_interval_micros=FLAGS.load_retry_interval_micros,
-        enable_model_warmup=FLAGS.enable_model_warmup)
+    try:
+        handle = start_server(
+            model_base_path=FLAGS.model_base_path or None, model_name=FLAGS.model_name,
+            port=FLAGS.port, host=FLAGS.host, rest_api_port=FLAGS.rest_api_port or None,
+            model_config_file=FLAGS.model_config_file or None,
+            enable_batching=FLAGS.enable_batching,
+            batching_parameters_file=FLAGS.batching_parameters_file or None,
+            file_system_poll_wait_seconds=FLAGS.file_system_poll_wait_seconds,
+            max_num_load_retries=FLAGS.max_num_load_retries,
+            load_retry_interval_micros=FLAGS.load_retry_interval_micros,
+            enable_model_warmup=FLAGS.enable_model_warmup,
+            allow_version_labels_for_unavailable_models=(
+                FLAGS.allow_version_labels_for_unavailable_models))
+    except (ValueError, OSError) as error:
+        # A configuration mistake (files, flags, ports): the reason, not a traceback.
+        logging.error("Cannot start the model server: %s", error)
+        return 1
 
     def on_signal(signum, frame):
         del frame
@@ -66,7 +75,10 @@ def main(argv):
     rest = f", REST on {FLAGS.host}:{handle.rest_api_port}" if handle.rest_api_port else ""
     # One line on stdout tells scripts (and tests) the server is ready.
     print(f"Serving gRPC on {FLAGS.host}:{handle.port}{rest}", flush=True)
-    handle.wait()
+    # Python runs signal handlers in the main thread, and a signal the kernel delivers to
+    # another thread does not interrupt a blocking wait here: wake up now and then.
+    while not handle.wait(0.2):
+        pass
 
 
 def run():

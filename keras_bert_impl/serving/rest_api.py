@@ -3,12 +3,17 @@
 Request and response JSON follow TF Serving: row format (`instances` ->
 `predictions`) or columnar format (`inputs` -> `outputs`); binary strings as
 `{"b64": ...}`; string outputs whose alias ends in `_bytes` are base64-encoded.
+Bodies come with Content-Length or chunked Transfer-Encoding, up to
+`MAX_BODY_BYTES` (413 above it); a body whose end cannot be found gets 400 and
+the connection is closed, so its bytes are never read as a next request.
 """
 
 import base64
 import http.server
 import json
 import re
+import socket
+import sys
 import threading
 
 import grpc
@@ -25,6 +30,12 @@ from keras_bert_impl.serving.servable import DEFAULT_SIGNATURE
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                    r"(?P<method>:predict|/metadata)?$")
+# Python's JSON parser needs several times the body in memory; bigger batches go by gRPC.
+MAX_BODY_BYTES = 256 << 20
+_READ_PIECE = 1 << 20  # a body is read in pieces, so a claimed size reserves no memory
+_MAX_LINE = 1 << 16
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?\r?\n")
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
@@ -50,7 +61,11 @@ def _decode_value(value, name: str):
     if isinstance(value, list):
         return [_decode_value(v, name) for v in value]
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as error:  # JSON's "\ud800" escapes decode to lone surrogates
+            raise invalid_argument(f"input {name!r}: the string {value[:40]!r} is not valid "
+                                   f"Unicode: {error.reason}") from None
     return value
 
 
@@ -169,12 +184,42 @@ def parse_predict_body(body: dict, signature) -> dict[str, np.ndarray]:
     return {names[0]: _to_array(instances, names[0], dtypes[names[0]])}
 
 
+class _HttpError(Exception):
+    """A request refused for its HTTP framing (body length, encoding): status and message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     manager: ModelManager  # set by make_rest_server
+    server: "_RestServer"
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args):
         pass
+
+    def setup(self):
+        super().setup()
+        self.server.opened(self)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.closed(self)
+
+    def handle_one_request(self):
+        # Between requests a keep-alive connection is idle; a draining server ends it here.
+        if not self.server.awaiting_request(self):
+            self.close_connection = True
+            return
+        super().handle_one_request()
+
+    def parse_request(self):
+        self.server.request_started(self)
+        return super().parse_request()
 
     def do_GET(self):
         self._answer(self._get)
@@ -192,12 +237,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 raise not_found(f"no REST endpoint {self.path!r}; expected "
                                 "/v1/models/<name>[/versions/<v>|/labels/<l>][:predict|/metadata]")
             status, body = 200, handler(match, request_body)
+        except _HttpError as error:
+            # The body was not read to its end: the rest must not pass for a next request.
+            self.close_connection = True
+            status, body = error.status, {"error": error.message}
         except ServingError as error:
             status, body = _HTTP_STATUS.get(error.code, 500), {"error": error.message}
         except Exception as error:  # noqa: BLE001 - an answer instead of a dropped connection
             logging.exception("REST %s %s failed", self.command, self.path)
             status, body = 500, {"error": f"internal error: {type(error).__name__}: {error}"}
         payload = json.dumps(body).encode("utf-8")
+        if self.server.draining:
+            self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -207,12 +258,65 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _read_body(self) -> bytes:
-        header = self.headers.get("Content-Length") or "0"
-        if not header.strip().isdigit():
-            # The body's end is unknown: answer, then close the connection.
-            self.close_connection = True
-            raise invalid_argument(f"bad Content-Length header {header!r}")
-        return self.rfile.read(int(header))
+        """The body framed by Content-Length or chunked Transfer-Encoding; _HttpError if
+        its framing is bad or it is over the size limit."""
+        lengths = [v.strip() for v in self.headers.get_all("Content-Length") or []]
+        encodings = self.headers.get_all("Transfer-Encoding")
+        if encodings:
+            codings = [c.strip().lower() for v in encodings for c in v.split(",") if c.strip()]
+            if codings != ["chunked"]:
+                raise _HttpError(501, f"Transfer-Encoding {', '.join(encodings)!r} is not "
+                                      "supported; send the body chunked or with Content-Length")
+            if lengths:
+                # RFC 9112 6.1: both together is how requests are smuggled.
+                raise _HttpError(400, "a request must not have both Transfer-Encoding and "
+                                      "Content-Length")
+            return self._read_chunked()
+        if len(set(lengths)) > 1:
+            raise _HttpError(400, f"conflicting Content-Length headers {lengths}")
+        header = lengths[0] if lengths else "0"
+        if not _ASCII_DIGITS.fullmatch(header):
+            raise _HttpError(400, f"bad Content-Length header {header!r}: expected the body's "
+                                  "size in bytes, in ASCII digits")
+        limit = self.server.max_body_bytes
+        digits = header.lstrip("0")
+        if len(digits) > len(str(limit)) or int(digits or "0") > limit:
+            raise _HttpError(413, f"the request body of {header} bytes is over the REST API's "
+                                  f"limit of {limit} bytes; send smaller batches, or use gRPC")
+        return self._read_exactly(int(digits or "0"), "body")
+
+    def _read_chunked(self) -> bytes:
+        pieces, total, limit = [], 0, self.server.max_body_bytes
+        while True:
+            line = self.rfile.readline(_MAX_LINE)
+            match = _CHUNK_SIZE_LINE.fullmatch(line)
+            if match is None:
+                raise _HttpError(400, f"bad chunk-size line {line[:40]!r} in a chunked body")
+            size = int(match[1], 16)
+            if size == 0:
+                break
+            total += size
+            if total > limit:
+                raise _HttpError(413, f"the chunked request body is over the REST API's limit "
+                                      f"of {limit} bytes; send smaller batches, or use gRPC")
+            pieces.append(self._read_exactly(size, "chunk"))
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _HttpError(400, f"a {size}-byte chunk is not followed by CRLF")
+        while (line := self.rfile.readline(_MAX_LINE)) not in (b"\r\n", b"\n", b""):
+            if not line.endswith(b"\n"):
+                raise _HttpError(400, "a trailer line of the chunked body is too long")
+        return b"".join(pieces)
+
+    def _read_exactly(self, size: int, what: str) -> bytes:
+        pieces, left = [], size
+        while left:
+            piece = self.rfile.read(min(left, _READ_PIECE))
+            if not piece:
+                raise _HttpError(400, f"the request ended {size - left} bytes into a "
+                                      f"{size}-byte {what}")
+            pieces.append(piece)
+            left -= len(piece)
+        return b"".join(pieces)
 
     def _servable(self, match):
         version = int(match["version"]) if match["version"] else None
@@ -253,6 +357,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = json.loads(request_body)
         except (ValueError, UnicodeDecodeError) as error:
             raise invalid_argument(f"the request body is not JSON: {error}") from None
+        except RecursionError:
+            raise invalid_argument("the request body's JSON is nested too deeply") from None
         if not isinstance(body, dict):
             raise invalid_argument("the request body must be a JSON object")
         if not isinstance(body.get("signature_name", ""), str):
@@ -263,7 +369,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if signature is None or signature_name.startswith("__"):
             raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                f'Serving signature key "{signature_name}" not found.')
-        inputs = parse_predict_body(body, signature)
+        try:
+            inputs = parse_predict_body(body, signature)
+        except RecursionError:
+            raise invalid_argument("an input of the request is nested too deeply") from None
         outputs = servable.predict(signature_name, inputs)
         if "instances" in body:
             rows = next(iter(outputs.values())).shape[0]
@@ -279,12 +388,77 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return {"outputs": {alias: _json_value(array, alias) for alias, array in outputs.items()}}
 
 
-def make_rest_server(manager: ModelManager, host: str, port: int) -> http.server.HTTPServer:
-    """A threaded HTTP server for the REST API; call `serve_forever()` in a thread."""
+class _RestServer(http.server.ThreadingHTTPServer):
+    """A threaded HTTP server that can drain: `drain(grace)` stops accepting, ends idle
+    keep-alive connections and lets requests being answered finish."""
+
+    # A connection still open after drain() must not keep the process alive.
+    daemon_threads = True
+
+    def __init__(self, address, handler, max_body_bytes: int):
+        super().__init__(address, handler)
+        self.max_body_bytes = max_body_bytes
+        self.draining = False
+        self._changed = threading.Condition()
+        self._open: set[_Handler] = set()
+        self._busy: set[_Handler] = set()
+
+    def opened(self, handler: _Handler) -> None:
+        with self._changed:
+            self._open.add(handler)
+
+    def closed(self, handler: _Handler) -> None:
+        with self._changed:
+            self._open.discard(handler)
+            self._busy.discard(handler)
+            self._changed.notify_all()
+
+    def awaiting_request(self, handler: _Handler) -> bool:
+        """Marks the connection idle; False once draining (the connection should end)."""
+        with self._changed:
+            self._busy.discard(handler)
+            self._changed.notify_all()
+            return not self.draining
+
+    def request_started(self, handler: _Handler) -> None:
+        with self._changed:
+            self._busy.add(handler)
+
+    def drain(self, grace: float) -> None:
+        """Stops accepting; waits up to `grace` seconds for requests being answered, then
+        closes every connection still open."""
+        self.shutdown()
+        self.server_close()
+        with self._changed:
+            self.draining = True
+            for handler in self._open - self._busy:
+                _hang_up(handler)
+            self._changed.wait_for(lambda: not self._busy, grace)
+            for handler in self._open:
+                _hang_up(handler)
+
+    def handle_error(self, request, client_address):
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client went away, or drain() hung up
+            logging.info("REST connection from %s ended: %s", client_address[0], error)
+        else:
+            logging.exception("REST connection from %s failed", client_address[0])
+
+
+def _hang_up(handler: _Handler) -> None:
+    """Ends the connection; a handler blocked reading it sees the end of the stream."""
+    try:
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by the client
+
+
+def make_rest_server(manager: ModelManager, host: str, port: int,
+                     max_body_bytes: int = MAX_BODY_BYTES) -> _RestServer:
+    """A threaded HTTP server for the REST API; call `serve_forever()` in a thread and
+    `drain(grace)` to stop it."""
     handler = type("RestHandler", (_Handler,), {"manager": manager})
-    server = http.server.ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
+    return _RestServer((host, port), handler, max_body_bytes)
 
 
 def serve_in_thread(server: http.server.HTTPServer) -> threading.Thread:

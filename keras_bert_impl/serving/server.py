@@ -46,22 +46,23 @@ class ServerHandle:
         return self.manager.model_calls(model_name)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Refuses new requests, lets running ones finish for up to `grace` seconds."""
+        """Refuses new requests, lets running ones (gRPC and REST) finish for up to `grace`
+        seconds."""
         with self._stop_lock:
             already_stopping, self._stopping = self._stopping, True
         if already_stopping:
             self._stopped.wait()
             return
+        grpc_stopped = self._grpc_server.stop(grace)
         if self._rest_server is not None:
-            self._rest_server.shutdown()
-            self._rest_server.server_close()
-        self._grpc_server.stop(grace).wait()
+            self._rest_server.drain(grace)
+        grpc_stopped.wait()
         self.manager.stop()
         self._stopped.set()
 
-    def wait(self) -> None:
-        """Blocks until `stop()` has finished."""
-        self._stopped.wait()
+    def wait(self, timeout: float | None = None) -> bool:
+        """Blocks until `stop()` has finished (True), or `timeout` seconds passed (False)."""
+        return self._stopped.wait(timeout)
 
     def __enter__(self):
         return self
@@ -79,7 +80,8 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                  max_workers: int = 32,
                  max_num_load_retries: int = 5,
                  load_retry_interval_micros: int = 60_000_000,
-                 enable_model_warmup: bool = True) -> ServerHandle:
+                 enable_model_warmup: bool = True,
+                 allow_version_labels_for_unavailable_models: bool = False) -> ServerHandle:
     """Starts the server in this process; port 0 picks a free port (see `handle.port`).
 
     Example:
@@ -102,7 +104,8 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
     manager = ModelManager(configs, file_system_poll_wait_seconds, batching,
                            max_load_retries=max_num_load_retries,
                            load_retry_interval_seconds=load_retry_interval_micros / 1e6,
-                           warm_up=enable_model_warmup)
+                           warm_up=enable_model_warmup,
+                           allow_unavailable_labels=allow_version_labels_for_unavailable_models)
     manager.start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                          options=_CHANNEL_OPTIONS)
@@ -116,6 +119,11 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
     server.start()
     rest_server = None
     if rest_api_port is not None:
-        rest_server = make_rest_server(manager, host, rest_api_port)
+        try:
+            rest_server = make_rest_server(manager, host, rest_api_port)
+        except OSError:
+            server.stop(0)
+            manager.stop()
+            raise
         serve_in_thread(rest_server)
     return ServerHandle(server, bound, rest_server, manager)

@@ -9,6 +9,7 @@ TensorFlow's own converters, so every proto TF Serving accepts is read the same.
 """
 
 import functools
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -63,14 +64,38 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, value) -> None:
                             for index, item in enumerate(value.reshape(-1).tolist()))
 
 
+_MAX_FILLED_STRINGS = 1 << 20
+
+
+def _shape(proto: tensor_pb2.TensorProto) -> tuple[list[int], int]:
+    """The dimensions and element count, checked as TensorFlow's TensorShape checks them."""
+    if proto.tensor_shape.unknown_rank:
+        raise ValueError("the shape has unknown_rank set; a tensor's shape must be known")
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    negative = [index for index, size in enumerate(shape) if size < 0]
+    if negative:
+        raise ValueError(f"shape {shape}: dimension {negative[0]} has size "
+                         f"{shape[negative[0]]}; a tensor's dimensions must be 0 or more")
+    count = math.prod(shape)
+    if count >= 1 << 63:
+        raise ValueError(f"shape {shape} has {count} elements, more than a tensor can hold")
+    return shape, count
+
+
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """The numpy array a TensorProto holds (raises ValueError/TypeError if it is malformed)."""
-    shape = [dim.size for dim in proto.tensor_shape.dim]
-    count = int(np.prod(shape, dtype=np.int64))
-    if proto.dtype == types_pb2.DT_STRING and len(proto.string_val) == count:
-        array = np.empty(count, dtype=object)
-        array[:] = list(proto.string_val)
-        return array.reshape(shape)
+    shape, count = _shape(proto)
+    if proto.dtype == types_pb2.DT_STRING:
+        given = len(proto.string_val)
+        # Fewer strings are filled in with the last one, as TensorFlow reads a proto (below),
+        # but not into a tensor of a size no request means.
+        if given > count or (given < count and count > _MAX_FILLED_STRINGS):
+            raise ValueError(f"a string tensor of shape {shape} holds {count} strings, but the "
+                             f"proto has {given} string_val entries")
+        if given == count:
+            array = np.empty(count, dtype=object)
+            array[:] = list(proto.string_val)
+            return array.reshape(shape)
     dtype = _numeric_dtypes()["to_numpy"].get(proto.dtype)
     if dtype is not None and proto.tensor_content:
         content = proto.tensor_content
@@ -78,4 +103,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
             raise ValueError(f"tensor_content has {len(content)} bytes; shape {shape} of "
                              f"{dtype.name} needs {count * dtype.itemsize}")
         return np.frombuffer(content, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-    return tf.make_ndarray(proto)
+    try:
+        return tf.make_ndarray(proto)
+    except MemoryError:  # its message is empty
+        raise ValueError(f"shape {shape} ({count} elements) does not fit in memory") from None
