@@ -407,6 +407,17 @@ def test_rest_answers_malformed_requests_with_json_errors_and_keeps_serving(serv
     assert status == 200 and answer["outputs"] == [-1]
 
 
+def test_rest_empty_lists_are_empty_batches_and_rows_not_wrongly_typed_values(server):
+    url = f"http://127.0.0.1:{server.rest_port}/v1/models/bert:predict"
+    status, answer = _http(url, {"signature_name": "pairs", "instances": []})
+    assert status == 400
+    if server.kind == "python":
+        assert answer["error"].startswith("empty batch")
+    # [[]] is one empty row of ids (JSON cannot say it is int32): the model gets it.
+    status, answer = _http(url, {"signature_name": "serving_tokenized", "inputs": [[]]})
+    assert status == 200 and answer["outputs"] == [0]
+
+
 def _keep_alive_exchange(port, requests):
     """Sends `requests` ((method, path, body bytes, headers)) on one HTTP/1.1 connection."""
     import http.client

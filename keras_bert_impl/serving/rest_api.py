@@ -87,7 +87,9 @@ def _to_array(value, name: str, dtype: tf.DType) -> np.ndarray:
         if dtype != tf.bool and _holds_bool(value):
             raise ValueError(f"true/false cannot be {dtype.name}")
         array = np.array(value)
-        if array.dtype.kind in "OUS" or (dtype.is_integer and array.dtype.kind == "f"):
+        # An empty list reads as float64; it holds no value of the wrong type.
+        if array.dtype.kind in "OUS" or (dtype.is_integer and array.dtype.kind == "f"
+                                         and array.size):
             raise ValueError(f"values of type {array.dtype} cannot be {dtype.name}")
         if dtype.is_integer and array.size and (array.min() < dtype.min or
                                                 array.max() > dtype.max):
@@ -170,6 +172,8 @@ def parse_predict_body(body: dict, signature) -> dict[str, np.ndarray]:
     instances = body["instances"]
     if not isinstance(instances, list):
         raise invalid_argument("'instances' must be a list with one entry per example")
+    if not instances:
+        raise invalid_argument("empty batch: 'instances' is an empty list; send at least one")
     if all(isinstance(i, dict) and "b64" not in i for i in instances) and instances:
         keys = set(instances[0])
         for index, instance in enumerate(instances):
