@@ -82,6 +82,21 @@ def test_served_words_split_conll_words_at_punctuation_as_huggingface_pipelines_
     assert begin.to_list()[0][:5] == [0, 1, 2, 3, 5] and end.to_list()[0][4] == 11
 
 
+def test_served_words_are_the_squad_readers_words_also_past_a_nul_byte():
+    """TF-Text's regex split alone stops at a NUL byte and would drop the rest."""
+    import tensorflow as tf
+
+    from keras_bert_impl.export.word_offsets import split_words
+
+    texts = ["a \x00 c d", "John\x00Smith went to Paris.", "Hi, 北京 now", ""]
+    words, begin, end = split_words(tf.constant(texts))
+    for row, text in enumerate(texts):
+        data = text.encode()
+        spans = [(len(text[:s].encode()), len(text[:e].encode())) for s, e in context_words(text)]
+        assert list(zip(begin[row].numpy(), end[row].numpy())) == spans
+        assert words[row].numpy().tolist() == [data[b:e] for b, e in spans]
+
+
 def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chinese_vocab):
     tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
     model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))

@@ -25,9 +25,18 @@ _OWN_WORD = f"[{_PUNCTUATION}{_CJK_IDEOGRAPHS}]"
 
 def split_words(texts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
     """Strings [batch] -> (words, begin, end): RaggedTensors [batch, (words)], byte offsets."""
-    return tf_text.regex_split_with_offsets(
-        texts, delim_regex_pattern=f"{_WHITESPACE}|{_OWN_WORD}", keep_delim_regex_pattern=_OWN_WORD
-    )
+    # TF-Text's regex split ends a text at its first NUL byte. "\x01" stands in for it
+    # while splitting: also a control character (no separator, dropped by the
+    # tokenizer) and one byte for one, so the offsets hold and the words are cut
+    # from the text as it came.
+    searchable = tf.strings.regex_replace(texts, "\x00", "\x01")
+    _, begin, end = tf_text.regex_split_with_offsets(
+        searchable, delim_regex_pattern=f"{_WHITESPACE}|{_OWN_WORD}",
+        keep_delim_regex_pattern=_OWN_WORD)
+    flat_texts = tf.gather(texts, begin.value_rowids())
+    words = begin.with_flat_values(
+        tf.strings.substr(flat_texts, begin.flat_values, end.flat_values - begin.flat_values))
+    return words, begin, end
 
 
 def word_pieces(tokenizer, words: tf.RaggedTensor, unk_for_empty: bool) -> tf.RaggedTensor:
