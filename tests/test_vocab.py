@@ -116,6 +116,17 @@ def test_bert_vocab_reads_gzip_files_as_the_pretraining_tools_do(tmp_path, corpu
     assert from_gzip == from_plain and "the" in vocabularies[0]
 
 
+def test_bert_vocab_refuses_a_truncated_gzip_file_as_the_pretraining_tools_do(
+        tmp_path, corpus, parsed_flags):
+    whole = gzip.compress("\n".join(corpus[:3000]).encode("utf-8"))
+    (tmp_path / "cut.txt.gz").write_bytes(whole[:len(whole) // 2])
+    parsed_flags(["bert-vocab", f"--input_files={tmp_path / 'cut.txt.gz'}",
+                  f"--output_file={tmp_path / 'vocab.txt'}", "--vocab_size=800"])
+    with pytest.raises(ValueError, match="cut.txt.gz"):
+        vocab_cli.main([])
+    assert not (tmp_path / "vocab.txt").exists()
+
+
 def test_bert_vocab_names_a_glob_that_matches_nothing(tmp_path, parsed_flags):
     parsed_flags(["bert-vocab", f"--input_files={tmp_path}/none*.txt", "--output_file=x"])
     with pytest.raises(app.UsageError, match="no file matches .*none"):

@@ -38,11 +38,13 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from keras_bert_impl.data.corpus import lines_dataset
+    from keras_bert_impl.data.corpus import check_corpus_file, lines_dataset
     from keras_bert_impl.text.vocab_file import write_vocab_file
     from keras_bert_impl.text.vocabulary import learn_vocabulary
 
     files = expand_globs(FLAGS.input_files)
+    for path in files:  # as the pretraining tools check them: no empty or damaged file
+        check_corpus_file(path)
     logging.info("Learning a %d-token vocabulary from %d files", FLAGS.vocab_size, len(files))
     vocab = learn_vocabulary(
         tf.data.Dataset.from_tensor_slices(files).flat_map(lines_dataset),
