@@ -4,6 +4,7 @@ import importlib
 import subprocess
 import sys
 
+import pytest
 from absl import flags
 
 import keras_bert_impl  # noqa: F401 - TensorFlow and absl define their own flags on import
@@ -38,3 +39,27 @@ def test_help_through_a_console_script_lists_the_tools_flags_and_description():
     assert "learn a WordPiece vocabulary" in result.stdout
     assert "--output_file: Where to write the vocabulary" in result.stdout
     assert "--vocab_size=30522 --lower_case" in result.stdout  # the example keeps its lines
+
+
+@pytest.mark.parametrize("tool, flag", [
+    ("pretrain", "--save_checkpoints_steps=0"),  # divided by zero after building the model
+    ("pretrain", "--save_checkpoints_steps=-1"),  # trained nothing and saved it as final
+    ("pretrain", "--num_train_steps=0"),
+    ("pretrain", "--num_warmup_steps=-1"),
+    ("finetune", "--save_checkpoints_steps=0"),
+    ("finetune", "--n_best_size=0"),
+    ("create_pretraining_data", "--max_document_sentences=0"),
+    ("create_pretraining_data", "--dupe_factor=0"),
+    ("quickstart", "--steps=0"),
+])
+def test_counts_and_step_intervals_below_their_minimum_are_flag_errors(tool, flag):
+    module = importlib.import_module(f"keras_bert_impl.cli.{tool}")
+    before = set(flags.FLAGS)
+    module.define_flags()
+    try:
+        with pytest.raises(flags.IllegalFlagValueError, match=flag.split("=")[0][2:]):
+            flags.FLAGS([f"bert-{tool}", flag])
+    finally:
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)

@@ -348,6 +348,14 @@ def _splits_into(text, words):
     return any(text.startswith(w) and _splits_into(text[len(w):], words) for w in words)
 
 
+@pytest.mark.parametrize("value", [0, -1])
+def test_max_document_sentences_below_one_is_an_error(tokenizer, english_corpus, value):
+    # 0 divided by zero mid-stream; -1 made every line a document, so every NSP pair random.
+    with pytest.raises(ValueError, match=f"max_document_sentences must be >= 1, got {value}"):
+        pretraining_dataset(english_corpus, tokenizer, seq_length=SEQ, batch_size=2,
+                            max_document_sentences=value)
+
+
 def test_a_corpus_file_without_text_is_an_error_naming_it(tokenizer, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")

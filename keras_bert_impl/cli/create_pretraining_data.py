@@ -40,7 +40,7 @@ def define_flags() -> None:
                          "per sequence.")
     flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
     flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with "
-                         "different masks).")
+                         "different masks).", lower_bound=1)
     flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
     flags.DEFINE_float("short_seq_prob", 0.1, "Probability of creating sequences which are shorter "
                        "than the maximum length.")
@@ -50,9 +50,10 @@ def define_flags() -> None:
     flags.DEFINE_string("tfds_split", "train", "The TFDS split.")
     flags.DEFINE_string("tfds_data_dir", None, "TFDS data directory.")
     flags.DEFINE_integer("max_document_sentences", 1000,
-                         "Documents with more lines are cut into several (bounded memory).")
+                         "Documents with more lines are cut into several (bounded memory).",
+                         lower_bound=1)
     flags.DEFINE_integer("shuffle_buffer", 10000, "Documents and instances shuffled within buffers "
-                         "of this size.")
+                         "of this size.", lower_bound=1)
     flags.mark_flags_as_required(["output_file", "vocab_file"])
     flags.register_validator("dupe_factor", lambda value: value >= 1,
                              "--dupe_factor must be at least 1 (passes over the corpus)")

@@ -66,7 +66,8 @@ def define_flags() -> None:
                        "Training epochs (unless --num_train_steps). For squad an epoch is the "
                        "number of training questions in batches, as in the original run_squad.py, "
                        "although a long context yields several windows.")
-    flags.DEFINE_integer("num_train_steps", None, "Training steps; overrides --num_train_epochs.")
+    flags.DEFINE_integer("num_train_steps", None, "Training steps; overrides --num_train_epochs.",
+                         lower_bound=1)
     flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.")
     flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
     flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
@@ -78,10 +79,11 @@ def define_flags() -> None:
     flags.DEFINE_string("label_column", "label", "classify: column of the label.")
     flags.DEFINE_bool("skip_bad_records", False,
                       "Skip and count bad records instead of stopping at the first one.")
-    flags.DEFINE_integer("doc_stride", 128, "squad: tokens between the starts of context windows.")
-    flags.DEFINE_integer("max_query_length", 64, "squad: question tokens kept.")
-    flags.DEFINE_integer("max_answer_length", 30, "squad: longest answer in tokens.")
-    flags.DEFINE_integer("n_best_size", 20, "squad: start/end candidates per window.")
+    flags.DEFINE_integer("doc_stride", 128, "squad: tokens between the starts of context windows.",
+                         lower_bound=1)
+    flags.DEFINE_integer("max_query_length", 64, "squad: question tokens kept.", lower_bound=1)
+    flags.DEFINE_integer("max_answer_length", 30, "squad: longest answer in tokens.", lower_bound=1)
+    flags.DEFINE_integer("n_best_size", 20, "squad: start/end candidates per window.", lower_bound=1)
     flags.DEFINE_enum("squad_metric", "squad", ["squad", "cmrc2018"],
                       "squad: exact_match/f1 by the official SQuAD script, or by CMRC 2018's "
                       "(F1 over Chinese characters, for Chinese SQuAD-format sets).")
@@ -92,7 +94,7 @@ def define_flags() -> None:
     flags.DEFINE_string("tpu", "", "TPU for --strategy=tpu: a name or grpc:// address, 'local' for "
                         "this machine's chips (TPU VM, Colab); '' finds either.")
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
     flags.mark_flags_as_required(["task", "vocab_file", "model_dir"])
     flags.register_multi_flags_validator(

@@ -32,8 +32,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.",
                          lower_bound=1)
     flags.DEFINE_integer("train_batch_size", 32, "Global batch size.", lower_bound=1)
-    flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.")
-    flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.")
+    flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.", lower_bound=1)
+    flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.", lower_bound=0)
     flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
     flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
     flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
@@ -47,7 +47,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
     flags.DEFINE_string("init_checkpoint", None, "Google-format checkpoint to start from.")
     flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the final model.")
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.")
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order, masking and initialization.")
     flags.DEFINE_bool("reseed_on_resume", False, "Resume with the data stream reseeded from the "
                       "step instead of skipping the batches already trained on: instant for long "

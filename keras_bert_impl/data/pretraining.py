@@ -107,7 +107,7 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
     >>> pretrainer.fit(ds, steps_per_epoch=1000, epochs=10)
     """
     _check_arguments(seq_length, max_predictions_per_seq, batch_size, masked_lm_prob,
-                     short_seq_prob, start_step)
+                     short_seq_prob, start_step, max_document_sentences)
     if seed is None or reseed_on_resume:
         seed = corpus.resume_seed(seed, start_step)
         start_step = 0
@@ -186,7 +186,7 @@ def _marked_endless_if(endless: bool, batches: tf.data.Dataset) -> tf.data.Datas
 
 
 def _check_arguments(seq_length, max_predictions_per_seq, batch_size, masked_lm_prob,
-                     short_seq_prob, start_step) -> None:
+                     short_seq_prob, start_step, max_document_sentences) -> None:
     if seq_length < 5:
         raise ValueError(f"seq_length must be at least 5 ([CLS] A [SEP] B [SEP] with two "
                          f"tokens of text), got {seq_length}")
@@ -200,6 +200,8 @@ def _check_arguments(seq_length, max_predictions_per_seq, batch_size, masked_lm_
         raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
     if start_step < 0:
         raise ValueError(f"start_step must be >= 0, got {start_step}")
+    if max_document_sentences < 1:
+        raise ValueError(f"max_document_sentences must be >= 1, got {max_document_sentences}")
 
 
 def _mask_id(tokenizer) -> int:
