@@ -40,7 +40,7 @@ def define_flags() -> None:
                          "per sequence.")
     flags.DEFINE_integer("random_seed", 12345, "Random seed for data generation.")
     flags.DEFINE_integer("dupe_factor", 10, "Number of times to duplicate the input data (with "
-                         "different masks).", lower_bound=1)
+                         "different masks).")
     flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
     flags.DEFINE_float("short_seq_prob", 0.1, "Probability of creating sequences which are shorter "
                        "than the maximum length.")
