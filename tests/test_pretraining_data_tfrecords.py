@@ -236,3 +236,25 @@ def test_serialized_examples_round_trip(tmp_path):
     parsed = tfrecords.parse_fn(SEQ, P)(tf.constant([tfrecords.serialize_example(features)]))
     for key, value in features.items():
         np.testing.assert_array_equal(parsed[key].numpy()[0], value)
+
+
+def test_an_output_file_that_is_a_directory_is_refused_before_the_corpus_is_read(
+        uncased_vocab, shared_data, tmp_path):
+    from absl import app, flags
+
+    from keras_bert_impl.cli import create_pretraining_data as tool
+
+    (tmp_path / "out").mkdir()
+    before = set(flags.FLAGS)
+    tool.define_flags()
+    try:
+        flags.FLAGS(["bert-create-pretraining-data", f"--output_file={tmp_path / 'out'}",
+                     f"--input_file={shared_data / 'sample_text.txt'}",
+                     f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}"])
+        with pytest.raises(app.UsageError, match=r"--output_file=.*out is a directory"):
+            tool.main([])
+    finally:
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # no .partial file left behind

@@ -93,6 +93,8 @@ def main(argv):
     )
     output_files = [f.strip() for f in FLAGS.output_file.split(",") if f.strip()]
     for path in output_files:
+        if tf.io.gfile.isdir(path):  # found before the corpus is read, not at the end
+            raise app.UsageError(f"--output_file={path} is a directory; name a file in it")
         tf.io.gfile.makedirs(os.path.dirname(path) or ".")
     # Records go to temporary files renamed at the end: a failed or interrupted
     # run leaves earlier output and its metadata as they were.
