@@ -106,3 +106,11 @@ def test_a_run_that_fails_before_training_leaves_the_output_dir_free(tmp_path):
         quickstart.main([])
     with _flags([f"--output_dir={tmp_path}"]):
         assert not quickstart._check_same_run()  # the default corpus may use it
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_does_not_hold_the_output_dir(tmp_path):
+    with _flags([f"--output_dir={tmp_path}", "--vocab_size=5"]), \
+            pytest.raises(ValueError, match="vocab_size=5"):
+        quickstart.main([])
+    with _flags([f"--output_dir={tmp_path}"]):
+        assert not quickstart._check_same_run()  # a fresh start, not "rerun with those"

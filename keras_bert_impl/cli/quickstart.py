@@ -75,10 +75,13 @@ def _check_same_run() -> bool:
     """Whether --output_dir holds a run with these flags, which this one continues.
 
     Resuming needs the flags of the run that wrote --output_dir: another corpus or
-    vocabulary would give every trained embedding row another token.
+    vocabulary would give every trained embedding row another token. Without a
+    checkpoint there is nothing to resume, and a run that failed before one (say, with
+    a vocabulary size too small) does not hold the directory.
     """
     path = os.path.join(FLAGS.output_dir, SETTINGS_FILE)
-    if not os.path.exists(path):
+    checkpoints = os.path.join(FLAGS.output_dir, "model", "checkpoints", "checkpoint")
+    if not os.path.exists(path) or not os.path.exists(checkpoints):
         return False
     with open(path, encoding="utf-8") as f:
         previous = json.load(f)
