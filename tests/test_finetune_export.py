@@ -97,6 +97,23 @@ def test_served_words_are_the_squad_readers_words_also_past_a_nul_byte():
         assert words[row].numpy().tolist() == [data[b:e] for b, e in spans]
 
 
+def test_the_qa_export_answers_an_empty_batch_and_refuses_texts_without_pairs(
+        tmp_path, uncased_vocab):
+    import tensorflow as tf
+
+    model = BertSpanLabeler(tiny_encoder(30522))
+    path = export_saved_model(model, str(tmp_path / "qa"), vocab_file=uncased_vocab,
+                              seq_length=32, pair_inputs=True, doc_stride=8)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    empty = serve(text=tf.zeros([0], tf.string), text_pair=tf.zeros([0], tf.string))
+    assert {name: value.shape.as_list() for name, value in empty.items()} == {
+        "answer": [0], "score": [0], "start_char": [0], "end_char": [0],
+        "start_logits": [0, 32], "end_logits": [0, 32]}
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="text has 2 rows but text_pair has 1; send one text_pair per text"):
+        serve(text=tf.constant(["who?", "what?"]), text_pair=tf.constant(["a context"]))
+
+
 def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chinese_vocab):
     tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
     model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))

@@ -11,7 +11,10 @@ import tensorflow as tf
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.export.op_allowlist import check_serving_ops
 from keras_bert_impl.export.serving_head import ServingContext, serving_head_for
-from keras_bert_impl.export.tokenized_inputs import check_tokenized_inputs
+from keras_bert_impl.export.tokenized_inputs import (
+    check_text_pairs,
+    check_tokenized_inputs,
+)
 from keras_bert_impl.export.warmup import write_warmup_requests
 from keras_bert_impl.text.preprocessor import BertPreprocessor
 from keras_bert_impl.text.tokenizer import BertTokenizer
@@ -131,7 +134,7 @@ def _write(model, head, tokenizer, path: str, pair_inputs: bool,
     text_spec = tf.TensorSpec([None], tf.string, name="text")
     if pair_inputs:
         def serve_text(text, text_pair):
-            return head.text_outputs([text, text_pair])
+            return head.text_outputs(list(check_text_pairs(text, text_pair)))
         text_signature = [text_spec, tf.TensorSpec([None], tf.string, name="text_pair")]
     else:
         def serve_text(text):

@@ -83,7 +83,7 @@ class SpanLabelerServing(ServingHead):
         allowed = (allowed_start[:, :, None] & in_doc[:, None, :]
                    & ((length >= 1) & (length <= self.context.max_answer_length))[None])
         scores = tf.where(allowed, starts[:, :, None] + ends[:, None, :], float("-inf"))
-        flat_scores = tf.reshape(scores, [tf.shape(scores)[0], -1])
+        flat_scores = tf.reshape(scores, [tf.shape(scores)[0], width * width])
         window_best = tf.argmax(flat_scores, axis=-1, output_type=tf.int32)
         window_score = tf.reduce_max(flat_scores, axis=-1)
 
@@ -162,7 +162,8 @@ class _Windows:
         room = tf.gather(self._room, self.example)[:, None, None]
         doc_length = tf.gather(self._doc_lengths, self.example)[:, None, None]
         count = tf.gather(self.count, self.example)[:, None, None]
-        reach = tf.reduce_max((self._room + self._step - 1) // self._step) + 1
+        # At least 1: an empty batch has no windows to reduce over.
+        reach = tf.maximum(tf.reduce_max((self._room + self._step - 1) // self._step), 0) + 1
         candidate = piece[:, :, None]
         other = tf.math.floordiv(candidate, step) - tf.range(reach)[None, None, :]
         other_start = other * step
@@ -190,5 +191,9 @@ def _window_of_each_question(window_values, window_question, num_questions, pick
     question's windows by `window_values`; `filler` pads questions with fewer windows."""
     by_question = tf.RaggedTensor.from_value_rowids(
         window_values, tf.cast(window_question, tf.int64), nrows=num_questions)
+    # A filler column keeps the reduced axis non-empty when the batch is empty; every
+    # question has a window, which `pick` prefers to the filler on ties (first wins).
+    padded = tf.concat([by_question.to_tensor(filler),
+                        tf.fill([num_questions, 1], tf.cast(filler, window_values.dtype))], 1)
     return (tf.cast(by_question.row_starts(), tf.int32)
-            + pick(by_question.to_tensor(filler), axis=-1, output_type=tf.int32))
+            + pick(padded, axis=-1, output_type=tf.int32))

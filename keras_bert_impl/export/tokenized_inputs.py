@@ -1,4 +1,5 @@
-"""Checks on `serving_tokenized` requests: ids the model has rows for, 0/1 masks, equal shapes.
+"""Checks on requests: `serving_tokenized` ids the model has rows for, 0/1 masks, equal
+shapes; as many texts as text pairs.
 
 An embedding lookup with an id outside its table does not fail under XLA or
 on a GPU: it reads a clamped or zero row, and the answer is silently wrong.
@@ -47,3 +48,13 @@ def check_tokenized_inputs(features: dict[str, tf.Tensor],
     ]
     with tf.control_dependencies(checks):
         return {name: tf.identity(value) for name, value in features.items()}
+
+
+def check_text_pairs(text: tf.Tensor, text_pair: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`text` and `text_pair` [batch], passed on only when they have the same length
+    (each head would otherwise fail in its own words, or pair texts up wrongly)."""
+    check = _check(tf.equal(tf.size(text), tf.size(text_pair)),
+                   "text has {} rows but text_pair has {}; send one text_pair per text",
+                   tf.size(text), tf.size(text_pair))
+    with tf.control_dependencies([check]):
+        return tf.identity(text), tf.identity(text_pair)
