@@ -197,6 +197,18 @@ def test_a_rerun_killed_while_writing_keeps_the_earlier_records(generated_record
     assert (tmp_path / "a.tfrecord.metadata.json").read_text() == metadata
 
 
+def test_a_truncated_record_file_is_an_error_naming_it_before_training_starts(
+        generated_records, tokenizer, tmp_path):
+    # Read lazily, it failed only when training reached the cut, unnamed, at every resume.
+    out, _ = generated_records
+    data = (out / "a.tfrecord").read_bytes()
+    (tmp_path / "cut.tfrecord").write_bytes(data[:-100])
+    with pytest.raises(ValueError, match=r"cut.tfrecord' are damaged \(truncated or corrupt\): "
+                       r"truncated record at \d+"):
+        pretraining_dataset(str(tmp_path / "cut.tfrecord"), tokenizer, seq_length=SEQ,
+                            max_predictions_per_seq=P, batch_size=4)
+
+
 def test_the_tool_refuses_a_dupe_factor_below_one():
     from absl import flags
 

@@ -24,6 +24,7 @@ so a mismatch is an error naming the file and the field rather than
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -104,12 +105,33 @@ def _flat(value) -> list:
 
 def check_record_files(files: Sequence[str], seq_length: int, max_predictions_per_seq: int,
                        vocab_sha256: str | None = None) -> None:
-    """Raises ValueError naming the file and field that does not match."""
+    """Raises ValueError naming the file and field that does not match, or the file that
+    is damaged.
+
+    Every record's length and checksums are read first (a pass over the files, at
+    the speed of the disk): a truncated or corrupt file would otherwise fail only
+    when training reaches it, without its name, and again at every resume.
+    """
     for path in files:
         metadata = read_metadata(path)
         if metadata is not None:
             _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256)
         _check_first_record(path, seq_length, max_predictions_per_seq)
+        _check_every_record_reads(path)
+
+
+@tf.autograph.experimental.do_not_convert
+def _count(count, records):
+    return count + tf.size(records, out_type=tf.int64)
+
+
+def _check_every_record_reads(path):
+    try:
+        tf.data.TFRecordDataset(path).batch(4096).reduce(tf.constant(0, tf.int64), _count)
+    except tf.errors.OpError as error:
+        reason = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", error.message)
+        raise ValueError(f"pretraining records {path!r} are damaged (truncated or corrupt): "
+                         f"{reason}") from None
 
 
 def _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256):
