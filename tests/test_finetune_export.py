@@ -210,6 +210,38 @@ def test_span_labeler_answers_from_a_later_window_of_a_long_context(tmp_path, ch
     assert served["score"][2].numpy() == float("-inf")
 
 
+def test_span_labeler_serves_an_answer_inside_a_word_cut_at_its_wordpieces(
+        tmp_path, uncased_vocab):
+    """As the original's get_final_text: "ville" of "Johnsonville", not the whole word."""
+    import tensorflow as tf
+
+    tokenizer = BertTokenizer(uncased_vocab, lower_case=True)
+    model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))
+    marker = tokenizer.vocab.index("##ville")
+    direction = np.random.default_rng(0).normal(size=32).astype("float32")
+    table = model.encoder.get_embedding_table()
+    table.assign(tf.tensor_scatter_nd_update(table, [[marker]], [20 * direction]))
+    model.head.output_weights.assign(np.stack([direction, direction]))
+    seq_length, options = 32, {"doc_stride": 16, "max_query_length": 8, "max_answer_length": 4}
+    export_dir = export_saved_model(model, str(tmp_path / "qa"), vocab_file=uncased_vocab,
+                                    seq_length=seq_length, pair_inputs=True, **options)
+    questions = ["Which town?", "Which town?"]
+    contexts = ["Sausages from Johnsonville, Wisconsin.", "Cafe\u0301ville, Wisconsin."]
+
+    examples, _, _, nbest = _offline_decoding(
+        model, tokenizer, questions, contexts, seq_length, options)
+    served = tf.saved_model.load(export_dir).signatures["serving_default"](
+        text=tf.constant(questions), text_pair=tf.constant(contexts))
+    # The decomposed accent keeps the pieces from spelling the word: the whole word.
+    assert [nbest[e.question_id][0].text for e in examples.examples] == [
+        "ville", "Cafe\u0301ville"]
+    for row, example in enumerate(examples.examples):
+        best = nbest[example.question_id][0]
+        assert served["answer"][row].numpy().decode() == best.text
+        assert (served["start_char"][row], served["end_char"][row]) == (
+            best.start_char, best.end_char)
+
+
 def test_a_squad_v2_span_labeler_serves_no_answer_as_the_offline_decoding_does(
         tmp_path, chinese_vocab):
     import tensorflow as tf

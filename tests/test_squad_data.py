@@ -53,6 +53,35 @@ def test_a_training_answer_off_its_offset_labels_the_nearest_occurrence_of_its_t
     assert answer_text(off_by_one) == answer_text(far_off) == "France"
 
 
+@pytest.mark.parametrize("answer_start", [45, 45.0, "45"])
+def test_answer_start_written_as_a_float_or_a_string_still_labels_that_occurrence(
+        tmp_path, answer_start):
+    context = "Paris is in France. The capital of France is Paris."
+    path = write_squad(tmp_path, [{"context": context, "qas": [
+        qa("q", "Capital?", [{"text": "Paris", "answer_start": answer_start}])]}])
+    (example,) = read_squad(path).examples
+    assert example.word_spans[example.start_word][0] == 45
+
+
+@pytest.mark.parametrize("answer_start", [True, 4.5, "four", -1, [4]])
+def test_an_answer_start_that_is_no_offset_is_an_error_naming_it(tmp_path, answer_start):
+    path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [
+        qa("q", "Where?", [{"text": "France", "answer_start": answer_start}])]}])
+    with pytest.raises(ValueError, match=r"\(id 'q'\).answers\[0\].answer_start: expected a "
+                       r"character offset"):
+        read_squad(path)
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ({"text": "France"}, "answer 0 has no answer_start"),
+    ({"text": " ", "answer_start": 5}, "answer 0 has no text")])
+def test_a_training_answer_without_an_offset_or_text_is_a_bad_record(tmp_path, answer, reason):
+    path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [
+        qa("q", "Where?", [answer])]}])
+    with pytest.raises(BadRecordError, match=reason):
+        read_squad(path)
+
+
 def test_a_training_answer_absent_from_the_context_is_a_bad_record(tmp_path):
     path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [
         qa("good", "Where?", [{"text": "France", "answer_start": 12}]),
@@ -224,6 +253,27 @@ def test_decoding_recovers_an_answer_from_its_logits(tmp_path, uncased_vocab):
     # Too long for max_answer_length=2 tokens: the best span is something else.
     short, _ = decode_answers(examples, features, starts, ends, max_answer_length=2)
     assert short["q"] != "Paris, France"
+
+
+@pytest.mark.parametrize("context, answer, expected", [
+    ("Johnsonville sausages were first made in 1945.", "Johnson", "Johnson"),
+    ("Johnsonville sausages were first made in 1945.", "sausage", "sausage"),
+    # A decomposed accent: the pieces do not spell the word, so the answer is the whole word.
+    ("Cafe\u0301ville sausages were first made in 1945.", "Cafe\u0301", "Cafe\u0301ville")])
+def test_a_predicted_span_inside_a_word_is_cut_at_its_wordpieces_as_get_final_text(
+        tmp_path, uncased_vocab, context, answer, expected):
+    from keras_bert_impl.metrics.squad_decoding import decode_answers
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    path = write_squad(tmp_path, [{"context": context, "qas": [
+        qa("q", "What?", [{"text": answer, "answer_start": context.index(answer)}])]}])
+    examples = read_squad(path)
+    features = squad_features(examples, BertTokenizer(uncased_vocab), seq_length=32)
+    starts, ends = np.zeros((1, 32)), np.zeros((1, 32))
+    starts[0, features.start_positions[0]] = ends[0, features.end_positions[0]] = 5.0
+    predictions, nbest = decode_answers(examples, features, starts, ends)
+    assert predictions == {"q": expected}
+    assert context[nbest["q"][0].start_char:nbest["q"][0].end_char] == expected
 
 
 def test_version_2_predicts_no_answer_when_cls_scores_higher(tmp_path, uncased_vocab):

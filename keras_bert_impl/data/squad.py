@@ -19,6 +19,8 @@ import tensorflow as tf
 from keras_bert_impl.data.bad_records import BadRecords
 from keras_bert_impl.data.text_files import read_utf8
 
+_UNK = "[UNK]"
+
 
 @dataclasses.dataclass
 class SquadExample:
@@ -147,7 +149,22 @@ def _question_fields(qa: dict, where: str) -> _QuestionFields:
         if not isinstance(answer.get("text", ""), str):
             raise ValueError(f"{where}.answers[{index}].text: expected a string, found "  # noqa: TRY004
                              f"{type(answer['text']).__name__}")
+        if "answer_start" in answer:
+            answers[index] = {**answer, "answer_start": _answer_start(
+                answer["answer_start"], f"{where}.answers[{index}].answer_start")}
     return _QuestionFields(question_id, question, is_impossible, answers)
+
+
+def _answer_start(value, where: str) -> int:
+    """A character offset as JSON tools write it: 45, 45.0 or "45"; anything else is an error."""
+    as_float = isinstance(value, float) and value.is_integer()
+    as_text = isinstance(value, str) and value.strip().isascii() and value.strip().isdigit()
+    if as_float or as_text:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{where}: expected a character offset (a non-negative integer), "
+                         f"found {value!r}")
+    return value
 
 
 def _evaluation_example(fields, context, word_spans):
@@ -175,13 +192,16 @@ def _training_example(path, fields, context, word_spans, char_to_word, version_2
         bad.report(f"{where}: no answers for an answerable question")
         return None
     for index, answer in enumerate(answers):
-        if not answer.get("text", ""):
+        if not answer.get("text", "").strip():
             bad.report(f"{where}: answer {index} has no text")
             return None
     start_word = end_word = -1
     if answers:
-        text, start = answers[0]["text"], answers[0].get("answer_start")
-        start = _nearest_occurrence(context, text, start if isinstance(start, int) else 0)
+        if "answer_start" not in answers[0]:
+            bad.report(f"{where}: answer 0 has no answer_start")
+            return None
+        text = answers[0]["text"]
+        start = _nearest_occurrence(context, text, answers[0]["answer_start"])
         if start is None:
             bad.report(f"{where}: answer {text!r} does not occur in the context")
             return None
@@ -272,9 +292,10 @@ class SquadFeatures:
     """Encoder inputs for every window, and how to map its tokens back to words.
 
     `token_to_word` [n, seq] is the context word of each token (-1 for the
-    question, special tokens and padding); `max_context` marks tokens whose
-    window gives them the most context on both sides (the window the
-    original decodes them from).
+    question, special tokens and padding); `token_chars` [n, seq, 2] its
+    [start, end) characters in the context (see `piece_char_spans`);
+    `max_context` marks tokens whose window gives them the most context on
+    both sides (the window the original decodes them from).
     """
 
     inputs: dict[str, np.ndarray]
@@ -283,6 +304,7 @@ class SquadFeatures:
     example_index: np.ndarray
     token_to_word: np.ndarray
     max_context: np.ndarray
+    token_chars: np.ndarray
 
 
 def squad_features(
@@ -305,16 +327,19 @@ def squad_features(
     answers = _tokenize(tokenizer, [example.answers[0] if example.answers else ""
                                     for example in items])
     features = {name: [] for name in ("ids", "types", "mask", "start", "end", "example",
-                                      "token_to_word", "max_context")}
+                                      "token_to_word", "max_context", "token_chars")}
     word_offset = 0
     for index, example in enumerate(items):
         query = questions[index][:max_query_length]
-        pieces, piece_to_word, word_to_piece = [], [], []
-        for word in range(len(example.word_spans)):
+        pieces, piece_to_word, word_to_piece, piece_chars = [], [], [], []
+        for word, (word_start, word_end) in enumerate(example.word_spans):
             word_to_piece.append(len(pieces))
-            for piece in word_pieces[word_offset + word]:
+            ids = word_pieces[word_offset + word]
+            for piece, (start, end) in zip(ids, piece_char_spans(
+                    [tokenizer.vocab[i] for i in ids], word_end - word_start)):
                 pieces.append(piece)
                 piece_to_word.append(word)
+                piece_chars.append((word_start + start, word_start + end))
         word_offset += len(example.word_spans)
         answer_start = answer_end = None
         if example.start_word >= 0:
@@ -333,16 +358,19 @@ def squad_features(
             types = [0] * len(ids)
             token_to_word = [-1] * len(ids)
             max_context = [False] * len(ids)
+            token_chars = [(-1, -1)] * len(ids)
             for i in range(span_length):
                 position = span_start + i
                 ids.append(pieces[position])
                 types.append(1)
                 token_to_word.append(piece_to_word[position])
                 max_context.append(_is_max_context(spans, span_index, position))
+                token_chars.append(piece_chars[position])
             ids.append(tokenizer.sep_id)
             types.append(1)
             token_to_word.append(-1)
             max_context.append(False)
+            token_chars.append((-1, -1))
             start = end = 0
             if answer_start is not None:
                 span_end = span_start + span_length - 1
@@ -355,6 +383,7 @@ def squad_features(
             features["mask"].append([1] * len(ids) + [0] * padding)
             features["token_to_word"].append(token_to_word + [-1] * padding)
             features["max_context"].append(max_context + [False] * padding)
+            features["token_chars"].append(token_chars + [(-1, -1)] * padding)
             features["start"].append(start)
             features["end"].append(end)
             features["example"].append(index)
@@ -369,7 +398,25 @@ def squad_features(
         example_index=np.array(features["example"], np.int32),
         token_to_word=np.array(features["token_to_word"], np.int32).reshape(-1, seq_length),
         max_context=np.array(features["max_context"], bool).reshape(-1, seq_length),
+        token_chars=np.array(features["token_chars"], np.int32).reshape(-1, seq_length, 2),
     )
+
+
+def piece_char_spans(pieces: list[str], word_length: int) -> list[tuple[int, int]]:
+    """[start, end) characters of each wordpiece within its word of `word_length` characters.
+
+    Where the pieces spell the word character for character (lower-casing and
+    accent stripping keep most words' lengths), each piece gets its own
+    characters, so an answer may start or end inside a word as the original's
+    `get_final_text` allows; otherwise (an [UNK], a decomposed accent) every
+    piece spans the whole word.
+    """
+    lengths = [len(piece[2:] if i and piece.startswith("##") else piece)
+               for i, piece in enumerate(pieces)]
+    if _UNK in pieces or sum(lengths) != word_length:
+        return [(0, word_length)] * len(pieces)
+    ends = np.cumsum(lengths).tolist()
+    return [(end - length, end) for end, length in zip(ends, lengths)]
 
 
 def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:

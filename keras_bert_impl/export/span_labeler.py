@@ -10,7 +10,8 @@ into words, tokenized word by word and cut into windows of the room left in
 start only at a token that window covers best (most context on both sides),
 ends no earlier, spans at most `max_answer_length` tokens, and maximises
 start + end logit over all pairs (not only the n best) and all windows. It is
-widened to whole words. Exported with `version_2_with_negative` (SQuAD v2.0),
+cut from the context at its wordpieces' characters where they spell their
+words, else widened to whole words (`word_offsets.piece_byte_spans`). Exported with `version_2_with_negative` (SQuAD v2.0),
 the answer is "" when the null score, the smallest [CLS] start + end logit
 over the windows, exceeds the best span's score by more than
 `null_score_diff_threshold`, as the original `write_predictions` and
@@ -24,7 +25,12 @@ the answer comes from.
 import tensorflow as tf
 
 from keras_bert_impl.export.serving_head import ServingHead, register_serving_head
-from keras_bert_impl.export.word_offsets import char_offsets, split_words, word_pieces
+from keras_bert_impl.export.word_offsets import (
+    char_offsets,
+    piece_byte_spans,
+    split_words,
+    word_pieces,
+)
 from keras_bert_impl.models.span_labeler import BertSpanLabeler
 
 
@@ -56,12 +62,9 @@ class SpanLabelerServing(ServingHead):
         seq_length = self.context.preprocessor.seq_length
         query_length = min(self.context.max_query_length, seq_length - 4)
         query = tokenizer.tokenize(question)[:, :query_length]
-        words, begin, end = split_words(context)
+        words, begin, _ = split_words(context)
         pieces = word_pieces(tokenizer, words, unk_for_empty=False)
         doc = pieces.merge_dims(1, 2)
-        piece_words = tf.RaggedTensor.from_row_splits(
-            tf.repeat(tf.ragged.range(words.row_lengths()).values, pieces.values.row_lengths()),
-            doc.row_splits)
 
         windows = _Windows(query.row_lengths(), doc.row_lengths(), seq_length,
                            self.context.doc_stride)
@@ -105,11 +108,10 @@ class SpanLabelerServing(ServingHead):
             score = tf.where(found, score, null_score)
             chosen = tf.where(found, chosen, null_chosen)
 
-        word_of_piece = _padded(piece_words, 1)
-        start_word = tf.gather(word_of_piece, tf.maximum(start_piece, 0), batch_dims=1)
-        end_word = tf.gather(word_of_piece, tf.maximum(end_piece, 0), batch_dims=1)
-        byte_begin = tf.gather(_padded(begin, 1), start_word, batch_dims=1)
-        byte_end = tf.gather(_padded(end, 1), end_word, batch_dims=1)
+        piece_begin, piece_end = (spans.merge_dims(1, 2) for spans in
+                                  piece_byte_spans(tokenizer, words, begin, pieces))
+        byte_begin = tf.gather(_padded(piece_begin, 1), tf.maximum(start_piece, 0), batch_dims=1)
+        byte_end = tf.gather(_padded(piece_end, 1), tf.maximum(end_piece, 0), batch_dims=1)
         byte_begin = tf.where(found, tf.cast(byte_begin, tf.int32), 0)
         byte_end = tf.where(found, tf.cast(byte_end, tf.int32), 0)
         start_char, end_char = char_offsets(context, byte_begin, byte_end)

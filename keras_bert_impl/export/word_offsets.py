@@ -55,6 +55,48 @@ def word_pieces(tokenizer, words: tf.RaggedTensor, unk_for_empty: bool) -> tf.Ra
     return tf.RaggedTensor.from_row_splits(pieces, tf.cast(words.row_splits, pieces.row_splits.dtype))
 
 
+def piece_byte_spans(tokenizer, words: tf.RaggedTensor, begin: tf.RaggedTensor,
+                     pieces: tf.RaggedTensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+    """Byte [begin, end) of each wordpiece in its text, [batch, (words), (pieces)] each.
+
+    `words`/`begin` are `split_words`' and `pieces` `word_pieces`'. As
+    `keras_bert_impl.data.squad.piece_char_spans`: where a word's pieces spell
+    it character for character, each piece covers its own characters;
+    otherwise (an [UNK], a decomposed accent, bytes that are not UTF-8) every
+    piece covers the whole word.
+    """
+    flat = pieces.values  # [all words, (pieces)]
+    word_of_piece = flat.value_rowids()
+    texts = tokenizer.id_to_token(flat.flat_values)
+    later = tf.ragged.range(flat.row_lengths()).flat_values > 0
+    texts = tf.where(later, tf.strings.regex_replace(texts, "^##", ""), texts)
+    lengths = tf.strings.length(texts, unit="UTF8_CHAR")
+    word_lengths = tf.reduce_sum(flat.with_flat_values(lengths), axis=1)
+    ends_in_word = tf.cumsum(lengths) - tf.repeat(tf.cumsum(word_lengths, exclusive=True),
+                                                  flat.row_lengths())
+
+    # Byte offset of every character of every word, and of its end.
+    word_texts = words.flat_values
+    _, char_bytes = tf.strings.unicode_decode_with_offsets(word_texts, "UTF-8", errors="replace")
+    word_bytes = tf.cast(tf.strings.length(word_texts), char_bytes.dtype)
+    char_bytes = tf.concat([char_bytes, tf.expand_dims(word_bytes, 1)], axis=1)
+    num_chars = tf.cast(char_bytes.row_lengths() - 1, lengths.dtype)
+    spelled = tf.gather((word_lengths == num_chars)
+                        & ~tf.reduce_any(tf.equal(flat, tokenizer.unk_id), axis=1), word_of_piece)
+
+    def byte_in_word(char):
+        char = tf.clip_by_value(char, 0, tf.gather(num_chars, word_of_piece))
+        return tf.gather(char_bytes.flat_values,
+                         tf.gather(char_bytes.row_splits, word_of_piece)
+                         + tf.cast(char, char_bytes.row_splits.dtype))
+
+    word_begin = tf.cast(tf.gather(begin.flat_values, word_of_piece), word_bytes.dtype)
+    start = tf.where(spelled, byte_in_word(ends_in_word - lengths), 0)
+    end = tf.where(spelled, byte_in_word(ends_in_word), tf.gather(word_bytes, word_of_piece))
+    return (pieces.with_flat_values(word_begin + start),
+            pieces.with_flat_values(word_begin + end))
+
+
 def first_piece_positions(pieces: tf.RaggedTensor) -> tf.RaggedTensor:
     """Pieces [batch, (words), (pieces)] -> where each word starts in its row's pieces."""
     counts = pieces.values.row_lengths()

@@ -36,7 +36,9 @@ def decode_answers(
     """Returns (question id -> answer text, question id -> its n-best candidates).
 
     Answer texts are cut from the original context by character offsets, so
-    they keep its spelling, case and spacing.
+    they keep its spelling, case and spacing; a span may start or end inside a
+    word, at a wordpiece boundary, as the original's `get_final_text`
+    (`squad.piece_char_spans` says when).
     """
     windows_of = {}
     for feature, example in enumerate(features.example_index):
@@ -59,13 +61,13 @@ def decode_answers(
                         continue
                     if end < start or end - start + 1 > max_answer_length:
                         continue
-                    start_char = example.word_spans[token_to_word[start]][0]
-                    end_char = example.word_spans[token_to_word[end]][1]
+                    start_char = features.token_chars[feature, start, 0]
+                    end_char = features.token_chars[feature, end, 1]
                     score = float(starts[start] + ends[end])
-                    key = (start_char, end_char)
+                    key = (int(start_char), int(end_char))
                     if key not in candidates or candidates[key].score < score:
                         candidates[key] = Candidate(
-                            example.context[start_char:end_char], start_char, end_char, score)
+                            example.context[key[0]:key[1]], *key, score)
         ranked = sorted(candidates.values(), key=lambda c: c.score, reverse=True)[:n_best_size]
         best = ranked[0] if ranked else Candidate("", -1, -1, float("-inf"))
         answer = best.text
