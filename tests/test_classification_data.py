@@ -100,6 +100,26 @@ def test_jsonl_line_that_is_not_json_is_a_bad_record(tmp_path):
         read_classification_file(path)
 
 
+def test_jsonl_integer_labels_are_one_class_however_json_writes_them(tmp_path):
+    rows = [{"sentence": "a", "label": 1}, {"sentence": "b", "label": 1.0},
+            {"sentence": "c", "label": "1"}, {"sentence": "d", "label": 0}]
+    path = write(tmp_path, "train.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    assert read_classification_file(path).labels == ["1", "1", "1", "0"]
+
+
+@pytest.mark.parametrize("row, error", [
+    ({"sentence": "a", "label": True}, (r"column 'label' must be a string or an integer, "
+                                       r"found True")),
+    ({"sentence": "a", "label": 0.5}, r"column 'label' must be a string or an integer"),
+    ({"sentence": ["bad", "movie"], "label": 0}, (r"field\(s\) \['sentence'\] must be "
+                                                 r"strings, found \['list'\]")),
+])
+def test_jsonl_values_of_the_wrong_type_are_bad_records_not_strings(tmp_path, row, error):
+    path = write(tmp_path, "train.jsonl", json.dumps(row) + "\n")
+    with pytest.raises(BadRecordError, match=rf"{path}:1: " + error):
+        read_classification_file(path)
+
+
 def test_labels_sort_numerically_when_all_are_numbers():
     assert sorted_labels(["10", "2", "1", "2"]) == ["1", "2", "10"]
     assert sorted_labels(["neg", "pos", "10"]) == ["10", "neg", "pos"]

@@ -30,6 +30,18 @@ def test_trailing_tabs_and_spaces_are_not_a_column(tmp_path):
     assert data.tags == [["B-ORG", "O"], ["B-PER"]]
 
 
+def test_only_ascii_spaces_separate_space_separated_columns(tmp_path):
+    data = read_conll(write(tmp_path, "10\u00a0000 CD B-NP O\nmen NNS I-NP O\n"))
+    assert data.words == [["10\u00a0000", "men"]] and data.tags == [["O", "O"]]
+
+
+def test_a_tag_holding_spaces_after_a_tab_is_an_error_not_a_new_class(tmp_path):
+    path = write(tmp_path, "EU\tNNP B-NP B-ORG\n")
+    with pytest.raises(BadRecordError, match=rf"{path}:1: the tag 'NNP B-NP B-ORG' holds "
+                       "whitespace"):
+        read_conll(path)
+
+
 def test_a_line_without_a_tag_is_an_error_naming_file_and_line(tmp_path):
     path = write(tmp_path, "EU B-ORG\nrejects\n\nok O\n")
     with pytest.raises(BadRecordError, match=rf"{path}:2: expected a word and a tag"):

@@ -405,10 +405,10 @@ def test_prediction_count_rounds_as_the_original_in_double_precision():
 
 def test_lines_of_unicode_whitespace_end_documents_as_blank_lines():
     from keras_bert_impl.data.corpus import documents_from_lines
-    lines = ["第一句。", "\u3000\u3000", "第二句。", "\xa0", "x", ""]
+    lines = ["第一句。", "\u3000\u3000", "第二句。", "\xa0", "x", "\x0b", "y", ""]
     documents = documents_from_lines(tf.data.Dataset.from_tensor_slices(lines), 100)
     got = [[line.decode() for line in doc] for doc in documents.as_numpy_iterator()]
-    assert got == [["第一句。"], ["第二句。"], ["x"]]
+    assert got == [["第一句。"], ["第二句。"], ["x"], ["y"]]
 
 
 def test_a_file_without_blank_lines_is_cut_into_documents(tokenizer, tmp_path):

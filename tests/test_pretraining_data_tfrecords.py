@@ -172,6 +172,16 @@ def test_a_mix_of_record_and_text_files_is_an_error(tokenizer, tmp_path, shared_
                             seq_length=SEQ, max_predictions_per_seq=P)
 
 
+def test_records_named_freely_beside_records_named_tfrecord_are_all_records(tokenizer, tmp_path):
+    paths = [str(tmp_path / "a.tfrecord"), str(tmp_path / "tf_examples_b")]
+    for seed, path in enumerate(paths):
+        with tf.io.TFRecordWriter(path) as writer:
+            writer.write(_original_example(seed)[0].SerializeToString())
+    ds = pretraining_dataset(paths, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=2, seed=1, num_epochs=1)
+    assert next(ds.as_numpy_iterator())["input_word_ids"].shape == (2, SEQ)
+
+
 def test_a_rerun_killed_while_writing_keeps_the_earlier_records(generated_records, uncased_vocab,
                                                                shared_data, tmp_path):
     out, _ = generated_records

@@ -63,17 +63,36 @@ def read_classification_file(
         if missing:
             bad.report(f"{where}: missing field(s) {missing}")
             continue
-        label = str(row[label_column]).strip()
+        wrong = [column for column in columns[:1] + columns[2:]
+                 if not isinstance(row[column], str)]
+        if wrong:
+            bad.report(f"{where}: field(s) {wrong} must be strings, found "
+                       f"{[type(row[column]).__name__ for column in wrong]}")
+            continue
+        label = _label(row[label_column])
+        if label is None:
+            bad.report(f"{where}: column {label_column!r} must be a string or an integer, "
+                       f"found {row[label_column]!r}")
+            continue
         if not label:
             bad.report(f"{where}: empty label in column {label_column!r}")
             continue
-        data.texts_a.append(str(row[text_a_column]))
+        data.texts_a.append(row[text_a_column])
         if text_b_column:
-            data.texts_b.append(str(row[text_b_column]))
+            data.texts_b.append(row[text_b_column])
         data.labels.append(label)
         data.sources.append(where)
     data.skipped_records = bad.skipped
     return data
+
+
+def _label(value) -> str | None:
+    """A label as text: JSON's 1 and 1.0 are both "1"; None for booleans, lists, 0.5 ..."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) or isinstance(value, int) and not isinstance(value, bool):
+        return str(value).strip()
+    return None
 
 
 def _header_rows(path, rows, columns, bad, what):

@@ -138,8 +138,8 @@ def documents_from_lines(lines: tf.data.Dataset,
             .unbatch())
 
 
-# Python's str.isspace() characters: ASCII and Unicode whitespace.
-_UNICODE_SPACE = r"[\s\p{Z}\x{1C}-\x{1F}\x{85}]"
+# Python's str.isspace() characters: ASCII and Unicode whitespace (RE2's \s lacks \v).
+_UNICODE_SPACE = r"[\s\x{0B}\p{Z}\x{1C}-\x{1F}\x{85}]"
 _OUTER_WHITESPACE = rf"^{_UNICODE_SPACE}+|{_UNICODE_SPACE}+$"
 
 

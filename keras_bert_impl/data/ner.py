@@ -49,8 +49,11 @@ def read_conll(path: str, skip_bad_records: bool = False) -> TaggedSentences:
             data.sources.append(f"{path}:{start}")
 
     for line, text in enumerate(io.StringIO(read_utf8(path), newline=None), start=1):
-        # Tab-separated columns when there are tabs (trailing ones are not a column).
-        fields = text.strip().split("\t") if "\t" in text.strip() else text.split()
+        # Tab-separated columns when there are tabs (trailing ones are not a column),
+        # else separated by ASCII spaces: a no-break space is part of a word ("10\u00a0000").
+        line_text = text.strip()
+        fields = (line_text.split("\t") if "\t" in line_text
+                  else [field for field in line_text.split(" ") if field])
         fields = [field.strip() for field in fields]
         if not text.strip():
             finish()
@@ -64,6 +67,11 @@ def read_conll(path: str, skip_bad_records: bool = False) -> TaggedSentences:
                 f"{path}:{line}: expected a word and a tag separated by whitespace, "
                 f"found {text.rstrip(chr(13) + chr(10))!r}"
             )
+            continue
+        if any(char.isspace() for char in fields[-1]):
+            broken = broken or (
+                f"{path}:{line}: the tag {fields[-1]!r} holds whitespace: columns separated "
+                "by tabs and spaces on one line?")
             continue
         words.append(fields[0])
         tags.append(fields[-1])

@@ -218,12 +218,13 @@ def is_tfrecord_input(files: list[str], input_format: str = "auto") -> bool:
         raise ValueError(f"input_format must be 'auto', 'text' or 'tfrecord', got {input_format!r}")
     if input_format != "auto":
         return input_format == "tfrecord"
-    named = [f for f in files if tfrecords.looks_like_tfrecord(f)]
-    if named and len(named) < len(files):
-        text = [f for f in files if f not in named]
-        raise ValueError(f"input files mix TFRecords ({named[0]!r}) and text ({text[0]!r}); "
+    records = [f for f in files
+               if tfrecords.looks_like_tfrecord(f) or tfrecords.starts_with_a_record(f)]
+    if records and len(records) < len(files):
+        text = [f for f in files if f not in records]
+        raise ValueError(f"input files mix TFRecords ({records[0]!r}) and text ({text[0]!r}); "
                          "give one kind (or set input_format)")
-    return bool(named) or tfrecords.starts_with_a_record(files[0])
+    return bool(records)
 
 
 def _seeds(seed: int | None, stream: int) -> tf.data.Dataset:
