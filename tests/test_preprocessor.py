@@ -166,3 +166,9 @@ def test_more_than_two_segments_is_a_clear_error(tokenizer):
     segment = tf.ragged.constant([[7]], tf.int32)
     with pytest.raises(ValueError, match="1 or 2 segments, got 3"):
         BertPreprocessor(tokenizer, seq_length=8).pack([segment] * 3)
+
+
+def test_pairs_of_different_batch_sizes_are_a_clear_error(tokenizer):
+    preprocessor = BertPreprocessor(tokenizer, seq_length=16)
+    with pytest.raises(ValueError, match="the first segment has 2 texts but the second has 1"):
+        preprocessor((tf.constant(["a", "b"]), tf.constant(["c"])))

@@ -71,6 +71,10 @@ class BertPreprocessor(tf.Module):
                 f"seq_length={self.seq_length} is too short for pairs: need >= "
                 f"{_MIN_SEQ_LENGTH[2]} ([CLS], 2 x [SEP] and one token of each segment)"
             )
+        rows = [tf.get_static_value(segment.nrows()) for segment in segments]
+        if len(rows) == 2 and None not in rows and rows[0] != rows[1]:
+            raise ValueError(f"the first segment has {rows[0]} texts but the second has "
+                             f"{rows[1]}; pairs need one second text per first text")
         # Dense arithmetic on positions rather than ragged concatenation: it
         # adds no Assert ops to the graph (they break TPU input pipelines) and
         # costs less per call.
