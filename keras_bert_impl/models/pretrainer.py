@@ -104,8 +104,11 @@ class BertPretrainer(BertTaskModel):
                 x["next_sentence_labels"], y_pred["nsp_logits"], from_logits=True
             )
         )
-        self.mlm_loss_tracker.update_state(mlm_loss)
-        self.nsp_loss_tracker.update_state(nsp_loss)
+        # Weighted by the batch size, as Keras' `loss`, so that mlm_loss + nsp_loss = loss
+        # also over a partial last batch or an epoch that ends on an empty read.
+        batch_size = tf.cast(tf.shape(x["input_word_ids"])[0], "float32")
+        self.mlm_loss_tracker.update_state(mlm_loss, sample_weight=batch_size)
+        self.nsp_loss_tracker.update_state(nsp_loss, sample_weight=batch_size)
         loss = mlm_loss + nsp_loss
         # Keras sums gradients over replicas; each replica's mean loss is scaled
         # so that the sum is the mean over replicas, as Keras' own losses do.
@@ -126,18 +129,31 @@ class BertPretrainer(BertTaskModel):
         # Keras' own multi-replica step loop fails with steps_per_execution > 1
         # (keras-team/keras#19246). This is the classic TPU loop instead:
         # `steps_per_execution` steps run in one graph call (one program on a
-        # TPU) and the metrics are read once at the end. It needs an endless
-        # dataset. XLA is off here (`compile`); a TPU compiles the step anyway.
-        step = tf.function(self.train_step)
+        # TPU) and the metrics are read once at the end. A finite dataset ends
+        # the loop before a step without data (a plain next() would still run
+        # the step's data-free updates, the optimizer's step count among them).
+        # XLA is off here (`compile`); a TPU compiles the step anyway.
+        step = self.train_step
         steps_per_execution = self.steps_per_execution
 
         @tf.function
         def train_steps(iterator):
+            steps_run = tf.constant(0)
             for _ in tf.range(steps_per_execution):
-                strategy.run(step, args=(next(iterator),))
-            return self.get_metrics_result()
+                batch = iterator.get_next_as_optional()
+                if not batch.has_value():
+                    break
+                strategy.run(step, args=(batch.get_value(),))
+                steps_run += 1
+            return steps_run, self.get_metrics_result()
 
-        self.train_function = train_steps
+        def train_function(iterator):
+            steps_run, logs = train_steps(iterator)
+            if steps_run == 0:
+                raise StopIteration
+            return logs
+
+        self.train_function = train_function
         return self.train_function
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
