@@ -180,12 +180,14 @@ def test_hidden_act_selects_the_feed_forward_activation():
     assert 0 < difference.max() < 1e-2
 
 
-def test_frozen_encoder_or_blocks_stay_frozen_in_a_model_and_through_keras_files(tmp_path):
+def test_frozen_encoder_blocks_or_sublayers_stay_frozen_through_keras_files(tmp_path):
     assert BertEncoder(tiny_config(), trainable=False).trainable_variables == []
     encoder = BertEncoder(tiny_config())
     encoder.get_layer("layer_0").trainable = False
+    encoder.get_layer("layer_1").attention.trainable = False
     trainable = [v.path for v in encoder.trainable_variables]
-    assert not any(path.startswith("layer_0/") for path in trainable)
+    assert not any(path.startswith(("layer_0/", "layer_1/attention/")) for path in trainable)
+    assert any(path.startswith("layer_1/") for path in trainable)
     encoder.save(tmp_path / "encoder.keras")
     loaded = keras.models.load_model(tmp_path / "encoder.keras")
     assert [v.path for v in loaded.trainable_variables] == trainable

@@ -201,6 +201,22 @@ def test_every_task_model_reloads_with_its_optimizer_state(kind, tmp_path):
         np.testing.assert_array_equal(saved, restored, err_msg=saved.path)
 
 
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_a_frozen_head_and_encoder_sublayer_stay_frozen_with_the_optimizer_state(kind, tmp_path):
+    model = BUILDERS[kind]()
+    head = [layer for layer in model.layers if layer is not model.encoder and layer.weights][-1]
+    head.trainable = False
+    model.encoder.get_layer("layer_0").attention.trainable = False
+    compile_and_fit(model, epochs=2)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert [v.path for v in loaded.trainable_variables] == [
+        v.path for v in model.trainable_variables]
+    assert int(loaded.optimizer.iterations) == 2
+    assert [v.path for v in loaded.optimizer.variables] == [
+        v.path for v in model.optimizer.variables]
+
+
 def test_classifier_takes_ids_of_any_numeric_dtype_as_its_int32_inputs():
     classifier = BUILDERS["classifier"]()
     expected = classifier(inputs()).numpy()

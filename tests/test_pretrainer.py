@@ -308,3 +308,13 @@ def test_fit_under_mixed_bfloat16_with_steps_per_execution_reports_the_four_metr
         assert np.isfinite(history[name]).all(), name
     assert history["mlm_loss"][-1] < history["mlm_loss"][0]
     assert int(model.optimizer.iterations.numpy()) == 8
+
+
+def test_a_frozen_head_stays_frozen_through_a_keras_file(tmp_path):
+    pretrainer = BertPretrainer(BertEncoder(tiny_config()))
+    pretrainer.get_layer("predictions").trainable = False
+    pretrainer.save(tmp_path / "pretrainer.keras")
+    loaded = keras.models.load_model(tmp_path / "pretrainer.keras")
+    assert not loaded.get_layer("predictions").trainable
+    assert [v.path for v in loaded.trainable_variables] == [
+        v.path for v in pretrainer.trainable_variables]

@@ -11,6 +11,7 @@ from keras.src.backend import AutocastScope, get_autocast_scope
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.layers.embeddings import BertEmbeddings
 from keras_bert_impl.layers.transformer_block import TransformerBlock
+from keras_bert_impl.models.frozen_layers import freeze_layer_paths, frozen_layer_paths
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 LAYER_NORM_EPSILON = 1e-12
@@ -105,8 +106,7 @@ class BertEncoder(keras.Model):
         # `trainable` before, where it would freeze nothing.
         if not trainable:
             self.trainable = False
-        for name in frozen_layers:
-            self.get_layer(name).trainable = False
+        freeze_layer_paths(self, frozen_layers)
 
     def sequence_output_at(self, inputs: dict, positions, training=None):
         """`sequence_output` at `positions` [batch, Q] only, [batch, Q, hidden] in the compute dtype.
@@ -190,10 +190,8 @@ class BertEncoder(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
-            # Frozen embeddings, blocks or pooler (`encoder.get_layer(name).trainable = False`).
-            "frozen_layers": [layer.name for layer in self.layers if self.trainable
-                              and not layer.trainable
-                              and not isinstance(layer, keras.layers.InputLayer)],
+            # Frozen embeddings, blocks, pooler or their sublayers ("layer_0/attention").
+            "frozen_layers": frozen_layer_paths(self),
         }
 
     @classmethod

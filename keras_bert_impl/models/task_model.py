@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_bert_impl.models.frozen_layers import freeze_layer_paths, frozen_layer_paths
 from keras_bert_impl.training.strategy import jit_compile_under
 
 
@@ -22,12 +23,14 @@ class BertTaskModel(keras.Model):
     #: `load_model` does), so saved optimizer state keeps one layout.
     reads_pooled_output = True
 
-    def __init__(self, *args, trainable: bool = True, **kwargs):
+    def __init__(self, *args, trainable: bool = True, frozen_layers=(), **kwargs):
         super().__init__(*args, **kwargs)
         # Keras' functional constructor applies `trainable` before it tracks the layers,
         # where it would freeze nothing. (Setting True would unfreeze a frozen encoder.)
         if not trainable:
             self.trainable = False
+        # Frozen heads and other layers outside the encoder (which records its own).
+        freeze_layer_paths(self, frozen_layers)
 
     def _unread_pooler_weights(self) -> list:
         if self.reads_pooled_output:
@@ -70,6 +73,7 @@ class BertTaskModel(keras.Model):
             "encoder": keras.saving.serialize_keras_object(self.encoder),
             "name": self.name,
             "trainable": self.trainable,
+            "frozen_layers": frozen_layer_paths(self, skip=[self.encoder]),
         }
 
     @classmethod
