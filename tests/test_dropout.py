@@ -57,3 +57,14 @@ def test_rebuilds_from_its_config():
     clone = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(clone) is BertDropout
     assert (clone.rate, clone.seed, clone.name) == (0.3, 5, "drop")
+
+
+def test_noise_shape_drops_whole_rows_as_keras_dropout_also_under_xla():
+    layer = BertDropout(0.5, noise_shape=(None, 1), seed=1)
+    x = tf.ones([64, 8])
+    for y in (layer(x, training=True), tf.function(
+            lambda x: layer(x, training=True), jit_compile=True)(x)):
+        y = y.numpy()
+        assert all(len(set(row)) == 1 for row in y)  # each row kept or dropped whole
+        assert 0 < np.mean(y[:, 0] == 0) < 1
+    assert BertDropout.from_config(layer.get_config()).noise_shape == (None, 1)

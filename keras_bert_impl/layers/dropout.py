@@ -25,8 +25,8 @@ class BertDropout(keras.layers.Dropout):
     ```
     """
 
-    def __init__(self, rate: float, seed: int | None = None, **kwargs):
-        super().__init__(rate, seed=seed, **kwargs)
+    def __init__(self, rate: float, noise_shape=None, seed: int | None = None, **kwargs):
+        super().__init__(rate, noise_shape=noise_shape, seed=seed, **kwargs)
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
@@ -34,11 +34,10 @@ class BertDropout(keras.layers.Dropout):
         seed = tf.cast(self.seed_generator.next(), "int64")
         in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
         algorithm = "threefry" if in_xla else "auto_select"
-        keep = tf.random.stateless_uniform(tf.shape(inputs), seed, alg=algorithm) >= self.rate
+        shape = tf.shape(inputs)
+        if self.noise_shape is not None:  # as Keras: None takes the input's size
+            shape = tf.stack([shape[axis] if size is None else size
+                              for axis, size in enumerate(self.noise_shape)])
+        keep = tf.random.stateless_uniform(shape, seed, alg=algorithm) >= self.rate
         scaled = inputs * tf.cast(1.0 / (1.0 - self.rate), inputs.dtype)
         return tf.where(keep, scaled, tf.zeros_like(inputs))
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.pop("noise_shape", None)
-        return config
