@@ -226,6 +226,16 @@ def test_missing_variable_is_an_error_naming_it_and_assigns_nothing(tmp_path, en
         np.testing.assert_array_equal(old, variable.numpy())
 
 
+def test_a_pretrained_checkpoint_for_a_fine_tuning_model_points_at_allow_missing_heads(
+        tf1_checkpoint):
+    from keras_bert_impl.models.classifier import BertClassifier
+
+    classifier = BertClassifier(BertEncoder(CONFIG), num_classes=2)
+    with pytest.raises(ValueError, match="output_weights.*pass allow_missing_heads=True"):
+        load_google_checkpoint(classifier, tf1_checkpoint[0])
+    load_google_checkpoint(classifier, tf1_checkpoint[0], allow_missing_heads=True)
+
+
 def test_mis_shaped_variable_is_an_error_naming_it_and_both_shapes(tf1_checkpoint):
     small_vocab = BertEncoder(BertConfig.from_dict({**CONFIG.to_dict(), "vocab_size": 50}))
     with pytest.raises(

@@ -141,6 +141,27 @@ def test_a_base_path_briefly_replaced_by_a_file_keeps_serving_and_is_polled_agai
                  what="version 2 served after the base path came back")
 
 
+def test_a_base_path_without_versions_is_reported_once_then_served_when_one_arrives(
+        tmp_path, caplog):
+    base = tmp_path / "bert"
+    with caplog.at_level("WARNING"), start_server(
+            str(base), file_system_poll_wait_seconds=0.05) as handle:
+        _wait_for_polls(_count_polls(handle))
+        reports = [r for r in caplog.records if "No versions of servable" in r.getMessage()]
+        assert len(reports) == 1 and str(base) in reports[0].getMessage()
+        base.mkdir()
+        write_toy_version(str(base), 1, scale=1.0)
+        client = Client(f"127.0.0.1:{handle.port}")
+
+        def answers():
+            try:
+                return client.predict(["abc"])["length"].tolist() == [3.0]
+            except ServingError:
+                return False
+
+        wait_for(answers, timeout=20, what="version 1 served")
+
+
 def test_a_base_path_that_is_a_file_is_a_clear_startup_error(tmp_path):
     path = tmp_path / "bert"
     path.write_text("not a directory")

@@ -78,10 +78,11 @@ def parsed_flags():
         delattr(flags.FLAGS, name)
 
 
-def test_bert_vocab_writes_a_vocabulary_from_globbed_files(tmp_path, corpus, parsed_flags):
+def test_bert_vocab_writes_a_vocabulary_from_globbed_files_into_a_new_directory(
+        tmp_path, corpus, parsed_flags):
     (tmp_path / "a.txt").write_text("\n".join(corpus[:3000]), encoding="utf-8")
     (tmp_path / "b.txt").write_text("\n".join(corpus[3000:]), encoding="utf-8")
-    output = tmp_path / "vocab.txt"
+    output = tmp_path / "new" / "vocab.txt"
     parsed_flags(
         [
             "bert-vocab",
@@ -130,4 +131,12 @@ def test_bert_vocab_refuses_a_truncated_gzip_file_as_the_pretraining_tools_do(
 def test_bert_vocab_names_a_glob_that_matches_nothing(tmp_path, parsed_flags):
     parsed_flags(["bert-vocab", f"--input_files={tmp_path}/none*.txt", "--output_file=x"])
     with pytest.raises(app.UsageError, match="no file matches .*none"):
+        vocab_cli.main([])
+
+
+def test_bert_vocab_refuses_a_directory_as_output_before_learning(tmp_path, corpus, parsed_flags):
+    (tmp_path / "a.txt").write_text("\n".join(corpus[:3000]), encoding="utf-8")
+    parsed_flags(["bert-vocab", f"--input_files={tmp_path / 'a.txt'}",
+                  f"--output_file={tmp_path}", "--vocab_size=800"])
+    with pytest.raises(app.UsageError, match="is a directory"):
         vocab_cli.main([])

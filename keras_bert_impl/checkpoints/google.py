@@ -129,9 +129,12 @@ def load_google_checkpoint(
             f"is it an original-format BERT checkpoint? It holds: {sorted(shapes)[:5]} ..."
         )
     if required:
+        heads = [name for name in required if not name.startswith("bert/")]
         raise ValueError(
             f"Checkpoint {prefix} lacks {len(required)} variable(s) the model needs: "
             f"{', '.join(required[:10])}{' ...' if len(required) > 10 else ''}"
+            + ("; to start those heads from their initial values (a pretrained encoder for "
+               "fine-tuning), pass allow_missing_heads=True" if heads else "")
         )
     layers = _encoder_layer_count(shapes)
     model_layers = _encoder_layer_count(variables)

@@ -7,6 +7,8 @@ the tokenizer that will use it (pass the same --lower_case to both).
         --vocab_size=30522 --lower_case --num_unused_tokens=99
 """
 
+import os
+
 from absl import app, flags, logging
 
 from keras_bert_impl.cli import run_tool
@@ -45,6 +47,10 @@ def main(argv):
     files = expand_globs(FLAGS.input_files)
     for path in files:  # as the pretraining tools check them: no empty or damaged file
         check_corpus_file(path)
+    # Before the learning, which takes long on a big corpus, not after it.
+    if tf.io.gfile.isdir(FLAGS.output_file):
+        raise app.UsageError(f"--output_file={FLAGS.output_file} is a directory; name a file in it")
+    tf.io.gfile.makedirs(os.path.dirname(FLAGS.output_file) or ".")
     logging.info("Learning a %d-token vocabulary from %d files", FLAGS.vocab_size, len(files))
     vocab = learn_vocabulary(
         tf.data.Dataset.from_tensor_slices(files).flat_map(lines_dataset),

@@ -32,6 +32,7 @@ class _Model:
     config: model_server_config_pb2.ModelConfig
     servables: dict[int, Servable] = dataclasses.field(default_factory=dict)
     states: dict[int, VersionState] = dataclasses.field(default_factory=dict)
+    reported_no_versions: bool = False
 
 
 def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
@@ -170,6 +171,12 @@ class ModelManager:
                 logging.error("Cannot list the versions of %s in %s: %s", model.config.name,
                               model.config.base_path, error)
                 continue
+            if not on_disk and not model.reported_no_versions:
+                # TF Serving's warning; said once, not at every poll.
+                logging.warning("No versions of servable %s found under base path %s (a "
+                                "version is a numbered directory holding saved_model.pb)",
+                                model.config.name, model.config.base_path)
+            model.reported_no_versions = not on_disk
             aspired = _aspired(model.config, on_disk)
             for version in sorted(aspired - set(model.servables)):
                 state = model.states.get(version, VersionState(""))
