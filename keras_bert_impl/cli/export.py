@@ -42,8 +42,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("pair_inputs", False, "Serve sentence pairs: inputs `text` and `text_pair` "
                       "(span labelers: question and context).")
     flags.DEFINE_integer("top_k", 5, "Masked-LM exports: candidates per [MASK].")
-    flags.DEFINE_string("labels_file", None, "Classifiers: labels.txt (line i = class i), served "
-                        "as the `label` output.")
+    flags.DEFINE_string("labels_file", None, "Classifiers and token classifiers: labels.txt "
+                        "(line i = class i), served as the `label` output or the `tags`.")
     flags.DEFINE_integer("doc_stride", 128, "Span labelers (QA): tokens between the starts of "
                          "the context windows.", lower_bound=1)
     flags.DEFINE_integer("max_query_length", 64, "Span labelers (QA): question tokens kept.",
