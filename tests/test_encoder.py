@@ -271,3 +271,14 @@ def test_graph_uses_plain_matmuls_that_have_fast_cpu_kernels_in_float32_and_bflo
     assert "Einsum" not in ops
     assert ops.count("MatMul") == 6 * layers + 1  # q, k, v, output, 2 feed-forward; pooler
     assert ops.count("BatchMatMulV2") == 2 * layers  # attention scores and context
+
+
+def test_keras_export_serves_the_sequence_and_pooled_outputs(encoder, tmp_path):
+    encoder.export(str(tmp_path / "encoder"), verbose=False)
+    inputs = make_inputs()
+    served = tf.saved_model.load(str(tmp_path / "encoder")).signatures["serving_default"](
+        **{name: tf.constant(value, tf.int32) for name, value in inputs.items()})
+    assert sorted(served) == ["pooled_output", "sequence_output"]
+    expected = encoder(inputs)
+    for name in served:
+        np.testing.assert_allclose(served[name], expected[name], atol=1e-5)

@@ -146,6 +146,16 @@ class BertEncoder(keras.Model):
         cls_position = tf.zeros([tf.shape(inputs["input_word_ids"])[0], 1], tf.int32)
         return self.pool(self.sequence_output_at(inputs, cls_position, training)[:, 0, :])
 
+    def export(self, filepath, format="tf_saved_model", **kwargs):
+        """`keras.Model.export` of the id inputs to `sequence_output` and `pooled_output`.
+
+        A serving signature cannot carry the `encoder_outputs` list, so it is left
+        out. `kbi.export_saved_model` exports with the tokenizer inside (text in).
+        """
+        outputs = {name: tensor for name, tensor in self.output.items()
+                   if name != "encoder_outputs"}
+        return keras.Model(self.input, outputs).export(filepath, format=format, **kwargs)
+
     def get_embedding_table(self) -> keras.Variable:
         """The word-embedding table [vocab, hidden], shared with the masked-LM decoder."""
         return self.embedding_layer.word_embeddings
