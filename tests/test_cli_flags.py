@@ -63,3 +63,16 @@ def test_counts_and_step_intervals_below_their_minimum_are_flag_errors(tool, fla
         flags.FLAGS.unparse_flags()
         for name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, name)
+
+
+def test_a_usage_error_found_while_running_is_one_line_not_the_flag_listing(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Some text.\n", encoding="utf-8")
+    wrapper = "import sys; from keras_bert_impl.cli.vocab import run; sys.exit(run())"
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, f"--input_files={corpus}", f"--output_file={tmp_path}"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    assert f"--output_file={tmp_path} is a directory; name a file in it" in result.stderr
+    assert "--vocab_size" not in result.stderr + result.stdout  # no flag listing
+    assert "Traceback" not in result.stderr

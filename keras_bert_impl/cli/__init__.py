@@ -1,5 +1,6 @@
 """Command-line tools (absl flags), each with a run() entry for its console script."""
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -27,4 +28,20 @@ def run_tool(module_name: str, define_flags: Callable[[], None], main: Callable)
             flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
         if not main_module.__doc__:
             main_module.__doc__ = tool.__doc__
-    app.run(main)
+    app.run(_short_usage_errors(main))
+
+
+def _short_usage_errors(main: Callable) -> Callable:
+    """`main`, with a usage error found while it runs (a taken export version, flags that
+    disagree with the run in --model_dir) said in one line, as absl says a flag parsing
+    error, instead of after the tool's whole flag listing."""
+
+    def run(argv):
+        try:
+            return main(argv)
+        except app.UsageError as error:
+            sys.stderr.write(f"{os.path.basename(sys.argv[0])}: {error}\n"
+                             "Pass --helpshort or --helpfull to see help on flags.\n")
+            sys.exit(error.exitcode)
+
+    return run
