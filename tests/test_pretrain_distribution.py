@@ -26,7 +26,11 @@ def test_mirrored_over_two_devices_trains_to_the_one_device_weights_xla_asked_or
     assert report["initial_gap"] == 0.0
     assert report["movement"] > 1e-3  # training moved the weights ...
     assert report["gap"] < 1e-5  # ... to the same place on both strategies
-    assert 0.0 <= report["classifier_accuracy"] <= 1.0  # a fine-tuning model fits and evaluates
+    # A fine-tuning model with 2 steps per execution (Keras' own multi-replica loop fails
+    # there, keras-team/keras#19246) trains to the one-device weights too.
+    classifier = report["classifier"]
+    assert classifier["steps"] == 4 and classifier["gap"] < 1e-5
+    assert 0.0 <= classifier["accuracy"] <= 1.0
     # A finite dataset ends the multi-step loop with no step past its last batch.
     steps, loss_gap = report["finite_epochs"]
     assert steps == 8 and abs(loss_gap) < 1e-5

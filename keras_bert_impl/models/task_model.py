@@ -1,6 +1,7 @@
 """`BertTaskModel`: the shared base of models built on a `BertEncoder`."""
 
 import keras
+import tensorflow as tf
 
 from keras_bert_impl.models.frozen_layers import freeze_layer_paths, frozen_layer_paths
 from keras_bert_impl.training.strategy import jit_compile_under
@@ -62,6 +63,40 @@ class BertTaskModel(keras.Model):
         if self.built and self.optimizer is not None and not self.optimizer.built:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
+
+    def make_train_function(self, force=False):
+        strategy = self.distribute_strategy
+        if strategy.num_replicas_in_sync == 1 or (self.train_function is not None and not force):
+            return super().make_train_function(force)
+        # Keras' own multi-replica step loop fails with steps_per_execution > 1
+        # (keras-team/keras#19246). This is the classic TPU loop instead:
+        # `steps_per_execution` steps run in one graph call (one program on a
+        # TPU) and the metrics are read once at the end. A finite dataset ends
+        # the loop before a step without data (a plain next() would still run
+        # the step's data-free updates, the optimizer's step count among them).
+        # XLA is off here (`compile`); a TPU compiles the step anyway.
+        step = self.train_step
+        steps_per_execution = self.steps_per_execution
+
+        @tf.function
+        def train_steps(iterator):
+            steps_run = tf.constant(0)
+            for _ in tf.range(steps_per_execution):
+                batch = iterator.get_next_as_optional()
+                if not batch.has_value():
+                    break
+                strategy.run(step, args=(batch.get_value(),))
+                steps_run += 1
+            return steps_run, self.get_metrics_result()
+
+        def train_function(iterator):
+            steps_run, logs = train_steps(iterator)
+            if steps_run == 0:
+                raise StopIteration
+            return logs
+
+        self.train_function = train_function
+        return self.train_function
 
     def compile_from_config(self, config: dict) -> None:
         """Compiles a loaded model as it was saved (Keras skips models that override
