@@ -1,4 +1,4 @@
-"""bert-quickstart: pretrain a tiny BERT from scratch, offline, in about ten minutes on a CPU.
+"""bert-quickstart: pretrain a tiny BERT from scratch, offline, in 5-11 minutes on 2 CPU cores.
 
     bert-quickstart                       # Python's own help texts as the corpus
     bert-quickstart --corpus='books/*.txt' --steps=5000
