@@ -39,7 +39,9 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     victim = subprocess.Popen(_command(killed_dir, uncased_vocab, corpus, tiny_config),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 300
-    while not (killed_dir / "checkpoints" / f"ckpt-{SAVE_EVERY}.index").exists():
+    # The `checkpoint` state file is the commit point: a kill between the
+    # checkpoint's files and that file leaves nothing to resume from.
+    while tf.train.latest_checkpoint(str(killed_dir / "checkpoints")) is None:
         assert victim.poll() is None, "the training process ended before its first checkpoint"
         assert time.time() < deadline, "no checkpoint written within 5 minutes"
         time.sleep(0.2)
@@ -52,6 +54,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
                                capture_output=True, text=True, env=env, timeout=300,
                                check=False)
     assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr[-2000:]
+    assert " at step " in restarted.stdout, restarted.stdout[-2000:]
     resumed_at = int(restarted.stdout.split(" at step ")[1].split()[0])
     assert SAVE_EVERY <= resumed_at < STEPS  # continued from a checkpoint, not from zero
     reference_output = reference.communicate(timeout=300)[0]
