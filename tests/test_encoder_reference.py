@@ -1,4 +1,4 @@
-"""BertEncoder against an independent implementation: keras-hub's BertBackbone.
+"""BertEncoder and the MLM head against an independent implementation: keras-hub.
 
 keras-hub 0.32's backbone uses the tanh-approximate GELU, LayerNorm epsilon
 1e-12 and post-LN blocks, so with the same weights the two must agree to 1e-4
@@ -134,3 +134,46 @@ def test_the_reference_uses_the_same_tanh_gelu(models):
     x = np.linspace(-4, 4, 33).astype("float32")
     expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
     np.testing.assert_allclose(activation(x), expected, atol=1e-6)
+
+
+def test_mlm_head_matches_keras_hubs_masked_lm_head_with_the_original_settings(models):
+    """BertPretrainer's `cls/predictions` head against keras-hub's `MaskedLMHead`.
+
+    keras-hub's `BertMaskedLM` builds its head with the erf GELU and LayerNorm
+    epsilon 1e-5; the original `cls/predictions/transform` uses BERT's tanh
+    GELU and 1e-12, which the reference head is given here.
+    """
+    from keras_bert_impl.models.pretrainer import BertPretrainer
+
+    encoder, backbone = models
+    pretrainer = BertPretrainer(encoder)
+    inputs = padded_batch(40)
+    positions = np.array([[1, 7, 39], [0, 2, 34], [3, 1, 0], [0, 0, 0]], "int32")
+
+    rng = np.random.default_rng(5)
+    variables = pretrainer.google_variable_map()
+    for name in ("transform/dense/kernel", "transform/dense/bias", "transform/LayerNorm/gamma",
+                 "transform/LayerNorm/beta", "output_bias"):
+        variable = variables[f"cls/predictions/{name}"]
+        offset = 1.0 if name.endswith("gamma") else 0.0
+        variable.assign(offset + rng.normal(0, 0.2, variable.shape).astype("float32"))
+    ours = pretrainer({**inputs, "masked_lm_positions": positions})["mlm_logits"]
+
+    head = keras_hub.layers.MaskedLMHead(
+        vocabulary_size=CONFIG.vocab_size,
+        token_embedding=backbone.token_embedding,
+        intermediate_activation=lambda x: keras.activations.gelu(x, approximate=True),
+        layer_norm_epsilon=1e-12,
+    )
+    sequence = backbone({"token_ids": inputs["input_word_ids"], "padding_mask": inputs["input_mask"],
+                         "segment_ids": inputs["input_type_ids"]})["sequence_output"]
+    head(sequence, mask_positions=positions)  # builds the head's variables
+    for variable, name in ((head._intermediate_dense.kernel, "transform/dense/kernel"),
+                           (head._intermediate_dense.bias, "transform/dense/bias"),
+                           (head._intermediate_layer_norm.gamma, "transform/LayerNorm/gamma"),
+                           (head._intermediate_layer_norm.beta, "transform/LayerNorm/beta"),
+                           (head._bias, "output_bias")):
+        variable.assign(np.asarray(variables[f"cls/predictions/{name}"]))
+    theirs = head(sequence, mask_positions=positions)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+    assert np.std(np.asarray(ours)) > 0.5
