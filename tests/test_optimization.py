@@ -1,6 +1,7 @@
 """create_optimizer: the original BERT schedule, weight-decay exclusions and clipping."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -8,9 +9,11 @@ import keras
 import numpy as np
 import pytest
 
+from keras_bert_impl import BertClassifier, BertConfig, BertEncoder
 from keras_bert_impl.training.adamw import BertAdamW
 from keras_bert_impl.training.lamb import BertLamb
 from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
+from keras_bert_impl.training.loss_scaling import ReplicaConsistentLossScaleOptimizer
 from keras_bert_impl.training.optimization import create_optimizer
 
 
@@ -218,3 +221,48 @@ def step():
 step()
 print(json.dumps([float(x) for x in w.numpy()]))
 """
+
+
+def test_an_overflow_on_one_replica_skips_the_step_on_every_replica():
+    """fp16: Keras' loss scaling followed replica 0's verdict and put the other's inf in the weights."""
+    script = pathlib.Path(__file__).with_name("mirrored_loss_scaling.py")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["overflow"] == {"optimizer": "ReplicaConsistentLossScaleOptimizer",
+                                  "finite": True, "unchanged": True, "steps": 0,
+                                  "scale_ratio": 0.5}
+    assert report["steps_after_a_finite_batch"] == 1
+
+
+def test_compile_gives_a_keras_loss_scale_optimizer_the_replica_consistent_skip():
+    inner = create_optimizer(1e-3, num_train_steps=10, num_warmup_steps=0)
+    keras_scaling = keras.optimizers.LossScaleOptimizer(inner, initial_scale=128.0,
+                                                        dynamic_growth_steps=50)
+    model = BertClassifier(BertEncoder(BertConfig.from_preset(
+        "bert_tiny", vocab_size=32, max_position_embeddings=8)), num_classes=2)
+    model.compile(optimizer=keras_scaling, loss="sparse_categorical_crossentropy")
+    assert isinstance(model.optimizer, ReplicaConsistentLossScaleOptimizer)
+    assert model.optimizer.inner_optimizer is inner
+    assert model.optimizer.initial_scale == 128.0 and model.optimizer.dynamic_growth_steps == 50
+
+
+def test_the_replica_consistent_loss_scaling_round_trips_through_a_keras_file(tmp_path):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = BertClassifier(BertEncoder(BertConfig.from_preset(
+            "bert_tiny", vocab_size=32, max_position_embeddings=8)), num_classes=2)
+        model.compile(optimizer=create_optimizer(1e-3, num_train_steps=10, num_warmup_steps=0),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        assert isinstance(model.optimizer, ReplicaConsistentLossScaleOptimizer)
+        ids = np.ones([2, 8], np.int32)
+        model.fit({"input_word_ids": ids, "input_mask": ids, "input_type_ids": 0 * ids},
+                  np.array([0, 1]), verbose=0)
+        model.save(tmp_path / "model.keras")
+        loaded = keras.models.load_model(tmp_path / "model.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(loaded.optimizer, ReplicaConsistentLossScaleOptimizer)
+    assert isinstance(loaded.optimizer.inner_optimizer, BertAdamW)
+    assert int(loaded.optimizer.iterations.numpy()) == 1

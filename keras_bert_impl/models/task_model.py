@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_bert_impl.models.frozen_layers import freeze_layer_paths, frozen_layer_paths
+from keras_bert_impl.training.loss_scaling import with_replica_consistent_loss_scaling
 from keras_bert_impl.training.strategy import jit_compile_under
 
 
@@ -50,16 +51,25 @@ class BertTaskModel(keras.Model):
         return super().non_trainable_weights + [
             weight for weight in super().trainable_weights if id(weight) in unread]
 
-    def compile(self, *args, jit_compile: bool | str = "auto", **kwargs):
+    def compile(self, optimizer="rmsprop", *args, jit_compile: bool | str = "auto",
+                auto_scale_loss: bool = True, **kwargs):
         """`keras.Model.compile`, with XLA left off where the strategy cannot run it.
+
+        Loss scaling (Keras' own under `mixed_float16`, or a `LossScaleOptimizer`
+        passed in) skips overflowing steps on all replicas together.
 
         Builds the optimizer for `trainable_variables` right away, as `load_model`
         does before it restores a saved optimizer; left to the first training step, it
         would be built for `trainable_weights`, without an unread pooler's slots, and a
         saved model would reload with its optimizer state dropped.
         """
-        super().compile(*args, jit_compile=jit_compile_under(self.distribute_strategy, jit_compile),
-                        **kwargs)
+        if optimizer is not None:
+            optimizer = with_replica_consistent_loss_scaling(
+                keras.optimizers.get(optimizer),
+                wrap=auto_scale_loss and self.dtype_policy.name == "mixed_float16")
+        super().compile(optimizer, *args,
+                        jit_compile=jit_compile_under(self.distribute_strategy, jit_compile),
+                        auto_scale_loss=auto_scale_loss, **kwargs)
         if self.built and self.optimizer is not None and not self.optimizer.built:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)

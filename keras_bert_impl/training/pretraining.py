@@ -12,6 +12,7 @@ from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.pretrainer import BertPretrainer
 from keras_bert_impl.text.tokenizer import BertTokenizer
 from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
+from keras_bert_impl.training.loss_scaling import ReplicaConsistentLossScaleOptimizer
 from keras_bert_impl.training.optimization import create_optimizer
 from keras_bert_impl.training.strategy import get_strategy, is_chief, task_id
 
@@ -75,7 +76,7 @@ class PretrainingRun:
                 optimizer_type=optimizer_type,
             )
             if loss_scaling:
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+                optimizer = ReplicaConsistentLossScaleOptimizer(optimizer)
             self.pretrainer.compile(
                 optimizer=optimizer, jit_compile=jit_compile,
                 steps_per_execution=steps_per_execution,
@@ -85,7 +86,7 @@ class PretrainingRun:
 
                 load_google_checkpoint(self.pretrainer, init_checkpoint)
             self.checkpoint = TrainingCheckpoint(
-                self.model_dir, self.pretrainer, optimizer,
+                self.model_dir, self.pretrainer, self.pretrainer.optimizer,
                 is_chief=self.is_chief, task_id=self.task_id,
             )
             self.initial_step = self.checkpoint.restore()
