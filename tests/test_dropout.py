@@ -1,5 +1,9 @@
 """BertDropout: Keras Dropout semantics with a Threefry mask."""
 
+import json
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -68,3 +72,39 @@ def test_noise_shape_drops_whole_rows_as_keras_dropout_also_under_xla():
         assert all(len(set(row)) == 1 for row in y)  # each row kept or dropped whole
         assert 0 < np.mean(y[:, 0] == 0) < 1
     assert BertDropout.from_config(layer.get_config()).noise_shape == (None, 1)
+
+
+def test_each_replica_of_a_strategy_draws_its_own_mask(tmp_path):
+    """The seed state is mirrored; without the replica id folded in, replicas dropped alike."""
+    script = tmp_path / "mirrored_dropout.py"
+    script.write_text(MIRRORED_DROPOUT_SCRIPT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first_call, second_call = json.loads(result.stdout.strip().splitlines()[-1])
+    for replica_0, replica_1 in (first_call, second_call):
+        assert replica_0 != replica_1
+        assert 0 < sum(replica_0) < 64 and 0 < sum(replica_1) < 64
+    assert first_call[0] != second_call[0]
+
+
+MIRRORED_DROPOUT_SCRIPT = """
+import json
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_bert_impl.layers.dropout import BertDropout
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    layer = BertDropout(0.5, seed=1)
+    layer.build((1, 64))
+
+@tf.function
+def kept():
+    return strategy.run(lambda: tf.cast(layer(tf.ones([1, 64]), training=True)[0] > 0, tf.int32))
+
+calls = [[r.numpy().tolist() for r in strategy.experimental_local_results(kept())]
+         for _ in range(2)]
+print(json.dumps(calls))
+"""

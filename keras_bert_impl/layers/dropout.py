@@ -17,7 +17,9 @@ class BertDropout(keras.layers.Dropout):
     ~600 ms that way against 4 ms with Threefry, and dropout was a fifth of a
     bert_mini pretraining step. Threefry is used where XLA compiles the layer
     (`jit_compile`, TPUs); TensorFlow's own kernels, which lack it, keep their
-    default (Philox).
+    default (Philox). Under a distribution strategy each replica folds its id
+    into the seed: the seed state is mirrored, and replicas would otherwise
+    drop the same units of their examples (in the original each TPU core drew its own).
 
     ```python
     dropout = BertDropout(0.1)
@@ -32,6 +34,9 @@ class BertDropout(keras.layers.Dropout):
         if not training or self.rate == 0:
             return inputs
         seed = tf.cast(self.seed_generator.next(), "int64")
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            seed = tf.random.experimental.stateless_fold_in(seed, replica.replica_id_in_sync_group)
         in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
         algorithm = "threefry" if in_xla else "auto_select"
         shape = tf.shape(inputs)
