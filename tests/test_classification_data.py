@@ -206,3 +206,22 @@ def test_pairs_are_packed_by_the_preprocessor_inside_tf_data(tmp_path, uncased_v
         assert inputs[name].numpy().tolist() == value.numpy().tolist()
     assert inputs["input_type_ids"].numpy().tolist() == [[0, 0, 0, 0, 1, 1, 1, 0]]
     assert labels.numpy().tolist() == [0]
+
+
+@pytest.mark.parametrize("pairs", [False, True])
+def test_training_batches_have_a_static_batch_size_as_tpus_compile_for(tmp_path, uncased_vocab,
+                                                                       pairs):
+    from keras_bert_impl.data.classification import classification_dataset
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    path = write(tmp_path, "train.tsv", "q\tp\tlabel\n" + "a b\tc\tyes\nd\te f\tno\n" * 5)
+    data = read_classification_file(path, text_a_column="q",
+                                    text_b_column="p" if pairs else None)
+    data, ids = encode_labels(data, sorted_labels(data.labels))
+    preprocessor = BertPreprocessor(BertTokenizer(uncased_vocab), seq_length=8)
+    dataset = classification_dataset(data, ids, preprocessor, batch_size=4, repeat=True)
+    inputs_spec, labels_spec = dataset.element_spec
+    assert {name: spec.shape.as_list() for name, spec in inputs_spec.items()} == {
+        "input_word_ids": [4, 8], "input_mask": [4, 8], "input_type_ids": [4, 8]}
+    assert labels_spec.shape.as_list() == [4]

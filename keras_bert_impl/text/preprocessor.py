@@ -60,7 +60,11 @@ class BertPreprocessor(tf.Module):
             raise ValueError(
                 f"texts must be strings or a pair of strings, got a {len(texts)}-tuple"
             )
-        return self.pack([self.tokenizer.tokenize(t) for t in texts])
+        inputs = self.pack([self.tokenizer.tokenize(t) for t in texts])
+        # A known batch size stays known (TPUs compile for static shapes).
+        for tensor in inputs.values():
+            tensor.set_shape([_static_batch_size(texts[0]), self.seq_length])
+        return inputs
 
     def pack(self, segments: list[tf.RaggedTensor]) -> dict[str, tf.Tensor]:
         """Truncates and packs 1 or 2 id segments (RaggedTensor [batch, (tokens)]) into the inputs."""
@@ -110,8 +114,16 @@ class BertPreprocessor(tf.Module):
             type_ids = tf.where(in_segment | is_sep, type_id, type_ids)
             start += length + tf.cast(has_sep, length.dtype)
         word_ids = tf.where(position == 0, self.tokenizer.cls_id, word_ids)
-        return {
+        inputs = {
             "input_word_ids": word_ids,
             "input_mask": tf.cast(position < start, tf.int32),
             "input_type_ids": type_ids,
         }
+        for tensor in inputs.values():
+            tensor.set_shape([rows[0], self.seq_length])
+        return inputs
+
+
+def _static_batch_size(texts) -> int | None:
+    shape = tf.TensorShape(texts.shape if hasattr(texts, "shape") else [len(texts)])
+    return shape[0] if shape.rank else None
