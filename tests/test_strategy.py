@@ -1,5 +1,8 @@
 """Choosing the strategy, the TPU and XLA from command-line values."""
 
+import subprocess
+import sys
+
 import pytest
 import tensorflow as tf
 
@@ -29,6 +32,21 @@ def test_an_empty_tpu_address_is_left_to_the_resolver_where_a_variable_names_the
 def test_an_empty_tpu_address_stays_empty_without_tpu_chips(monkeypatch, no_tpu_variables):
     monkeypatch.setattr(strategy.glob, "glob", lambda pattern: [])
     assert strategy.tpu_address("") == ""
+
+
+def test_asking_for_a_tpu_where_there_is_none_says_so(monkeypatch, no_tpu_variables):
+    monkeypatch.setattr(strategy.glob, "glob", lambda pattern: [])
+    with pytest.raises(ValueError, match="no TPU found: this machine has no TPU chips.*--tpu=NAME"):
+        strategy.get_strategy("tpu", tpu="")
+
+
+def test_the_local_chips_of_a_machine_without_them_are_a_clear_error():
+    # A subprocess: connecting to a cluster changes the process's TensorFlow context.
+    script = "from keras_bert_impl.training.strategy import get_strategy; get_strategy('tpu', 'local')"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode != 0
+    assert "ValueError: --strategy=tpu --tpu=local: no TPU found there" in result.stderr
 
 
 def test_xla_is_kept_for_one_replica_and_auto_stays_keras_choice():

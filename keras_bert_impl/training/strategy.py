@@ -27,9 +27,19 @@ def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address(tpu))
+        address = tpu_address(tpu)
+        if not address and not any(os.environ.get(v) for v in _TPU_NAMING_VARIABLES):
+            raise ValueError(
+                "--strategy=tpu: no TPU found: this machine has no TPU chips (/dev/accel*) and "
+                f"none of {', '.join(_TPU_NAMING_VARIABLES)} is set; pass --tpu=NAME or "
+                "--tpu=grpc://HOST:8470, or run on a TPU VM or Colab's TPU runtime")
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
         tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        try:
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except tf.errors.NotFoundError as error:
+            raise ValueError(f"--strategy=tpu --tpu={address}: no TPU found there "
+                             f"({error.message.splitlines()[0]})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
 
