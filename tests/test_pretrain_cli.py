@@ -57,6 +57,14 @@ def test_raw_text_is_refused_where_tpu_hosts_run_the_input_pipelines(
     assert not (tmp_path / "checkpoints").exists()
 
 
+def test_fp16_on_a_tpu_is_refused_before_connecting(tmp_path, shared_data, uncased_vocab):
+    argv = [f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",
+            f"--model_dir={tmp_path}", "--preset=bert_tiny", "--strategy=tpu",
+            "--mixed_precision=fp16"]
+    with pytest.raises(app.UsageError, match="TPUs compute in bfloat16.*--mixed_precision=bf16"):
+        _run(argv)
+
+
 def test_a_sequence_longer_than_the_position_table_is_refused_naming_both(
         tmp_path, shared_data, uncased_vocab):
     argv = [f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",

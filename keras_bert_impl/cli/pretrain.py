@@ -107,6 +107,9 @@ def main(argv):
 
 
 def _check_step_flags():
+    if FLAGS.strategy == "tpu" and FLAGS.mixed_precision == "fp16":
+        raise app.UsageError("--mixed_precision=fp16 on a TPU: TPUs compute in bfloat16, which "
+                             "needs no loss scaling; use --mixed_precision=bf16")
     spe = FLAGS.steps_per_execution
     for name in ("num_train_steps", "save_checkpoints_steps"):
         if getattr(FLAGS, name) % spe:
