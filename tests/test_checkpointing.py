@@ -82,6 +82,25 @@ def test_a_checkpoint_of_another_configuration_is_an_error_naming_it(tmp_path):
         TrainingCheckpoint(str(tmp_path), wider, wider_optimizer).restore()
 
 
+@pytest.mark.parametrize("saved_scaling", [True, False])
+def test_resuming_with_or_without_fp16_loss_scaling_unlike_the_run_says_which(tmp_path,
+                                                                             saved_scaling):
+    def model_and_adam(scaling):
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        optimizer = keras.optimizers.Adam(0.1)
+        if scaling:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer, loss="mse")
+        optimizer.build(model.trainable_variables)
+        return model, optimizer
+
+    TrainingCheckpoint(str(tmp_path), *model_and_adam(saved_scaling)).save()
+    expected = ("with fp16 loss scaling: resume it with --mixed_precision=fp16" if saved_scaling
+                else "without fp16 loss scaling: resume it with --mixed_precision=bf16 or none")
+    with pytest.raises(ValueError, match=expected):
+        TrainingCheckpoint(str(tmp_path), *model_and_adam(not saved_scaling)).restore()
+
+
 def test_a_checkpoint_written_before_batches_were_counted_resumes_at_its_step(tmp_path):
     model, optimizer = _model_and_optimizer()
     optimizer.iterations.assign(40)

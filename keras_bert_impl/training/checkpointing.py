@@ -79,6 +79,16 @@ class TrainingCheckpoint:
                     **({"seed_states": self._seed_states} if "seed_states" in saved else {}))
                 checkpoint.restore(latest).assert_existing_objects_matched()
             except (ValueError, AssertionError, tf.errors.OpError) as error:
+                saved_scaling = any(name.startswith("optimizer/dynamic_scale/")
+                                    for name, _ in tf.train.list_variables(latest))
+                scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+                if saved_scaling != scaling:
+                    raise ValueError(
+                        f"{latest} was written by a run {'with' if saved_scaling else 'without'} "
+                        "fp16 loss scaling: resume it with "
+                        f"--mixed_precision={'fp16' if saved_scaling else 'bf16 or none'}, "
+                        "as it started (the optimizer state is saved in another layout)"
+                    ) from None
                 raise ValueError(
                     f"{latest}: this model cannot resume from the checkpoint, which a run with "
                     f"another configuration wrote; use another model_dir ({error})") from None
