@@ -364,3 +364,41 @@ def test_classify_is_refused_where_tpu_hosts_run_the_input_pipelines(
                                f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
                                "--preset=bert_tiny", f"--model_dir={tmp_path / 'model'}")
     assert code == 1 and "TF-Text's ops, which this TPU's hosts lack" in capsys.readouterr().err
+
+
+def test_an_encoder_saved_by_a_bf16_pretraining_run_fine_tunes_in_float32(
+        uncased_vocab, tmp_path, monkeypatch):
+    from keras_bert_impl.config import BertConfig
+    from keras_bert_impl.models.encoder import BertEncoder
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:  # as `bert-pretrain --mixed_precision=bf16` saves it
+        pretrained = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=30522),
+                                 name="bert")
+        pretrained.save(tmp_path / "encoder.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    code = finetune_in_process(
+        monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
+        f"--vocab_file={uncased_vocab}", f"--init_checkpoint={tmp_path / 'encoder.keras'}",
+        f"--model_dir={tmp_path / 'model'}", "--num_train_steps=1", "--batch_size=2",
+        "--seq_length=8", "--learning_rate=0")
+    assert code in (None, 0)
+    tuned = keras.saving.load_model(tmp_path / "model" / "model.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in tuned.encoder._flatten_layers()} == {"float32"}
+    for tuned_weight, pretrained_weight in zip(tuned.encoder.weights, pretrained.weights):
+        np.testing.assert_array_equal(tuned_weight, pretrained_weight)
+
+
+def test_a_keras_checkpoint_holds_the_size_so_a_preset_beside_it_is_refused(
+        uncased_vocab, tmp_path, monkeypatch, capsys):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    code = finetune_in_process(
+        monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
+        f"--vocab_file={uncased_vocab}", f"--init_checkpoint={tmp_path / 'encoder.keras'}",
+        "--preset=bert_base", f"--model_dir={tmp_path / 'model'}")
+    assert code == 1
+    assert "encoder.keras holds the model's config; drop --preset" in capsys.readouterr().err

@@ -51,7 +51,8 @@ def define_flags() -> None:
                         "--tfds_name: TFDS data directory (default ~/tensorflow_datasets).")
     flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
     flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
-    flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
+    flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset; neither "
+                        "with a .keras --init_checkpoint, which holds its config).")
     flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
     flags.DEFINE_string("init_checkpoint", None,
                         "Google-format checkpoint (bert_model.ckpt) or a .keras BertEncoder or "
@@ -99,7 +100,23 @@ def define_flags() -> None:
     flags.mark_flags_as_required(["task", "vocab_file", "model_dir"])
     flags.register_multi_flags_validator(
         ["task", "train_file", "eval_file", "tfds_name"], _check_data_flags)
-    flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
+    flags.register_multi_flags_validator(
+        ["bert_config", "preset", "init_checkpoint"], _check_model_flags)
+
+
+def _check_model_flags(values: dict) -> bool:
+    """The encoder's size comes from one of --bert_config, --preset, or a .keras checkpoint."""
+    given = [f"--{name}" for name in ("bert_config", "preset") if values[name] is not None]
+    from_keras_file = (values["init_checkpoint"] or "").endswith(".keras")
+    if from_keras_file and given:
+        raise flags.ValidationError(
+            f"--init_checkpoint={values['init_checkpoint']} holds the model's config; drop "
+            f"{' and '.join(given)}")
+    if not from_keras_file and len(given) != 1:
+        raise flags.ValidationError(
+            "give the model's size as exactly one of --bert_config or --preset (or start from "
+            "a .keras --init_checkpoint)")
+    return True
 
 
 def _check_data_flags(values: dict) -> bool:
@@ -241,7 +258,14 @@ def _encoder():
     path = FLAGS.init_checkpoint
     if path and path.endswith(".keras"):
         loaded = keras.saving.load_model(path, compile=False)
-        return getattr(loaded, "encoder", loaded)
+        encoder = getattr(loaded, "encoder", loaded)
+        if encoder.dtype_policy.name != keras.config.dtype_policy().name:
+            # A bf16 pretraining run saves a bf16 encoder: fine-tune it in this
+            # process's precision (float32), as from a Google checkpoint.
+            rebuilt = BertEncoder.from_config({**encoder.get_config(), "dtype": None})
+            rebuilt.set_weights(encoder.get_weights())
+            encoder = rebuilt
+        return encoder
     if FLAGS.bert_config:
         config = BertConfig.from_json_file(FLAGS.bert_config)
     else:
