@@ -73,6 +73,16 @@ def test_resume_skips_the_batches_read_also_when_fp16_loss_scaling_skipped_steps
     assert restarted.step < 5
 
 
+def test_the_position_counts_the_batches_of_a_last_execution_the_data_cut_short(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    model.compile(optimizer=optimizer, loss="mse", steps_per_execution=2)
+    checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
+    batches = tf.data.Dataset.from_tensor_slices((np.ones((20, 3)), np.zeros((20, 2)))).batch(4)
+    model.fit(batches, epochs=2, callbacks=[checkpoint.callback()], shuffle=False, verbose=0)
+    assert int(optimizer.iterations.numpy()) == 10
+    assert int(checkpoint.batches.numpy()) == 10  # 5 batches an epoch, not 3 executions of 2
+
+
 def test_a_checkpoint_of_another_configuration_is_an_error_naming_it(tmp_path):
     model, optimizer = _model_and_optimizer()
     TrainingCheckpoint(str(tmp_path), model, optimizer).save()

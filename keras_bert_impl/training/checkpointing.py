@@ -120,8 +120,10 @@ class _SaveAtEpochEnd(keras.callbacks.Callback):
         self._batches_in_epoch = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the last step of the execution within the epoch.
-        self._batches_in_epoch = batch + 1
+        # `batch` is the last step of the execution within the epoch; Keras counts
+        # a whole `steps_per_execution` also for a last execution the data cut short.
+        steps = self.params.get("steps")
+        self._batches_in_epoch = batch + 1 if steps is None else min(batch + 1, steps)
 
     def on_epoch_end(self, epoch, logs=None):
         self.checkpoint.batches.assign_add(self._batches_in_epoch)
