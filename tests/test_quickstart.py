@@ -114,3 +114,15 @@ def test_a_run_that_fails_before_its_first_checkpoint_does_not_hold_the_output_d
         quickstart.main([])
     with _flags([f"--output_dir={tmp_path}"]):
         assert not quickstart._check_same_run()  # a fresh start, not "rerun with those"
+
+
+def test_fill_mask_examples_from_chinese_text_mask_one_ideograph():
+    from keras_bert_impl.cli.quickstart import _masked_sentences
+
+    sentence = "满纸荒唐言，一把辛酸泪！都云作者痴，谁解其中味？"
+    examples = _masked_sentences([[sentence], ["太短了。"]], vocab=set(sentence))
+    assert len(examples) == 1
+    masked, answer = examples[0]
+    assert masked.count("[MASK]") == 1 and masked.replace("[MASK]", answer) == sentence
+    assert "\u4e00" <= answer <= "\u9fff"
+    assert _masked_sentences([[sentence]], vocab=set()) == []  # nothing it could predict

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+import unicodedata
 
 from absl import app, flags, logging
 
@@ -130,6 +131,7 @@ def _split_documents(text: str) -> list[list[str]]:
 
 def _write_corpus() -> tuple[str, str, list[list[str]]]:
     from keras_bert_impl.cli.default_corpus import write_corpus
+    from keras_bert_impl.data import corpus
 
     documents = [doc for doc in _documents() if doc]
     held_out = documents[HELD_OUT_EVERY - 1::HELD_OUT_EVERY]
@@ -147,6 +149,8 @@ def _write_corpus() -> tuple[str, str, list[list[str]]]:
     sentences = sum(len(doc) for doc in documents)
     print(f"Corpus: {len(documents)} documents, {sentences} sentences "
           f"({len(held_out)} documents held out) in {directory}")
+    if sum(len(doc) > 1 for doc in documents) < len(documents) / 10:
+        print(corpus.ONE_SENTENCE_DOCUMENTS_WARNING)
     return train_file, held_out_file, held_out
 
 
@@ -224,22 +228,36 @@ def _evaluate(run, held_out_file: str) -> None:
 
 
 def _masked_sentences(held_out_documents: list[list[str]], vocab: set[str]) -> list[tuple[str, str]]:
-    """Held-out sentences with one whole, in-vocabulary word replaced by [MASK]."""
+    """Held-out sentences with one whole, in-vocabulary word (or Chinese character) masked."""
     chosen = []
     for sentence in (s for doc in held_out_documents for s in doc):
-        words = sentence.split()
-        if not 6 <= len(words) <= 25:
-            continue
-        middle = range(len(words) // 3, 2 * len(words) // 3 + 1)
-        for i in middle:
-            word = words[i].lower() if FLAGS.lower_case else words[i]
-            if word.isalpha() and len(word) > 2 and word in vocab:
-                masked = " ".join(words[:i] + ["[MASK]"] + words[i + 1:])
-                chosen.append((masked, word))
-                break
+        example = _mask_a_word(sentence, vocab) or _mask_an_ideograph(sentence, vocab)
+        if example:
+            chosen.append(example)
         if len(chosen) == SHOW_SENTENCES:
             break
     return chosen
+
+
+def _mask_a_word(sentence: str, vocab: set[str]) -> tuple[str, str] | None:
+    words = sentence.split()
+    if not 6 <= len(words) <= 25:
+        return None
+    for i in range(len(words) // 3, 2 * len(words) // 3 + 1):
+        word = words[i].lower() if FLAGS.lower_case else words[i]
+        if word.isalpha() and len(word) > 2 and word in vocab:
+            return " ".join(words[:i] + ["[MASK]"] + words[i + 1:]), word
+    return None
+
+
+def _mask_an_ideograph(sentence: str, vocab: set[str]) -> tuple[str, str] | None:
+    """Chinese has no spaces between words; BERT reads each ideograph as one."""
+    ideographs = [i for i, char in enumerate(sentence)
+                  if unicodedata.name(char, "").startswith("CJK") and char in vocab]
+    if not 8 <= len(sentence) <= 60 or len(ideographs) < len(sentence) // 2:
+        return None
+    i = ideographs[len(ideographs) // 2]
+    return sentence[:i] + "[MASK]" + sentence[i + 1:], sentence[i]
 
 
 def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) -> None:
@@ -254,6 +272,9 @@ def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) 
     try:
         print(f"Exported {version_dir}; serving it over gRPC at 127.0.0.1:{server.port}")
         examples = _masked_sentences(held_out_documents, set(run.tokenizer.vocab))
+        if not examples:
+            print("No held-out sentence of 6-25 words (or 8-60 Chinese characters) to fill in.")
+            return
         with Client(f"127.0.0.1:{server.port}", model_name="bert") as client:
             answers = client.predict([masked for masked, _ in examples])
         print("Fill-mask on held-out sentences (top 5 from the served model):")
