@@ -103,6 +103,7 @@ def generated_records(shared_data, uncased_vocab, tmp_path_factory):
 def test_the_tool_writes_original_layout_records_with_metadata(generated_records, tokenizer):
     out, stdout = generated_records
     assert "Wrote" in stdout
+    assert "every next-sentence pair is a random one" not in stdout
     metadata = json.loads((out / "a.tfrecord.metadata.json").read_text())
     assert metadata["seq_length"] == SEQ and metadata["max_predictions_per_seq"] == P
     assert metadata["vocab_sha256"] == tokenizer.vocab_sha256
@@ -280,3 +281,20 @@ def test_an_output_file_that_is_a_directory_is_refused_before_the_corpus_is_read
         for name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, name)
     assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # no .partial file left behind
+
+
+def test_a_corpus_of_one_line_documents_is_told_nsp_pairs_are_all_random(uncased_vocab, tmp_path):
+    # A paragraph per line with blank lines between, as the Chinese sample corpus is.
+    paragraphs = [f"paragraph {i} has several sentences . it goes on and on ." for i in range(30)]
+    corpus = tmp_path / "paragraphs.txt"
+    corpus.write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_bert_impl.cli.create_pretraining_data",
+         f"--input_file={corpus}", f"--output_file={tmp_path / 'out.tfrecord'}",
+         f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}",
+         f"--max_predictions_per_seq={P}", "--dupe_factor=1"],
+        check=False, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "every next-sentence pair is a random one" in result.stdout
+    assert "split paragraphs at sentence ends" in result.stdout

@@ -66,7 +66,7 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    from keras_bert_impl.data import tfrecords
+    from keras_bert_impl.data import corpus, tfrecords
     from keras_bert_impl.data.pretraining import pretraining_dataset
     from keras_bert_impl.text.tokenizer import BertTokenizer
 
@@ -102,9 +102,10 @@ def main(argv):
     writers = [tf.io.TFRecordWriter(path) for path in partial_files]
     counts = [0] * len(writers)
     progress = keras.utils.Progbar(None, unit_name="instance")
-    total = 0
+    total = random_next = 0
     for batch in dataset.as_numpy_iterator():
         size = len(batch["next_sentence_labels"])
+        random_next += int(batch["next_sentence_labels"].sum())
         for row in range(size):
             index = total % len(writers)
             writers[index].write(tfrecords.serialize_example(
@@ -140,6 +141,8 @@ def main(argv):
             "num_instances": count,
         })
     print(f"Wrote {total} instances to {', '.join(output_files)}")
+    if total >= 20 and random_next == total:
+        print(corpus.ONE_SENTENCE_DOCUMENTS_WARNING)
 
 
 def run():

@@ -23,6 +23,11 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+ONE_SENTENCE_DOCUMENTS_WARNING = (
+    "Warning: every next-sentence pair is a random one: the documents have one line each. "
+    "NSP learns from documents of several lines, one sentence per line (blank lines between "
+    "documents); split paragraphs at sentence ends (. ! ? 。！？) first.")
+
 DEFAULT_MAX_DOCUMENT_SENTENCES = 1000
 
 
