@@ -9,6 +9,7 @@ Needs only `grpcio`, `tensorflow` and `tensorflow-serving-api`:
 import argparse
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
@@ -40,6 +41,8 @@ def main():
     except grpc.RpcError as error:
         raise SystemExit(f"{error.code().name}: {error.details()}") from None
     for name, value in sorted(outputs.items()):
+        if value.dtype == object:  # labels, tokens, answers: UTF-8 bytes
+            value = np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(value)
         print(f"{name}: {value.tolist()}")
 
 

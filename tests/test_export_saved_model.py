@@ -259,7 +259,7 @@ def test_served_classifier_answers_multilingual_pairs_over_grpc(exports, reloade
     client = Client(f"127.0.0.1:{served.port}")
     outputs = client.predict(TEXTS, PAIRS)
     np.testing.assert_array_equal(outputs["logits"], reloaded["classifier/logits"])
-    assert outputs["label"].tolist() == reloaded["classifier/label"].tolist()
+    assert outputs["label"].tolist() == [b.decode() for b in reloaded["classifier/label"]]
     signatures = client.metadata()
     assert set(signatures) == {"serving_default", "serving_tokenized"}
     assert signatures["serving_default"]["inputs"] == {

@@ -82,7 +82,7 @@ def test_classify_learns_sst2_beyond_the_majority_class_and_exports(
         client.close()
         server.stop()
     np.testing.assert_allclose(served["logits"], logits, atol=1e-5)
-    assert [label.decode() for label in served["label"]] == [
+    assert list(served["label"]) == [
         ["0", "1"][i] for i in np.argmax(logits, axis=-1)]
 
 

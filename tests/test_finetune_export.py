@@ -56,18 +56,18 @@ def test_token_classifier_serves_a_tag_per_word(tmp_path, cased_vocab):
         client.close()
         server.stop()
     for row, sentence in enumerate(words):
-        assert [w.decode() for w in served["words"][row][:len(sentence)]] == sentence
+        assert list(served["words"][row][:len(sentence)]) == sentence
         for column in range(len(sentence)):
             position = positions[row, column]
             if position < 0:  # cut by seq_length
                 assert served["tag_ids"][row, column] == -1
-                assert served["tags"][row, column] == b""
+                assert served["tags"][row, column] == ""
                 continue
             np.testing.assert_allclose(served["logits"][row, column], logits[row, position],
                                        atol=1e-5)
             tag_id = int(np.argmax(logits[row, position]))
             assert served["tag_ids"][row, column] == tag_id
-            assert served["tags"][row, column].decode() == TAGS[tag_id]
+            assert served["tags"][row, column] == TAGS[tag_id]
     assert (positions[2] < 0).any(), "the long text must exercise truncation"
 
 
@@ -145,7 +145,7 @@ def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chines
     np.testing.assert_allclose(served["end_logits"], outputs["end_logits"], atol=1e-5)
     for row, example in enumerate(examples.examples):
         best = nbest[example.question_id][0]
-        assert served["answer"][row].decode() == best.text
+        assert served["answer"][row] == best.text
         assert (served["start_char"][row], served["end_char"][row]) == (
             best.start_char, best.end_char)
         assert served["score"][row] == pytest.approx(best.score, abs=1e-4)

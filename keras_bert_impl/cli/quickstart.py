@@ -279,7 +279,7 @@ def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) 
             answers = client.predict([masked for masked, _ in examples])
         print("Fill-mask on held-out sentences (top 5 from the served model):")
         for (masked, word), tokens in zip(examples, answers["top_k_tokens"]):
-            guesses = [t.decode("utf-8") for t in tokens[0]]
+            guesses = list(tokens[0])
             print(f"  {masked}\n    answer: {word!r} predicted: {guesses}")
     finally:
         server.stop()

@@ -34,6 +34,13 @@ def _string_batch(texts) -> np.ndarray:
     return batch
 
 
+def _as_text(array: np.ndarray) -> np.ndarray:
+    if array.dtype != object:
+        return array
+    return np.vectorize(lambda value: value.decode("utf-8", errors="replace"),
+                        otypes=[object])(array)
+
+
 class Client:
     """Sends texts to a served BERT SavedModel and returns numpy outputs.
 
@@ -57,7 +64,11 @@ class Client:
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                 timeout: float | None = None) -> dict[str, np.ndarray]:
-        """Runs `texts` (and `pairs` for pair models) through the text-in signature."""
+        """Runs `texts` (and `pairs` for pair models) through the text-in signature.
+
+        String outputs (labels, tokens, tags, answers) come back as `str`, as
+        the REST API gives them; `predict_tensors` keeps TensorFlow's bytes.
+        """
         texts = _string_batch(texts)
         inputs = {"text": texts}
         if pairs is not None:
@@ -66,7 +77,8 @@ class Client:
                 raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs; "
                                  "give one pair per text")
             inputs["text_pair"] = pairs
-        return self.predict_tensors(inputs, timeout=timeout)
+        outputs = self.predict_tensors(inputs, timeout=timeout)
+        return {name: _as_text(value) for name, value in outputs.items()}
 
     def predict_tensors(self, inputs: dict, signature_name: str | None = None,
                         timeout: float | None = None) -> dict[str, np.ndarray]:
