@@ -342,6 +342,21 @@ def test_whole_word_masking_groups_chinese_characters_into_jieba_words(chinese_v
     assert multi_char_runs > 0
 
 
+def test_whole_word_masking_without_jieba_warns_that_chinese_is_masked_by_character(
+        chinese_vocab, tmp_path, monkeypatch):
+    from absl import logging
+
+    from keras_bert_impl.data import chinese_words
+
+    monkeypatch.setattr(chinese_words, "jieba_available", lambda: False)
+    warnings = []
+    monkeypatch.setattr(logging, "warning", lambda message, *args: warnings.append(message % args))
+    (tmp_path / "zh.txt").write_text("我们今天去北京。\n他喜欢跑步。\n\n" * 4, encoding="utf-8")
+    pretraining_dataset(str(tmp_path / "zh.txt"), BertTokenizer(chinese_vocab), seq_length=SEQ,
+                        max_predictions_per_seq=P, batch_size=2, whole_word_masking=True)
+    assert any("jieba is not installed" in w and "character by character" in w for w in warnings)
+
+
 def _splits_into(text, words):
     if not text:
         return True

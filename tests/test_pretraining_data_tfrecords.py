@@ -108,6 +108,7 @@ def test_the_tool_writes_original_layout_records_with_metadata(generated_records
     assert metadata["seq_length"] == SEQ and metadata["max_predictions_per_seq"] == P
     assert metadata["vocab_sha256"] == tokenizer.vocab_sha256
     assert metadata["dupe_factor"] == 2 and metadata["do_whole_word_mask"] is True
+    assert metadata["chinese_words"] == "jieba"  # a test dependency
     record = next(iter(tf.data.TFRecordDataset(str(out / "a.tfrecord"))))
     feature = tf.train.Example.FromString(record.numpy()).features.feature
     assert sorted(feature) == sorted(["input_ids", "input_mask", "segment_ids",

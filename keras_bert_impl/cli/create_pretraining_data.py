@@ -34,7 +34,9 @@ def define_flags() -> None:
     flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
     flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text.")
     flags.DEFINE_bool("do_whole_word_mask", False,
-                      "Whether to use whole word masking rather than per-WordPiece masking.")
+                      "Whether to use whole word masking rather than per-WordPiece masking. "
+                      "Chinese words need jieba (pip install 'keras_bert_impl[zh]'); without "
+                      "it each Chinese character is a word, as in Google's original.")
     flags.DEFINE_integer("max_seq_length", 128, "Maximum sequence length.")
     flags.DEFINE_integer("max_predictions_per_seq", 20, "Maximum number of masked LM predictions "
                          "per sequence.")
@@ -66,7 +68,7 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    from keras_bert_impl.data import corpus, tfrecords
+    from keras_bert_impl.data import chinese_words, corpus, tfrecords
     from keras_bert_impl.data.pretraining import pretraining_dataset
     from keras_bert_impl.text.tokenizer import BertTokenizer
 
@@ -132,6 +134,8 @@ def main(argv):
             "vocab_sha256": tokenizer.vocab_sha256,
             "do_lower_case": FLAGS.do_lower_case,
             "do_whole_word_mask": FLAGS.do_whole_word_mask,
+            "chinese_words": ("jieba" if chinese_words.jieba_available() else "characters")
+                             if FLAGS.do_whole_word_mask else None,
             "masked_lm_prob": FLAGS.masked_lm_prob,
             "short_seq_prob": FLAGS.short_seq_prob,
             "dupe_factor": FLAGS.dupe_factor,

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import tensorflow as tf
+from absl import logging
 
 from keras_bert_impl.data import chinese_words, corpus, tfrecords
 from keras_bert_impl.data.instances import create_instances
@@ -241,6 +242,10 @@ def _document_tokenizer(tokenizer, whole_word_masking: bool):
     lengths of its non-empty sentences [docs, (sentences)].
     """
     use_jieba = whole_word_masking and chinese_words.jieba_available()
+    if whole_word_masking and not use_jieba:
+        logging.warning("jieba is not installed: whole-word masking masks Chinese text, if any, "
+                        "character by character (as Google's original); for Chinese words "
+                        "pip install 'keras_bert_impl[zh]'")
 
     def by_tokenizer_words(lines):
         if not whole_word_masking:
