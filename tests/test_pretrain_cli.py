@@ -74,3 +74,33 @@ def test_a_sequence_longer_than_the_position_table_is_refused_naming_both(
                              "--preset=bert_tiny"):
         _run(argv)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_whole_word_masking_reaches_the_raw_text_pipeline(
+        monkeypatch, tmp_path, shared_data, uncased_vocab):
+    from keras_bert_impl.data import pretraining as data
+
+    asked = []
+    original = data.pretraining_dataset
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["whole_word_masking"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(data, "pretraining_dataset", recording)
+    _run([f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",
+          f"--model_dir={tmp_path}", "--preset=bert_tiny", "--train_batch_size=4",
+          "--seq_length=32", "--max_predictions_per_seq=4", "--num_train_steps=2",
+          "--num_warmup_steps=1", "--save_checkpoints_steps=2", "--whole_word_masking"])
+    assert asked and all(asked)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+
+
+def test_whole_word_masking_of_tfrecords_is_refused_for_their_masks_are_written(
+        tmp_path, uncased_vocab):
+    records = tmp_path / "data.tfrecord"
+    records.write_bytes(b"")
+    argv = [f"--vocab_file={uncased_vocab}", f"--input_files={records}",
+            f"--model_dir={tmp_path / 'run'}", "--preset=bert_tiny", "--whole_word_masking"]
+    with pytest.raises(app.UsageError, match="TFRecords carry their masks.*--do_whole_word_mask"):
+        _run(argv)

@@ -45,6 +45,9 @@ def define_flags() -> None:
                       "documents) or TFRecord files (*.tfrecord); globs allowed.")
     flags.DEFINE_integer("seq_length", 128, "Sequence length.")
     flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
+    flags.DEFINE_bool("whole_word_masking", False, "Raw text input: mask whole words, not single "
+                      "WordPieces (Chinese words need jieba; without it each character is a "
+                      "word). TFRecords carry their masks: see bert-create-pretraining-data.")
     flags.DEFINE_string("init_checkpoint", None, "Google-format checkpoint to start from.")
     flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the final model.")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
@@ -100,6 +103,7 @@ def main(argv):
         batch_size=FLAGS.train_batch_size,
         seed=FLAGS.seed,
         reseed_on_resume=FLAGS.reseed_on_resume,
+        whole_word_masking=FLAGS.whole_word_masking,
     )
     run.fit(dataset_fn, num_train_steps=FLAGS.num_train_steps,
             save_checkpoints_steps=FLAGS.save_checkpoints_steps)
@@ -123,9 +127,14 @@ def _check_input_runs_where_the_pipelines_run(strategy):
     from keras_bert_impl.data.pretraining import is_tfrecord_input
     from keras_bert_impl.training.strategy import input_pipelines_are_remote
 
+    records = is_tfrecord_input(expand_file_patterns(FLAGS.input_files))
+    if records and FLAGS.whole_word_masking:
+        raise app.UsageError(
+            "--whole_word_masking: TFRecords carry their masks; write them with "
+            "bert-create-pretraining-data --do_whole_word_mask instead")
     if not input_pipelines_are_remote(strategy):
         return
-    if not is_tfrecord_input(expand_file_patterns(FLAGS.input_files)):
+    if not records:
         raise app.UsageError(
             "--input_files: this TPU runs the input pipelines on its own hosts (a TPU Node or "
             "a multi-host TPU), whose TensorFlow servers lack TF-Text's tokenizer ops; write "
