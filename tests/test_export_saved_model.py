@@ -241,6 +241,16 @@ def test_export_rejects_a_vocabulary_of_the_wrong_size(exports, cased_vocab, tmp
         export_saved_model(exports["models"]["encoder"], str(tmp_path), vocab_file=cased_vocab)
 
 
+def test_a_labels_file_saved_with_windows_line_ends_is_named_as_such(exports, uncased_vocab,
+                                                                      tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("正面\r\n负面\r\n中性\r\n".encode())
+    with pytest.raises(ValueError, match="labels.txt:1: the labels file has Windows line ends"):
+        export_saved_model(exports["models"]["classifier"], str(tmp_path / "out"),
+                           vocab_file=uncased_vocab, seq_length=SEQ_LENGTH,
+                           pair_inputs=True, labels=str(labels))
+
+
 def test_export_rejects_a_model_without_a_serving_head(uncased_vocab, tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(TypeError, match="no serving head.*BertClassifier"):

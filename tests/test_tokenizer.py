@@ -360,7 +360,10 @@ def test_a_vocabulary_without_mask_has_mask_id_none(tmp_path):
     "tokens, message",
     [
         (SMALL_VOCAB + ["hello"], "v.txt:9: vocabulary token 'hello' repeats line 5"),
-        (SMALL_VOCAB + ["x\r"], "v.txt:9: vocabulary token 'x\\r' has surrounding whitespace"),
+        (SMALL_VOCAB + ["x "], "v.txt:9: vocabulary token 'x ' has surrounding whitespace"),
+        ([t + "\r" for t in SMALL_VOCAB], "v.txt:1: the vocabulary file has Windows line ends"),
+        (["\ufeff" + SMALL_VOCAB[0]] + SMALL_VOCAB[1:],
+         "v.txt:1: the vocabulary file starts with a byte-order mark (U+FEFF)"),
         (SMALL_VOCAB[:3] + [""] + SMALL_VOCAB[3:], "v.txt:4: empty line in the vocabulary file"),
         (["[PAD]", "[CLS]", "[SEP]"], "has no [UNK] token"),
         ([], "vocabulary file is empty"),

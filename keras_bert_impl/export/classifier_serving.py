@@ -14,7 +14,7 @@ class ClassifierServing(ServingHead):
         self._labels = None
         if context.labels_file:
             # Same format as a vocabulary: one label per line, line i = class i.
-            labels, _ = read_vocab_file(context.labels_file)
+            labels, _ = read_vocab_file(context.labels_file, kind="labels")
             if len(labels) != model.num_classes:
                 raise ValueError(f"{context.labels_file} lists {len(labels)} labels but the "
                                  f"classifier has num_classes={model.num_classes}")

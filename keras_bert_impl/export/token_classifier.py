@@ -28,7 +28,7 @@ class TokenClassifierServing(ServingHead):
         if not context.labels_file:
             raise ValueError("exporting a BertTokenClassifier needs labels= (its tags, "
                              "labels.txt as bert-finetune writes it)")
-        labels, _ = read_vocab_file(context.labels_file)
+        labels, _ = read_vocab_file(context.labels_file, kind="labels")
         if len(labels) != model.num_classes:
             raise ValueError(f"{context.labels_file} lists {len(labels)} tags but the model "
                              f"has num_classes={model.num_classes}")

@@ -8,7 +8,7 @@ import tensorflow as tf
 _NEVER_LOOKED_UP = ("", "##")
 
 
-def read_vocab_file(path: str) -> tuple[list[str], str]:
+def read_vocab_file(path: str, kind: str = "vocabulary") -> tuple[list[str], str]:
     """Returns the tokens of a vocabulary file and the file's sha256.
 
     The file is used as is by a `tf.lookup` table (one key per line), so a
@@ -17,37 +17,45 @@ def read_vocab_file(path: str) -> tuple[list[str], str]:
     unless stripping leaves "" or "##", which no word can match either way
     (the Chinese vocabulary has "\u2028" and "##\u2028"); an empty line, which
     TensorFlow's table initializer refuses; a duplicate (the original silently
-    keeps the last id); invalid UTF-8.
+    keeps the last id); invalid UTF-8; a byte-order mark or Windows line ends
+    (editors on Windows add them). `kind` names the file in errors (labels
+    files have the same format).
     """
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"vocabulary file not found: {path}")
+        raise FileNotFoundError(f"{kind} file not found: {path}")
     with tf.io.gfile.GFile(path, "rb") as f:
         data = f.read()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: vocabulary file is not valid UTF-8") from e
+        raise ValueError(f"{path}:{line}: {kind} file is not valid UTF-8") from e
+    if text.startswith("\ufeff"):
+        raise ValueError(f"{path}:1: the {kind} file starts with a byte-order mark (U+FEFF); "
+                         "save it as UTF-8 without BOM")
     tokens = text.split("\n")
     if tokens and tokens[-1] == "":
         tokens.pop()
     first_line = {}
     for number, token in enumerate(tokens, start=1):
         if not token:
-            raise ValueError(f"{path}:{number}: empty line in the vocabulary file (expected one "
+            raise ValueError(f"{path}:{number}: empty line in the {kind} file (expected one "
                              "token per line; TensorFlow's lookup tables cannot read empty ones)")
+        if token.endswith("\r"):
+            raise ValueError(f"{path}:{number}: the {kind} file has Windows line ends (CRLF); "
+                             "convert it to '\\n' line ends (e.g. dos2unix)")
         if token != token.strip() and token.strip() not in _NEVER_LOOKED_UP:
             raise ValueError(
-                f"{path}:{number}: vocabulary token {token!r} has surrounding whitespace "
+                f"{path}:{number}: {kind} token {token!r} has surrounding whitespace "
                 "(expected one token per line with '\\n' line ends)"
             )
         if token in first_line:
             raise ValueError(
-                f"{path}:{number}: vocabulary token {token!r} repeats line {first_line[token]}"
+                f"{path}:{number}: {kind} token {token!r} repeats line {first_line[token]}"
             )
         first_line[token] = number
     if not tokens:
-        raise ValueError(f"{path}: vocabulary file is empty")
+        raise ValueError(f"{path}: {kind} file is empty")
     return tokens, hashlib.sha256(data).hexdigest()
 
 
