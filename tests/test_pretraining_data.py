@@ -3,6 +3,8 @@
 import functools
 import gzip
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -355,6 +357,26 @@ def test_whole_word_masking_without_jieba_warns_that_chinese_is_masked_by_charac
     pretraining_dataset(str(tmp_path / "zh.txt"), BertTokenizer(chinese_vocab), seq_length=SEQ,
                         max_predictions_per_seq=P, batch_size=2, whole_word_masking=True)
     assert any("jieba is not installed" in w and "character by character" in w for w in warnings)
+
+
+def test_a_script_ending_with_a_jieba_pipeline_still_running_exits(shared_data, chinese_vocab):
+    """Python stops threads at exit; one in a jieba call left the iterator's deletion waiting."""
+    pytest.importorskip("jieba")
+    script = (
+        "from keras_bert_impl import BertTokenizer, pretraining_dataset\n"
+        f"tokenizer = BertTokenizer({chinese_vocab!r})\n"
+        f"ds = pretraining_dataset({str(shared_data / 'corpus/zh/hongloumeng.txt')!r}, tokenizer, "
+        "seq_length=64, max_predictions_per_seq=10, batch_size=32, seed=1, "
+        "whole_word_masking=True)\n"
+        "iterator = iter(ds)\n"
+        "print(next(iterator)['input_word_ids'].shape)\n")
+    try:
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=180, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the script hung at exit")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(32, 64)" in result.stdout
 
 
 def _splits_into(text, words):

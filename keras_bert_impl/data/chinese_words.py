@@ -14,8 +14,10 @@ documents that contain Han characters.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -36,7 +38,40 @@ def jieba_available() -> bool:
     return True
 
 
+class _Shutdown:
+    """Lets a pipeline still running at interpreter exit finish its jieba calls.
+
+    Python stops threads that ask for the GIL once it finalizes, and an
+    iterator deleted then waits forever for the call such a thread was making.
+    At exit the calls turn trivial, and the exit waits until none has run for
+    a moment, so none is left in flight when the iterator goes.
+    """
+
+    def __init__(self):
+        self.exiting = False
+        self.last_call = 0.0
+        self._registered = False
+
+    def register(self):
+        if not self._registered:
+            self._registered = True
+            atexit.register(self.drain)
+
+    def drain(self, quiet_for: float = 0.5, at_most: float = 10.0):
+        self.exiting = True
+        deadline = time.monotonic() + at_most
+        while time.monotonic() < deadline and time.monotonic() - self.last_call < quiet_for:
+            time.sleep(0.05)
+
+
+_SHUTDOWN = _Shutdown()
+
+
 def _segment(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    _SHUTDOWN.last_call = time.monotonic()
+    if _SHUTDOWN.exiting:  # nobody reads these any more
+        return (lines.astype(object).reshape([-1]), np.ones(len(lines), np.int64),
+                np.zeros(len(lines), bool))
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
@@ -64,6 +99,7 @@ def tokenize_with_jieba_words(lines: tf.Tensor, tokenizer) -> tuple[tf.Tensor, t
     Returns ``tokens`` (int32 RaggedTensor [lines, (tokens)]) and
     ``word_starts`` (int32 [all tokens], aligned with ``tokens.flat_values``).
     """
+    _SHUTDOWN.register()
     segments, counts, is_han = tf.numpy_function(
         _segment, [lines], [tf.string, tf.int64, tf.bool], stateful=False)
     segments.set_shape([None])
