@@ -114,12 +114,14 @@ def test_the_qa_export_answers_an_empty_batch_and_refuses_texts_without_pairs(
         serve(text=tf.constant(["who?", "what?"]), text_pair=tf.constant(["a context"]))
 
 
-def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chinese_vocab):
+@pytest.mark.parametrize("n_best_size", [20, 2])
+def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chinese_vocab,
+                                                                n_best_size):
     tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
     model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))
     seq_length = 64
     export_saved_model(model, str(tmp_path / "qa"), vocab_file=chinese_vocab,
-                       seq_length=seq_length, pair_inputs=True)
+                       seq_length=seq_length, pair_inputs=True, n_best_size=n_best_size)
     questions = ["生命数耗完即算为什么？", "Who founded it?"]
     contexts = ["每次泡封会减少生命数，生命数耗完即算为踢爆。",
                 "Nexon was founded in 1994 by Kim Jung-ju, in Seoul."]
@@ -131,9 +133,9 @@ def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chines
                               max_query_length=64)
     assert len(features.example_index) == len(questions), "each context fits one window"
     outputs = model.predict(features.inputs, verbose=0)
-    _, nbest = decode_answers(examples, features, outputs["start_logits"],
-                              outputs["end_logits"], n_best_size=seq_length,
-                              max_answer_length=30)
+    predictions, nbest = decode_answers(examples, features, outputs["start_logits"],
+                                        outputs["end_logits"], n_best_size=n_best_size,
+                                        max_answer_length=30)
 
     server, client = serve(tmp_path / "qa")
     try:
@@ -144,6 +146,10 @@ def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chines
     np.testing.assert_allclose(served["start_logits"], outputs["start_logits"], atol=1e-5)
     np.testing.assert_allclose(served["end_logits"], outputs["end_logits"], atol=1e-5)
     for row, example in enumerate(examples.examples):
+        assert served["answer"][row] == predictions[example.question_id]
+        if not nbest[example.question_id]:  # no valid span among the n best
+            assert served["start_char"][row] == -1
+            continue
         best = nbest[example.question_id][0]
         assert served["answer"][row] == best.text
         assert (served["start_char"][row], served["end_char"][row]) == (
@@ -154,7 +160,7 @@ def test_span_labeler_serves_answer_text_score_and_char_offsets(tmp_path, chines
 
 def _offline_decoding(model, tokenizer, questions, contexts, seq_length, options):
     """The questions' windows, the model's outputs and their n-best spans, as bert-finetune
-    decodes them offline (all start/end pairs: n_best_size=seq_length)."""
+    decodes them offline (bert-finetune's default n_best_size=20, as the export's)."""
     examples = SquadExamples([
         SquadExample(f"q{i}", question, context, context_words(context), [], -1, -1, True)
         for i, (question, context) in enumerate(zip(questions, contexts))])
@@ -163,7 +169,7 @@ def _offline_decoding(model, tokenizer, questions, contexts, seq_length, options
                               max_query_length=options["max_query_length"])
     outputs = model.predict(features.inputs, verbose=0)
     _, nbest = decode_answers(examples, features, outputs["start_logits"],
-                              outputs["end_logits"], n_best_size=seq_length,
+                              outputs["end_logits"], n_best_size=20,
                               max_answer_length=options["max_answer_length"])
     return examples, features, outputs, nbest
 
@@ -263,7 +269,7 @@ def test_a_squad_v2_span_labeler_serves_no_answer_as_the_offline_decoding_does(
         features.example_index == i)) for i in range(len(questions))}
     differences = sorted(null[q] - nbest[q][0].score for q in null)
     threshold = float((differences[2] + differences[3]) / 2)  # half the questions: no answer
-    expected, _ = decode_answers(examples, features, starts, ends, n_best_size=seq_length,
+    expected, _ = decode_answers(examples, features, starts, ends, n_best_size=20,
                                  max_answer_length=options["max_answer_length"],
                                  version_2_with_negative=True,
                                  null_score_diff_threshold=threshold)

@@ -50,6 +50,8 @@ def define_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_integer("max_answer_length", 30, "Span labelers (QA): longest answer in tokens.",
                          lower_bound=1)
+    flags.DEFINE_integer("n_best_size", 20, "Span labelers (QA): start and end candidates per "
+                         "window, as bert-finetune's --n_best_size.", lower_bound=1)
     flags.DEFINE_bool("jit_compile", False, "Compile the model call (not the tokenizer) with XLA. "
                       "Each new batch and sequence shape compiles on first use, and stock "
                       "tensorflow_model_server runs it on CPU only when started with "
@@ -58,7 +60,7 @@ def define_flags() -> None:
     flags.mark_flags_as_mutual_exclusive(["model", "init_checkpoint"], required=True)
 
 
-SPAN_LABELER_FLAGS = ("doc_stride", "max_query_length", "max_answer_length")
+SPAN_LABELER_FLAGS = ("doc_stride", "max_query_length", "max_answer_length", "n_best_size")
 
 
 def next_version(export_dir: str) -> int:
@@ -144,7 +146,7 @@ def main(argv):
         seq_length_buckets=[int(b) for b in FLAGS.seq_length_buckets] or None,
         overwrite=FLAGS.overwrite, doc_stride=FLAGS.doc_stride,
         max_query_length=FLAGS.max_query_length, max_answer_length=FLAGS.max_answer_length,
-        jit_compile=FLAGS.jit_compile)
+        n_best_size=FLAGS.n_best_size, jit_compile=FLAGS.jit_compile)
     print(f"Exported {path}")
 
 

@@ -191,7 +191,7 @@ class SquadTask:
             lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
             version=version, pair_inputs=True, doc_stride=self.flags.doc_stride,
             max_query_length=self.flags.max_query_length,
-            max_answer_length=self.flags.max_answer_length,
+            max_answer_length=self.flags.max_answer_length, n_best_size=self.flags.n_best_size,
             version_2_with_negative=self.flags.version_2_with_negative,
             null_score_diff_threshold=self.flags.null_score_diff_threshold)
 

@@ -47,7 +47,7 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
                        max_chars_per_token: int = 100, overwrite: bool = False,
                        model_name: str = "bert", doc_stride: int = 128,
                        max_query_length: int = 64, max_answer_length: int = 30,
-                       jit_compile: bool = False, version_2_with_negative: bool = False,
+                       n_best_size: int = 20, jit_compile: bool = False, version_2_with_negative: bool = False,
                        null_score_diff_threshold: float = 0.0) -> str:
     """Writes `export_base/<version>/`, a SavedModel with the tokenizer inside.
 
@@ -60,7 +60,8 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     batch only to the smallest bucket its longest text fits. A `BertSpanLabeler`
     reads contexts in windows moving by `doc_stride` tokens, keeps the first
     `max_query_length` question tokens and answers with at most
-    `max_answer_length` tokens; with `version_2_with_negative` (SQuAD v2.0) it
+    `max_answer_length` tokens, chosen among each window's `n_best_size`
+    best starts and ends, as the original `write_predictions`; with `version_2_with_negative` (SQuAD v2.0) it
     answers "" when the [CLS] score beats the best span by more than
     `null_score_diff_threshold`. The export keeps these options (e.g.
     `tf.saved_model.load(path).doc_stride[0]`). `jit_compile=True`
@@ -102,7 +103,7 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
         context = ServingContext(tokenizer, BertPreprocessor(tokenizer, seq_length),
                                  pair_inputs, top_k, labels_file, buckets, doc_stride,
                                  max_query_length, max_answer_length,
-                                 jit_compile=jit_compile,
+                                 n_best_size=n_best_size, jit_compile=jit_compile,
                                  version_2_with_negative=version_2_with_negative,
                                  null_score_diff_threshold=null_score_diff_threshold)
         head = serving_head_for(model, context)

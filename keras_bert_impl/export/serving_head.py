@@ -36,6 +36,7 @@ class ServingContext:
     doc_stride: int = 128
     max_query_length: int = 64
     max_answer_length: int = 30
+    n_best_size: int = 20
     jit_compile: bool = False
     version_2_with_negative: bool = False
     null_score_diff_threshold: float = 0.0

@@ -8,8 +8,9 @@ into words, tokenized word by word and cut into windows of the room left in
 `seq_length`, moving by `doc_stride` tokens, each packed as
 `[CLS] question [SEP] window [SEP]`. Every window is scored; a span may
 start only at a token that window covers best (most context on both sides),
-ends no earlier, spans at most `max_answer_length` tokens, and maximises
-start + end logit over all pairs (not only the n best) and all windows. It is
+ends no earlier, spans at most `max_answer_length` tokens, is among the
+window's `n_best_size` best starts and ends (ties to the earlier token), and
+maximises start + end logit over those pairs and all windows. It is
 cut from the context at its wordpieces' characters where they spell their
 words, else widened to whole words (`word_offsets.piece_byte_spans`). Exported with `version_2_with_negative` (SQuAD v2.0),
 the answer is "" when the null score, the smallest [CLS] start + end logit
@@ -38,7 +39,7 @@ from keras_bert_impl.models.span_labeler import BertSpanLabeler
 class SpanLabelerServing(ServingHead):
     def __init__(self, model, context):
         super().__init__(model, context)
-        for name in ("doc_stride", "max_query_length", "max_answer_length"):
+        for name in ("doc_stride", "max_query_length", "max_answer_length", "n_best_size"):
             if getattr(context, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(context, name)}")
 
@@ -49,6 +50,7 @@ class SpanLabelerServing(ServingHead):
         return {"doc_stride": self.context.doc_stride,
                 "max_query_length": self.context.max_query_length,
                 "max_answer_length": self.context.max_answer_length,
+                "n_best_size": self.context.n_best_size,
                 "version_2_with_negative": int(self.context.version_2_with_negative),
                 "null_score_diff_threshold": float(self.context.null_score_diff_threshold)}
 
@@ -85,6 +87,14 @@ class SpanLabelerServing(ServingHead):
         length = position[None, :] - position[:, None] + 1
         allowed = (allowed_start[:, :, None] & in_doc[:, None, :]
                    & ((length >= 1) & (length <= self.context.max_answer_length))[None])
+        # As the original, only the window's `n_best_size` best starts and ends compete.
+        n_best = tf.minimum(self.context.n_best_size, width)
+
+        def among_best(logits):
+            best = tf.math.top_k(logits, k=n_best).indices
+            return tf.reduce_any(best[:, :, None] == position[None, None, :], axis=1)
+
+        allowed &= among_best(starts)[:, :, None] & among_best(ends)[:, None, :]
         scores = tf.where(allowed, starts[:, :, None] + ends[:, None, :], float("-inf"))
         flat_scores = tf.reshape(scores, [tf.shape(scores)[0], width * width])
         window_best = tf.argmax(flat_scores, axis=-1, output_type=tf.int32)
