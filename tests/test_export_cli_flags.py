@@ -1,7 +1,9 @@
 """`bert-export` flags for XLA and for QA exports reach `export_saved_model`; misuse is refused."""
 
 import inspect
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -117,3 +119,23 @@ def test_a_span_labeler_export_without_pair_inputs_is_refused(saved_models, bert
 def test_a_qa_window_option_below_one_is_refused_at_start_up(bert_export, name):
     with pytest.raises(flags.IllegalFlagValueError, match=name):
         bert_export("--model=unused.keras", f"--{name}=0")
+
+
+def test_a_model_from_bert_finetune_is_exported_with_the_settings_it_was_trained_with(
+        saved_models, bert_export, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    model = model_dir / "model.keras"
+    shutil.copy(saved_models["qa"], model)
+    (model_dir / "export_options.json").write_text(json.dumps({
+        "pair_inputs": True, "lower_case": True, "seq_length": 48, **QA_OPTIONS,
+        "n_best_size": 5, "version_2_with_negative": True, "null_score_diff_threshold": 1.5}))
+    bert_export(f"--model={model}", "--doc_stride=4")  # and --seq_length=32, given
+    loaded = tf.saved_model.load(str(tmp_path / "export" / "1"))
+    assert int(loaded.doc_stride[0]) == 4  # a flag given wins
+    assert int(loaded.max_answer_length[0]) == QA_OPTIONS["max_answer_length"]
+    assert int(loaded.n_best_size[0]) == 5 and int(loaded.version_2_with_negative[0]) == 1
+    assert float(loaded.null_score_diff_threshold[0]) == 1.5
+    served = loaded.signatures["serving_default"](
+        text=tf.constant(["Which?"]), text_pair=tf.constant(["word " * 100]))
+    assert served["start_logits"].shape[1] == 32

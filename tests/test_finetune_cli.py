@@ -64,6 +64,10 @@ def test_classify_learns_sst2_beyond_the_majority_class_and_exports(
     assert 0.0 <= scores["f1"] <= 1.0 and scores["skipped_records"] == 0
     assert (model_dir / "labels.txt").read_text() == "0\n1\n"
     assert (export_dir / "1" / "saved_model.pb").exists()
+    # How training read texts, for a later bert-export of model.keras.
+    assert json.loads((model_dir / "export_options.json").read_text()) == {
+        "lower_case": True, "seq_length": 32, "pair_inputs": False,
+        "labels_file": str(model_dir / "labels.txt")}
     assert any(name.startswith("events") for name in os.listdir(model_dir / "logs" / "train"))
 
     # The exported classifier answers raw strings through the server like the Keras model.

@@ -12,6 +12,8 @@ which `tensorflow_model_server --model_base_path=--export_dir` picks up.
 """
 
 
+import os
+
 from absl import app, flags, logging
 
 from keras_bert_impl.cli import run_tool
@@ -61,6 +63,32 @@ def define_flags() -> None:
 
 
 SPAN_LABELER_FLAGS = ("doc_stride", "max_query_length", "max_answer_length", "n_best_size")
+# Written by bert-finetune beside model.keras: how training read texts.
+EXPORT_OPTIONS_FILE = "export_options.json"
+
+
+def _recorded_options() -> dict:
+    """bert-finetune's settings beside `--model`, less those given on the command line.
+
+    Without them a re-export would serve with this tool's defaults (lower-casing,
+    seq_length 128, no labels), unlike the model was trained.
+    """
+    import json
+
+    import tensorflow as tf
+
+    if not FLAGS.model:
+        return {}
+    path = os.path.join(os.path.dirname(FLAGS.model), EXPORT_OPTIONS_FILE)
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        recorded = json.load(f)
+    options = {name: value for name, value in recorded.items()
+               if name not in FLAGS or not FLAGS[name].present}
+    if options:
+        print(f"From {path}: " + ", ".join(f"{k}={v}" for k, v in sorted(options.items())))
+    return options
 
 
 def next_version(export_dir: str) -> int:
@@ -116,12 +144,12 @@ def _check_keras_file(path: str) -> None:
                                      "the file is damaged, truncated or of another format")
 
 
-def _check_span_labeler_flags(model) -> None:
+def _check_span_labeler_flags(model, pair_inputs: bool) -> None:
     """The window flags only mean something for a span labeler, which needs pairs."""
     from keras_bert_impl.models.span_labeler import BertSpanLabeler
 
     if isinstance(model, BertSpanLabeler):
-        if not FLAGS.pair_inputs:
+        if not pair_inputs:
             raise app.UsageError("a BertSpanLabeler is exported with --pair_inputs "
                                  "(text = question, text_pair = context)")
         return
@@ -137,16 +165,18 @@ def main(argv):
     from keras_bert_impl.export.saved_model import export_saved_model
 
     model = _load_model()
-    _check_span_labeler_flags(model)
     version = FLAGS.version if FLAGS.version is not None else next_version(FLAGS.export_dir)
+    options = {
+        "lower_case": FLAGS.lower_case, "seq_length": FLAGS.seq_length,
+        "pair_inputs": FLAGS.pair_inputs, "labels_file": FLAGS.labels_file,
+        **{name: FLAGS[name].value for name in SPAN_LABELER_FLAGS},
+        **_recorded_options()}
+    _check_span_labeler_flags(model, options["pair_inputs"])
     path = export_saved_model(
-        model, FLAGS.export_dir, vocab_file=FLAGS.vocab_file,
-        lower_case=FLAGS.lower_case, seq_length=FLAGS.seq_length, version=version,
-        pair_inputs=FLAGS.pair_inputs, top_k=FLAGS.top_k, labels=FLAGS.labels_file,
+        model, FLAGS.export_dir, vocab_file=FLAGS.vocab_file, version=version,
+        top_k=FLAGS.top_k, labels=options.pop("labels_file"),
         seq_length_buckets=[int(b) for b in FLAGS.seq_length_buckets] or None,
-        overwrite=FLAGS.overwrite, doc_stride=FLAGS.doc_stride,
-        max_query_length=FLAGS.max_query_length, max_answer_length=FLAGS.max_answer_length,
-        n_best_size=FLAGS.n_best_size, jit_compile=FLAGS.jit_compile)
+        overwrite=FLAGS.overwrite, jit_compile=FLAGS.jit_compile, **options)
     print(f"Exported {path}")
 
 

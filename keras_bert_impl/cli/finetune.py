@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from keras_bert_impl.cli import check_seq_length_fits, run_tool
+from keras_bert_impl.cli.export import EXPORT_OPTIONS_FILE
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -219,10 +220,20 @@ def main(argv):
         f.write(json.dumps(results, indent=2))
     print(json.dumps(results))
     model.save(os.path.join(FLAGS.model_dir, "model.keras"))
+    # bert-export of model.keras reads these, so a later export serves as trained.
+    options = task.export_options()
+    if task.labels:
+        options["labels_file"] = os.path.join(FLAGS.model_dir, "labels.txt")
+    with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, EXPORT_OPTIONS_FILE), "w") as f:
+        f.write(json.dumps(options, indent=2))
     print(f"Model: {os.path.join(FLAGS.model_dir, 'model.keras')}; evaluation: "
           f"{os.path.join(FLAGS.model_dir, 'eval_results.json')}")
     if FLAGS.export_dir:
-        task.export(model, FLAGS.export_dir, export_version)
+        from keras_bert_impl.export import export_saved_model
+
+        export_saved_model(model, FLAGS.export_dir, vocab_file=FLAGS.vocab_file,
+                           version=export_version, labels=task.labels or None,
+                           **task.export_options())
         print(f"Exported for TensorFlow Serving: {os.path.join(FLAGS.export_dir, str(export_version))}")
 
 

@@ -77,14 +77,10 @@ class ClassifyTask:
             results["f1"] = classification_metrics.f1(self.eval_ids, predictions, positive=1)
         return results
 
-    def export(self, model, export_dir, version):
-        from keras_bert_impl.export import export_saved_model
-
-        export_saved_model(
-            model, export_dir, vocab_file=self.flags.vocab_file,
-            lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
-            version=version, pair_inputs=self.train.texts_b is not None,
-            labels=self.labels)
+    def export_options(self) -> dict:
+        """`export_saved_model` arguments that serve texts as training read them."""
+        return {"lower_case": self.flags.lower_case, "seq_length": self.flags.seq_length,
+                "pair_inputs": self.train.texts_b is not None}
 
 
 class NerTask:
@@ -124,13 +120,9 @@ class NerTask:
         predicted = ner.predicted_tags(logits, self.eval_positions, self.eval, self.labels)
         return entity_scores(self.eval.tags, predicted)
 
-    def export(self, model, export_dir, version):
-        from keras_bert_impl.export import export_saved_model
-
-        export_saved_model(
-            model, export_dir, vocab_file=self.flags.vocab_file,
-            lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
-            version=version, labels=self.labels)
+    def export_options(self) -> dict:
+        """`export_saved_model` arguments that serve texts as training read them."""
+        return {"lower_case": self.flags.lower_case, "seq_length": self.flags.seq_length}
 
 
 class SquadTask:
@@ -181,19 +173,16 @@ class SquadTask:
         scores = cmrc_scores if self.flags.squad_metric == "cmrc2018" else squad_scores
         return scores(self.eval_examples.gold_answers(), predictions)
 
-    def export(self, model, export_dir, version):
-        from keras_bert_impl.export import export_saved_model
+    def export_options(self) -> dict:
+        """`export_saved_model` arguments that serve texts as training read them.
 
-        # Serving reads text = question, text_pair = context, in the training windows,
-        # and answers "" by the same v2.0 rule as `evaluate`.
-        export_saved_model(
-            model, export_dir, vocab_file=self.flags.vocab_file,
-            lower_case=self.flags.lower_case, seq_length=self.flags.seq_length,
-            version=version, pair_inputs=True, doc_stride=self.flags.doc_stride,
-            max_query_length=self.flags.max_query_length,
-            max_answer_length=self.flags.max_answer_length, n_best_size=self.flags.n_best_size,
-            version_2_with_negative=self.flags.version_2_with_negative,
-            null_score_diff_threshold=self.flags.null_score_diff_threshold)
+        text = question, text_pair = context, in the training windows, answering
+        "" by the same v2.0 rule as `evaluate`.
+        """
+        names = ("lower_case", "seq_length", "doc_stride", "max_query_length",
+                 "max_answer_length", "n_best_size", "version_2_with_negative",
+                 "null_score_diff_threshold")
+        return {"pair_inputs": True, **{name: getattr(self.flags, name) for name in names}}
 
 
 def require_examples(count: int, source: str, skipped: int) -> None:
