@@ -170,6 +170,18 @@ def test_masked_lm_export_fills_each_literal_mask(exports, reloaded):
     assert (reloaded["mlm/top_k_ids"][3] >= 0).all()
 
 
+def test_masked_lm_export_ignores_a_mask_id_in_padding(exports):
+    mask_id = exports["tokenizer"].mask_id
+    signature = tf.saved_model.load(exports["dirs"]["mlm"]).signatures["serving_tokenized"]
+    ids = np.zeros((1, SEQ_LENGTH), np.int32)
+    ids[0, :4] = [101, mask_id, 102, mask_id]  # the second [MASK] lies in the padding
+    mask = (np.arange(SEQ_LENGTH) < 3).astype(np.int32)[None]
+    outputs = signature(input_word_ids=tf.constant(ids), input_mask=tf.constant(mask),
+                        input_type_ids=tf.zeros_like(ids))
+    assert outputs["top_k_ids"].shape == (1, 1, 3)
+    assert (outputs["top_k_ids"].numpy() >= 0).all()
+
+
 def test_encoder_export_pads_each_batch_to_its_bucket_only(exports, reloaded):
     encoder = exports["models"]["encoder"]
     for name, texts, length in (("encoder", TEXTS, SEQ_LENGTH), ("encoder_short", TEXTS[:2], 16)):

@@ -27,7 +27,11 @@ class MaskedLMServing(ServingHead):
         return tokenize_with_mask_token(self.context.tokenizer, texts)
 
     def outputs(self, features):
-        is_mask = tf.equal(features["input_word_ids"], self.context.tokenizer.mask_id)
+        # A [MASK] id in padding (input_mask 0, only possible through serving_tokenized)
+        # is not a token of the text: no predictions for it.
+        is_mask = tf.logical_and(
+            tf.equal(features["input_word_ids"], self.context.tokenizer.mask_id),
+            tf.not_equal(features["input_mask"], 0))
         positions = tf.ragged.boolean_mask(
             tf.broadcast_to(tf.range(tf.shape(is_mask)[1]), tf.shape(is_mask)), is_mask)
         valid = tf.ones_like(positions, tf.bool).to_tensor(False)
