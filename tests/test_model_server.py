@@ -264,6 +264,20 @@ def test_client_reports_an_unreachable_server_and_deadlines():
     assert "127.0.0.1" in str(raised.value)
 
 
+@pytest.mark.parametrize("target, words", [
+    ("", "target must be a gRPC address"), ("  ", "target must be a gRPC address"),
+    ("127.0.0.1:99999", "port 99999 is not in 1-65535"), ("localhost:0", "port 0 is not"),
+])
+def test_client_refuses_a_target_it_could_never_reach(target, words):
+    with pytest.raises(ValueError, match=words):
+        Client(target)
+
+
+def test_client_names_a_text_that_is_not_valid_unicode():
+    with pytest.raises(ValueError, match=r"element 1 \('\\ud800 x'\) is not valid Unicode"):
+        Client(f"127.0.0.1:{free_port()}").predict(["fine", "\ud800 x"])
+
+
 def test_client_deadline_is_enforced(server):
     with pytest.raises(ServingError) as raised:
         server.client(timeout=1e-6).predict(["a"])

@@ -1,5 +1,6 @@
 """A gRPC client for TensorFlow Serving (the real server or `model_server`)."""
 
+import re
 from collections.abc import Sequence
 
 import grpc
@@ -19,6 +20,20 @@ from keras_bert_impl.serving.tensor_protos import fill_tensor_proto, to_ndarray
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1),
                     ("grpc.max_receive_message_length", -1)]
+
+
+_TRAILING_PORT = re.compile(r":(\d+)$")
+
+
+def _checked_target(target: str) -> str:
+    """gRPC would accept these and then fail later with a message about something else."""
+    if not isinstance(target, str) or not target.strip():
+        raise ValueError(f"target must be a gRPC address such as 'localhost:8500', "
+                         f"got {target!r}")
+    port = _TRAILING_PORT.search(target)
+    if port and not 0 < int(port[1]) < 65536:
+        raise ValueError(f"target {target!r}: port {port[1]} is not in 1-65535")
+    return target
 
 
 def _tensor_info(info) -> dict:
@@ -56,7 +71,7 @@ class Client:
     def __init__(self, target: str, model_name: str = "bert",
                  signature_name: str = "serving_default", timeout: float = 10.0,
                  version: int | None = None):
-        self.target, self.model_name = target, model_name
+        self.target, self.model_name = _checked_target(target), model_name
         self.signature_name, self.timeout, self.version = signature_name, timeout, version
         self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
