@@ -279,6 +279,81 @@ def test_a_malformed_json_body_is_a_bad_request_not_an_internal_error(server, bo
     assert answers[1][0] == 200 and answers[1][2] == GOOD_ANSWER  # the connection kept step
 
 
+def test_a_type_error_does_not_echo_a_huge_value_back(server):
+    body = json.dumps({"instances": ["a", ["b"] * 200000]}).encode()
+    request = _post("/v1/models/bert:predict", f"Content-Length: {len(body)}\r\n", body)
+    (answer,), _ = _exchange(server.rest_api_port, request)
+    assert answer[0] == 400 and "is not a string" in answer[2]["error"]
+    assert len(answer[2]["error"]) < 500
+
+
+def _request(method: str, path: str, body: bytes = b"") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+            .encode("latin-1") + body)
+
+
+@pytest.mark.parametrize("request_bytes, status, words", [
+    (_request("PUT", "/v1/models/bert:predict", GOOD_BODY), 400,
+     "Malformed request: PUT /v1/models/bert:predict"),
+    (_request("DELETE", "/v1/models/bert"), 400, "Malformed request: DELETE /v1/models/bert"),
+    (_request("OPTIONS", "/v1/models/bert"), 400, "Malformed request: OPTIONS"),
+    (_request("BREW", "/v1/models/bert"), 400, "Malformed request: BREW /v1/models/bert"),
+    (_request("GET", "/v1/models/bert:predict"), 400, "Malformed request: GET"),
+    (_request("POST", "/v1/models/bert/metadata", GOOD_BODY), 400, "Malformed request: POST"),
+    (_request("POST", "/v1/models/bert:classify", GOOD_BODY), 400, "Malformed request: POST"),
+    (_request("GET", "/v1/models"), 400, "Missing model name in request."),
+    (_request("GET", "/v1/models/bert/versions/99999999999999999999"), 400,
+     "Failed to convert version: 99999999999999999999 to numeric."),
+    (_request("GET", "/healthz"), 404, "no REST endpoint '/healthz'"),
+    (b"HELLO\r\n\r\n", 400, "Bad request syntax"),
+], ids=["PUT", "DELETE", "OPTIONS", "unknown method", "GET predict", "POST metadata",
+        "POST classify", "no model name", "version overflow", "outside the API", "no HTTP"])
+def test_requests_outside_the_rest_api_get_a_json_error_as_tf_serving_answers(
+        server, request_bytes, status, words):
+    (answer,), _ = _exchange(server.rest_api_port, request_bytes)
+    assert answer[0] == status, answer
+    assert answer[1]["content-type"] == "application/json"
+    assert words in answer[2]["error"]
+    _assert_serves(server)
+
+
+def test_rest_paths_are_case_insensitive_and_names_and_labels_percent_decoded(
+        tmp_path, toy_base):
+    config = _write_config(tmp_path, toy_base,
+                           '  config { name: "my model" base_path: "BASE"\n'
+                           '    version_labels { key: "stable" value: 1 } }\n')
+    with start_server(model_config_file=config, rest_api_port=0,
+                      file_system_poll_wait_seconds=0) as handle:
+        port = handle.rest_api_port
+        for path in ("/v1/models/my%20model:predict", "/V1/Models/my%20model:PREDICT",
+                     "/v1/models/my%20model/labels/st%61ble:predict"):
+            (answer,), _ = _exchange(port, _request("POST", path, GOOD_BODY))
+            assert answer[0] == 200 and answer[2] == GOOD_ANSWER, (path, answer)
+        (status,), _ = _exchange(port, _request("GET", "/v1/models/my%20model"))
+        assert status[0] == 200
+        assert status[2]["model_version_status"][0]["state"] == "AVAILABLE"
+        (metadata,), _ = _exchange(port, _request("GET", "/v1/models/my%20model/metadata"))
+        assert metadata[0] == 200 and metadata[2]["model_spec"]["name"] == "my model"
+
+
+def test_running_out_of_memory_is_resource_exhausted_and_the_server_keeps_serving(
+        server, monkeypatch):
+    servable = server.manager.servable("bert")
+
+    def out_of_memory(**inputs):
+        raise MemoryError("Unable to allocate 16.0 GiB for an array")
+
+    monkeypatch.setitem(servable._functions, "serving_default", out_of_memory)
+    with pytest.raises(ServingError) as raised:
+        Client(f"127.0.0.1:{server.port}").predict(["abcd"])
+    assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "out of memory running a batch of 1 rows" in str(raised.value)
+    (answer,), _ = _exchange(server.rest_api_port, _good_request())
+    assert answer[0] == 429 and "Unable to allocate 16.0 GiB" in answer[2]["error"]
+    monkeypatch.undo()
+    _assert_serves(server)
+
+
 def _write_config(tmp_path, toy_base, models_text: str) -> str:
     path = tmp_path / "models.config"
     path.write_text("model_config_list {\n" + models_text.replace("BASE", toy_base) + "}\n")
@@ -319,12 +394,27 @@ def _string_proto(shape, values=()) -> tensor_pb2.TensorProto:
     return proto
 
 
+def _typed_proto(dtype, shape, **values) -> tensor_pb2.TensorProto:
+    proto = tensor_pb2.TensorProto(dtype=dtype, **values)
+    for size in shape:
+        proto.tensor_shape.dim.add(size=size)
+    return proto
+
+
 @pytest.mark.parametrize("proto, words", [
     (_string_proto([-1], [b"a", b"b", b"c"]), "shape [-1]: dimension 0 has size -1"),
-    (_string_proto([1 << 40]), "holds 1099511627776 strings, but the proto has 0 string_val"),
-    (_string_proto([2], [b"a", b"b", b"c"]), "holds 2 strings, but the proto has 3"),
-], ids=["negative dimension", "huge dimension", "too many strings"])
-def test_a_malformed_string_tensor_proto_is_an_invalid_argument_that_says_why(
+    (_string_proto([1 << 40]), "holds 1099511627776 values, but the proto has none"),
+    (_string_proto([2], [b"a", b"b", b"c"]), "holds 2 values, but the proto has 3 in string_val"),
+    # A few bytes must not declare a batch that costs gigabytes: filling in is bounded.
+    (_string_proto([1 << 20], [b"a"]), "filling in more than 65536 from fewer is refused"),
+    (_typed_proto(types_pb2.DT_INT32, [1, 1 << 26], int_val=[1]),
+     "filling in more than 65536 from fewer is refused"),
+    (_typed_proto(types_pb2.DT_INT32, [1, 4], int_val=[1] * 6),
+     "DT_INT32 tensor of shape [1, 4] holds 4 values, but the proto has 6 in int_val"),
+    (_typed_proto(types_pb2.DT_RESOURCE, [1]), "dtype DT_RESOURCE cannot be a request tensor"),
+], ids=["negative dimension", "huge dimension", "too many strings", "one string filled to 2^20",
+        "one int filled to 2^26", "too many ints", "a resource handle"])
+def test_a_malformed_tensor_proto_is_an_invalid_argument_that_says_why(
         server, proto, words):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "bert"

@@ -12,9 +12,11 @@ import base64
 import http.server
 import json
 import re
+import reprlib
 import socket
 import sys
 import threading
+import urllib.parse
 
 import grpc
 import numpy as np
@@ -27,9 +29,13 @@ from keras_bert_impl.serving.errors import ServingError, invalid_argument, not_f
 from keras_bert_impl.serving.model_manager import ModelManager
 from keras_bert_impl.serving.servable import DEFAULT_SIGNATURE
 
+# As TF Serving routes: case-insensitive, with the name and label percent-decoded.
 _PATH = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-                   r"(?P<method>:predict|/metadata)?$")
+                   r"(?P<method>:predict|/metadata)?$", re.IGNORECASE)
+_NO_MODEL_NAME = re.compile(r"^/v1/models/?$", re.IGNORECASE)
+_API_PREFIX = re.compile(r"^/v1/", re.IGNORECASE)
+_MAX_VERSION = (1 << 63) - 1
 # Python's JSON parser needs several times the body in memory; bigger batches go by gRPC.
 MAX_BODY_BYTES = 256 << 20
 _READ_PIECE = 1 << 20  # a body is read in pieces, so a claimed size reserves no memory
@@ -41,6 +47,7 @@ _HTTP_STATUS = {
     grpc.StatusCode.FAILED_PRECONDITION: 400,
     grpc.StatusCode.OUT_OF_RANGE: 400,
     grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
@@ -82,7 +89,7 @@ def _to_array(value, name: str, dtype: tf.DType) -> np.ndarray:
             array = np.array(value, dtype=object)
             bad = [v for v in array.reshape(-1) if not isinstance(v, bytes)]
             if bad:
-                raise ValueError(f"{bad[0]!r} is not a string")
+                raise ValueError(f"{reprlib.repr(bad[0])} is not a string")
             return array
         if dtype != tf.bool and _holds_bool(value):
             raise ValueError(f"true/false cannot be {dtype.name}")
@@ -231,6 +238,31 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self._answer(self._post)
 
+    def _malformed(self, match=None, request_body=b""):
+        raise invalid_argument(f"Malformed request: {self.command} {self.path}")
+
+    def do_PUT(self):
+        self._answer(self._malformed)
+
+    do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = do_PUT
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (a bad request line, an unknown method, oversized
+        headers) as JSON too, and as TF Serving answers an unknown method: 400."""
+        if code == 501 and self.command:
+            code, message = 400, f"Malformed request: {self.command} {self.path}"
+        if self.request_version == "HTTP/0.9":  # an unparsable request line: answer anyway
+            self.request_version = "HTTP/1.1"
+        self.close_connection = True
+        payload = json.dumps({"error": message or self.responses.get(code, ("error",))[0]})
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload.encode("utf-8"))
+
     def _answer(self, handler):
         """Reads the whole request first, so a keep-alive connection stays in step, then
         answers with JSON whatever happens: the server survives every request."""
@@ -238,6 +270,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             request_body = self._read_body()
             match = _PATH.match(self.path)
             if match is None:
+                if _NO_MODEL_NAME.match(self.path):
+                    raise invalid_argument("Missing model name in request.")
+                if _API_PREFIX.match(self.path):
+                    raise invalid_argument(
+                        f"Malformed request: {self.command} {self.path}; expected "
+                        "/v1/models/<name>[/versions/<v>|/labels/<l>][:predict|/metadata]")
                 raise not_found(f"no REST endpoint {self.path!r}; expected "
                                 "/v1/models/<name>[/versions/<v>|/labels/<l>][:predict|/metadata]")
             status, body = 200, handler(match, request_body)
@@ -259,7 +297,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
 
     def _read_body(self) -> bytes:
         """The body framed by Content-Length or chunked Transfer-Encoding; _HttpError if
@@ -323,13 +362,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return b"".join(pieces)
 
     def _servable(self, match):
-        version = int(match["version"]) if match["version"] else None
-        return self.manager.servable(match["name"], version, match["label"] or "")
+        return self.manager.servable(_model_name(match), _version(match), _label(match))
 
     def _get(self, match, request_body: bytes):
-        if match["method"] == ":predict":
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "predict needs POST")
-        if match["method"] == "/metadata":
+        if (match["method"] or "").lower() == ":predict":
+            self._malformed()
+        if (match["method"] or "").lower() == "/metadata":
             servable = self._servable(match)
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             for key, signature in servable.signature_defs.items():
@@ -338,14 +376,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                    "version": str(servable.version)},
                     "metadata": {"signature_def": json_format.MessageToDict(
                         signature_map, preserving_proto_field_name=True)}}
-        states = self.manager.version_states(match["name"])
+        name = _model_name(match)
+        states = self.manager.version_states(name)
         if match["label"]:
-            version = self.manager.servable(match["name"], label=match["label"]).version
+            version = self.manager.servable(name, label=_label(match)).version
             states = {version: states[version]}
         elif match["version"]:
-            version = int(match["version"])
+            version = _version(match)
             if version not in states:
-                raise not_found(f"Could not find version {version} of model {match['name']}")
+                raise not_found(f"Could not find version {version} of model {name}")
             states = {version: states[version]}
         return {"model_version_status": [
             {"version": str(version), "state": state.state,
@@ -354,9 +393,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for version, state in sorted(states.items())]}
 
     def _post(self, match, request_body: bytes):
-        if match["method"] != ":predict":
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                               f"POST {self.path}: only :predict is served")
+        if (match["method"] or "").lower() != ":predict":
+            self._malformed()
         try:
             body = json.loads(request_body)
         except (ValueError, UnicodeDecodeError) as error:
@@ -390,6 +428,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             alias, array = next(iter(outputs.items()))
             return {"outputs": _json_value(array, alias)}
         return {"outputs": {alias: _json_value(array, alias) for alias, array in outputs.items()}}
+
+
+def _model_name(match) -> str:
+    return urllib.parse.unquote(match["name"])
+
+
+def _label(match) -> str:
+    return urllib.parse.unquote(match["label"] or "")
+
+
+def _version(match) -> int | None:
+    if not match["version"]:
+        return None
+    version = int(match["version"])
+    if version > _MAX_VERSION:
+        raise invalid_argument(f"Failed to convert version: {match['version']} to numeric.")
+    return version
 
 
 class _RestServer(http.server.ThreadingHTTPServer):

@@ -191,13 +191,19 @@ class Servable:
 
     def _run(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         signature = self.signature_defs[signature_name]
-        tensors = {name: tf.constant(array, dtype=tf.as_dtype(signature.inputs[name].dtype))
-                   for name, array in inputs.items()}
         with self._lock:
             self.model_calls += 1
         try:
+            tensors = {name: tf.constant(array, dtype=tf.as_dtype(signature.inputs[name].dtype))
+                       for name, array in inputs.items()}
             outputs = self._functions[signature_name](**tensors)
+            return {name: tensor.numpy() for name, tensor in outputs.items()}
         except tf.errors.OpError as error:
             code = _GRPC_CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
             raise ServingError(code, f"signature {signature_name!r}: {_short(error)}") from None
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+        except MemoryError as error:  # a host copy in or out, rather than TF's allocator
+            rows = next(iter(inputs.values())).shape[0]
+            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                               f"signature {signature_name!r}: out of memory running a batch "
+                               f"of {rows} rows ({error or 'no detail'}); send smaller "
+                               "batches") from None

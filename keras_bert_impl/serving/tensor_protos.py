@@ -32,7 +32,11 @@ def _utf8(item, index: int) -> bytes:
     if isinstance(item, bytes):
         return item
     if isinstance(item, str):
-        return item.encode("utf-8")
+        try:
+            return item.encode("utf-8")
+        except UnicodeEncodeError as error:  # a lone surrogate such as "\ud800"
+            raise ValueError(f"string tensor element {index} ({item[:40]!r}) is not valid "
+                             f"Unicode: {error.reason}") from None
     raise TypeError(f"string tensor element {index} is a {type(item).__name__} ({item!r}), "
                     "not str or bytes")
 
@@ -64,7 +68,25 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, value) -> None:
                             for index, item in enumerate(value.reshape(-1).tolist()))
 
 
-_MAX_FILLED_STRINGS = 1 << 20
+# A proto with fewer values than its shape holds is filled in with the last value, as
+# TensorFlow reads it, but only up to this many elements: past that, a message of a few
+# bytes would declare a batch that costs gigabytes to run.
+_MAX_FILLED_ELEMENTS = 1 << 16
+
+# The typed field each dtype's values travel in when `tensor_content` is not used.
+_VALUE_FIELDS = {
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val",
+    types_pb2.DT_INT32: "int_val", types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val",
+    types_pb2.DT_UINT8: "int_val", types_pb2.DT_UINT16: "int_val",
+    types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val",
+    types_pb2.DT_HALF: "half_val", types_pb2.DT_BFLOAT16: "half_val",
+    types_pb2.DT_STRING: "string_val",
+}
+
+
+def _dtype_name(enum: int) -> str:
+    return types_pb2.DataType.Name(enum) if enum in types_pb2.DataType.values() else str(enum)
 
 
 def _shape(proto: tensor_pb2.TensorProto) -> tuple[list[int], int]:
@@ -85,24 +107,30 @@ def _shape(proto: tensor_pb2.TensorProto) -> tuple[list[int], int]:
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     """The numpy array a TensorProto holds (raises ValueError/TypeError if it is malformed)."""
     shape, count = _shape(proto)
-    if proto.dtype == types_pb2.DT_STRING:
-        given = len(proto.string_val)
-        # Fewer strings are filled in with the last one, as TensorFlow reads a proto (below),
-        # but not into a tensor of a size no request means.
-        if given > count or (given < count and count > _MAX_FILLED_STRINGS):
-            raise ValueError(f"a string tensor of shape {shape} holds {count} strings, but the "
-                             f"proto has {given} string_val entries")
-        if given == count:
-            array = np.empty(count, dtype=object)
-            array[:] = list(proto.string_val)
-            return array.reshape(shape)
-    dtype = _numeric_dtypes()["to_numpy"].get(proto.dtype)
-    if dtype is not None and proto.tensor_content:
+    numeric = _numeric_dtypes()["to_numpy"].get(proto.dtype)
+    if numeric is not None and proto.tensor_content:
         content = proto.tensor_content
-        if len(content) != count * dtype.itemsize:
+        if len(content) != count * numeric.itemsize:
             raise ValueError(f"tensor_content has {len(content)} bytes; shape {shape} of "
-                             f"{dtype.name} needs {count * dtype.itemsize}")
-        return np.frombuffer(content, dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+                             f"{numeric.name} needs {count * numeric.itemsize}")
+        return np.frombuffer(content, numeric.newbyteorder("<")).astype(numeric).reshape(shape)
+    field = _VALUE_FIELDS.get(proto.dtype)
+    if field is None:
+        raise ValueError(f"dtype {_dtype_name(proto.dtype)} cannot be a request tensor; send "
+                         "DT_STRING, a number type or DT_BOOL")
+    given = len(getattr(proto, field))
+    if given > count or (0 < given < count and count > _MAX_FILLED_ELEMENTS):
+        raise ValueError(f"a {_dtype_name(proto.dtype)} tensor of shape {shape} holds {count} "
+                         f"values, but the proto has {given} in {field}"
+                         + (f" (filling in more than {_MAX_FILLED_ELEMENTS} from fewer is "
+                            "refused)" if given < count else ""))
+    if given == 0 and count > _MAX_FILLED_ELEMENTS:
+        raise ValueError(f"a {_dtype_name(proto.dtype)} tensor of shape {shape} holds {count} "
+                         f"values, but the proto has none (in {field} or tensor_content)")
+    if proto.dtype == types_pb2.DT_STRING and given == count:
+        array = np.empty(count, dtype=object)
+        array[:] = list(proto.string_val)
+        return array.reshape(shape)
     try:
         return tf.make_ndarray(proto)
     except MemoryError:  # its message is empty
