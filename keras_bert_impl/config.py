@@ -83,10 +83,10 @@ class BertConfig:
         if (
             isinstance(self.initializer_range, bool)
             or not isinstance(self.initializer_range, (int, float))
-            or self.initializer_range <= 0
+            or not 0 < self.initializer_range < float("inf")  # NaN fails too
         ):
             raise ValueError(
-                f"BertConfig.initializer_range must be a positive number, "
+                f"BertConfig.initializer_range must be a finite number > 0, "
                 f"got {self.initializer_range!r}."
             )
         if not isinstance(self.hidden_act, str) or self.hidden_act.lower() not in ACTIVATIONS:

@@ -157,3 +157,44 @@ def test_a_checkpoint_written_before_seed_states_were_saved_still_resumes(tmp_pa
                                checkpoint_name="ckpt").save(checkpoint_number=3)
     restarted = _dropout_model()
     assert TrainingCheckpoint(str(tmp_path), restarted, restarted.optimizer).restore() == 3
+
+
+@pytest.mark.parametrize("damage", ["truncated data", "truncated index", "deleted"])
+def test_a_damaged_newest_checkpoint_is_passed_over_for_the_newest_readable_one(
+        tmp_path, damage, caplog):
+    model, optimizer = _model_and_optimizer()
+    checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
+    for step in (2, 4, 6):
+        optimizer.iterations.assign(step)
+        model.layers[0].kernel.assign(np.full((3, 2), step, np.float32))
+        checkpoint.save()
+    newest = tmp_path / "checkpoints" / "ckpt-6"
+    data = next((tmp_path / "checkpoints").glob("ckpt-6.data-*"))
+    index = tmp_path / "checkpoints" / "ckpt-6.index"
+    if damage == "truncated data":
+        data.write_bytes(data.read_bytes()[:10])
+    elif damage == "truncated index":
+        index.write_bytes(index.read_bytes()[:20])
+    else:
+        data.unlink()
+        index.unlink()
+
+    restarted_model, restarted_optimizer = _model_and_optimizer()
+    restarted = TrainingCheckpoint(str(tmp_path), restarted_model, restarted_optimizer)
+    assert restarted.restore() == 4
+    assert restarted.restored_from.endswith("ckpt-4")
+    np.testing.assert_array_equal(restarted_model.layers[0].kernel, np.full((3, 2), 4))
+    assert f"{newest}: the checkpoint is damaged and cannot be read" in caplog.text
+
+
+def test_no_readable_checkpoint_is_an_error_naming_them(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
+    optimizer.iterations.assign(2)
+    checkpoint.save()
+    for index in (tmp_path / "checkpoints").glob("ckpt-2.index"):
+        index.write_bytes(b"not an sstable")
+    restarted = TrainingCheckpoint(str(tmp_path), *_model_and_optimizer())
+    with pytest.raises(ValueError, match=r"no checkpoint in .*checkpoints can be read "
+                                         r"\(.*ckpt-2\); use another model_dir"):
+        restarted.restore()

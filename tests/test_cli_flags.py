@@ -51,6 +51,11 @@ def test_help_through_a_console_script_lists_the_tools_flags_and_description():
     ("create_pretraining_data", "--max_document_sentences=0"),
     ("create_pretraining_data", "--dupe_factor=0"),
     ("quickstart", "--steps=0"),
+    ("pretrain", "--learning_rate=-0.01"),  # gradient ascent: the loss climbed, no error
+    ("pretrain", "--learning_rate=nan"),
+    ("pretrain", "--weight_decay_rate=-1"),
+    ("quickstart", "--learning_rate=0"),
+    ("finetune", "--num_train_epochs=0"),  # trained one step and exported it
 ])
 def test_counts_and_step_intervals_below_their_minimum_are_flag_errors(tool, flag):
     module = importlib.import_module(f"keras_bert_impl.cli.{tool}")

@@ -90,7 +90,9 @@ def test_unknown_preset_names_the_valid_ones():
         ({"max_position_embeddings": True}, "max_position_embeddings must be a positive integer"),
         ({"hidden_dropout_prob": 1.0}, "hidden_dropout_prob must be in \\[0, 1\\), got 1.0"),
         ({"attention_probs_dropout_prob": -0.1}, "attention_probs_dropout_prob must be in"),
-        ({"initializer_range": 0}, "initializer_range must be a positive number"),
+        ({"initializer_range": 0}, "initializer_range must be a finite number > 0"),
+        ({"initializer_range": float("nan")}, "initializer_range must be a finite number > 0"),
+        ({"initializer_range": float("inf")}, "initializer_range must be a finite number > 0"),
         ({"hidden_act": "mish"}, "hidden_act 'mish'.*expected one of.*gelu"),
     ],
 )

@@ -338,7 +338,46 @@ def test_a_setup_that_cannot_work_stops_before_training_naming_the_flag(
     code = finetune_in_process(monkeypatch, "--task=classify", *data, "--preset=bert_tiny",
                                f"--export_dir={tmp_path / 'export'}", "--export_version=1")
     assert code == 1 and "already holds version 1" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    code = finetune_in_process(monkeypatch, "--task=classify", *data, "--preset=bert_tiny",
+                               f"--export_dir={a_file}")
+    assert code == 1 and f"--export_dir={a_file} is a file" in capsys.readouterr().err
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(b"PK\x03\x04 cut short")
+    code = finetune_in_process(monkeypatch, "--task=classify", *data,
+                               f"--init_checkpoint={damaged}")
+    assert code == 1 and f"--init_checkpoint={damaged}: not a .keras archive" in \
+        capsys.readouterr().err
     assert not (tmp_path / "model" / "checkpoints").exists()
+    code = finetune_in_process(monkeypatch, "--task=classify", *data[:-2], "--preset=bert_tiny",
+                               f"--model_dir={a_file}")
+    assert code == 1 and f"--model_dir={a_file} is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--learning_rate=-0.01", "--learning_rate=nan",
+                                  "--num_train_epochs=0", "--num_train_epochs=-1",
+                                  "--warmup_proportion=2", "--export_version=-1"])
+def test_a_value_that_would_train_wrongly_is_a_flag_error(
+        flag, uncased_vocab, tmp_path, monkeypatch, capsys):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    code = finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
+                               f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
+                               f"--model_dir={tmp_path / 'model'}", "--preset=bert_tiny", flag)
+    assert code == 1 and f"flag {flag.split('=')[0]}=" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_training_set_with_a_single_label_is_refused(uncased_vocab, tmp_path, monkeypatch):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nfine\t1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="every training example has the label '1'; a "
+                                         "classifier needs examples of at least two labels"):
+        finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
+                            f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
+                            f"--model_dir={tmp_path / 'model'}", "--preset=bert_tiny",
+                            "--num_train_steps=1")
 
 
 def test_an_empty_training_or_evaluation_set_is_named_before_training(

@@ -90,3 +90,22 @@ def test_killed_finetuning_resumes_from_its_checkpoint_and_ends_like_an_uninterr
     assert resumed.keys() == uninterrupted.keys() and resumed
     for name in resumed:
         np.testing.assert_allclose(resumed[name], uninterrupted[name], atol=1e-5, err_msg=name)
+
+
+def test_a_restart_with_other_data_or_batching_flags_is_refused_naming_them(
+        tmp_path, uncased_vocab, sst2_files, tiny_config):
+    model_dir = tmp_path / "run"
+    command = _command(model_dir, *sst2_files, uncased_vocab, tiny_config)
+    command[command.index(f"--num_train_steps={STEPS}")] = f"--num_train_steps={SAVE_EVERY}"
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads((model_dir / "run_flags.json").read_text())["batch_size"] == 8
+    changed = [*command, "--batch_size=16", "--seq_length=64"]
+    restarted = subprocess.run(changed, capture_output=True, text=True, timeout=300, check=False)
+    assert restarted.returncode != 0
+    assert "holds a run started with other flags" in restarted.stderr
+    assert "--seq_length: 32 then, 64 now; --batch_size: 8 then, 16 now" in restarted.stderr
+    assert "Traceback" not in restarted.stderr
+    # What was there is untouched: the checkpoint, the labels and the recorded flags.
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{SAVE_EVERY}")
+    assert json.loads((model_dir / "run_flags.json").read_text())["batch_size"] == 8

@@ -266,3 +266,16 @@ def test_the_replica_consistent_loss_scaling_round_trips_through_a_keras_file(tm
     assert isinstance(loaded.optimizer, ReplicaConsistentLossScaleOptimizer)
     assert isinstance(loaded.optimizer.inner_optimizer, BertAdamW)
     assert int(loaded.optimizer.iterations.numpy()) == 1
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"init_lr": -1e-4}, "init_lr .* must be a finite number > 0, got -0.0001"),
+    ({"init_lr": 0.0}, "init_lr .* must be a finite number > 0"),
+    ({"init_lr": float("nan")}, "init_lr .* must be a finite number > 0, got nan"),
+    ({"init_lr": 1e-4, "weight_decay_rate": -1.0}, "weight_decay_rate must be a finite number"),
+    ({"init_lr": 1e-4, "end_lr": float("inf")}, "end_lr must be a finite number >= 0"),
+], ids=["negative", "zero", "nan", "negative decay", "infinite end"])
+def test_a_learning_rate_that_would_train_wrongly_is_refused(kwargs, words):
+    # A negative rate is gradient ascent: the loss climbs with no error.
+    with pytest.raises(ValueError, match=words):
+        create_optimizer(num_train_steps=10, num_warmup_steps=1, **kwargs)

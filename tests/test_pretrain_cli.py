@@ -44,6 +44,12 @@ def test_a_run_on_a_remote_filesystem_trains_and_writes_checkpoints_and_final_mo
         assert tf.io.gfile.exists(f"{model_dir}/{name}"), name
     with tf.io.gfile.GFile(f"{model_dir}/vocab.txt") as copied, tf.io.gfile.GFile(vocab) as given:
         assert copied.read() == given.read()
+    # A restart must read the data as the run did: other batches would make the saved
+    # data position (a batch count) point elsewhere.
+    with pytest.raises(app.UsageError, match="--train_batch_size: 4 then, 8 now; "
+                                             "--seed: 12345 then, 7 now"):
+        _run([*argv, "--num_train_steps=4", "--train_batch_size=8", "--seed=7"])
+    assert tf.train.latest_checkpoint(f"{model_dir}/checkpoints").endswith("ckpt-2")
 
 
 def test_raw_text_is_refused_where_tpu_hosts_run_the_input_pipelines(

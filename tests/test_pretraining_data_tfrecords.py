@@ -284,6 +284,31 @@ def test_an_output_file_that_is_a_directory_is_refused_before_the_corpus_is_read
     assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # no .partial file left behind
 
 
+def test_an_output_file_named_twice_is_refused_and_earlier_output_kept(
+        uncased_vocab, shared_data, tmp_path):
+    from absl import app, flags
+
+    from keras_bert_impl.cli import create_pretraining_data as tool
+
+    earlier = tmp_path / "x.tfrecord"
+    earlier.write_bytes(b"earlier records")
+    before = set(flags.FLAGS)
+    tool.define_flags()
+    try:
+        flags.FLAGS(["bert-create-pretraining-data",
+                     f"--output_file={earlier},{tmp_path}/./x.tfrecord",
+                     f"--input_file={shared_data / 'sample_text.txt'}",
+                     f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}"])
+        with pytest.raises(app.UsageError, match=r"--output_file names .*x.tfrecord more than "
+                                                 "once"):
+            tool.main([])
+    finally:
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+    assert list(tmp_path.iterdir()) == [earlier] and earlier.read_bytes() == b"earlier records"
+
+
 def test_a_corpus_of_one_line_documents_is_told_nsp_pairs_are_all_random(uncased_vocab, tmp_path):
     # A paragraph per line with blank lines between, as the Chinese sample corpus is.
     paragraphs = [f"paragraph {i} has several sentences . it goes on and on ." for i in range(30)]

@@ -108,6 +108,21 @@ def test_a_run_that_fails_before_training_leaves_the_output_dir_free(tmp_path):
         assert not quickstart._check_same_run()  # the default corpus may use it
 
 
+def test_a_gzip_corpus_is_read_as_its_text(tmp_path, monkeypatch):
+    import gzip
+
+    text = "The cat sat on the mat.\nIt was warm.\n\nA dog ran home.\nIt was late.\n"
+    with gzip.open(tmp_path / "corpus.txt.gz", "wt", encoding="utf-8") as f:
+        f.write(text)
+    with _flags([f"--output_dir={tmp_path / 'out'}", f"--corpus={tmp_path / 'corpus.txt.gz'}"]):
+        assert quickstart._documents() == [["The cat sat on the mat.", "It was warm."],
+                                           ["A dog ran home.", "It was late."]]
+    (tmp_path / "cut.txt.gz").write_bytes((tmp_path / "corpus.txt.gz").read_bytes()[:30])
+    with _flags([f"--output_dir={tmp_path / 'out'}", f"--corpus={tmp_path / 'cut.txt.gz'}"]), \
+            pytest.raises(ValueError, match="cut.txt.gz' is not a complete gzip file"):
+        quickstart._documents()
+
+
 def test_a_run_that_fails_before_its_first_checkpoint_does_not_hold_the_output_dir(tmp_path):
     with _flags([f"--output_dir={tmp_path}", "--vocab_size=5"]), \
             pytest.raises(ValueError, match="vocab_size=5"):

@@ -145,6 +145,12 @@ def test_an_empty_training_context_holds_no_answer(tmp_path):
      r"data\[0\].paragraphs\[0\].context: expected a string, found NoneType"),
     ([{"paragraphs": [{"context": "c", "qas": ["q"]}]}],
      r"data\[0\].paragraphs\[0\].qas: expected a list of objects"),
+    # A missing or misspelt key would drop questions or train on an empty text.
+    ([{"paragraphs": [{"qas": []}]}],
+     r"data\[0\].paragraphs\[0\]: no 'context' key \(found \['qas'\]\)"),
+    ([{"paragraphs": [{"context": "c", "qa": []}]}],
+     r"data\[0\].paragraphs\[0\]: no 'qas' key \(found \['context', 'qa'\]\)"),
+    ([{"paragraph": []}], r"data\[0\]: no 'paragraphs' key"),
 ])
 def test_a_file_of_another_shape_is_an_error_naming_where(tmp_path, data, where):
     path = tmp_path / "squad.json"
@@ -165,6 +171,7 @@ def test_a_file_of_another_shape_is_an_error_naming_where(tmp_path, data, where)
     (qa("q", "Who?", [], is_impossible="false"),
      r"qas\[0\] \(id 'q'\): 'is_impossible' must be true or false, found 'false'"),
     (qa("q", ["Who?"], []), r"qas\[0\] \(id 'q'\): 'question' must be a string, found list"),
+    ({"id": "q", "answers": []}, r"qas\[0\] \(id 'q'\): no 'question' key"),
 ])
 def test_a_malformed_question_is_an_error_naming_it(tmp_path, question, error, is_training):
     path = write_squad(tmp_path, [{"context": "Paris is in France.", "qas": [question]}])

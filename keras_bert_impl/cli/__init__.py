@@ -1,10 +1,20 @@
 """Command-line tools (absl flags), each with a run() entry for its console script."""
 
+import math
 import os
 import sys
 from collections.abc import Callable
 
 from absl import app, flags
+
+
+def require_positive(*names: str) -> None:
+    """Flag validators: each of `names` a finite number > 0 (a negative learning rate
+    would train by gradient ascent, without any error)."""
+    for name in names:
+        flags.register_validator(
+            name, lambda value: value is None or (math.isfinite(value) and value > 0),
+            message=f"--{name} must be a finite number > 0")
 
 
 def check_seq_length_fits(seq_length: int, config, source: str) -> None:

@@ -94,6 +94,11 @@ def main(argv):
         max_document_sentences=FLAGS.max_document_sentences,
     )
     output_files = [f.strip() for f in FLAGS.output_file.split(",") if f.strip()]
+    normalized = [os.path.normpath(path) for path in output_files]
+    repeated = [path for i, path in enumerate(output_files) if normalized[i] in normalized[:i]]
+    if repeated:
+        raise app.UsageError(f"--output_file names {repeated[0]} more than once; give each "
+                             "output file once")
     for path in output_files:
         if tf.io.gfile.isdir(path):  # found before the corpus is read, not at the end
             raise app.UsageError(f"--output_file={path} is a directory; name a file in it")

@@ -108,8 +108,7 @@ def _load_model():
     import keras_bert_impl  # noqa: F401  (registers the model classes for loading)
 
     if FLAGS.model:
-        _check_keras_file(FLAGS.model)
-        return keras.saving.load_model(FLAGS.model, compile=False)
+        return load_keras_file(FLAGS.model, "--model")
     from keras_bert_impl.checkpoints.google import load_google_checkpoint
     from keras_bert_impl.config import BertConfig
     from keras_bert_impl.models.encoder import BertEncoder
@@ -129,19 +128,31 @@ def _load_model():
     return model
 
 
-def _check_keras_file(path: str) -> None:
-    """Keras reports a damaged `.keras` file as "File not found"; say which it is."""
+def load_keras_file(path: str, flag: str):
+    """The model in a `.keras` file; a usage error naming `flag` and the file when it is
+    missing or damaged (Keras itself reports a damaged archive as "File not found")."""
     import zipfile
 
+    import keras
     import tensorflow as tf
 
+    import keras_bert_impl  # noqa: F401  (registers the model classes for loading)
+
     if not tf.io.gfile.exists(path):
-        raise app.UsageError(f"--model={path}: no such file")
-    if path.endswith(".keras"):
-        with tf.io.gfile.GFile(path, "rb") as f:
-            if not zipfile.is_zipfile(f):
-                raise app.UsageError(f"--model={path}: not a .keras archive (a zip file); "
-                                     "the file is damaged, truncated or of another format")
+        raise app.UsageError(f"{flag}={path}: no such file")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        try:
+            is_zip = zipfile.is_zipfile(f)
+        except tf.errors.OpError:  # GFile refuses the seek before a file shorter than a zip end
+            is_zip = False
+        if not is_zip:
+            raise app.UsageError(f"{flag}={path}: not a .keras archive (a zip file); "
+                                 "the file is damaged, truncated or of another format")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+        raise app.UsageError(f"{flag}={path}: cannot be loaded as a Keras model "
+                             f"({type(error).__name__}: {error})") from None
 
 
 def _check_span_labeler_flags(model, pair_inputs: bool) -> None:

@@ -24,11 +24,19 @@ import os
 import tensorflow as tf
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import check_seq_length_fits, run_tool
+from keras_bert_impl.cli import check_seq_length_fits, require_positive, run_tool
 from keras_bert_impl.cli.export import EXPORT_OPTIONS_FILE
+from keras_bert_impl.cli.run_flags import check_model_dir, check_or_record_run_flags
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
+
+# What a restart must keep: the data and how it is batched, and the learning-rate schedule.
+RESUME_FLAGS = ["task", "train_file", "tfds_name", "tfds_train_split", "text_a_column",
+                "text_b_column", "label_column", "lower_case", "seq_length", "batch_size",
+                "num_train_epochs", "num_train_steps", "warmup_proportion", "learning_rate",
+                "weight_decay_rate", "doc_stride", "max_query_length",
+                "version_2_with_negative", "seed"]
 
 # The original run_squad.py and run_classifier.py defaults.
 DEFAULT_SEQ_LENGTH = {"squad": 384, "classify": 128, "ner": 128}
@@ -70,12 +78,14 @@ def define_flags() -> None:
                        "although a long context yields several windows.")
     flags.DEFINE_integer("num_train_steps", None, "Training steps; overrides --num_train_epochs.",
                          lower_bound=1)
-    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.")
+    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of the steps with linear warmup.",
+                       lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate.")
-    flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+    flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).",
+                       lower_bound=0.0)
     flags.DEFINE_string("export_dir", None, "Export the fine-tuned model here for serving.")
     flags.DEFINE_integer("export_version", None, "Version directory under --export_dir; "
-                         "default: newest existing + 1.")
+                         "default: newest existing + 1.", lower_bound=0)
     flags.DEFINE_string("text_a_column", "sentence", "classify: column of the (first) text.")
     flags.DEFINE_string("text_b_column", None, "classify: column of the second text of pairs.")
     flags.DEFINE_string("label_column", "label", "classify: column of the label.")
@@ -98,6 +108,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
+    require_positive("learning_rate", "num_train_epochs")
     flags.mark_flags_as_required(["task", "vocab_file", "model_dir"])
     flags.register_multi_flags_validator(
         ["task", "train_file", "eval_file", "tfds_name"], _check_data_flags)
@@ -161,6 +172,7 @@ def main(argv):
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.seq_length is None:
         FLAGS.seq_length = DEFAULT_SEQ_LENGTH[FLAGS.task]
+    check_model_dir(FLAGS.model_dir)
     export_version = _export_version()
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
     preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
@@ -177,6 +189,7 @@ def main(argv):
     # Every worker of a multi-worker run trains, saves (into its own directory)
     # and evaluates; only the chief writes the results, the model and the export.
     chief, worker = is_chief(strategy), task_id(strategy)
+    check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=chief)
     with strategy.scope():
         encoder = _encoder()
         _check_encoder_fits(encoder.config, tokenizer)
@@ -243,7 +256,12 @@ def _export_version() -> int | None:
 
     if not FLAGS.export_dir:
         return None
-    version = FLAGS.export_version or next_version(FLAGS.export_dir)
+    if tf.io.gfile.exists(FLAGS.export_dir) and not tf.io.gfile.isdir(FLAGS.export_dir):
+        raise app.UsageError(f"--export_dir={FLAGS.export_dir} is a file; give a directory "
+                             "(versions are written under it)")
+    version = FLAGS.export_version
+    if version is None:
+        version = next_version(FLAGS.export_dir)
     if tf.io.gfile.exists(os.path.join(FLAGS.export_dir, str(version))):
         raise app.UsageError(f"--export_dir={FLAGS.export_dir} already holds version {version}; "
                              "pass another --export_version, or none for the next one")
@@ -268,7 +286,9 @@ def _encoder():
 
     path = FLAGS.init_checkpoint
     if path and path.endswith(".keras"):
-        loaded = keras.saving.load_model(path, compile=False)
+        from keras_bert_impl.cli.export import load_keras_file
+
+        loaded = load_keras_file(path, "--init_checkpoint")
         encoder = getattr(loaded, "encoder", loaded)
         if encoder.dtype_policy.name != keras.config.dtype_policy().name:
             # A bf16 pretraining run saves a bf16 encoder: fine-tune it in this

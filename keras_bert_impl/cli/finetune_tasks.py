@@ -49,6 +49,10 @@ class ClassifyTask:
         require_examples(len(train.labels), train_source, train.skipped_records)
         # TFDS names every class; a file only shows the labels it holds.
         self.labels = train.label_names or classification.sorted_labels(train.labels)
+        if len(self.labels) < 2:
+            raise ValueError(f"{train_source}: every training example has the label "
+                             f"{self.labels[0]!r}; a classifier needs examples of at least "
+                             "two labels")
         self.train, self.train_ids = classification.encode_labels(train, self.labels)
         self.eval, self.eval_ids = classification.encode_labels(
             evaluation, self.labels, skip_bad_records=flags.skip_bad_records)

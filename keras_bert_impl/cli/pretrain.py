@@ -13,10 +13,17 @@ import functools
 
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import check_seq_length_fits, run_tool
+from keras_bert_impl.cli import check_seq_length_fits, require_positive, run_tool
+from keras_bert_impl.cli.run_flags import check_model_dir, check_or_record_run_flags
 from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
+
+# What a restart must keep: what the consumed batches were, and the learning-rate
+# schedule. --num_train_steps may grow (train longer); the hardware flags may change.
+RESUME_FLAGS = ["input_files", "train_batch_size", "seq_length", "max_predictions_per_seq",
+                "lower_case", "whole_word_masking", "seed", "optimizer", "learning_rate",
+                "num_warmup_steps", "weight_decay_rate"]
 
 
 def define_flags() -> None:
@@ -35,7 +42,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.", lower_bound=1)
     flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.", lower_bound=0)
     flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
-    flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).")
+    flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).",
+                       lower_bound=0.0)
     flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
     flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
     flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
@@ -55,6 +63,7 @@ def define_flags() -> None:
     flags.DEFINE_bool("reseed_on_resume", False, "Resume with the data stream reseeded from the "
                       "step instead of skipping the batches already trained on: instant for long "
                       "runs, but the interrupted data order is not continued.")
+    require_positive("learning_rate")
     flags.mark_flags_as_required(["vocab_file", "input_files", "model_dir"])
     flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
 
@@ -62,6 +71,7 @@ def define_flags() -> None:
 def main(argv):
     del argv
     _check_step_flags()
+    check_model_dir(FLAGS.model_dir)
     logging.set_verbosity(logging.WARNING)
     import keras
 
@@ -81,6 +91,9 @@ def main(argv):
         tpu=FLAGS.tpu,
     )
     _check_input_runs_where_the_pipelines_run(run.strategy)
+    from keras_bert_impl.training.strategy import is_chief
+
+    check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=is_chief(run.strategy))
     run.build(
         optimizer_type=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,

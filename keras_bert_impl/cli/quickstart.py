@@ -20,7 +20,7 @@ import unicodedata
 
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import run_tool
+from keras_bert_impl.cli import require_positive, run_tool
 
 FLAGS = flags.FLAGS
 
@@ -43,6 +43,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("batch_size", 32, "Batch size.", lower_bound=1)
     flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (tiny models like it high).")
     flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents.")
+    require_positive("learning_rate")
     flags.mark_flags_as_mutual_exclusive(["corpus", "tfds_name"])
 
 
@@ -105,11 +106,15 @@ def _documents() -> list[list[str]]:
     from keras_bert_impl.cli import default_corpus
 
     if FLAGS.corpus:
-        from keras_bert_impl.data.corpus import expand_file_patterns
+        import gzip
+
+        from keras_bert_impl.data.corpus import check_corpus_file, expand_file_patterns, is_gzip
 
         documents = []
         for path in expand_file_patterns(FLAGS.corpus):
-            with open(path, encoding="utf-8", errors="ignore") as f:
+            check_corpus_file(path)
+            with (gzip.open(path, "rt", encoding="utf-8", errors="ignore") if is_gzip(path)
+                  else open(path, encoding="utf-8", errors="ignore")) as f:
                 documents.extend(_split_documents(f.read()))
         return documents
     if FLAGS.tfds_name:

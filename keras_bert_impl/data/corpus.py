@@ -61,7 +61,7 @@ def check_corpus_file(path: str) -> None:
 
     A file without text would add nothing, and a corpus of them would give an
     endless stream of nothing. Text is what the tokenizer keeps: not whitespace
-    (Unicode's too), control or format characters, or U+FFFD. TensorFlow's
+    (Unicode's too), control or format characters, combining marks, or U+FFFD. TensorFlow's
     reader stops silently where a truncated gzip file ends, so a `.gz` file is
     read to its end-of-stream marker and CRC first (about 150 MB of text a
     second on one core).
@@ -92,8 +92,9 @@ def _has_text(line: bytes) -> bool:
 
 
 def _is_text(character: str) -> bool:
+    # Combining marks alone carry no text: the uncased tokenizer strips them all.
     return not (character.isspace() or character == "\ufffd"
-                or unicodedata.category(character) in ("Cc", "Cf"))
+                or unicodedata.category(character) in ("Cc", "Cf", "Mn", "Me"))
 
 
 def _valid_utf8(lines: tf.Tensor) -> tf.Tensor:

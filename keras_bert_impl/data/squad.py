@@ -87,7 +87,10 @@ def read_squad(
     for a, article in enumerate(document["data"]):
         where = f"{path}: data[{a}]"
         for p, paragraph in enumerate(_objects(article, "paragraphs", where)):
-            context = paragraph.get("context", "")
+            if "context" not in paragraph:
+                raise ValueError(f"{where}.paragraphs[{p}]: no 'context' key (found "
+                                 f"{sorted(paragraph)})")
+            context = paragraph["context"]
             if not isinstance(context, str):
                 raise ValueError(f"{where}.paragraphs[{p}].context: expected a string, found "  # noqa: TRY004
                                  f"{type(context).__name__}")
@@ -110,10 +113,13 @@ def read_squad(
     return SquadExamples(examples, bad.skipped)
 
 
-def _objects(parent, key: str, where: str) -> list[dict]:
-    """`parent[key]`, a list of JSON objects; anything else is an error naming where."""
+def _objects(parent, key: str, where: str, required: bool = True) -> list[dict]:
+    """`parent[key]`, a list of JSON objects; anything else, or no such key when it is
+    `required` (a misspelt "qa" would drop its questions), is an error naming where."""
     if not isinstance(parent, dict):
         raise ValueError(f"{where}: expected an object, found {type(parent).__name__}")  # noqa: TRY004
+    if required and key not in parent:
+        raise ValueError(f"{where}: no {key!r} key (found {sorted(parent)})")
     items = parent.get(key, [])
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise ValueError(f"{where}.{key}: expected a list of objects")
@@ -136,7 +142,9 @@ def _question_fields(qa: dict, where: str) -> _QuestionFields:
     if not isinstance(question_id, str) or not question_id:
         raise ValueError(f"{where}: expected a non-empty string 'id', found {question_id!r}")
     where = f"{where} (id {question_id!r})"
-    question = qa.get("question", "")
+    if "question" not in qa:
+        raise ValueError(f"{where}: no 'question' key (found {sorted(qa)})")
+    question = qa["question"]
     if not isinstance(question, str):
         raise ValueError(f"{where}: 'question' must be a string, found "  # noqa: TRY004
                          f"{type(question).__name__}")
@@ -144,7 +152,7 @@ def _question_fields(qa: dict, where: str) -> _QuestionFields:
     if not isinstance(is_impossible, bool):
         raise ValueError(f"{where}: 'is_impossible' must be true or false, "  # noqa: TRY004
                          f"found {is_impossible!r}")
-    answers = _objects(qa, "answers", where)
+    answers = _objects(qa, "answers", where, required=False)
     for index, answer in enumerate(answers):
         if not isinstance(answer.get("text", ""), str):
             raise ValueError(f"{where}.answers[{index}].text: expected a string, found "  # noqa: TRY004

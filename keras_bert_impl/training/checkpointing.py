@@ -4,6 +4,7 @@ import os
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 
 class TrainingCheckpoint:
@@ -62,39 +63,62 @@ class TrainingCheckpoint:
         return int(self.optimizer.iterations.numpy())
 
     def restore(self) -> int:
-        """Restores the newest checkpoint if there is one; returns the batches to skip."""
-        latest = self.restored_from = tf.train.latest_checkpoint(self._chief_directory)
+        """Restores the newest checkpoint if there is one; returns the batches to skip.
+
+        A newest checkpoint that cannot be read (a truncated or corrupt file) is
+        passed over, with a warning, for the newest older one that can.
+        """
         if not self.optimizer.built:
             # Slots must exist before restoring into them.
             self.optimizer.build(self.model.trainable_variables)
-        if latest is not None:
+        self.restored_from = None
+        candidates = _newest_first(self._chief_directory)
+        for path in candidates:
             try:
-                saved = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
-                counts_batches = "batches" in saved
-                # Checkpoints written before the batch count or the seed states were
-                # saved hold the rest.
-                checkpoint = tf.train.Checkpoint(
-                    model=self.model, optimizer=self.optimizer,
-                    **({"batches": self.batches} if counts_batches else {}),
-                    **({"seed_states": self._seed_states} if "seed_states" in saved else {}))
-                checkpoint.restore(latest).assert_existing_objects_matched()
-            except (ValueError, AssertionError, tf.errors.OpError) as error:
-                saved_scaling = any(name.startswith("optimizer/dynamic_scale/")
-                                    for name, _ in tf.train.list_variables(latest))
-                scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-                if saved_scaling != scaling:
-                    raise ValueError(
-                        f"{latest} was written by a run {'with' if saved_scaling else 'without'} "
-                        "fp16 loss scaling: resume it with "
-                        f"--mixed_precision={'fp16' if saved_scaling else 'bf16 or none'}, "
-                        "as it started (the optimizer state is saved in another layout)"
-                    ) from None
+                self._restore_from(path)
+            except _DamagedCheckpoint as error:
+                logging.warning("%s", error)
+                continue
+            self.restored_from = path
+            return int(self.batches.numpy())
+        if candidates:
+            raise ValueError(f"no checkpoint in {self._chief_directory} can be read "
+                             f"({', '.join(candidates)}); use another model_dir to start afresh")
+        return 0
+
+    def _restore_from(self, path: str) -> None:
+        self.batches.assign(0)  # not what a damaged newer checkpoint left
+        try:
+            names = [name for name, _ in tf.train.list_variables(path)]
+        except tf.errors.OpError as error:
+            raise _DamagedCheckpoint(path, error) from None
+        saved = {name.split("/")[0] for name in names}
+        counts_batches = "batches" in saved
+        # Checkpoints written before the batch count or the seed states were
+        # saved hold the rest.
+        checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer=self.optimizer,
+            **({"batches": self.batches} if counts_batches else {}),
+            **({"seed_states": self._seed_states} if "seed_states" in saved else {}))
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except (IndexError, tf.errors.DataLossError) as error:  # a short or corrupt data file
+            raise _DamagedCheckpoint(path, error) from None
+        except (ValueError, AssertionError, tf.errors.OpError) as error:
+            saved_scaling = any(name.startswith("optimizer/dynamic_scale/") for name in names)
+            scaling = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+            if saved_scaling != scaling:
                 raise ValueError(
-                    f"{latest}: this model cannot resume from the checkpoint, which a run with "
-                    f"another configuration wrote; use another model_dir ({error})") from None
-            if not counts_batches or self.batches.numpy() == 0:
-                self.batches.assign(self.step)  # no count saved: the step is the position
-        return int(self.batches.numpy())
+                    f"{path} was written by a run {'with' if saved_scaling else 'without'} "
+                    "fp16 loss scaling: resume it with "
+                    f"--mixed_precision={'fp16' if saved_scaling else 'bf16 or none'}, "
+                    "as it started (the optimizer state is saved in another layout)"
+                ) from None
+            raise ValueError(
+                f"{path}: this model cannot resume from the checkpoint, which a run with "
+                f"another configuration wrote; use another model_dir ({error})") from None
+        if not counts_batches or self.batches.numpy() == 0:
+            self.batches.assign(self.step)  # no count saved: the step is the position
 
     def save(self) -> str:
         return self.manager.save(checkpoint_number=self.step)
@@ -102,6 +126,22 @@ class TrainingCheckpoint:
     def callback(self) -> keras.callbacks.Callback:
         """A callback that saves at the end of every epoch."""
         return _SaveAtEpochEnd(self)
+
+
+class _DamagedCheckpoint(Exception):
+    def __init__(self, path: str, error: Exception):
+        super().__init__(f"{path}: the checkpoint is damaged and cannot be read "
+                         f"({type(error).__name__}: {str(error).strip()[:200]}); trying an "
+                         "older one")
+
+
+def _newest_first(directory: str) -> list[str]:
+    """The checkpoints the `checkpoint` state file lists, newest first."""
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None or not state.model_checkpoint_path:
+        return []
+    paths = [state.model_checkpoint_path, *reversed(state.all_model_checkpoint_paths)]
+    return [path for index, path in enumerate(paths) if path not in paths[:index]]
 
 
 def seed_states(model: keras.Model) -> list[keras.Variable]:

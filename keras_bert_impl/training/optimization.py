@@ -1,5 +1,7 @@
 """The BERT optimizer: AdamW (or LAMB) with warmup, decay and gradient clipping."""
 
+import math
+
 import keras
 
 from keras_bert_impl.training.adamw import BertAdamW
@@ -36,6 +38,13 @@ def create_optimizer(
     pretrainer.compile(optimizer=opt)
     ```
     """
+    # A negative rate climbs the loss and a NaN one ruins the weights, both without error.
+    if not (isinstance(init_lr, (int, float)) and math.isfinite(init_lr) and init_lr > 0):
+        raise ValueError(f"init_lr (the peak learning rate) must be a finite number > 0, "
+                         f"got {init_lr!r}")
+    for name, value in (("weight_decay_rate", weight_decay_rate), ("end_lr", end_lr)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     schedule = WarmupPolynomialDecay(
         init_lr, num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps, end_lr=end_lr
     )

@@ -1,0 +1,53 @@
+"""The flags a training run in --model_dir started with, so that a restart resumes the same run.
+
+A checkpoint holds weights, optimizer state and a count of batches consumed; what
+those batches were (batch size, sequence length, data, casing, seed) and the
+learning-rate schedule come from the flags. A restart with other values would go on
+silently from a data position or a schedule step that means something else.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+from absl import app, flags
+
+RUN_FLAGS_FILE = "run_flags.json"
+
+
+def check_or_record_run_flags(model_dir: str, names: list[str], write: bool = True) -> None:
+    """Refuses a restart whose `names` flags differ from those of the run it would resume;
+    records them (when `write`, i.e. on the chief) for a run that starts afresh."""
+    check_model_dir(model_dir)
+    values = {name: _plain(flags.FLAGS[name].value) for name in names}
+    path = os.path.join(model_dir, RUN_FLAGS_FILE)
+    resuming = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
+    if resuming and tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            try:
+                previous = json.loads(f.read())
+            except ValueError as error:
+                raise app.UsageError(f"{path} is damaged ({error}); it records the flags of "
+                                     "the run in --model_dir") from None
+        changed = [f"--{name}: {previous[name]!r} then, {value!r} now"
+                   for name, value in values.items() if name in previous
+                   and previous[name] != value]
+        if changed:
+            raise app.UsageError(
+                f"--model_dir={model_dir} holds a run started with other flags ("
+                + "; ".join(changed) + "); resume it with those, or use another --model_dir")
+        values = {**previous, **values}
+    if write:
+        tf.io.gfile.makedirs(model_dir)
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(json.dumps(values, indent=2))
+
+
+def check_model_dir(model_dir: str) -> None:
+    """A --model_dir that is a file is a usage error now, not a TensorBoard error mid-fit."""
+    if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+        raise app.UsageError(f"--model_dir={model_dir} is a file; give a directory")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
