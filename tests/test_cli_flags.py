@@ -56,6 +56,10 @@ def test_help_through_a_console_script_lists_the_tools_flags_and_description():
     ("pretrain", "--weight_decay_rate=-1"),
     ("quickstart", "--learning_rate=0"),
     ("finetune", "--num_train_epochs=0"),  # trained one step and exported it
+    ("vocab", "--num_unused_tokens=-5"),
+    ("vocab", "--reserved_tokens="),  # a vocabulary every other tool refuses
+    ("vocab", "--reserved_tokens=[PAD],[UNK],[CLS]"),
+    ("export", "--seq_length_buckets=16,x,128"),
 ])
 def test_counts_and_step_intervals_below_their_minimum_are_flag_errors(tool, flag):
     module = importlib.import_module(f"keras_bert_impl.cli.{tool}")

@@ -110,6 +110,33 @@ def test_a_missing_or_damaged_keras_file_is_named_as_such(saved_models, bert_exp
         bert_export(f"--model={truncated}")
 
 
+def test_a_keras_file_with_damaged_contents_is_named(saved_models, bert_export, tmp_path):
+    import zipfile
+
+    damaged = tmp_path / "damaged.keras"
+    with zipfile.ZipFile(saved_models["encoder"]) as source, \
+            zipfile.ZipFile(damaged, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            target.writestr(item, b"{not json" if item.filename == "config.json" else data)
+    with pytest.raises(app.UsageError, match=r"--model=.*damaged.keras: cannot be loaded as a "
+                                             r"Keras model"):
+        bert_export(f"--model={damaged}")
+
+
+def test_labels_for_a_model_without_a_label_output_are_refused(
+        saved_models, bert_export, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("negative\npositive\n")
+    with pytest.raises(ValueError, match="a BertEncoder export has no output to name with them"):
+        bert_export(f"--model={saved_models['encoder']}", f"--labels_file={labels}")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match=r"a_file is a file; give a directory"):
+        export_saved_model(keras.saving.load_model(saved_models["encoder"]), str(a_file),
+                           vocab_file=flags.FLAGS.vocab_file, seq_length=32)
+
+
 def test_a_span_labeler_export_without_pair_inputs_is_refused(saved_models, bert_export):
     with pytest.raises(app.UsageError, match="BertSpanLabeler is exported with --pair_inputs"):
         bert_export(f"--model={saved_models['qa']}")

@@ -408,6 +408,9 @@ def test_a_corpus_file_without_text_is_an_error_naming_it(tokenizer, tmp_path):
         pretraining_dataset(str(invisible), tokenizer, seq_length=SEQ, batch_size=2)
     with pytest.raises(ValueError, match="matches no files"):
         pretraining_dataset(str(tmp_path / "missing*.txt"), tokenizer, seq_length=SEQ)
+    (tmp_path / "books").mkdir()
+    with pytest.raises(ValueError, match=r"matches the directory .*books; name the files in it"):
+        pretraining_dataset(str(tmp_path / "books"), tokenizer, seq_length=SEQ)
 
 
 def test_the_endless_stream_is_declared_infinite_so_keras_knows_the_length_of_a_take(

@@ -59,6 +59,9 @@ def define_flags() -> None:
                       "tensorflow_model_server runs it on CPU only when started with "
                       "--xla_cpu_compilation_enabled=true.")
     flags.mark_flags_as_required(["vocab_file", "export_dir"])
+    flags.register_validator(
+        "seq_length_buckets", lambda buckets: all(b.strip().isdigit() for b in buckets),
+        message="--seq_length_buckets must be comma-separated whole numbers, e.g. 32,64,128")
     flags.mark_flags_as_mutual_exclusive(["model", "init_checkpoint"], required=True)
 
 

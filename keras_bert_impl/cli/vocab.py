@@ -31,9 +31,20 @@ def define_flags() -> None:
         "reserved_tokens", ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "Tokens written first."
     )
     flags.DEFINE_integer(
-        "num_unused_tokens", 0, "[unused0]..[unusedN-1] written after the reserved tokens."
+        "num_unused_tokens", 0, "[unused0]..[unusedN-1] written after the reserved tokens.",
+        lower_bound=0,
     )
     flags.mark_flags_as_required(["input_files", "output_file"])
+    flags.register_validator(
+        "reserved_tokens", lambda tokens: not _missing_special_tokens(tokens),
+        message="--reserved_tokens must include [PAD], [UNK], [CLS] and [SEP], which the "
+                "tokenizer and the packer need (and [MASK] for pretraining)")
+
+
+def _missing_special_tokens(tokens) -> list[str]:
+    from keras_bert_impl.text.tokenizer import REQUIRED_TOKENS
+
+    return [token for token in REQUIRED_TOKENS.values() if token not in tokens]
 
 
 def main(argv):
@@ -72,6 +83,10 @@ def expand_globs(patterns: list[str]) -> list[str]:
         matches = sorted(tf.io.gfile.glob(pattern))
         if not matches:
             raise app.UsageError(f"--input_files: no file matches {pattern!r}")
+        directories = [path for path in matches if tf.io.gfile.isdir(path)]
+        if directories:
+            raise app.UsageError(f"--input_files: {pattern!r} matches the directory "
+                                 f"{directories[0]}; name the files in it")
         files += matches
     return files
 

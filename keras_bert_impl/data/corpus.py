@@ -34,7 +34,7 @@ DEFAULT_MAX_DOCUMENT_SENTENCES = 1000
 def expand_file_patterns(patterns: str | Sequence[str]) -> list[str]:
     """Returns the sorted files matched by comma-separated glob patterns.
 
-    Raises ValueError naming a pattern that matches nothing.
+    Raises ValueError naming a pattern that matches nothing, or a directory.
     """
     if isinstance(patterns, str):
         patterns = [patterns]
@@ -45,6 +45,10 @@ def expand_file_patterns(patterns: str | Sequence[str]) -> list[str]:
         matched = sorted(tf.io.gfile.glob(pattern))
         if not matched:
             raise ValueError(f"input file pattern {pattern!r} matches no files")
+        for path in matched:
+            if tf.io.gfile.isdir(path):
+                raise ValueError(f"input file pattern {pattern!r} matches the directory {path}; "
+                                 f"name the files in it (e.g. {path}/*.txt)")
         files.extend(matched)
     if not files:
         raise ValueError(f"no input files given (patterns: {list(patterns)!r})")

@@ -9,6 +9,8 @@ from keras_bert_impl.text.vocab_file import read_vocab_file
 
 @register_serving_head(BertClassifier)
 class ClassifierServing(ServingHead):
+    takes_labels = True
+
     def __init__(self, model, context):
         super().__init__(model, context)
         self._labels = None

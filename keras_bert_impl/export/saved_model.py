@@ -95,6 +95,9 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
         raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but the model's "
                          f"vocab_size is {config.vocab_size}; export with the vocabulary it was "
                          "trained on")
+    if os.path.exists(export_base) and not os.path.isdir(export_base):
+        raise ValueError(f"export_base {export_base} is a file; give a directory (versions "
+                         "are written under it)")
     os.makedirs(export_base, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bert-export-") as scratch:
         labels_file = labels
@@ -107,6 +110,9 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
                                  version_2_with_negative=version_2_with_negative,
                                  null_score_diff_threshold=null_score_diff_threshold)
         head = serving_head_for(model, context)
+        if labels is not None and not head.takes_labels:
+            raise ValueError(f"labels are served by classifiers and token classifiers; a "
+                             f"{type(model).__name__} export has no output to name with them")
         staging = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=export_base)
         try:
             _write(model, head, tokenizer, staging, pair_inputs, config)

@@ -55,6 +55,9 @@ class ServingContext:
 class ServingHead:
     """Serving outputs for one model kind; subclasses implement `outputs`."""
 
+    # Whether the head serves names from a labels file (`label`, `tags`).
+    takes_labels = False
+
     def __init__(self, model: keras.Model, context: ServingContext):
         self.model = model
         self.context = context

@@ -23,6 +23,8 @@ from keras_bert_impl.text.vocab_file import read_vocab_file
 
 @register_serving_head(BertTokenClassifier)
 class TokenClassifierServing(ServingHead):
+    takes_labels = True
+
     def __init__(self, model, context):
         super().__init__(model, context)
         if not context.labels_file:

@@ -6,7 +6,7 @@ import tensorflow_text as tf_text
 from keras_bert_impl.text.basic_tokenization import normalize, split_words
 from keras_bert_impl.text.vocab_file import read_vocab_file
 
-_REQUIRED_TOKENS = {"pad_id": "[PAD]", "unk_id": "[UNK]", "cls_id": "[CLS]", "sep_id": "[SEP]"}
+REQUIRED_TOKENS = {"pad_id": "[PAD]", "unk_id": "[UNK]", "cls_id": "[CLS]", "sep_id": "[SEP]"}
 _UNK = "[UNK]"
 # A UTF-8 character is at most 4 bytes, so a word within the character limit
 # never hits TF-Text's byte limit; the character limit is applied separately.
@@ -48,7 +48,7 @@ class BertTokenizer(tf.Module):
         self.vocab, self.vocab_sha256 = read_vocab_file(vocab_file)
         self.vocab_size = len(self.vocab)
         ids = {token: i for i, token in enumerate(self.vocab)}
-        for attribute, token in _REQUIRED_TOKENS.items():
+        for attribute, token in REQUIRED_TOKENS.items():
             if token not in ids:
                 raise ValueError(f"{vocab_file}: vocabulary has no {token} token (BERT needs it)")
             setattr(self, attribute, ids[token])
