@@ -106,10 +106,6 @@ def next_version(export_dir: str) -> int:
 
 
 def _load_model():
-    import keras
-
-    import keras_bert_impl  # noqa: F401  (registers the model classes for loading)
-
     if FLAGS.model:
         return load_keras_file(FLAGS.model, "--model")
     from keras_bert_impl.checkpoints.google import load_google_checkpoint
