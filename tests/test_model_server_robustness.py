@@ -446,6 +446,9 @@ def test_malformed_tensor_proto_shapes_are_refused_when_read():
     assert np.array_equal(to_ndarray(_string_proto([2], [b"a", b"b"])), [b"a", b"b"])
     # As TensorFlow reads protos: a short list is filled in with its last string.
     assert np.array_equal(to_ndarray(_string_proto([3], [b"a", b"b"])), [b"a", b"b", b"b"])
+    # A response (read by the client) is read as TensorFlow reads it, at any size.
+    filled = to_ndarray(_typed_proto(types_pb2.DT_INT32, [1, 1 << 17], int_val=[-1]))
+    assert filled.shape == (1, 1 << 17) and (filled == -1).all()
 
 
 def test_polling_keeps_going_after_an_unexpected_error(tmp_path, monkeypatch):

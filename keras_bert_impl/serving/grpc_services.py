@@ -12,7 +12,11 @@ from tensorflow_serving.apis import (
 from keras_bert_impl.serving.errors import ServingError, invalid_argument
 from keras_bert_impl.serving.model_manager import ModelManager
 from keras_bert_impl.serving.servable import DEFAULT_SIGNATURE
-from keras_bert_impl.serving.tensor_protos import fill_tensor_proto, to_ndarray
+from keras_bert_impl.serving.tensor_protos import (
+    MAX_FILLED_REQUEST_ELEMENTS,
+    fill_tensor_proto,
+    to_ndarray,
+)
 
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 
@@ -44,7 +48,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = {}
         for alias, proto in request.inputs.items():
             try:
-                inputs[alias] = to_ndarray(proto)
+                inputs[alias] = to_ndarray(proto, MAX_FILLED_REQUEST_ELEMENTS)
             except Exception as error:  # noqa: BLE001 - any malformed TensorProto
                 raise invalid_argument(f"tensor parsing error: {alias}: {error}") from None
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE

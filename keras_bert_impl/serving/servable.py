@@ -14,7 +14,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from keras_bert_impl.serving.batching import Batcher
 from keras_bert_impl.serving.batching_parameters import BatchingOptions
 from keras_bert_impl.serving.errors import ServingError, invalid_argument
-from keras_bert_impl.serving.tensor_protos import to_ndarray
+from keras_bert_impl.serving.tensor_protos import MAX_FILLED_REQUEST_ELEMENTS, to_ndarray
 
 DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -118,7 +118,8 @@ class Servable:
             if not log.HasField("predict_log"):
                 raise ValueError(f"{path}: record {count} is not a predict_log")
             request = log.predict_log.request
-            inputs = {k: to_ndarray(v) for k, v in request.inputs.items()}
+            inputs = {name: to_ndarray(proto, MAX_FILLED_REQUEST_ELEMENTS)
+                      for name, proto in request.inputs.items()}
             self.predict(request.model_spec.signature_name, inputs)
             count += 1
         return count

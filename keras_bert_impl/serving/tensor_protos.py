@@ -68,10 +68,10 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, value) -> None:
                             for index, item in enumerate(value.reshape(-1).tolist()))
 
 
-# A proto with fewer values than its shape holds is filled in with the last value, as
-# TensorFlow reads it, but only up to this many elements: past that, a message of a few
+# A request proto with fewer values than its shape holds is filled in with the last value,
+# as TensorFlow reads it, but only up to this many elements: past that, a message of a few
 # bytes would declare a batch that costs gigabytes to run.
-_MAX_FILLED_ELEMENTS = 1 << 16
+MAX_FILLED_REQUEST_ELEMENTS = 1 << 16
 
 # The typed field each dtype's values travel in when `tensor_content` is not used.
 _VALUE_FIELDS = {
@@ -104,8 +104,12 @@ def _shape(proto: tensor_pb2.TensorProto) -> tuple[list[int], int]:
     return shape, count
 
 
-def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """The numpy array a TensorProto holds (raises ValueError/TypeError if it is malformed)."""
+def to_ndarray(proto: tensor_pb2.TensorProto, max_filled: float = math.inf) -> np.ndarray:
+    """The numpy array a TensorProto holds (raises ValueError/TypeError if it is malformed).
+
+    A tensor of more than `max_filled` elements must carry all its values (requests:
+    `MAX_FILLED_REQUEST_ELEMENTS`); responses are read as TensorFlow reads them.
+    """
     shape, count = _shape(proto)
     numeric = _numeric_dtypes()["to_numpy"].get(proto.dtype)
     if numeric is not None and proto.tensor_content:
@@ -119,12 +123,12 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
         raise ValueError(f"dtype {_dtype_name(proto.dtype)} cannot be a request tensor; send "
                          "DT_STRING, a number type or DT_BOOL")
     given = len(getattr(proto, field))
-    if given > count or (0 < given < count and count > _MAX_FILLED_ELEMENTS):
+    if given > count or (0 < given < count and count > max_filled):
         raise ValueError(f"a {_dtype_name(proto.dtype)} tensor of shape {shape} holds {count} "
                          f"values, but the proto has {given} in {field}"
-                         + (f" (filling in more than {_MAX_FILLED_ELEMENTS} from fewer is "
+                         + (f" (filling in more than {max_filled} from fewer is "
                             "refused)" if given < count else ""))
-    if given == 0 and count > _MAX_FILLED_ELEMENTS:
+    if given == 0 and count > max_filled:
         raise ValueError(f"a {_dtype_name(proto.dtype)} tensor of shape {shape} holds {count} "
                          f"values, but the proto has none (in {field} or tensor_content)")
     if proto.dtype == types_pb2.DT_STRING and given == count:
