@@ -266,6 +266,36 @@ def test_a_rest_body_of_unknown_length_is_refused_and_the_connection_closed(
     _assert_serves(server)
 
 
+@pytest.mark.parametrize("stalled", ["body", "chunked body", "headers", "idle connection"])
+def test_a_stalled_rest_client_is_timed_out_and_holds_nothing(toy_base, stalled):
+    half = GOOD_BODY[:5]
+    sent = {
+        "body": _post("/v1/models/bert:predict", f"Content-Length: {len(GOOD_BODY)}\r\n", half),
+        "chunked body": _post("/v1/models/bert:predict", "Transfer-Encoding: chunked\r\n",
+                              b"%x\r\n" % len(GOOD_BODY) + half),
+        "headers": b"POST /v1/models/bert:predict HTTP/1.1\r\nHost: x\r\n",
+        "idle connection": b"",
+    }[stalled]
+    with start_server(toy_base, rest_api_port=0, file_system_poll_wait_seconds=0,
+                      rest_api_timeout_in_ms=300) as handle:
+        with _connect(handle.rest_api_port) as connection:
+            connection.sendall(sent)
+            reader = connection.makefile("rb")
+            answer = _read_reply(reader)  # blocks until the server acts (socket timeout 30 s)
+            if stalled.endswith("body"):
+                assert answer[0] == 408 and "stalled" in answer[2]["error"], answer
+                assert answer[1].get("connection") == "close"
+                answer = _read_reply(reader)
+            assert answer is None  # closed: no thread waits on it any more
+        wait_for(lambda: not handle._rest_server._open, timeout=10, what="connection let go")
+        _assert_serves(handle)
+
+
+def test_a_rest_read_timeout_must_be_positive(toy_base):
+    with pytest.raises(ValueError, match="timeout must be > 0"):
+        start_server(toy_base, rest_api_port=0, rest_api_timeout_in_ms=0)
+
+
 @pytest.mark.parametrize("body, words", [
     (b'{"instances": ["\\ud800"]}', "not valid Unicode"),
     (b'{"instances": [{"text": "\\udfff x"}]}', "not valid Unicode"),

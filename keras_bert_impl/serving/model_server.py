@@ -34,11 +34,15 @@ flags.DEFINE_boolean("allow_version_labels_for_unavailable_models", False,
                      "Let version_labels name versions that are not (yet) available.")
 flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0, "Threads within an op; 0 = all cores.")
 flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0, "Ops run at once; 0 = all cores.")
+flags.DEFINE_integer("rest_api_timeout_in_ms", 30000,
+                     "Timeout for REST reads: a connection that sends nothing for this long is "
+                     "closed, with 408 if a request body was under way. (TF Serving's flag "
+                     "bounds the whole call; here the model call is not cut short.)",
+                     lower_bound=1)
 # Accepted so that tensorflow_model_server command lines run unchanged; they
 # change nothing here (XLA-compiled exports always run, REST has no thread pool).
 flags.DEFINE_boolean("xla_cpu_compilation_enabled", False, "Accepted; XLA exports always run here.")
 flags.DEFINE_integer("rest_api_num_threads", 0, "Accepted; unused.")
-flags.DEFINE_integer("rest_api_timeout_in_ms", 30000, "Accepted; unused.")
 
 
 def main(argv):
@@ -59,7 +63,8 @@ def main(argv):
             load_retry_interval_micros=FLAGS.load_retry_interval_micros,
             enable_model_warmup=FLAGS.enable_model_warmup,
             allow_version_labels_for_unavailable_models=(
-                FLAGS.allow_version_labels_for_unavailable_models))
+                FLAGS.allow_version_labels_for_unavailable_models),
+            rest_api_timeout_in_ms=FLAGS.rest_api_timeout_in_ms)
     except (ValueError, OSError) as error:
         # A configuration mistake (files, flags, ports): the reason, not a traceback.
         logging.error("Cannot start the model server: %s", error)

@@ -5,7 +5,9 @@ Request and response JSON follow TF Serving: row format (`instances` ->
 `{"b64": ...}`; string outputs whose alias ends in `_bytes` are base64-encoded.
 Bodies come with Content-Length or chunked Transfer-Encoding, up to
 `MAX_BODY_BYTES` (413 above it); a body whose end cannot be found gets 400 and
-the connection is closed, so its bytes are never read as a next request.
+the connection is closed, so its bytes are never read as a next request. A
+connection that sends nothing for the read timeout (`--rest_api_timeout_in_ms`)
+is closed, with 408 if a request was under way, so stalled clients hold no thread.
 """
 
 import base64
@@ -38,6 +40,7 @@ _API_PREFIX = re.compile(r"^/v1/", re.IGNORECASE)
 _MAX_VERSION = (1 << 63) - 1
 # Python's JSON parser needs several times the body in memory; bigger batches go by gRPC.
 MAX_BODY_BYTES = 256 << 20
+DEFAULT_READ_TIMEOUT = 30.0  # seconds; TF Serving's --rest_api_timeout_in_ms default
 _READ_PIECE = 1 << 20  # a body is read in pieces, so a claimed size reserves no memory
 _MAX_LINE = 1 << 16
 _ASCII_DIGITS = re.compile(r"[0-9]+")
@@ -267,7 +270,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Reads the whole request first, so a keep-alive connection stays in step, then
         answers with JSON whatever happens: the server survives every request."""
         try:
-            request_body = self._read_body()
+            try:
+                request_body = self._read_body()
+            except TimeoutError:
+                raise _HttpError(408, f"the request body stalled: nothing arrived for "
+                                      f"{self.timeout:g} s (the REST API's read timeout)")
             match = _PATH.match(self.path)
             if match is None:
                 if _NO_MODEL_NAME.match(self.path):
@@ -513,10 +520,14 @@ def _hang_up(handler: _Handler) -> None:
 
 
 def make_rest_server(manager: ModelManager, host: str, port: int,
-                     max_body_bytes: int = MAX_BODY_BYTES) -> _RestServer:
+                     max_body_bytes: int = MAX_BODY_BYTES,
+                     read_timeout: float = DEFAULT_READ_TIMEOUT) -> _RestServer:
     """A threaded HTTP server for the REST API; call `serve_forever()` in a thread and
-    `drain(grace)` to stop it."""
-    handler = type("RestHandler", (_Handler,), {"manager": manager})
+    `drain(grace)` to stop it. A connection silent for `read_timeout` seconds is closed."""
+    if not read_timeout > 0:
+        raise ValueError(f"the REST read timeout must be > 0 seconds, not {read_timeout}")
+    # socketserver's StreamRequestHandler applies `timeout` to every read of the socket.
+    handler = type("RestHandler", (_Handler,), {"manager": manager, "timeout": read_timeout})
     return _RestServer((host, port), handler, max_body_bytes)
 
 

@@ -81,7 +81,8 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                  max_num_load_retries: int = 5,
                  load_retry_interval_micros: int = 60_000_000,
                  enable_model_warmup: bool = True,
-                 allow_version_labels_for_unavailable_models: bool = False) -> ServerHandle:
+                 allow_version_labels_for_unavailable_models: bool = False,
+                 rest_api_timeout_in_ms: int = 30_000) -> ServerHandle:
     """Starts the server in this process; port 0 picks a free port (see `handle.port`).
 
     Example:
@@ -120,8 +121,9 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
     rest_server = None
     if rest_api_port is not None:
         try:
-            rest_server = make_rest_server(manager, host, rest_api_port)
-        except OSError:
+            rest_server = make_rest_server(manager, host, rest_api_port,
+                                           read_timeout=rest_api_timeout_in_ms / 1000)
+        except (OSError, ValueError):
             server.stop(0)
             manager.stop()
             raise
