@@ -130,11 +130,20 @@ def test_labels_for_a_model_without_a_label_output_are_refused(
     labels.write_text("negative\npositive\n")
     with pytest.raises(ValueError, match="a BertEncoder export has no output to name with them"):
         bert_export(f"--model={saved_models['encoder']}", f"--labels_file={labels}")
+    assert not (tmp_path / "export").exists()  # a failed first export leaves no empty base
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with pytest.raises(ValueError, match=r"a_file is a file; give a directory"):
         export_saved_model(keras.saving.load_model(saved_models["encoder"]), str(a_file),
                            vocab_file=flags.FLAGS.vocab_file, seq_length=32)
+
+
+def test_a_sequence_length_beyond_the_position_table_is_refused_before_writing(
+        saved_models, bert_export, tmp_path):
+    with pytest.raises(ValueError, match=r"seq_length=65 must be 1 to the model's "
+                                         r"max_position_embeddings=64"):
+        bert_export(f"--model={saved_models['encoder']}", "--seq_length=65")
+    assert not (tmp_path / "export").exists()
 
 
 def test_a_span_labeler_export_without_pair_inputs_is_refused(saved_models, bert_export):

@@ -95,35 +95,44 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
         raise ValueError(f"{vocab_file} has {tokenizer.vocab_size} tokens but the model's "
                          f"vocab_size is {config.vocab_size}; export with the vocabulary it was "
                          "trained on")
+    if config is not None and not 1 <= seq_length <= config.max_position_embeddings:
+        raise ValueError(f"seq_length={seq_length} must be 1 to the model's "
+                         f"max_position_embeddings={config.max_position_embeddings}")
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise ValueError(f"export_base {export_base} is a file; give a directory (versions "
                          "are written under it)")
+    created_base = not os.path.exists(export_base)
     os.makedirs(export_base, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bert-export-") as scratch:
-        labels_file = labels
-        if labels is not None and not isinstance(labels, str):
-            labels_file = _write_labels_file(list(labels), scratch)
-        context = ServingContext(tokenizer, BertPreprocessor(tokenizer, seq_length),
-                                 pair_inputs, top_k, labels_file, buckets, doc_stride,
-                                 max_query_length, max_answer_length,
-                                 n_best_size=n_best_size, jit_compile=jit_compile,
-                                 version_2_with_negative=version_2_with_negative,
-                                 null_score_diff_threshold=null_score_diff_threshold)
-        head = serving_head_for(model, context)
-        if labels is not None and not head.takes_labels:
-            raise ValueError(f"labels are served by classifiers and token classifiers; a "
-                             f"{type(model).__name__} export has no output to name with them")
-        staging = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=export_base)
-        try:
-            _write(model, head, tokenizer, staging, pair_inputs, config)
-            check_serving_ops(staging)
-            write_warmup_requests(staging, _warmup_requests(head, pair_inputs, tokenizer),
-                                  model_name=model_name)
-            if os.path.exists(export_dir):
-                shutil.rmtree(export_dir)
-            os.rename(staging, export_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bert-export-") as scratch:
+            labels_file = labels
+            if labels is not None and not isinstance(labels, str):
+                labels_file = _write_labels_file(list(labels), scratch)
+            context = ServingContext(tokenizer, BertPreprocessor(tokenizer, seq_length),
+                                     pair_inputs, top_k, labels_file, buckets, doc_stride,
+                                     max_query_length, max_answer_length,
+                                     n_best_size=n_best_size, jit_compile=jit_compile,
+                                     version_2_with_negative=version_2_with_negative,
+                                     null_score_diff_threshold=null_score_diff_threshold)
+            head = serving_head_for(model, context)
+            if labels is not None and not head.takes_labels:
+                raise ValueError(f"labels are served by classifiers and token classifiers; a "
+                                 f"{type(model).__name__} export has no output to name with them")
+            staging = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=export_base)
+            try:
+                _write(model, head, tokenizer, staging, pair_inputs, config)
+                check_serving_ops(staging)
+                write_warmup_requests(staging, _warmup_requests(head, pair_inputs, tokenizer),
+                                      model_name=model_name)
+                if os.path.exists(export_dir):
+                    shutil.rmtree(export_dir)
+                os.rename(staging, export_dir)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        if created_base and not os.listdir(export_base):
+            os.rmdir(export_base)  # a failed first export leaves no empty base behind
+        raise
     return export_dir
 
 
