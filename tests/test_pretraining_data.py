@@ -393,6 +393,26 @@ def test_max_document_sentences_below_one_is_an_error(tokenizer, english_corpus,
                             max_document_sentences=value)
 
 
+def test_a_corpus_never_split_into_lines_is_warned_about(english_corpus, tmp_path):
+    import warnings
+
+    from keras_bert_impl.data.corpus import check_corpus_file
+
+    sentence = "It is a truth universally acknowledged that a single man wants a wife. "
+    unsplit = tmp_path / "book.txt"
+    unsplit.write_text("\n" + sentence * 2000 + "\n", encoding="utf-8")
+    compressed = tmp_path / "book.txt.gz"
+    compressed.write_bytes(gzip.compress(unsplit.read_bytes()))
+    for path in (unsplit, compressed):
+        with pytest.warns(UserWarning, match=r"book.txt(.gz)?' starts with a line of 142,000 "
+                                             r"bytes: each line is one sentence"):
+            check_corpus_file(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for path in english_corpus.split(","):
+            check_corpus_file(path)  # real corpora, one sentence per line: no warning
+
+
 def test_a_corpus_file_without_text_is_an_error_naming_it(tokenizer, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")

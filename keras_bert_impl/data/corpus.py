@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import unicodedata
+import warnings
 import zlib
 from collections.abc import Sequence
 
@@ -29,6 +30,9 @@ ONE_SENTENCE_DOCUMENTS_WARNING = (
     "documents); split paragraphs at sentence ends (. ! ? 。！？) first.")
 
 DEFAULT_MAX_DOCUMENT_SENTENCES = 1000
+# A sentence this long is text that was never split into lines: all of it past
+# max_seq_length tokens is dropped by truncation.
+UNSPLIT_LINE_BYTES = 100_000
 
 
 def expand_file_patterns(patterns: str | Sequence[str]) -> list[str]:
@@ -61,34 +65,44 @@ def is_gzip(path: str) -> bool:
 
 def check_corpus_file(path: str) -> None:
     """Raises ValueError when a corpus file holds no line with text, or is a damaged
-    gzip file.
+    gzip file; warns when its first line with text is over `UNSPLIT_LINE_BYTES`.
 
     A file without text would add nothing, and a corpus of them would give an
     endless stream of nothing. Text is what the tokenizer keeps: not whitespace
     (Unicode's too), control or format characters, combining marks, or U+FFFD. TensorFlow's
     reader stops silently where a truncated gzip file ends, so a `.gz` file is
     read to its end-of-stream marker and CRC first (about 150 MB of text a
-    second on one core).
+    second on one core). A line is a sentence, so a file that was never split
+    into lines would train on its first max_seq_length tokens alone.
     """
     with tf.io.gfile.GFile(path, "rb") as raw:
         if not is_gzip(path):
-            if any(_has_text(line) for line in raw):
-                return
+            first = _first_text_line(raw)
         else:
             try:
                 with gzip.GzipFile(fileobj=raw) as lines:
-                    has_text = any(_has_text(line) for line in lines)
+                    first = _first_text_line(lines)
                     while lines.read(1 << 24):
                         pass
             except (EOFError, OSError, zlib.error) as e:
                 raise ValueError(
                     f"corpus file {path!r} is not a complete gzip file ({e}): it was probably "
                     "cut short while copied or downloaded; copy it again") from None
-            if has_text:
-                return
-    raise ValueError(
-        f"corpus file {path!r} holds no text: expected one sentence per line with a "
-        "blank line between documents")
+    if first is None:
+        raise ValueError(
+            f"corpus file {path!r} holds no text: expected one sentence per line with a "
+            "blank line between documents")
+    length = len(first.rstrip(b"\r\n"))
+    if length > UNSPLIT_LINE_BYTES:
+        warnings.warn(
+            f"corpus file {path!r} starts with a line of {length:,} bytes: each line is "
+            "one sentence, and a sentence's tokens past the sequence length are dropped; "
+            "split the text into sentences, one per line, with a blank line between "
+            "documents", stacklevel=2)
+
+
+def _first_text_line(lines) -> bytes | None:
+    return next((line for line in lines if _has_text(line)), None)
 
 
 def _has_text(line: bytes) -> bool:
