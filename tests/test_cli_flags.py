@@ -85,3 +85,18 @@ def test_a_usage_error_found_while_running_is_one_line_not_the_flag_listing(tmp_
     assert f"--output_file={tmp_path} is a directory; name a file in it" in result.stderr
     assert "--vocab_size" not in result.stderr + result.stdout  # no flag listing
     assert "Traceback" not in result.stderr
+
+
+def test_bad_input_found_while_running_is_one_line_with_the_traceback_on_request(tmp_path):
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n \n", encoding="utf-8")
+    wrapper = "import sys; from keras_bert_impl.cli.vocab import run; sys.exit(run())"
+    command = [sys.executable, "-c", wrapper, f"--input_files={blank}",
+               f"--output_file={tmp_path / 'vocab.txt'}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    assert "ValueError: corpus file" in result.stderr and "holds no text" in result.stderr
+    assert "Traceback" not in result.stderr and "--verbosity=1" in result.stderr
+    verbose = subprocess.run([*command, "--verbosity=1"], capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr

@@ -44,14 +44,23 @@ def run_tool(module_name: str, define_flags: Callable[[], None], main: Callable)
 def _short_usage_errors(main: Callable) -> Callable:
     """`main`, with a usage error found while it runs (a taken export version, flags that
     disagree with the run in --model_dir) said in one line, as absl says a flag parsing
-    error, instead of after the tool's whole flag listing."""
+    error, instead of after the tool's whole flag listing; and bad input (ValueError,
+    OSError: a damaged file, a corpus without text, settings that contradict each other)
+    said in one line, with the traceback only at --verbosity=1 or more."""
 
     def run(argv):
+        tool = os.path.basename(sys.argv[0])
         try:
             return main(argv)
         except app.UsageError as error:
-            sys.stderr.write(f"{os.path.basename(sys.argv[0])}: {error}\n"
+            sys.stderr.write(f"{tool}: {error}\n"
                              "Pass --helpshort or --helpfull to see help on flags.\n")
             sys.exit(error.exitcode)
+        except (ValueError, OSError) as error:
+            if flags.FLAGS.verbosity >= 1:
+                raise
+            sys.stderr.write(f"{tool}: {type(error).__name__}: {error}\n"
+                             "(Pass --verbosity=1 to see the traceback.)\n")
+            sys.exit(1)
 
     return run
