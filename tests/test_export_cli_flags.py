@@ -8,11 +8,13 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 from absl import app, flags
 from tensorflow.core.protobuf import saved_model_pb2
 
+from keras_bert_impl import BertPreprocessor, BertTokenizer
 from keras_bert_impl.cli import export
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.export import export_saved_model
@@ -144,6 +146,26 @@ def test_a_sequence_length_beyond_the_position_table_is_refused_before_writing(
                                          r"max_position_embeddings=64"):
         bert_export(f"--model={saved_models['encoder']}", "--seq_length=65")
     assert not (tmp_path / "export").exists()
+
+
+def test_an_export_to_another_tensorflow_file_system_is_written_there(
+        saved_models, uncased_vocab, tmp_path, monkeypatch):
+    # gs:// from Colab or a TPU VM: os.makedirs("gs://b/x") made a local "gs:" directory.
+    # A file:// URL takes the same path through TensorFlow's file systems.
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    base = f"file://{tmp_path}/exports/bert"
+    encoder = keras.saving.load_model(saved_models["encoder"])
+    path = export_saved_model(encoder, base, vocab_file=uncased_vocab, seq_length=16)
+    assert path == f"{base}/1"
+    assert os.listdir(tmp_path / "exports" / "bert") == ["1"]  # no staging left behind
+    assert (tmp_path / "exports/bert/1/assets.extra/tf_serving_warmup_requests").is_file()
+    assert os.listdir(tmp_path / "cwd") == []
+    outputs = tf.saved_model.load(path).signatures["serving_default"](
+        text=tf.constant(["hello world"]))
+    features = BertPreprocessor(BertTokenizer(uncased_vocab), 16)(tf.constant(["hello world"]))
+    expected = encoder(features)["pooled_output"]
+    np.testing.assert_allclose(outputs["pooled_output"], expected, atol=1e-5)
 
 
 def test_a_span_labeler_export_without_pair_inputs_is_refused(saved_models, bert_export):

@@ -221,6 +221,35 @@ def test_a_truncated_record_file_is_an_error_naming_it_before_training_starts(
                             max_predictions_per_seq=P, batch_size=4)
 
 
+def test_each_input_pipeline_checks_the_files_it_reads_once_per_process(
+        generated_records, tokenizer, tmp_path, monkeypatch):
+    # A TPU host builds one pipeline per core in turn: each read every file of the corpus.
+    out, _ = generated_records
+    data = (out / "a.tfrecord").read_bytes()
+    good, cut = tmp_path / "good.tfrecord", tmp_path / "cut.tfrecord"
+    good.write_bytes(data)
+    cut.write_bytes(data[:-100])
+    reads = []
+    monkeypatch.setattr(tfrecords, "_check_every_record_reads",
+                        lambda path, check=tfrecords._check_every_record_reads:
+                        (reads.append(os.path.basename(path)), check(path)))
+
+    def pipeline(index):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=index)
+        return pretraining_dataset(f"{good},{cut}", tokenizer, seq_length=SEQ,
+                                   max_predictions_per_seq=P, batch_size=4, seed=1,
+                                   input_context=context)
+
+    for _ in range(3):
+        pipeline(0)  # reads good.tfrecord only: files are sharded, two files for two pipelines
+    assert reads == ["good.tfrecord"]
+    with pytest.raises(ValueError, match=r"cut.tfrecord' are damaged"):
+        pipeline(1)
+    good.write_bytes(data[:-100])  # a changed file is checked again
+    with pytest.raises(ValueError, match=r"good.tfrecord' are damaged"):
+        pipeline(0)
+
+
 def test_the_tool_refuses_a_dupe_factor_below_one():
     from absl import flags
 

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from keras_bert_impl.data.file_checks import once_per_file_version
+
 ONE_SENTENCE_DOCUMENTS_WARNING = (
     "Warning: every next-sentence pair is a random one: the documents have one line each. "
     "NSP learns from documents of several lines, one sentence per line (blank lines between "
@@ -63,6 +65,7 @@ def is_gzip(path: str) -> bool:
     return path.endswith(".gz")
 
 
+@once_per_file_version
 def check_corpus_file(path: str) -> None:
     """Raises ValueError when a corpus file holds no line with text, or is a damaged
     gzip file; warns when its first line with text is over `UNSPLIT_LINE_BYTES`.
@@ -190,10 +193,10 @@ def file_documents(files: Sequence[str],
     be the same on every worker: when documents are sharded, all workers need
     the same order (so with ``seed=None`` it is then the given order).
     """
-    for path in files:
-        check_corpus_file(path)
     num_shards, shard = _shard_of(input_context)
     shard_files = num_shards > 1 and len(files) >= num_shards
+    for path in files[shard::num_shards] if shard_files else files:
+        check_corpus_file(path)
     file_ds = tf.data.Dataset.from_tensor_slices(list(files))
     if shard_files:
         file_ds = file_ds.shard(num_shards, shard)

@@ -31,6 +31,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from keras_bert_impl.data.corpus import files_may_be_shuffled, pipeline_seed
+from keras_bert_impl.data.file_checks import once_per_file_version
 
 METADATA_SUFFIX = ".metadata.json"
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
@@ -113,11 +114,16 @@ def check_record_files(files: Sequence[str], seq_length: int, max_predictions_pe
     when training reaches it, without its name, and again at every resume.
     """
     for path in files:
-        metadata = read_metadata(path)
-        if metadata is not None:
-            _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256)
-        _check_first_record(path, seq_length, max_predictions_per_seq)
-        _check_every_record_reads(path)
+        _check_record_file(path, seq_length, max_predictions_per_seq, vocab_sha256)
+
+
+@once_per_file_version
+def _check_record_file(path, seq_length, max_predictions_per_seq, vocab_sha256):
+    metadata = read_metadata(path)
+    if metadata is not None:
+        _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256)
+    _check_first_record(path, seq_length, max_predictions_per_seq)
+    _check_every_record_reads(path)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -218,11 +224,12 @@ def tfrecord_dataset(files: Sequence[str],
     pipeline: sharding by record needs one file order everywhere.
     """
     files = [f for f in files if not f.endswith(METADATA_SUFFIX)]
-    check_record_files(files, seq_length, max_predictions_per_seq, vocab_sha256)
     num_shards = 1 if input_context is None else input_context.num_input_pipelines
     shard = 0 if input_context is None else input_context.input_pipeline_id
-    file_ds = tf.data.Dataset.from_tensor_slices(list(files))
     shard_files = num_shards > 1 and len(files) >= num_shards
+    check_record_files(files[shard::num_shards] if shard_files else files, seq_length,
+                       max_predictions_per_seq, vocab_sha256)
+    file_ds = tf.data.Dataset.from_tensor_slices(list(files))
     if shard_files:
         file_ds = file_ds.shard(num_shards, shard)
     if files_may_be_shuffled(len(files), num_shards, shard_files, seed):

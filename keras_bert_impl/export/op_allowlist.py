@@ -9,6 +9,7 @@ there with "Op type not registered", so an export refuses them up front.
 import functools
 import os
 
+import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 MIN_TF_SERVING_VERSION = "2.12"
@@ -51,7 +52,7 @@ class UnsupportedOpsError(ValueError):
 def saved_model_ops(export_dir: str) -> set[str]:
     """Every op type in the SavedModel: graph nodes and all library functions."""
     saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+    with tf.io.gfile.GFile(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
         saved_model.ParseFromString(f.read())
     ops = set()
     for meta_graph in saved_model.meta_graphs:

@@ -1,8 +1,8 @@
 """`export_saved_model`: a SavedModel that takes raw strings, for TensorFlow Serving."""
 
 import os
-import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 
 import keras
@@ -80,7 +80,7 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
         raise ValueError(f"version must be a non-negative int (a directory name TF Serving "
                          f"orders by), got {version!r}")
     export_dir = os.path.join(export_base, str(version))
-    if os.path.exists(export_dir) and not overwrite:
+    if tf.io.gfile.exists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} already exists; export a new version number (TF "
                               "Serving serves the highest) or pass overwrite=True")
     buckets = tuple(seq_length_buckets or ())
@@ -98,11 +98,13 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     if config is not None and not 1 <= seq_length <= config.max_position_embeddings:
         raise ValueError(f"seq_length={seq_length} must be 1 to the model's "
                          f"max_position_embeddings={config.max_position_embeddings}")
-    if os.path.exists(export_base) and not os.path.isdir(export_base):
+    if tf.io.gfile.exists(export_base) and not tf.io.gfile.isdir(export_base):
         raise ValueError(f"export_base {export_base} is a file; give a directory (versions "
                          "are written under it)")
-    created_base = not os.path.exists(export_base)
-    os.makedirs(export_base, exist_ok=True)
+    # tf.io.gfile throughout, so that gs:// (or any TF file system) is written, not a
+    # local directory named "gs:".
+    created_base = not tf.io.gfile.exists(export_base)
+    tf.io.gfile.makedirs(export_base)
     try:
         with tempfile.TemporaryDirectory(prefix="bert-export-") as scratch:
             labels_file = labels
@@ -118,22 +120,49 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
             if labels is not None and not head.takes_labels:
                 raise ValueError(f"labels are served by classifiers and token classifiers; a "
                                  f"{type(model).__name__} export has no output to name with them")
-            staging = tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=export_base)
+            # Not a number: servers polling export_base never load it.
+            staging = os.path.join(export_base, f".{version}-incomplete-{uuid.uuid4().hex[:12]}")
+            tf.io.gfile.makedirs(staging)
             try:
                 _write(model, head, tokenizer, staging, pair_inputs, config)
                 check_serving_ops(staging)
                 write_warmup_requests(staging, _warmup_requests(head, pair_inputs, tokenizer),
                                       model_name=model_name)
-                if os.path.exists(export_dir):
-                    shutil.rmtree(export_dir)
-                os.rename(staging, export_dir)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                _remove_tree(export_dir)  # overwrite=True
+                _publish(staging, export_dir)
+            except BaseException:
+                _remove_tree(staging)
+                raise
     except BaseException:
-        if created_base and not os.listdir(export_base):
-            os.rmdir(export_base)  # a failed first export leaves no empty base behind
+        if created_base and not tf.io.gfile.listdir(export_base):
+            _remove_tree(export_base)  # a failed first export leaves no empty base behind
         raise
     return export_dir
+
+
+def _publish(staging: str, export_dir: str) -> None:
+    """Moves the finished version into place: on a local disk by one atomic rename; on
+    other file systems (gs://, s3://), where renaming a directory copies its objects one
+    by one anyway, file by file with saved_model.pb last, so that a server polling the
+    base finds no model to load before the rest is there."""
+    if "://" not in staging:
+        os.rename(staging, export_dir)
+        return
+    files = [os.path.join(directory, name)
+             for directory, _, names in tf.io.gfile.walk(staging) for name in names]
+    for path in sorted(files, key=lambda path: os.path.basename(path) == "saved_model.pb"):
+        target = export_dir + path[len(staging):]
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.rename(path, target)
+    _remove_tree(staging)
+
+
+def _remove_tree(path: str) -> None:
+    # On object stores a directory whose objects are gone may no longer exist.
+    try:
+        tf.io.gfile.rmtree(path)
+    except tf.errors.NotFoundError:
+        pass
 
 
 def _write(model, head, tokenizer, path: str, pair_inputs: bool,

@@ -12,7 +12,7 @@ def write_warmup_requests(export_dir: str, requests: list[tuple[str, dict]],
                           model_name: str = "bert") -> str:
     """Writes PredictionLog records, one per `(signature_name, inputs)`; returns the path."""
     path = os.path.join(export_dir, WARMUP_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
         for signature_name, inputs in requests:
             request = predict_pb2.PredictRequest()
