@@ -324,20 +324,19 @@ def bench_in_process(preset, rows: dict) -> None:
     others = [name for name in rows if not name.startswith(("ours:", "reference:"))]
     if not ours or not others:
         return
-    best_ours = max(ours, key=throughput.get)
-    best_other = max(others, key=throughput.get)
-    report(preset, f"ours text-in / best tokenized baseline batch={batch}",
-           f"{throughput[best_ours] / throughput[best_other]:.2f}x ({best_ours} "
-           f"{throughput[best_ours]:.1f} vs {best_other} {throughput[best_other]:.1f} seq/s)")
+    report_ratio(preset, f"ours text-in / best tokenized baseline batch={batch}", throughput,
+                 max(ours, key=throughput.get), max(others, key=throughput.get), "seq/s", 1)
     onnx = [name for name in others if name.startswith("ONNX Runtime")]
     for regime, latency in p50.items():
-        if not onnx:
-            break
-        fastest_ours = min(ours, key=latency.get)
-        fastest_onnx = min(onnx, key=latency.get)
-        report(preset, f"batch=1 p50 ours / ONNX Runtime, {regime}",
-               f"{latency[fastest_ours] / latency[fastest_onnx]:.2f}x ({fastest_ours} "
-               f"{latency[fastest_ours]:.2f} ms vs {fastest_onnx} {latency[fastest_onnx]:.2f} ms)")
+        if onnx:
+            report_ratio(preset, f"batch=1 p50 ours / ONNX Runtime, {regime}", latency,
+                         min(ours, key=latency.get), min(onnx, key=latency.get), "ms", 2)
+
+
+def report_ratio(preset, what: str, values: dict, ours: str, other: str, unit: str,
+                 digits: int) -> None:
+    report(preset, what, f"{values[ours] / values[other]:.2f}x ({ours} {values[ours]:.{digits}f} "
+                         f"vs {other} {values[other]:.{digits}f} {unit})")
 
 
 def bench_tokenizers(preset, texts, tokenizer, preprocessor, classifier):
