@@ -257,14 +257,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.request_version == "HTTP/0.9":  # an unparsable request line: answer anyway
             self.request_version = "HTTP/1.1"
         self.close_connection = True
-        payload = json.dumps({"error": message or self.responses.get(code, ("error",))[0]})
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload.encode("utf-8"))
+        self._send_json(code, {"error": message or self.responses.get(code, ("error",))[0]})
 
     def _answer(self, handler):
         """Reads the whole request first, so a keep-alive connection stays in step, then
@@ -295,9 +288,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except Exception as error:  # noqa: BLE001 - an answer instead of a dropped connection
             logging.exception("REST %s %s failed", self.command, self.path)
             status, body = 500, {"error": f"internal error: {type(error).__name__}: {error}"}
-        payload = json.dumps(body).encode("utf-8")
         if self.server.draining:
             self.close_connection = True
+        self._send_json(status, body)
+
+    def _send_json(self, status: int, body: dict) -> None:
+        payload = json.dumps(body).encode("utf-8")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -372,9 +368,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return self.manager.servable(_model_name(match), _version(match), _label(match))
 
     def _get(self, match, request_body: bytes):
-        if (match["method"] or "").lower() == ":predict":
+        if _method(match) == ":predict":
             self._malformed()
-        if (match["method"] or "").lower() == "/metadata":
+        if _method(match) == "/metadata":
             servable = self._servable(match)
             signature_map = get_model_metadata_pb2.SignatureDefMap()
             for key, signature in servable.signature_defs.items():
@@ -400,7 +396,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for version, state in sorted(states.items())]}
 
     def _post(self, match, request_body: bytes):
-        if (match["method"] or "").lower() != ":predict":
+        if _method(match) != ":predict":
             self._malformed()
         try:
             body = json.loads(request_body)
@@ -435,6 +431,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             alias, array = next(iter(outputs.items()))
             return {"outputs": _json_value(array, alias)}
         return {"outputs": {alias: _json_value(array, alias) for alias, array in outputs.items()}}
+
+
+def _method(match) -> str:
+    return (match["method"] or "").lower()
 
 
 def _model_name(match) -> str:
