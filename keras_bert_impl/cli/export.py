@@ -16,7 +16,7 @@ import os
 
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import run_tool
+from keras_bert_impl.cli import load_keras_file, run_tool
 
 FLAGS = flags.FLAGS
 
@@ -125,33 +125,6 @@ def _load_model():
     model = BertPretrainer(encoder) if FLAGS.model_kind == "masked_lm" else encoder
     load_google_checkpoint(model, FLAGS.init_checkpoint)
     return model
-
-
-def load_keras_file(path: str, flag: str):
-    """The model in a `.keras` file; a usage error naming `flag` and the file when it is
-    missing or damaged (Keras itself reports a damaged archive as "File not found")."""
-    import zipfile
-
-    import keras
-    import tensorflow as tf
-
-    import keras_bert_impl  # noqa: F401  (registers the model classes for loading)
-
-    if not tf.io.gfile.exists(path):
-        raise app.UsageError(f"{flag}={path}: no such file")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        try:
-            is_zip = zipfile.is_zipfile(f)
-        except tf.errors.OpError:  # GFile refuses the seek before a file shorter than a zip end
-            is_zip = False
-        if not is_zip:
-            raise app.UsageError(f"{flag}={path}: not a .keras archive (a zip file); "
-                                 "the file is damaged, truncated or of another format")
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
-        raise app.UsageError(f"{flag}={path}: cannot be loaded as a Keras model "
-                             f"({type(error).__name__}: {error})") from None
 
 
 def _check_span_labeler_flags(model, pair_inputs: bool) -> None:

@@ -24,7 +24,12 @@ import os
 import tensorflow as tf
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import check_seq_length_fits, require_positive, run_tool
+from keras_bert_impl.cli import (
+    check_seq_length_fits,
+    load_keras_file,
+    require_positive,
+    run_tool,
+)
 from keras_bert_impl.cli.export import EXPORT_OPTIONS_FILE
 from keras_bert_impl.cli.run_flags import check_model_dir, check_or_record_run_flags
 from keras_bert_impl.training.strategy import STRATEGIES
@@ -286,8 +291,6 @@ def _encoder():
 
     path = FLAGS.init_checkpoint
     if path and path.endswith(".keras"):
-        from keras_bert_impl.cli.export import load_keras_file
-
         loaded = load_keras_file(path, "--init_checkpoint")
         encoder = getattr(loaded, "encoder", loaded)
         if encoder.dtype_policy.name != keras.config.dtype_policy().name:

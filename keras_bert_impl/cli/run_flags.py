@@ -17,8 +17,8 @@ RUN_FLAGS_FILE = "run_flags.json"
 
 def check_or_record_run_flags(model_dir: str, names: list[str], write: bool = True) -> None:
     """Refuses a restart whose `names` flags differ from those of the run it would resume;
-    records them (when `write`, i.e. on the chief) for a run that starts afresh."""
-    check_model_dir(model_dir)
+    records them (when `write`, i.e. on the chief) for a run that starts afresh. Call
+    `check_model_dir` first, before anything slow."""
     values = {name: _plain(flags.FLAGS[name].value) for name in names}
     path = os.path.join(model_dir, RUN_FLAGS_FILE)
     resuming = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
