@@ -9,7 +9,10 @@ not change timing) it prints one line per row and number:
   BertBackbone (graph, XLA), PyTorch `transformers` BertForSequenceClassification
   (eager and torch.compile, inference_mode) and ONNX Runtime on an export of that
   PyTorch model (optimisation level all, intra-op threads = CPUs, with and without
-  onnxruntime.transformers' BERT fusions). All fp32. Sequences/s at --batch_size
+  onnxruntime.transformers' BERT fusions). All fp32, or with --precision=bf16 all
+  bfloat16: our exports with dtype_policy=mixed_bfloat16, keras-hub's backbone under
+  mixed_bfloat16, PyTorch with bf16 weights and under CPU autocast (ONNX Runtime's CPU
+  provider has no bf16 MatMul kernel, so it sits out). Sequences/s at --batch_size
   and p50/p99 at batch 1, wall and process CPU; the rows take turns in rounds
   after untimed warm-up calls. Batch 1 is timed twice: "steady", calls back to
   back (a busy single client), and "after N ms idle", each call after an idle
@@ -44,6 +47,11 @@ Batching with short requests:
     python benchmarks/serving.py --presets=bert_mini --text_file=.../sample_text.txt \
         --short_texts --seq_length_buckets=16,32,64,128 --sections=in_process,grpc
 
+The same in bf16 (on CPUs with AVX512_BF16 or AMX):
+
+    python benchmarks/serving.py --presets=bert_mini --seq_length=128 --batch_size=32 \
+        --sections=in_process,baselines --iterations=30 --precision=bf16
+
 Smoke run: --presets=bert_tiny --seq_length=32 --batch_size=4 --requests=4 \
     --clients=1,2 --iterations=3 --notorch_compile
 """
@@ -75,6 +83,8 @@ _SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["bert_mini", "bert_base"], "BertConfig presets to measure.")
+flags.DEFINE_enum("precision", "fp32", ["fp32", "bf16"], "Precision of every row: bf16 "
+                  "exports with dtype_policy=mixed_bfloat16 and runs the baselines in bf16.")
 flags.DEFINE_integer("seq_length", 128, "Sequence length of the export and baselines.")
 flags.DEFINE_integer("batch_size", 32, "Batch size of the throughput rows.")
 flags.DEFINE_integer("iterations", 30, "Timed calls per in-process configuration.")
@@ -178,7 +188,8 @@ def keras_hub_rows(config, features: dict[int, dict]) -> dict:
         vocabulary_size=config.vocab_size, num_layers=config.num_hidden_layers,
         num_heads=config.num_attention_heads, hidden_dim=config.hidden_size,
         intermediate_dim=config.intermediate_size, dropout=0.0,
-        max_sequence_length=max(config.max_position_embeddings, FLAGS.seq_length))
+        max_sequence_length=max(config.max_position_embeddings, FLAGS.seq_length),
+        dtype=_keras_policy())
     rows = {}
     for mode, jit in (("graph", False), ("XLA", True)):
         call = tf.function(lambda x: backbone(x, training=False)["pooled_output"],
@@ -191,6 +202,10 @@ def keras_hub_rows(config, features: dict[int, dict]) -> dict:
             calls[batch] = functools.partial(lambda c, x: c(x).numpy(), call, inputs)
         rows[f"keras-hub BertBackbone tokenized {mode}"] = calls
     return rows
+
+
+def _keras_policy() -> str:
+    return "mixed_bfloat16" if FLAGS.precision == "bf16" else "float32"
 
 
 def torch_model(config, num_classes: int, attention: str = "sdpa"):
@@ -215,20 +230,32 @@ def _torch_inputs(features: dict[str, np.ndarray]) -> tuple:
 
 
 def torch_rows(model, features: dict[int, dict]) -> dict:
-    """PyTorch eager (and torch.compile with --torch_compile) under inference_mode."""
+    """PyTorch eager (and torch.compile with --torch_compile) under inference_mode; in bf16
+    both with bf16 weights and under CPU autocast (float32 weights, as ours)."""
+    import copy
+
     import torch
     torch.set_num_threads(os.cpu_count())
 
-    def run(module, inputs):
-        with torch.inference_mode():
-            return module(*inputs).logits.numpy()
+    def run(module, autocast, inputs):
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=autocast):
+            return module(*inputs).logits.float().numpy()
 
-    modules = {"PyTorch transformers eager": model}
-    if FLAGS.torch_compile:
-        modules["PyTorch transformers torch.compile"] = torch.compile(model, dynamic=False)
-    return {name: {batch: functools.partial(run, module, _torch_inputs(f))
+    if FLAGS.precision == "bf16":
+        variants = {"bf16 weights": (copy.deepcopy(model).to(torch.bfloat16), False),
+                    "bf16 autocast": (model, True)}
+    else:
+        variants = {"": (model, False)}
+    modules = {}
+    for suffix, (module, autocast) in variants.items():
+        name = f"PyTorch transformers {{}} {suffix}".rstrip()
+        modules[name.format("eager")] = (module, autocast)
+        if FLAGS.torch_compile:
+            modules[name.format("torch.compile")] = (torch.compile(module, dynamic=False),
+                                                     autocast)
+    return {name: {batch: functools.partial(run, module, autocast, _torch_inputs(f))
                    for batch, f in features.items()}
-            for name, module in modules.items()}
+            for name, (module, autocast) in modules.items()}
 
 
 def onnx_rows(model, config, features: dict[int, dict], scratch: str) -> dict:
@@ -467,7 +494,8 @@ def export(classifier, scratch: str, buckets, jit_compile: bool) -> str:
     """The text-in SavedModel version directory, under scratch/graph or scratch/xla."""
     return export_saved_model(classifier, os.path.join(scratch, "xla" if jit_compile else "graph"),
                               FLAGS.vocab_file, seq_length=FLAGS.seq_length,
-                              seq_length_buckets=buckets, jit_compile=jit_compile)
+                              seq_length_buckets=buckets, jit_compile=jit_compile,
+                              dtype_policy=_keras_policy())
 
 
 def main(argv):
@@ -479,7 +507,8 @@ def main(argv):
     buckets = [int(b) for b in FLAGS.seq_length_buckets] or None
     batch_sizes = (FLAGS.batch_size, 1)
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs; "
-          f"buckets={buckets} short_texts={FLAGS.short_texts} jit_compile={FLAGS.jit_compile}")
+          f"buckets={buckets} short_texts={FLAGS.short_texts} jit_compile={FLAGS.jit_compile} "
+          f"precision={FLAGS.precision}")
     for preset in FLAGS.presets:
         config = BertConfig.from_preset(preset, vocab_size=tokenizer.vocab_size)
         classifier = BertClassifier(BertEncoder(config), num_classes=2)
@@ -498,7 +527,10 @@ def main(argv):
                 rows |= keras_hub_rows(config, features)
                 model = torch_model(config, classifier.num_classes)
                 rows |= torch_rows(model, features)
-                rows |= onnx_rows(model, config, features, scratch)
+                if FLAGS.precision == "fp32":
+                    rows |= onnx_rows(model, config, features, scratch)
+                else:
+                    print("ONNX Runtime sits out: its CPU provider has no bf16 MatMul kernel")
                 print(", ".join(f"{package} {importlib.metadata.version(package)}" for package in
                                 ("keras-hub", "torch", "transformers", "onnxruntime")))
             if rows:

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import subprocess
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,6 +33,32 @@ def cased_vocab(shared_data) -> str:
 @pytest.fixture(scope="session")
 def chinese_vocab(shared_data) -> str:
     return str(shared_data / "vocab" / "bert-base-chinese.txt")
+
+
+@pytest.fixture(scope="session")
+def tf_2_12_python() -> str:
+    """A Python with tensorflow-cpu==2.12.0 and tensorflow-text==2.12.0, the kernels of the
+    oldest TensorFlow Serving the exports support. It cannot sit beside the package's own
+    TensorFlow, so tests that use it are opt-in:
+
+        python -m venv /tmp/tf212
+        /tmp/tf212/bin/pip install tensorflow-cpu==2.12.0 tensorflow-text==2.12.0
+        KBI_TF_2_12_PYTHON=/tmp/tf212/bin/python pytest
+    """
+    python = os.environ.get("KBI_TF_2_12_PYTHON")
+    if not python:
+        pytest.skip("set KBI_TF_2_12_PYTHON to a Python with tensorflow-cpu==2.12.0 and "
+                    "tensorflow-text==2.12.0 to run exports under TensorFlow Serving 2.12's kernels")
+    result = subprocess.run(
+        [python, "-c", "import tensorflow as tf, tensorflow_text as text; "
+                       "print(tf.__version__, text.__version__)"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    versions = result.stdout.split()
+    assert result.returncode == 0 and len(versions) == 2, result.stderr[-2000:]
+    assert all(v.startswith("2.12.") for v in versions), \
+        f"KBI_TF_2_12_PYTHON has tensorflow {versions[0]}, tensorflow-text {versions[1]}"
+    return python
 
 
 @pytest.fixture()

@@ -111,23 +111,39 @@ def _features(exports, texts, pairs=None, seq_length=SEQ_LENGTH):
                         else (tf.constant(texts), tf.constant(pairs)))
 
 
-@pytest.fixture(scope="module")
-def reloaded(exports):
-    """Outputs of the exports computed by a fresh Python without this package."""
+def _reload_in(python: str, exports, name: str) -> dict[str, np.ndarray]:
+    """Outputs of the exports computed by RELOAD_SCRIPT in a fresh `python`."""
     root = exports["root"]
     features = {"classifier": _features(exports, TEXTS, PAIRS),
                 "encoder": _features(exports, TEXTS),
                 "encoder_short": _features(exports, TEXTS[:2], seq_length=16)}
     features = {kind: {k: v.numpy().tolist() for k, v in f.items()} for kind, f in features.items()}
-    request = root / "reload_request.json"
+    request = root / f"{name}_request.json"
     request.write_text(json.dumps([{k: str(v) for k, v in exports["dirs"].items()}, TEXTS,
-                                   PAIRS, MLM_TEXTS, features, str(root / "reloaded.npz")]))
+                                   PAIRS, MLM_TEXTS, features, str(root / f"{name}.npz")]))
     env = {**os.environ, "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", RELOAD_SCRIPT, str(request)],
+    result = subprocess.run([python, "-c", RELOAD_SCRIPT, str(request)],
                             capture_output=True, text=True, env=env, cwd=str(root), timeout=300,
                             check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    return dict(np.load(root / "reloaded.npz", allow_pickle=True))
+    return dict(np.load(root / f"{name}.npz", allow_pickle=True))
+
+
+@pytest.fixture(scope="module")
+def reloaded(exports):
+    """Outputs of the exports computed by a fresh Python without this package."""
+    return _reload_in(sys.executable, exports, "reloaded")
+
+
+def test_exports_give_the_same_outputs_under_tensorflow_2_12(exports, reloaded, tf_2_12_python):
+    """The op allowlist checks op names; this runs the kernels of TensorFlow 2.12."""
+    under_2_12 = _reload_in(tf_2_12_python, exports, "tf_2_12")
+    assert set(under_2_12) == set(reloaded)
+    for name, expected in reloaded.items():
+        if expected.dtype.kind in "fc":
+            assert_same_as_keras(under_2_12[name], expected)
+        else:
+            np.testing.assert_array_equal(under_2_12[name], expected, err_msg=name)
 
 
 def assert_same_as_keras(served, keras_output):
