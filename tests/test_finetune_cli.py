@@ -435,6 +435,41 @@ def test_an_encoder_saved_by_a_bf16_pretraining_run_fine_tunes_in_float32(
         np.testing.assert_array_equal(tuned_weight, pretrained_weight)
 
 
+def test_bf16_fine_tuning_saves_and_exports_a_model_that_computes_in_bf16(
+        uncased_vocab, tmp_path, monkeypatch):
+    from test_export_precision import matmuls
+
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\nfine\t1\nawful\t0\n", encoding="utf-8")
+    try:
+        code = finetune_in_process(
+            monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
+            f"--vocab_file={uncased_vocab}", "--preset=bert_tiny", "--mixed_precision=bf16",
+            f"--model_dir={tmp_path / 'model'}", f"--export_dir={tmp_path / 'export'}",
+            "--num_train_steps=2", "--batch_size=2", "--seq_length=8")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert code in (None, 0)
+    assert np.isfinite(results(tmp_path / "model")["accuracy"])
+    tuned = keras.saving.load_model(tmp_path / "model" / "model.keras", compile=False)
+    assert tuned.encoder.compute_dtype == "bfloat16"
+    assert tuned.encoder.weights[0].dtype == "float32"
+    found = matmuls(str(tmp_path / "export" / "1"))
+    assert found["bfloat16"] and all("/logits" in name for name in found.get("float32", ()))
+
+
+def test_fp16_loss_scaling_on_a_tpu_is_refused_before_anything_is_written(
+        uncased_vocab, tmp_path, monkeypatch, capsys):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    code = finetune_in_process(
+        monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
+        f"--vocab_file={uncased_vocab}", "--preset=bert_tiny", "--strategy=tpu",
+        "--mixed_precision=fp16", f"--model_dir={tmp_path / 'model'}")
+    assert code == 1 and "use --mixed_precision=bf16" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
 def test_a_keras_checkpoint_holds_the_size_so_a_preset_beside_it_is_refused(
         uncased_vocab, tmp_path, monkeypatch, capsys):
     train = tmp_path / "train.tsv"

@@ -7,6 +7,16 @@ from collections.abc import Callable
 
 from absl import app, flags
 
+# --mixed_precision of bert-pretrain, bert-finetune and bert-export: Keras policy names.
+MIXED_PRECISION_POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
+
+
+def check_mixed_precision_for_tpu(strategy_flag: str, mixed_precision: str | None) -> None:
+    """fp16 loss scaling is for GPUs; TPUs compute in bfloat16."""
+    if strategy_flag == "tpu" and mixed_precision == "fp16":
+        raise app.UsageError("--mixed_precision=fp16 on a TPU: TPUs compute in bfloat16, which "
+                             "needs no loss scaling; use --mixed_precision=bf16")
+
 
 def require_positive(*names: str) -> None:
     """Flag validators: each of `names` a finite number > 0 (a negative learning rate

@@ -18,7 +18,7 @@ import os
 
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import load_keras_file, run_tool
+from keras_bert_impl.cli import MIXED_PRECISION_POLICIES, load_keras_file, run_tool
 
 FLAGS = flags.FLAGS
 
@@ -60,7 +60,7 @@ def define_flags() -> None:
                       "Each new batch and sequence shape compiles on first use, and stock "
                       "tensorflow_model_server runs it on CPU only when started with "
                       "--xla_cpu_compilation_enabled=true.")
-    flags.DEFINE_enum("mixed_precision", None, list(PRECISION_POLICIES),
+    flags.DEFINE_enum("mixed_precision", None, list(MIXED_PRECISION_POLICIES),
                       "Serve in this precision: bf16 (mixed_bfloat16; much faster on CPUs with "
                       "AVX512_BF16 or AMX, without --jit_compile, and on TPUs), fp16 "
                       "(mixed_float16, for GPUs) or none (float32). Default: as the model was "
@@ -72,8 +72,6 @@ def define_flags() -> None:
     flags.mark_flags_as_mutual_exclusive(["model", "init_checkpoint"], required=True)
 
 
-# The same names as bert-pretrain's --mixed_precision.
-PRECISION_POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
 SPAN_LABELER_FLAGS = ("doc_stride", "max_query_length", "max_answer_length", "n_best_size")
 # Written by bert-finetune beside model.keras: how training read texts.
 EXPORT_OPTIONS_FILE = "export_options.json"
@@ -169,7 +167,7 @@ def main(argv):
         top_k=FLAGS.top_k, labels=options.pop("labels_file"),
         seq_length_buckets=[int(b) for b in FLAGS.seq_length_buckets] or None,
         overwrite=FLAGS.overwrite, jit_compile=FLAGS.jit_compile,
-        dtype_policy=PRECISION_POLICIES.get(FLAGS.mixed_precision), **options)
+        dtype_policy=MIXED_PRECISION_POLICIES.get(FLAGS.mixed_precision), **options)
     print(f"Exported {path}")
 
 

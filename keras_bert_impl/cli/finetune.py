@@ -25,6 +25,8 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from keras_bert_impl.cli import (
+    MIXED_PRECISION_POLICIES,
+    check_mixed_precision_for_tpu,
     check_seq_length_fits,
     load_keras_file,
     require_positive,
@@ -111,6 +113,11 @@ def define_flags() -> None:
     flags.DEFINE_string("tpu", "", "TPU for --strategy=tpu: a name or grpc:// address, 'local' for "
                         "this machine's chips (TPU VM, Colab); '' finds either.")
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+    flags.DEFINE_enum("mixed_precision", "none", list(MIXED_PRECISION_POLICIES),
+                      "Train in bf16 (TPUs; CPUs with AVX512_BF16 or AMX, best without "
+                      "--jit_compile), fp16 with loss scaling (GPUs) or none (float32). The "
+                      "saved model and its export compute in the same precision "
+                      "(bert-export --mixed_precision=none re-exports it in float32).")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
     require_positive("learning_rate", "num_train_epochs")
@@ -175,6 +182,8 @@ def main(argv):
     )
 
     keras.utils.set_random_seed(FLAGS.seed)
+    check_mixed_precision_for_tpu(FLAGS.strategy, FLAGS.mixed_precision)
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[FLAGS.mixed_precision])
     if FLAGS.seq_length is None:
         FLAGS.seq_length = DEFAULT_SEQ_LENGTH[FLAGS.task]
     check_model_dir(FLAGS.model_dir)
@@ -294,8 +303,8 @@ def _encoder():
         loaded = load_keras_file(path, "--init_checkpoint")
         encoder = getattr(loaded, "encoder", loaded)
         if encoder.dtype_policy.name != keras.config.dtype_policy().name:
-            # A bf16 pretraining run saves a bf16 encoder: fine-tune it in this
-            # process's precision (float32), as from a Google checkpoint.
+            # A bf16 pretraining run saves a bf16 encoder: fine-tune it in this run's
+            # precision (--mixed_precision), as from a Google checkpoint.
             rebuilt = BertEncoder.from_config({**encoder.get_config(), "dtype": None})
             rebuilt.set_weights(encoder.get_weights())
             encoder = rebuilt

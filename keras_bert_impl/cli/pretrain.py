@@ -13,7 +13,13 @@ import functools
 
 from absl import app, flags, logging
 
-from keras_bert_impl.cli import check_seq_length_fits, require_positive, run_tool
+from keras_bert_impl.cli import (
+    MIXED_PRECISION_POLICIES,
+    check_mixed_precision_for_tpu,
+    check_seq_length_fits,
+    require_positive,
+    run_tool,
+)
 from keras_bert_impl.cli.run_flags import check_model_dir, check_or_record_run_flags
 from keras_bert_impl.training.strategy import STRATEGIES
 
@@ -35,7 +41,8 @@ def define_flags() -> None:
     flags.DEFINE_string("tpu", "", "TPU for --strategy=tpu: a name or grpc:// address, 'local' for "
                         "this machine's chips (TPU VM, Colab); '' finds either.")
     flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-    flags.DEFINE_enum("mixed_precision", "none", ["bf16", "fp16", "none"], "Mixed precision policy.")
+    flags.DEFINE_enum("mixed_precision", "none", list(MIXED_PRECISION_POLICIES),
+                      "Mixed precision policy.")
     flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.",
                          lower_bound=1)
     flags.DEFINE_integer("train_batch_size", 32, "Global batch size.", lower_bound=1)
@@ -78,8 +85,7 @@ def main(argv):
     from keras_bert_impl.training import pretraining
 
     keras.utils.set_random_seed(FLAGS.seed)
-    policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
-    keras.mixed_precision.set_global_policy(policy[FLAGS.mixed_precision])
+    keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[FLAGS.mixed_precision])
     config = _bert_config()
     check_seq_length_fits(FLAGS.seq_length, config, FLAGS.bert_config or f"--preset={FLAGS.preset}")
     run = pretraining.PretrainingRun(
@@ -124,9 +130,7 @@ def main(argv):
 
 
 def _check_step_flags():
-    if FLAGS.strategy == "tpu" and FLAGS.mixed_precision == "fp16":
-        raise app.UsageError("--mixed_precision=fp16 on a TPU: TPUs compute in bfloat16, which "
-                             "needs no loss scaling; use --mixed_precision=bf16")
+    check_mixed_precision_for_tpu(FLAGS.strategy, FLAGS.mixed_precision)
     spe = FLAGS.steps_per_execution
     for name in ("num_train_steps", "save_checkpoints_steps"):
         if getattr(FLAGS, name) % spe:
