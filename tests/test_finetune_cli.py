@@ -5,6 +5,7 @@ import os
 import random
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -456,6 +457,73 @@ def test_bf16_fine_tuning_saves_and_exports_a_model_that_computes_in_bf16(
     assert tuned.encoder.weights[0].dtype == "float32"
     found = matmuls(str(tmp_path / "export" / "1"))
     assert found["bfloat16"] and all("/logits" in name for name in found.get("float32", ()))
+
+
+def test_several_steps_per_execution_train_and_checkpoint_at_the_same_steps(
+        uncased_vocab, tmp_path, monkeypatch):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\nfine\t1\nawful\t0\n", encoding="utf-8")
+    code = finetune_in_process(
+        monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
+        f"--vocab_file={uncased_vocab}", "--preset=bert_tiny", "--steps_per_execution=3",
+        f"--model_dir={tmp_path / 'model'}", "--num_train_steps=6",
+        "--save_checkpoints_steps=3", "--batch_size=2", "--seq_length=8")
+    assert code in (None, 0)
+    state = tf.train.get_checkpoint_state(str(tmp_path / "model" / "checkpoints"))
+    assert [os.path.basename(path) for path in state.all_model_checkpoint_paths] == [
+        "ckpt-3", "ckpt-6"]
+    reader = tf.train.load_checkpoint(state.model_checkpoint_path)
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 6
+    assert reader.get_tensor("batches/.ATTRIBUTES/VARIABLE_VALUE") == 6
+    with zipfile.ZipFile(tmp_path / "model" / "model.keras") as saved:
+        assert json.loads(saved.read("config.json"))["compile_config"]["steps_per_execution"] == 3
+
+
+@pytest.mark.parametrize("step_flags, error", [
+    (["--num_train_steps=5"], "--num_train_steps=5 must be a multiple of "
+                              "--steps_per_execution=2: pass --num_train_steps=6 or 4"),
+    (["--num_train_epochs=3"], "--num_train_epochs=3 gives 3 steps, which must be a multiple "
+                               "of --steps_per_execution=2: pass --num_train_steps=4 or 2"),
+    (["--num_train_steps=4", "--save_checkpoints_steps=3"],
+     "--save_checkpoints_steps=3 must be a multiple of --steps_per_execution=2"),
+])
+def test_step_counts_that_executions_would_overrun_are_refused_before_anything_is_written(
+        uncased_vocab, tmp_path, monkeypatch, capsys, step_flags, error):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    code = finetune_in_process(
+        monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
+        f"--vocab_file={uncased_vocab}", "--preset=bert_tiny", "--steps_per_execution=2",
+        "--batch_size=2", f"--model_dir={tmp_path / 'model'}", *step_flags)
+    assert code == 1 and error in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+TWO_CPU_REPLICAS = """
+import sys
+import tensorflow as tf
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_bert_impl.cli.finetune import run
+sys.argv = ["bert-finetune", *sys.argv[1:]]
+run()
+"""
+
+
+def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused(
+        uncased_vocab, tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_CPU_REPLICAS, "--task=classify", f"--train_file={train}",
+         f"--eval_file={train}", f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+         "--strategy=mirrored", "--batch_size=3", f"--model_dir={tmp_path / 'model'}"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert ("--batch_size=3 is the global batch: it must split evenly over the 2 replicas"
+            in result.stderr)
+    assert not (tmp_path / "model").exists()
 
 
 def test_fp16_loss_scaling_on_a_tpu_is_refused_before_anything_is_written(

@@ -119,6 +119,9 @@ def define_flags() -> None:
                       "saved model and its export compute in the same precision "
                       "(bert-export --mixed_precision=none re-exports it in float32).")
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
+    flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call (one "
+                         "TPU program; e.g. 100 there). --save_checkpoints_steps and the step "
+                         "count must be multiples of it.", lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
     require_positive("learning_rate", "num_train_epochs")
     flags.mark_flags_as_required(["task", "vocab_file", "model_dir"])
@@ -191,11 +194,16 @@ def main(argv):
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
     preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
     task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)
-    tf.io.gfile.makedirs(FLAGS.model_dir)
     num_train_steps = FLAGS.num_train_steps or max(
         1, math.ceil(task.num_train_examples * FLAGS.num_train_epochs / FLAGS.batch_size))
+    _check_steps_per_execution(num_train_steps)
     steps_per_epoch = min(FLAGS.save_checkpoints_steps, num_train_steps)
     strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
+    if FLAGS.batch_size % strategy.num_replicas_in_sync:
+        raise app.UsageError(
+            f"--batch_size={FLAGS.batch_size} is the global batch: it must split evenly over "
+            f"the {strategy.num_replicas_in_sync} replicas of --strategy={FLAGS.strategy}")
+    tf.io.gfile.makedirs(FLAGS.model_dir)
     if FLAGS.task == "classify" and input_pipelines_are_remote(strategy):
         raise app.UsageError(
             "--task=classify tokenizes inside its input pipeline with TF-Text's ops, which "
@@ -217,7 +225,8 @@ def main(argv):
             num_warmup_steps=int(num_train_steps * FLAGS.warmup_proportion),
             weight_decay_rate=FLAGS.weight_decay_rate,
         )
-        model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile, **task.compile_args())
+        model.compile(optimizer=optimizer, jit_compile=FLAGS.jit_compile,
+                      steps_per_execution=FLAGS.steps_per_execution, **task.compile_args())
         checkpoint = TrainingCheckpoint(FLAGS.model_dir, model, optimizer, is_chief=chief,
                                         task_id=worker)
         step = checkpoint.restore()
@@ -262,6 +271,23 @@ def main(argv):
                            version=export_version, labels=task.labels or None,
                            **task.export_options())
         print(f"Exported for TensorFlow Serving: {os.path.join(FLAGS.export_dir, str(export_version))}")
+
+
+def _check_steps_per_execution(num_train_steps: int) -> None:
+    """Keras runs whole executions: a checkpoint interval or a step budget that is not a
+    multiple would train past it, and the saved data position would be wrong."""
+    steps = FLAGS.steps_per_execution
+    if FLAGS.save_checkpoints_steps % steps:
+        raise app.UsageError(f"--save_checkpoints_steps={FLAGS.save_checkpoints_steps} must be "
+                             f"a multiple of --steps_per_execution={steps}")
+    if num_train_steps % steps:
+        given = (f"--num_train_steps={num_train_steps}" if FLAGS.num_train_steps else
+                 f"--num_train_epochs={FLAGS.num_train_epochs:g} gives {num_train_steps} steps, "
+                 "which")
+        lower, upper = num_train_steps // steps * steps, (num_train_steps // steps + 1) * steps
+        raise app.UsageError(
+            f"{given} must be a multiple of --steps_per_execution={steps}: pass "
+            f"--num_train_steps={upper}" + (f" or {lower}" if lower else ""))
 
 
 def _export_version() -> int | None:
