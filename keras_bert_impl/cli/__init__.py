@@ -11,6 +11,15 @@ from absl import app, flags
 MIXED_PRECISION_POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
 
 
+def check_global_batch_splits(flag: str, batch_size: int, strategy, strategy_flag: str) -> None:
+    """The global batch is split evenly over the replicas (TPUs need equal static shapes;
+    tf.distribute's `get_per_replica_batch_size` would fail only once training starts)."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise app.UsageError(f"--{flag}={batch_size} is the global batch: it must split evenly "
+                             f"over the {replicas} replicas of --strategy={strategy_flag}")
+
+
 def check_mixed_precision_for_tpu(strategy_flag: str, mixed_precision: str | None) -> None:
     """fp16 loss scaling is for GPUs; TPUs compute in bfloat16."""
     if strategy_flag == "tpu" and mixed_precision == "fp16":

@@ -26,6 +26,7 @@ from absl import app, flags, logging
 
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
+    check_global_batch_splits,
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
     load_keras_file,
@@ -199,10 +200,7 @@ def main(argv):
     _check_steps_per_execution(num_train_steps)
     steps_per_epoch = min(FLAGS.save_checkpoints_steps, num_train_steps)
     strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
-    if FLAGS.batch_size % strategy.num_replicas_in_sync:
-        raise app.UsageError(
-            f"--batch_size={FLAGS.batch_size} is the global batch: it must split evenly over "
-            f"the {strategy.num_replicas_in_sync} replicas of --strategy={FLAGS.strategy}")
+    check_global_batch_splits("batch_size", FLAGS.batch_size, strategy, FLAGS.strategy)
     tf.io.gfile.makedirs(FLAGS.model_dir)
     if FLAGS.task == "classify" and input_pipelines_are_remote(strategy):
         raise app.UsageError(

@@ -15,6 +15,7 @@ from absl import app, flags, logging
 
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
+    check_global_batch_splits,
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
     require_positive,
@@ -97,6 +98,8 @@ def main(argv):
         tpu=FLAGS.tpu,
     )
     _check_input_runs_where_the_pipelines_run(run.strategy)
+    check_global_batch_splits("train_batch_size", FLAGS.train_batch_size, run.strategy,
+                              FLAGS.strategy)
     from keras_bert_impl.training.strategy import is_chief
 
     check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=is_chief(run.strategy))
