@@ -35,6 +35,29 @@ def chinese_vocab(shared_data) -> str:
     return str(shared_data / "vocab" / "bert-base-chinese.txt")
 
 
+@pytest.fixture
+def bert_export(uncased_vocab, tmp_path):
+    """Runs `bert-export`'s main in this process with these flags (its flags defined
+    meanwhile) into tmp_path/export, at --seq_length=32; returns that export base."""
+    from absl import flags
+
+    from keras_bert_impl.cli import export
+
+    before = set(flags.FLAGS)
+    export.define_flags()
+
+    def run(*args):
+        flags.FLAGS(["bert-export", f"--vocab_file={uncased_vocab}",
+                     f"--export_dir={tmp_path / 'export'}", "--seq_length=32", *args])
+        export.main([])
+        return str(tmp_path / "export")
+
+    yield run
+    flags.FLAGS.unparse_flags()
+    for name in set(flags.FLAGS) - before:
+        delattr(flags.FLAGS, name)
+
+
 @pytest.fixture(scope="session")
 def tf_2_12_python() -> str:
     """A Python with tensorflow-cpu==2.12.0 and tensorflow-text==2.12.0, the kernels of the

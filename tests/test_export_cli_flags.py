@@ -15,7 +15,6 @@ from absl import app, flags
 from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_bert_impl import BertPreprocessor, BertTokenizer
-from keras_bert_impl.cli import export
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.export import export_saved_model
 from keras_bert_impl.models.encoder import BertEncoder
@@ -36,23 +35,6 @@ def saved_models(tmp_path_factory):
     encoder.save(paths["encoder"])
     BertSpanLabeler(encoder).save(paths["qa"])
     return paths
-
-
-@pytest.fixture
-def bert_export(uncased_vocab, tmp_path):
-    """Runs `bert-export`'s main in-process with these flags (its flags defined meanwhile)."""
-    before = set(flags.FLAGS)
-    export.define_flags()
-
-    def run(*args):
-        flags.FLAGS(["bert-export", f"--vocab_file={uncased_vocab}",
-                     f"--export_dir={tmp_path / 'export'}", "--seq_length=32", *args])
-        export.main([])
-
-    yield run
-    flags.FLAGS.unparse_flags()
-    for name in set(flags.FLAGS) - before:
-        delattr(flags.FLAGS, name)
 
 
 def _xla_functions(export_dir):

@@ -9,10 +9,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import flags
 from tensorflow.core.protobuf import saved_model_pb2
 
-from keras_bert_impl.cli import export as export_command
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.export import export_saved_model
 from keras_bert_impl.export.precision import with_dtype_policy
@@ -169,28 +167,11 @@ def test_a_model_without_a_bert_encoder_is_refused():
         with_dtype_policy(model, "mixed_bfloat16")
 
 
-@pytest.fixture
-def bert_export(uncased_vocab, tmp_path):
-    """Runs `bert-export`'s main in-process with these flags (its flags defined meanwhile)."""
-    before = set(flags.FLAGS)
-    export_command.define_flags()
-
-    def run(*args):
-        flags.FLAGS(["bert-export", f"--vocab_file={uncased_vocab}",
-                     f"--export_dir={tmp_path / 'export'}", f"--seq_length={SEQ_LENGTH}", *args])
-        export_command.main([])
-        return str(tmp_path / "export" / "1")
-
-    yield run
-    flags.FLAGS.unparse_flags()
-    for name in set(flags.FLAGS) - before:
-        delattr(flags.FLAGS, name)
-
-
 def test_the_export_command_serves_a_float32_model_in_bfloat16(bert_export, tmp_path):
     keras.utils.set_random_seed(13)
     BertEncoder(_config()).save(str(tmp_path / "encoder.keras"))
-    export_dir = bert_export(f"--model={tmp_path / 'encoder.keras'}", "--mixed_precision=bf16")
+    export_dir = os.path.join(
+        bert_export(f"--model={tmp_path / 'encoder.keras'}", "--mixed_precision=bf16"), "1")
     assert matmul_dtypes(export_dir) == {"bfloat16"}
     outputs = _serve(export_dir, text=TEXTS)
     assert outputs["pooled_output"].dtype == np.float32

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from two_replicas import run_on_two_replicas
 
 
 def finetune(*flags, check=True):
@@ -212,6 +213,14 @@ def test_squad_warns_when_doc_stride_leaves_windows_without_overlap(
     assert "--doc_stride=21 is not below the 21 context tokens a window holds" in caplog.text
 
 
+@pytest.fixture
+def train(tmp_path):
+    """A two-row, two-label classification file: enough for setups refused or run one step."""
+    path = tmp_path / "train.tsv"
+    path.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+    return path
+
+
 def finetune_in_process(monkeypatch, *flag_args):
     """Runs the `bert-finetune` entry point in this process, where tfds.testing.mock_data acts.
 
@@ -321,9 +330,7 @@ def test_squad_runs_on_a_remote_file_system_with_the_original_defaults_and_v2_ex
 
 
 def test_a_setup_that_cannot_work_stops_before_training_naming_the_flag(
-        uncased_vocab, tmp_path, monkeypatch, capsys):
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+        train, uncased_vocab, tmp_path, monkeypatch, capsys):
     data = [f"--train_file={train}", f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
             f"--model_dir={tmp_path / 'model'}", "--num_train_steps=1"]
     code = finetune_in_process(monkeypatch, "--task=classify", *data,
@@ -360,9 +367,7 @@ def test_a_setup_that_cannot_work_stops_before_training_naming_the_flag(
                                   "--num_train_epochs=0", "--num_train_epochs=-1",
                                   "--warmup_proportion=2", "--export_version=-1"])
 def test_a_value_that_would_train_wrongly_is_a_flag_error(
-        flag, uncased_vocab, tmp_path, monkeypatch, capsys):
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+        train, flag, uncased_vocab, tmp_path, monkeypatch, capsys):
     code = finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
                                f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
                                f"--model_dir={tmp_path / 'model'}", "--preset=bert_tiny", flag)
@@ -398,12 +403,10 @@ def test_an_empty_training_or_evaluation_set_is_named_before_training(
 
 
 def test_classify_is_refused_where_tpu_hosts_run_the_input_pipelines(
-        uncased_vocab, tmp_path, monkeypatch, capsys):
+        train, uncased_vocab, tmp_path, monkeypatch, capsys):
     from keras_bert_impl.training import strategy
 
     monkeypatch.setattr(strategy, "input_pipelines_are_remote", lambda _: True)
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
     code = finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
                                f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
                                "--preset=bert_tiny", f"--model_dir={tmp_path / 'model'}")
@@ -411,7 +414,7 @@ def test_classify_is_refused_where_tpu_hosts_run_the_input_pipelines(
 
 
 def test_an_encoder_saved_by_a_bf16_pretraining_run_fine_tunes_in_float32(
-        uncased_vocab, tmp_path, monkeypatch):
+        train, uncased_vocab, tmp_path, monkeypatch):
     from keras_bert_impl.config import BertConfig
     from keras_bert_impl.models.encoder import BertEncoder
 
@@ -422,8 +425,6 @@ def test_an_encoder_saved_by_a_bf16_pretraining_run_fine_tunes_in_float32(
         pretrained.save(tmp_path / "encoder.keras")
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
     code = finetune_in_process(
         monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
         f"--vocab_file={uncased_vocab}", f"--init_checkpoint={tmp_path / 'encoder.keras'}",
@@ -488,9 +489,7 @@ def test_several_steps_per_execution_train_and_checkpoint_at_the_same_steps(
      "--save_checkpoints_steps=3 must be a multiple of --steps_per_execution=2"),
 ])
 def test_step_counts_that_executions_would_overrun_are_refused_before_anything_is_written(
-        uncased_vocab, tmp_path, monkeypatch, capsys, step_flags, error):
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+        train, uncased_vocab, tmp_path, monkeypatch, capsys, step_flags, error):
     code = finetune_in_process(
         monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
         f"--vocab_file={uncased_vocab}", "--preset=bert_tiny", "--steps_per_execution=2",
@@ -499,27 +498,12 @@ def test_step_counts_that_executions_would_overrun_are_refused_before_anything_i
     assert not (tmp_path / "model").exists()
 
 
-TWO_CPU_REPLICAS = """
-import sys
-import tensorflow as tf
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-from keras_bert_impl.cli.finetune import run
-sys.argv = ["bert-finetune", *sys.argv[1:]]
-run()
-"""
-
-
 def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused(
-        uncased_vocab, tmp_path):
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-c", TWO_CPU_REPLICAS, "--task=classify", f"--train_file={train}",
-         f"--eval_file={train}", f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
-         "--strategy=mirrored", "--batch_size=3", f"--model_dir={tmp_path / 'model'}"],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        train, uncased_vocab, tmp_path):
+    result = run_on_two_replicas(
+        "keras_bert_impl.cli.finetune", "--task=classify", f"--train_file={train}",
+        f"--eval_file={train}", f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+        "--strategy=mirrored", "--batch_size=3", f"--model_dir={tmp_path / 'model'}")
     assert result.returncode == 1, result.stderr[-3000:]
     assert ("--batch_size=3 is the global batch: it must split evenly over the 2 replicas"
             in result.stderr)
@@ -527,9 +511,7 @@ def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused(
 
 
 def test_fp16_loss_scaling_on_a_tpu_is_refused_before_anything_is_written(
-        uncased_vocab, tmp_path, monkeypatch, capsys):
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+        train, uncased_vocab, tmp_path, monkeypatch, capsys):
     code = finetune_in_process(
         monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
         f"--vocab_file={uncased_vocab}", "--preset=bert_tiny", "--strategy=tpu",
@@ -539,9 +521,7 @@ def test_fp16_loss_scaling_on_a_tpu_is_refused_before_anything_is_written(
 
 
 def test_a_keras_checkpoint_holds_the_size_so_a_preset_beside_it_is_refused(
-        uncased_vocab, tmp_path, monkeypatch, capsys):
-    train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad\t0\n", encoding="utf-8")
+        train, uncased_vocab, tmp_path, monkeypatch, capsys):
     code = finetune_in_process(
         monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
         f"--vocab_file={uncased_vocab}", f"--init_checkpoint={tmp_path / 'encoder.keras'}",

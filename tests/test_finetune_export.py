@@ -1,5 +1,6 @@
 """Exported NER and QA heads answer raw strings through the model server as Keras does."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -21,6 +22,12 @@ from keras_bert_impl.text.preprocessor import BertPreprocessor
 from keras_bert_impl.text.tokenizer import BertTokenizer
 
 TAGS = ["B-LOC", "B-PER", "I-PER", "O"]
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """The models here are random: each test gets the same one whatever ran before it."""
+    keras.utils.set_random_seed(0)
 
 
 def tiny_encoder(vocab_size):
@@ -253,6 +260,8 @@ def test_a_squad_v2_span_labeler_serves_no_answer_as_the_offline_decoding_does(
     import tensorflow as tf
 
     tokenizer = BertTokenizer(chinese_vocab, lower_case=True)
+    # With most seeds (1-7 of 0-7) some question has no valid span among its 20 best
+    # starts and ends; the test needs a best span for each (seed 0, `seeded`).
     model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))
     filler = "北京是中国的首都，有很多名胜古迹。"
     questions = ["最大的动物是什么？", "Who founded it?", "这是什么？", "首都在哪里？",

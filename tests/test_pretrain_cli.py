@@ -4,16 +4,13 @@ TPU runs keep everything on gs://, which only `tf.io.gfile` and TensorFlow
 ops can reach. TensorFlow's in-memory `ram://` filesystem stands in for it.
 """
 
-import os
-import subprocess
-import sys
-
 import pytest
 import tensorflow as tf
 from absl import app, flags
 
 from keras_bert_impl.cli import pretrain
 from keras_bert_impl.training import strategy
+from two_replicas import run_on_two_replicas
 
 
 def _copy_to_ram(path, name):
@@ -75,25 +72,12 @@ def test_fp16_on_a_tpu_is_refused_before_connecting(tmp_path, shared_data, uncas
         _run(argv)
 
 
-TWO_CPU_REPLICAS = """
-import sys
-import tensorflow as tf
-tf.config.set_logical_device_configuration(
-    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-from keras_bert_impl.cli.pretrain import run
-sys.argv = ["bert-pretrain", *sys.argv[1:]]
-run()
-"""
-
-
 def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused_before_writing(
         tmp_path, shared_data, uncased_vocab):
-    result = subprocess.run(
-        [sys.executable, "-c", TWO_CPU_REPLICAS, f"--vocab_file={uncased_vocab}",
-         f"--input_files={shared_data / 'sample_text.txt'}", f"--model_dir={tmp_path / 'run'}",
-         "--preset=bert_tiny", "--strategy=mirrored", "--train_batch_size=5"],
-        capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = run_on_two_replicas(
+        "keras_bert_impl.cli.pretrain", f"--vocab_file={uncased_vocab}",
+        f"--input_files={shared_data / 'sample_text.txt'}", f"--model_dir={tmp_path / 'run'}",
+        "--preset=bert_tiny", "--strategy=mirrored", "--train_batch_size=5")
     assert result.returncode == 1, result.stderr[-3000:]
     assert ("--train_batch_size=5 is the global batch: it must split evenly over the 2 "
             "replicas of --strategy=mirrored" in result.stderr)
