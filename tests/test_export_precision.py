@@ -12,8 +12,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from keras_bert_impl.config import BertConfig
-from keras_bert_impl.export import export_saved_model
-from keras_bert_impl.export.precision import with_dtype_policy
+from keras_bert_impl.export import export_saved_model, with_dtype_policy
 from keras_bert_impl.models.classifier import BertClassifier
 from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.pretrainer import BertPretrainer

@@ -17,6 +17,7 @@ from keras_bert_impl.export.op_allowlist import (
     check_serving_ops,
     saved_model_ops,
 )
+from keras_bert_impl.export.precision import with_dtype_policy
 from keras_bert_impl.export.saved_model import export_saved_model
 from keras_bert_impl.export.serving_head import (
     ServingContext,
@@ -33,4 +34,5 @@ __all__ = [
     "export_saved_model",
     "register_serving_head",
     "saved_model_ops",
+    "with_dtype_policy",
 ]
