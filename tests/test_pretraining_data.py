@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,6 +15,14 @@ from keras_bert_impl.data.pretraining import pretraining_dataset
 from keras_bert_impl.text.tokenizer import BertTokenizer
 
 SEQ, P, BATCH = 64, 10, 16
+
+
+@pytest.fixture(scope="module", autouse=True)
+def seeded():
+    """A `seed` given to tf.data's random ops is mixed with TensorFlow's global seed, which
+    earlier tests (and tools run in-process) leave set: the same streams whatever ran
+    before. Module-scoped, so that it comes before the module's data fixtures."""
+    keras.utils.set_random_seed(0)
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +162,7 @@ def test_next_sentence_labels_are_balanced_and_mean_actual_next_or_random(tokeni
     batch = _collect(ds, 10)
     original = _original_ids(batch)
     labels = batch["next_sentence_labels"]
-    assert 0.4 < labels.mean() < 0.6
+    assert 0.35 < labels.mean() < 0.65  # 160 labels: one standard deviation is 0.04
     self_paired = set()
     for ids, types, mask, label in zip(original, batch["input_type_ids"],
                                        batch["input_mask"], labels):
@@ -336,11 +345,15 @@ def test_whole_word_masking_groups_chinese_characters_into_jieba_words(chinese_v
                 runs.append(run)
                 run = [p]
         runs.append(run)
+        edges = (tokenizer.cls_id, tokenizer.sep_id)
         for run in runs:
             text = "".join(tokenizer.vocab[ids[p]] for p in run)
             multi_char_runs += len(run) > 1
-            # A masked run is one or more whole jieba words.
-            assert _splits_into(text, words), text
+            # A masked run is one or more whole jieba words; truncation may have cut the
+            # word next to a [CLS] or [SEP], whose remaining piece is then a word of its own.
+            assert _whole_words_but_for_cuts(
+                text, words, cut_before=ids[run[0] - 1] in edges,
+                cut_after=ids[run[-1] + 1] == tokenizer.sep_id), text
     assert multi_char_runs > 0
 
 
@@ -377,6 +390,16 @@ def test_a_script_ending_with_a_jieba_pipeline_still_running_exits(shared_data, 
         pytest.fail("the script hung at exit")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(32, 64)" in result.stdout
+
+
+def _whole_words_but_for_cuts(text, words, cut_before, cut_after):
+    """`text` splits into `words`, but for the end of a word first when `cut_before` and
+    the start of a word last when `cut_after`."""
+    heads = {""} | ({w[i:] for w in words for i in range(1, len(w))} if cut_before else set())
+    tails = {""} | ({w[:i] for w in words for i in range(1, len(w))} if cut_after else set())
+    return any(text.startswith(head) and text[len(head):].endswith(tail)
+               and _splits_into(text[len(head):len(text) - len(tail)], words)
+               for head in heads for tail in tails if len(head) + len(tail) <= len(text))
 
 
 def _splits_into(text, words):
