@@ -88,7 +88,9 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
         batches ``input_context.get_per_replica_batch_size(batch_size)``.
       whole_word_masking: mask all wordpieces of a word together (Chinese
         words found by jieba, see ``chinese_words``).
-      seed: fixes the stream; None draws a fresh one.
+      seed: fixes the stream, together with TensorFlow's global seed (tf.data
+        mixes an op seed with it; ``bert-pretrain`` sets both from ``--seed``,
+        e.g. by ``keras.utils.set_random_seed``); None draws a fresh one.
       input_context: from ``strategy.distribute_datasets_from_function``;
         each input pipeline reads disjoint documents.
       num_epochs: passes over the corpus (None: endless).
