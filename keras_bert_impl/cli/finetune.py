@@ -329,9 +329,9 @@ def _encoder():
         if encoder.dtype_policy.name != keras.config.dtype_policy().name:
             # A bf16 pretraining run saves a bf16 encoder: fine-tune it in this run's
             # precision (--mixed_precision), as from a Google checkpoint.
-            rebuilt = BertEncoder.from_config({**encoder.get_config(), "dtype": None})
-            rebuilt.set_weights(encoder.get_weights())
-            encoder = rebuilt
+            from keras_bert_impl.export.precision import with_dtype_policy
+
+            encoder = with_dtype_policy(encoder, keras.config.dtype_policy().name)
         return encoder
     if FLAGS.bert_config:
         config = BertConfig.from_json_file(FLAGS.bert_config)
