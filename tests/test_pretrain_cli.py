@@ -84,6 +84,23 @@ def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused_before_
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("step_flags, error", [
+    (["--num_train_steps=10", "--save_checkpoints_steps=4"],
+     "--num_train_steps=10 must be a multiple of --steps_per_execution=4: pass "
+     "--num_train_steps=12 or 8"),
+    (["--num_train_steps=8", "--save_checkpoints_steps=6"],
+     "--save_checkpoints_steps=6 must be a multiple of --steps_per_execution=4"),
+])
+def test_step_counts_that_executions_would_overrun_are_refused_before_writing(
+        tmp_path, shared_data, uncased_vocab, step_flags, error):
+    argv = [f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",
+            f"--model_dir={tmp_path / 'run'}", "--preset=bert_tiny", "--num_warmup_steps=1",
+            "--steps_per_execution=4", *step_flags]
+    with pytest.raises(app.UsageError, match=error):
+        _run(argv)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_sequence_longer_than_the_position_table_is_refused_naming_both(
         tmp_path, shared_data, uncased_vocab):
     argv = [f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",

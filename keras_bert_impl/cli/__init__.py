@@ -20,6 +20,24 @@ def check_global_batch_splits(flag: str, batch_size: int, strategy, strategy_fla
                              f"over the {replicas} replicas of --strategy={strategy_flag}")
 
 
+def check_steps_per_execution(steps_per_execution: int, save_checkpoints_steps: int,
+                              num_train_steps: int, steps_from: str | None = None) -> None:
+    """Keras runs whole executions: a checkpoint interval or a step budget that is not a
+    multiple of `steps_per_execution` would train past it, and the saved data position
+    would be wrong. `steps_from` names the flag a derived step count came from."""
+    steps = steps_per_execution
+    if save_checkpoints_steps % steps:
+        raise app.UsageError(f"--save_checkpoints_steps={save_checkpoints_steps} must be a "
+                             f"multiple of --steps_per_execution={steps}")
+    if num_train_steps % steps:
+        given = (f"{steps_from} gives {num_train_steps} steps, which" if steps_from
+                 else f"--num_train_steps={num_train_steps}")
+        lower, upper = num_train_steps // steps * steps, (num_train_steps // steps + 1) * steps
+        raise app.UsageError(
+            f"{given} must be a multiple of --steps_per_execution={steps}: pass "
+            f"--num_train_steps={upper}" + (f" or {lower}" if lower else ""))
+
+
 def check_mixed_precision_for_tpu(strategy_flag: str, mixed_precision: str | None) -> None:
     """fp16 loss scaling is for GPUs; TPUs compute in bfloat16."""
     if strategy_flag == "tpu" and mixed_precision == "fp16":

@@ -29,6 +29,7 @@ from keras_bert_impl.cli import (
     check_global_batch_splits,
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
+    check_steps_per_execution,
     load_keras_file,
     require_positive,
     run_tool,
@@ -197,7 +198,10 @@ def main(argv):
     task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)
     num_train_steps = FLAGS.num_train_steps or max(
         1, math.ceil(task.num_train_examples * FLAGS.num_train_epochs / FLAGS.batch_size))
-    _check_steps_per_execution(num_train_steps)
+    check_steps_per_execution(
+        FLAGS.steps_per_execution, FLAGS.save_checkpoints_steps, num_train_steps,
+        steps_from=None if FLAGS.num_train_steps else
+        f"--num_train_epochs={FLAGS.num_train_epochs:g}")
     steps_per_epoch = min(FLAGS.save_checkpoints_steps, num_train_steps)
     strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
     check_global_batch_splits("batch_size", FLAGS.batch_size, strategy, FLAGS.strategy)
@@ -269,23 +273,6 @@ def main(argv):
                            version=export_version, labels=task.labels or None,
                            **task.export_options())
         print(f"Exported for TensorFlow Serving: {os.path.join(FLAGS.export_dir, str(export_version))}")
-
-
-def _check_steps_per_execution(num_train_steps: int) -> None:
-    """Keras runs whole executions: a checkpoint interval or a step budget that is not a
-    multiple would train past it, and the saved data position would be wrong."""
-    steps = FLAGS.steps_per_execution
-    if FLAGS.save_checkpoints_steps % steps:
-        raise app.UsageError(f"--save_checkpoints_steps={FLAGS.save_checkpoints_steps} must be "
-                             f"a multiple of --steps_per_execution={steps}")
-    if num_train_steps % steps:
-        given = (f"--num_train_steps={num_train_steps}" if FLAGS.num_train_steps else
-                 f"--num_train_epochs={FLAGS.num_train_epochs:g} gives {num_train_steps} steps, "
-                 "which")
-        lower, upper = num_train_steps // steps * steps, (num_train_steps // steps + 1) * steps
-        raise app.UsageError(
-            f"{given} must be a multiple of --steps_per_execution={steps}: pass "
-            f"--num_train_steps={upper}" + (f" or {lower}" if lower else ""))
 
 
 def _export_version() -> int | None:

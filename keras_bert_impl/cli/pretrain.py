@@ -18,6 +18,7 @@ from keras_bert_impl.cli import (
     check_global_batch_splits,
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
+    check_steps_per_execution,
     require_positive,
     run_tool,
 )
@@ -134,12 +135,8 @@ def main(argv):
 
 def _check_step_flags():
     check_mixed_precision_for_tpu(FLAGS.strategy, FLAGS.mixed_precision)
-    spe = FLAGS.steps_per_execution
-    for name in ("num_train_steps", "save_checkpoints_steps"):
-        if getattr(FLAGS, name) % spe:
-            raise app.UsageError(
-                f"--{name}={getattr(FLAGS, name)} must be a multiple of --steps_per_execution={spe}"
-            )
+    check_steps_per_execution(FLAGS.steps_per_execution, FLAGS.save_checkpoints_steps,
+                              FLAGS.num_train_steps)
 
 
 def _check_input_runs_where_the_pipelines_run(strategy):
