@@ -4,6 +4,7 @@ import grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -82,7 +83,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
-    """GetModelStatus (model management through config reload is not offered)."""
+    """GetModelStatus and HandleReloadConfigRequest."""
 
     def __init__(self, manager: ModelManager):
         self._manager = manager
@@ -108,3 +109,17 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 status.status.error_code = 2  # UNKNOWN, as TF Serving reports a failed load
                 status.status.error_message = state.error
         return response
+
+    @_abort_on_error
+    def HandleReloadConfigRequest(self, request, context):
+        """Replaces the served models with the request's ModelConfigList (`ModelManager.reload`).
+
+        As TF Serving, an error is both the call's status and the response's; `metric_names`
+        get no values (this server keeps no monitoring metrics).
+        """
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise invalid_argument("ServerModelConfig type not supported by "
+                                   "HandleReloadConfigRequest. Only ModelConfigList is currently "
+                                   "supported")
+        self._manager.reload(request.config.model_config_list.config)
+        return model_management_pb2.ReloadConfigResponse()

@@ -5,12 +5,13 @@ import os
 import threading
 import time
 
+import grpc
 from absl import logging
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from keras_bert_impl.serving.batching_parameters import BatchingOptions
-from keras_bert_impl.serving.errors import invalid_argument, not_found
+from keras_bert_impl.serving.errors import ServingError, invalid_argument, not_found
 from keras_bert_impl.serving.servable import Servable
 
 
@@ -27,7 +28,7 @@ class VersionState:
     retry_at: float = 0.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # compared by identity: a reload tells old from new
 class _Model:
     config: model_server_config_pb2.ModelConfig
     servables: dict[int, Servable] = dataclasses.field(default_factory=dict)
@@ -45,20 +46,37 @@ def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfi
             raise ValueError(f"{path}: not a valid ModelServerConfig text proto: {error}") from None
     if config.WhichOneof("config") != "model_config_list":
         raise ValueError(f"{path}: expected a model_config_list {{ config {{ ... }} }}")
-    models = list(config.model_config_list.config)
+    return check_model_configs(config.model_config_list.config, source=path)
+
+
+def check_model_configs(configs, source: str) -> list[model_server_config_pb2.ModelConfig]:
+    """The configs of a ModelConfigList as a list; ValueError naming `source` for a config
+    without a name or base path, a name listed twice or a platform other than TensorFlow."""
+    models = list(configs)
     names = set()
     for index, model in enumerate(models):
         if not model.name or not model.base_path:
-            raise ValueError(f"{path}: config #{index} needs both `name` and `base_path`")
+            raise ValueError(f"{source}: config #{index} needs both `name` and `base_path`")
         if model.name in names:
             # TF Serving's wording; merging the two silently would serve only the last.
-            raise ValueError(f"{path}: Illegal to list model {model.name} multiple times in "
+            raise ValueError(f"{source}: Illegal to list model {model.name} multiple times in "
                              "config list")
         names.add(model.name)
         if model.model_platform not in ("", "tensorflow"):
-            raise ValueError(f"{path}: model {model.name!r} has model_platform "
+            raise ValueError(f"{source}: model {model.name!r} has model_platform "
                              f"{model.model_platform!r}; only 'tensorflow' is served")
     return models
+
+
+def _check_base_paths(configs) -> None:
+    for config in configs:
+        if os.path.exists(config.base_path) and not os.path.isdir(config.base_path):
+            raise ValueError(f"model {config.name!r}: base_path {config.base_path} is not "
+                             "a directory")
+
+
+def _shutting_down() -> ServingError:
+    return ServingError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
 
 
 def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelConfig:
@@ -105,7 +123,8 @@ class ModelManager:
     A base path that cannot be read is logged and polled again, serving what is
     loaded meanwhile. A `version_labels` entry must name a version available after
     the first load unless `allow_unavailable_labels`
-    (`--allow_version_labels_for_unavailable_models`).
+    (`--allow_version_labels_for_unavailable_models`). `reload()` replaces the
+    models while serving (ModelService/HandleReloadConfigRequest).
     """
 
     def __init__(self, configs: list[model_server_config_pb2.ModelConfig],
@@ -119,18 +138,16 @@ class ModelManager:
         self._load_retry_interval = load_retry_interval_seconds
         self._warm_up = warm_up
         self._allow_unavailable_labels = allow_unavailable_labels
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the models and servables requests look up
+        self._poll_lock = threading.Lock()  # one poll (or model swap) at a time
+        self._reload_lock = threading.Lock()  # one reload at a time, its waits included
         self._stop = threading.Event()
         self._thread = None
 
     def start(self) -> None:
         """Loads the first versions; ValueError for a base path that is not a directory or
         a version label naming a version that is not available."""
-        for model in self._models.values():
-            base_path = model.config.base_path
-            if os.path.exists(base_path) and not os.path.isdir(base_path):
-                raise ValueError(f"model {model.config.name!r}: base_path {base_path} is not "
-                                 "a directory")
+        _check_base_paths(model.config for model in self._models.values())
         self.poll()
         if self._poll_wait_seconds <= 0:
             # Polling once still sees the retries of failed loads through.
@@ -151,7 +168,7 @@ class ModelManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        with self._lock:
+        with self._poll_lock, self._lock:
             servables = [s for m in self._models.values() for s in m.servables.values()]
             for model in self._models.values():
                 model.servables.clear()
@@ -163,35 +180,134 @@ class ModelManager:
 
         A base path that cannot be listed keeps the model's versions as they are.
         """
-        for model in self._models.values():
-            try:
-                on_disk = _versions_on_disk(model.config.base_path)
-            except OSError as error:
-                # As TF Serving: a file-system error skips this poll; the next one retries.
-                logging.error("Cannot list the versions of %s in %s: %s", model.config.name,
-                              model.config.base_path, error)
-                continue
-            if not on_disk and not model.reported_no_versions:
-                # TF Serving's warning; said once, not at every poll.
-                logging.warning("No versions of servable %s found under base path %s (a "
-                                "version is a numbered directory holding saved_model.pb)",
-                                model.config.name, model.config.base_path)
-            model.reported_no_versions = not on_disk
-            aspired = _aspired(model.config, on_disk)
-            for version in sorted(aspired - set(model.servables)):
-                state = model.states.get(version, VersionState(""))
-                if state.state == "END" or state.retry_at > time.monotonic():
-                    continue  # out of retries (until a restart), or not due yet
-                self._load(model, version, state.failed_loads)
-            if not aspired & set(model.servables):
-                continue  # keep serving older versions until an aspired one is available
-            retired = [v for v in model.servables if v not in aspired]
-            for version in retired:
+        with self._poll_lock:
+            if self._stop.is_set():
+                return
+            for model in list(self._models.values()):
+                self._poll_model(model)
+
+    def reload(self, configs) -> None:
+        """Serves exactly `configs` (ModelConfigs) from now on, without a restart.
+
+        As TF Serving's HandleReloadConfigRequest: a version label may only name a
+        version available now (FAILED_PRECONDITION, and nothing changes; assign it in a
+        later reload once the version is loaded, unless `allow_unavailable_labels`
+        and the label is new); models no longer listed are unloaded; listed ones take
+        their new version policy and labels. A newly listed model, or one with a new
+        base path, has its first load done before it replaces anything, and the call
+        returns once each has a version available (UNKNOWN naming the load error if
+        its retries run out). Unlike TF Serving, which waits for it, a new model with
+        no version on disk yet returns at once and is served when a version appears.
+        INVALID_ARGUMENT for a config the server could not start with.
+        """
+        try:
+            configs = check_model_configs(configs, source="ReloadConfigRequest")
+            _check_base_paths(configs)
+        except ValueError as error:
+            raise invalid_argument(str(error)) from None
+        with self._reload_lock:
+            with self._poll_lock:
+                if self._stop.is_set():
+                    raise _shutting_down()
+                self._check_labels_assignable(configs)
+                models, fresh = {}, []
+                for config in configs:
+                    model = self._models.get(config.name)
+                    if model is None or model.config.base_path != config.base_path:
+                        model = _Model(config)
+                        self._poll_model(model)  # loaded before it is swapped in
+                        fresh.append(model)
+                    models[config.name] = model
                 with self._lock:
-                    servable = model.servables.pop(version)
-                    model.states[version] = VersionState("END")
-                servable.close()
-                logging.info("Unloaded %s version %d", model.config.name, version)
+                    for config in configs:
+                        models[config.name].config = config
+                    replaced = [m for name, m in self._models.items()
+                                if models.get(name) is not m]
+                    self._models = models
+                for model in replaced:
+                    for version in sorted(model.servables):
+                        model.servables.pop(version).close()
+                        logging.info("Unloaded %s version %d (config reloaded)",
+                                     model.config.name, version)
+                for model in models.values():
+                    if model not in fresh:
+                        self._poll_model(model)
+            self._await_first_loads(fresh)
+        logging.info("Reloaded the model config: serving %s", sorted(models))
+
+    def _await_first_loads(self, models: list[_Model]) -> None:
+        """Waits out the load retries of `models` that have none available yet; UNKNOWN
+        (TF Serving's wording) for those whose retries ran out."""
+        while not self._stop.is_set():
+            with self._lock:
+                due = [state.retry_at for model in models if not model.servables
+                       for state in model.states.values() if state.state == "LOADING"]
+            if not due:
+                break
+            self._stop.wait(max(0.0, min(due) - time.monotonic()))
+            self.poll()
+        if self._stop.is_set():
+            raise _shutting_down()
+        with self._lock:
+            failed = {model.config.name: {v: s.error for v, s in sorted(model.states.items())}
+                      for model in models if not model.servables and model.states}
+        if failed:
+            details = ", ".join(f"{{{name} version {version} due to error: {error}}}"
+                                for name, errors in failed.items()
+                                for version, error in errors.items())
+            raise ServingError(grpc.StatusCode.UNKNOWN,
+                               f"{len(failed)} model(s) did not become available: {details}")
+
+    def _check_labels_assignable(self, configs) -> None:
+        """FAILED_PRECONDITION, with TF Serving's wording, for a label naming a version not
+        available now; `allow_unavailable_labels` lets a new label (or one that keeps its
+        version) through, as TF Serving's flag."""
+        with self._lock:
+            for config in configs:
+                model = self._models.get(config.name)
+                available = sorted(model.servables) if model else []
+                current = dict(model.config.version_labels) if model else {}
+                for label, version in sorted(config.version_labels.items()):
+                    if version in available or (self._allow_unavailable_labels
+                                                and current.get(label, version) == version):
+                        continue
+                    raise ServingError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"Request to assign label {label!r} to version {version} of model "
+                        f"{config.name}, which is not currently available for inference "
+                        f"(versions available: {available}); reload once with the version "
+                        "in the policy, then again with the label")
+
+    def _poll_model(self, model: _Model) -> None:
+        """One model's share of `poll()`; the caller holds `_poll_lock`."""
+        try:
+            on_disk = _versions_on_disk(model.config.base_path)
+        except OSError as error:
+            # As TF Serving: a file-system error skips this poll; the next one retries.
+            logging.error("Cannot list the versions of %s in %s: %s", model.config.name,
+                          model.config.base_path, error)
+            return
+        if not on_disk and not model.reported_no_versions:
+            # TF Serving's warning; said once, not at every poll.
+            logging.warning("No versions of servable %s found under base path %s (a "
+                            "version is a numbered directory holding saved_model.pb)",
+                            model.config.name, model.config.base_path)
+        model.reported_no_versions = not on_disk
+        aspired = _aspired(model.config, on_disk)
+        for version in sorted(aspired - set(model.servables)):
+            state = model.states.get(version, VersionState(""))
+            if state.state == "END" or state.retry_at > time.monotonic():
+                continue  # out of retries (until a restart), or not due yet
+            self._load(model, version, state.failed_loads)
+        if not aspired & set(model.servables):
+            return  # keep serving older versions until an aspired one is available
+        retired = [v for v in model.servables if v not in aspired]
+        for version in retired:
+            with self._lock:
+                servable = model.servables.pop(version)
+                model.states[version] = VersionState("END")
+            servable.close()
+            logging.info("Unloaded %s version %d", model.config.name, version)
 
     def servable(self, name: str, version: int | None = None, label: str = "") -> Servable:
         """The servable a request's ModelSpec names; NOT_FOUND with TF Serving's wording."""

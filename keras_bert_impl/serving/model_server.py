@@ -26,6 +26,8 @@ flags.DEFINE_boolean("enable_batching", False, "Merge concurrent requests into o
 flags.DEFINE_string("batching_parameters_file", "", "Text-format BatchingParameters.")
 flags.DEFINE_float("file_system_poll_wait_seconds", 1, "How often to look for new versions; "
                    "0 loads once.")
+flags.DEFINE_float("model_config_file_poll_wait_seconds", 0, "How often to re-read "
+                   "--model_config_file and reload it when it changed; 0 reads it once.")
 flags.DEFINE_integer("max_num_load_retries", 5, "Retries of a version that failed to load.")
 flags.DEFINE_integer("load_retry_interval_micros", 60_000_000, "Wait between load retries.")
 flags.DEFINE_boolean("enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests "
@@ -59,6 +61,7 @@ def main(argv):
             enable_batching=FLAGS.enable_batching,
             batching_parameters_file=FLAGS.batching_parameters_file or None,
             file_system_poll_wait_seconds=FLAGS.file_system_poll_wait_seconds,
+            model_config_file_poll_wait_seconds=FLAGS.model_config_file_poll_wait_seconds,
             max_num_load_retries=FLAGS.max_num_load_retries,
             load_retry_interval_micros=FLAGS.load_retry_interval_micros,
             enable_model_warmup=FLAGS.enable_model_warmup,

@@ -15,6 +15,7 @@ from keras_bert_impl.serving.batching_parameters import (
     BatchingOptions,
     read_batching_parameters,
 )
+from keras_bert_impl.serving.config_file_poller import ConfigFilePoller
 from keras_bert_impl.serving.grpc_services import ModelServicer, PredictionServicer
 from keras_bert_impl.serving.model_manager import (
     ModelManager,
@@ -31,9 +32,11 @@ _CHANNEL_OPTIONS = [("grpc.max_send_message_length", _UNLIMITED),
 class ServerHandle:
     """A running server: `port` (gRPC), `rest_api_port` (or None), `stop()`."""
 
-    def __init__(self, grpc_server, port, rest_server, manager: ModelManager):
+    def __init__(self, grpc_server, port, rest_server, manager: ModelManager,
+                 config_file_poller: ConfigFilePoller | None = None):
         self._grpc_server = grpc_server
         self._rest_server = rest_server
+        self._config_file_poller = config_file_poller
         self.manager = manager
         self.port = port
         self.rest_api_port = rest_server.server_address[1] if rest_server else None
@@ -53,11 +56,15 @@ class ServerHandle:
         if already_stopping:
             self._stopped.wait()
             return
+        if self._config_file_poller is not None:
+            self._config_file_poller.stop()
         grpc_stopped = self._grpc_server.stop(grace)
         if self._rest_server is not None:
             self._rest_server.drain(grace)
         grpc_stopped.wait()
         self.manager.stop()
+        if self._config_file_poller is not None:
+            self._config_file_poller.join()
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -77,6 +84,7 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                  batching_parameters_file: str | None = None,
                  batching: BatchingOptions | None = None,
                  file_system_poll_wait_seconds: float = 1.0,
+                 model_config_file_poll_wait_seconds: float = 0.0,
                  max_workers: int = 32,
                  max_num_load_retries: int = 5,
                  load_retry_interval_micros: int = 60_000_000,
@@ -84,6 +92,9 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                  allow_version_labels_for_unavailable_models: bool = False,
                  rest_api_timeout_in_ms: int = 30_000) -> ServerHandle:
     """Starts the server in this process; port 0 picks a free port (see `handle.port`).
+
+    With `model_config_file`, `model_config_file_poll_wait_seconds` > 0 re-reads the file
+    that often and reloads it when it changed (0, the default: read once).
 
     Example:
         server = start_server("/tmp/export", port=0)
@@ -128,4 +139,9 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
             manager.stop()
             raise
         serve_in_thread(rest_server)
-    return ServerHandle(server, bound, rest_server, manager)
+    poller = None
+    if model_config_file and model_config_file_poll_wait_seconds > 0:
+        poller = ConfigFilePoller(manager, model_config_file,
+                                  model_config_file_poll_wait_seconds, configs)
+        poller.start()
+    return ServerHandle(server, bound, rest_server, manager, poller)
