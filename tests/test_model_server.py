@@ -273,6 +273,11 @@ def test_client_refuses_a_target_it_could_never_reach(target, words):
         Client(target)
 
 
+def test_client_takes_a_version_or_a_label_not_both():
+    with pytest.raises(ValueError, match="give version .* or version_label .*, not both"):
+        Client("localhost:8500", version=1, version_label="stable")
+
+
 def test_client_names_a_text_that_is_not_valid_unicode():
     with pytest.raises(ValueError, match=r"element 1 \('\\ud800 x'\) is not valid Unicode"):
         Client(f"127.0.0.1:{free_port()}").predict(["fine", "\ud800 x"])

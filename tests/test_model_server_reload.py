@@ -16,14 +16,10 @@ import threading
 import time
 
 import grpc
-import numpy as np
 import pytest
-import tensorflow as tf
 from tensorflow_serving.apis import (
     model_management_pb2,
     model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
 from test_model_server import free_port, wait_for, write_toy_version
@@ -64,19 +60,9 @@ def refused_reload(target: str, request) -> grpc.RpcError:
 
 
 def length(target: str, model: str, text: str = "abcd", label: str = "") -> float:
-    """The served `length` of `text`; ServingError (as the Client's) for an error answer."""
-    if not label:
-        return float(Client(target, model).predict([text])["length"][0])
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name, request.model_spec.version_label = model, label
-    request.inputs["text"].CopyFrom(tf.make_tensor_proto(np.array([text.encode()], dtype=object)))
-    with grpc.insecure_channel(target) as channel:
-        try:
-            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
-                request, timeout=30)
-        except grpc.RpcError as error:
-            raise ServingError(error.code(), error.details()) from None
-    return float(tf.make_ndarray(response.outputs["length"])[0])
+    """The served `length` of `text` (from the version `label` names, if given)."""
+    client = Client(target, model, version_label=label or None)
+    return float(client.predict([text])["length"][0])
 
 
 def versions_served(target: str, model: str) -> list[int]:

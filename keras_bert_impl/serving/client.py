@@ -66,13 +66,20 @@ class Client:
         client = Client("localhost:8500", model_name="bert")
         client.predict(["the movie was great"])["probabilities"]
         client.predict(["a question?"], ["its context"])  # pair models
+
+    `version` or `version_label` (a model config's `version_labels`, e.g. "canary")
+    picks the version; by default the server's newest.
     """
 
     def __init__(self, target: str, model_name: str = "bert",
                  signature_name: str = "serving_default", timeout: float = 10.0,
-                 version: int | None = None):
+                 version: int | None = None, version_label: str | None = None):
+        if version is not None and version_label:
+            raise ValueError(f"give version ({version}) or version_label ({version_label!r}), "
+                             "not both: a request names one")
         self.target, self.model_name = _checked_target(target), model_name
         self.signature_name, self.timeout, self.version = signature_name, timeout, version
+        self.version_label = version_label
         self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
@@ -140,6 +147,8 @@ class Client:
             spec.signature_name = signature_name
         if self.version is not None:
             spec.version.value = self.version
+        elif self.version_label:
+            spec.version_label = self.version_label
 
     def _call(self, method, request, timeout, what):
         timeout = self.timeout if timeout is None else timeout
