@@ -481,6 +481,26 @@ def test_a_new_version_directory_is_picked_up_while_serving(server):
     assert Client(server.target, version=2).predict(["ab"])["length"].tolist() == [20.0]
 
 
+def test_base_paths_and_config_files_are_read_through_tensorflow_file_systems(tmp_path):
+    """As TF Serving (gs://, ...); here a file:// URL, which only TensorFlow's file
+    systems read (os.listdir and open() do not)."""
+    (tmp_path / "bert").mkdir()
+    write_toy_version(str(tmp_path / "bert"), 1, scale=1.0)
+    url = f"file://{tmp_path}"
+    (tmp_path / "models.config").write_text(
+        f'model_config_list {{ config {{ name: "bert" base_path: "{url}/bert" }} }}')
+    (tmp_path / "batching.txt").write_text(BATCHING)
+    with start_server(model_config_file=f"{url}/models.config", enable_batching=True,
+                      batching_parameters_file=f"{url}/batching.txt",
+                      file_system_poll_wait_seconds=0.2) as handle:
+        client = Client(f"127.0.0.1:{handle.port}")
+        assert client.predict(["abc"])["length"].tolist() == [3.0]
+        write_toy_version(str(tmp_path / "bert"), 2, scale=10.0)
+        wait_for(lambda: client.predict(["abc"])["length"][0] == 30.0, what="version 2")
+    with pytest.raises(OSError, match=f"cannot read {url}/missing.config"):
+        start_server(model_config_file=f"{url}/missing.config")
+
+
 def test_a_broken_version_is_reported_and_the_previous_one_keeps_serving(tmp_path):
     base = tmp_path / "bert"
     base.mkdir()

@@ -16,6 +16,8 @@ from google.protobuf import (
     wrappers_pb2,
 )
 
+from keras_bert_impl.serving.file_system import read_text_file
+
 _FIELDS = (
     # name, field number, wrapper message (None: a plain scalar field)
     ("max_batch_size", 1, ".google.protobuf.Int64Value"),
@@ -118,5 +120,4 @@ def parse_batching_parameters(text: str, source: str = "<string>") -> BatchingOp
 
 def read_batching_parameters(path: str) -> BatchingOptions:
     """Reads a `--batching_parameters_file`."""
-    with open(path, encoding="utf-8") as f:
-        return parse_batching_parameters(f.read(), source=path)
+    return parse_batching_parameters(read_text_file(path), source=path)

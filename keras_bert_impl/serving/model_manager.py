@@ -6,12 +6,14 @@ import threading
 import time
 
 import grpc
+import tensorflow as tf
 from absl import logging
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from keras_bert_impl.serving.batching_parameters import BatchingOptions
 from keras_bert_impl.serving.errors import ServingError, invalid_argument, not_found
+from keras_bert_impl.serving.file_system import read_text_file
 from keras_bert_impl.serving.servable import Servable
 
 
@@ -39,11 +41,10 @@ class _Model:
 def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
     """Parses a `--model_config_file` (text-format ModelServerConfig)."""
     config = model_server_config_pb2.ModelServerConfig()
-    with open(path, encoding="utf-8") as f:
-        try:
-            text_format.Parse(f.read(), config)
-        except text_format.ParseError as error:
-            raise ValueError(f"{path}: not a valid ModelServerConfig text proto: {error}") from None
+    try:
+        text_format.Parse(read_text_file(path), config)
+    except text_format.ParseError as error:
+        raise ValueError(f"{path}: not a valid ModelServerConfig text proto: {error}") from None
     if config.WhichOneof("config") != "model_config_list":
         raise ValueError(f"{path}: expected a model_config_list {{ config {{ ... }} }}")
     return check_model_configs(config.model_config_list.config, source=path)
@@ -70,7 +71,7 @@ def check_model_configs(configs, source: str) -> list[model_server_config_pb2.Mo
 
 def _check_base_paths(configs) -> None:
     for config in configs:
-        if os.path.exists(config.base_path) and not os.path.isdir(config.base_path):
+        if tf.io.gfile.exists(config.base_path) and not tf.io.gfile.isdir(config.base_path):
             raise ValueError(f"model {config.name!r}: base_path {config.base_path} is not "
                              "a directory")
 
@@ -88,15 +89,18 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
 def _versions_on_disk(base_path: str) -> list[int]:
     """Version directories holding a saved_model.pb; OSError if `base_path` cannot be listed.
 
-    Only ASCII digits name a version: str.isdigit() also accepts e.g. "²", which int() refuses.
+    Any TensorFlow file system (gs://, ...), as TF Serving. Only ASCII digits name a
+    version: str.isdigit() also accepts e.g. "²", which int() refuses.
     """
     try:
-        names = os.listdir(base_path)
-    except FileNotFoundError:
+        names = [name.rstrip("/") for name in tf.io.gfile.listdir(base_path)]
+    except tf.errors.NotFoundError:
         return []
+    except tf.errors.OpError as error:
+        raise OSError(f"{base_path}: {error.message}") from None
     return sorted(int(n) for n in names
                   if n.isascii() and n.isdigit()
-                  and os.path.isfile(os.path.join(base_path, n, "saved_model.pb")))
+                  and tf.io.gfile.exists(os.path.join(base_path, n, "saved_model.pb")))
 
 
 def _aspired(config: model_server_config_pb2.ModelConfig, on_disk: list[int]) -> set[int]:

@@ -24,7 +24,7 @@ _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     """The `serve` MetaGraph's SignatureDefs, as stored in `path/saved_model.pb`."""
     saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
         saved_model.ParseFromString(f.read())
     for meta_graph in saved_model.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
@@ -110,7 +110,7 @@ class Servable:
     def warm_up(self) -> int:
         """Replays `assets.extra/tf_serving_warmup_requests` as TF Serving does; returns the count."""
         path = os.path.join(self.path, WARMUP_FILE)
-        if not os.path.exists(path):
+        if not tf.io.gfile.exists(path):
             return 0
         count = 0
         for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
