@@ -154,6 +154,18 @@ def test_every_kernel_and_table_is_truncated_normal_with_stddev_0_02(encoder):
             assert abs(values.std() - 0.02 * 0.8796) < 0.002, name
 
 
+def test_every_kernel_and_table_is_its_own_random_draw(encoder):
+    # As the original's one initializer per variable. An unseeded Keras initializer
+    # instance shared by two weights gives both the same values (the longer one's
+    # first rows repeat the shorter one).
+    first_values = {name: variable.numpy().ravel()[:64].tobytes()
+                    for name, variable in encoder.google_variable_map().items()
+                    if not name.endswith(("/bias", "/beta", "/gamma"))}
+    repeated = [name for name in first_values
+                if list(first_values.values()).count(first_values[name]) > 1]
+    assert not repeated
+
+
 def test_layer_norms_use_epsilon_1e_12(encoder):
     norms = [encoder.embedding_layer.layer_norm]
     for block in encoder.transformer_layers:

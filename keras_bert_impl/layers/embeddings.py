@@ -49,20 +49,24 @@ class BertEmbeddings(keras.layers.Layer):
         self.dropout_layer = BertDropout(dropout, dtype=self.dtype_policy, name="dropout")
 
     def build(self, input_word_ids_shape, input_type_ids_shape=None):
-        initializer = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        def initializer():
+            # One instance per table: an unseeded Keras initializer called twice returns
+            # the same values, which would make each table a copy of the other's first rows.
+            return keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+
         self.word_embeddings = self.add_weight(
             shape=(self.vocab_size, self.hidden_size),
-            initializer=initializer,
+            initializer=initializer(),
             name="word_embeddings",
         )
         self.token_type_embeddings = self.add_weight(
             shape=(self.type_vocab_size, self.hidden_size),
-            initializer=initializer,
+            initializer=initializer(),
             name="token_type_embeddings",
         )
         self.position_embeddings = self.add_weight(
             shape=(self.max_position_embeddings, self.hidden_size),
-            initializer=initializer,
+            initializer=initializer(),
             name="position_embeddings",
         )
         self.layer_norm.build((None, None, self.hidden_size))
