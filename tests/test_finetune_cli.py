@@ -480,6 +480,19 @@ def test_several_steps_per_execution_train_and_checkpoint_at_the_same_steps(
         assert json.loads(saved.read("config.json"))["compile_config"]["steps_per_execution"] == 3
 
 
+def test_epochs_give_the_originals_step_count_rounded_down(train, uncased_vocab, tmp_path,
+                                                           monkeypatch):
+    # run_classifier.py: int(2 examples / batch 2 * 1.5 epochs) = 1 step, not 2.
+    code = finetune_in_process(
+        monkeypatch, "--task=classify", f"--train_file={train}", f"--eval_file={train}",
+        f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+        f"--model_dir={tmp_path / 'model'}", "--num_train_epochs=1.5", "--batch_size=2",
+        "--seq_length=8")
+    assert code in (None, 0)
+    reader = tf.train.load_checkpoint(str(tmp_path / "model" / "checkpoints"))
+    assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 1
+
+
 @pytest.mark.parametrize("step_flags, error", [
     (["--num_train_steps=5"], "--num_train_steps=5 must be a multiple of "
                               "--steps_per_execution=2: pass --num_train_steps=6 or 4"),

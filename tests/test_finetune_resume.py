@@ -109,3 +109,12 @@ def test_a_restart_with_other_data_or_batching_flags_is_refused_naming_them(
     # What was there is untouched: the checkpoint, the labels and the recorded flags.
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{SAVE_EVERY}")
     assert json.loads((model_dir / "run_flags.json").read_text())["batch_size"] == 8
+    # The same run: its training file named relative to another directory, and an epoch
+    # count that --num_train_steps overrides.
+    train = os.path.relpath(sst2_files[0], tmp_path)
+    same = [f"--train_file={train}" if flag.startswith("--train_file=") else flag
+            for flag in command] + ["--num_train_epochs=1"]
+    resumed = subprocess.run(same, capture_output=True, text=True, timeout=300, check=False,
+                             cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Resuming from {model_dir}" in resumed.stdout

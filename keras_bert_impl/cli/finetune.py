@@ -10,7 +10,7 @@ dataset defines them.
 
 Writes DIR/eval_results.json (classify: accuracy, f1 for two classes; ner:
 entity precision/recall/f1; squad: exact_match/f1 in percent; all with
-skipped_records), DIR/labels.txt, DIR/predictions.json for squad, DIR/model.keras, training
+skipped_records), DIR/labels.txt (classify, ner) or DIR/predictions.json (squad), DIR/model.keras, training
 checkpoints and TensorBoard logs. --model_dir, the data and the vocabulary may be
 on any `tf.io.gfile` file system (e.g. gs://). A restarted run with the same flags resumes
 from the newest checkpoint in --model_dir (weights, optimizer state, step and,
@@ -40,12 +40,12 @@ from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
 
-# What a restart must keep: the data and how it is batched, and the learning-rate schedule.
+# What a restart must keep: the data and how it is batched, and the learning-rate schedule
+# (its length is compared as the step count --num_train_steps or --num_train_epochs gives).
 RESUME_FLAGS = ["task", "train_file", "tfds_name", "tfds_train_split", "text_a_column",
                 "text_b_column", "label_column", "lower_case", "seq_length", "batch_size",
-                "num_train_epochs", "num_train_steps", "warmup_proportion", "learning_rate",
-                "weight_decay_rate", "doc_stride", "max_query_length",
-                "version_2_with_negative", "seed"]
+                "warmup_proportion", "learning_rate", "weight_decay_rate", "doc_stride",
+                "max_query_length", "version_2_with_negative", "seed"]
 
 # The original run_squad.py and run_classifier.py defaults.
 DEFAULT_SEQ_LENGTH = {"squad": 384, "classify": 128, "ner": 128}
@@ -196,8 +196,9 @@ def main(argv):
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
     preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
     task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)
+    # As run_classifier.py / run_squad.py: int(examples / batch_size * epochs).
     num_train_steps = FLAGS.num_train_steps or max(
-        1, math.ceil(task.num_train_examples * FLAGS.num_train_epochs / FLAGS.batch_size))
+        1, int(task.num_train_examples / FLAGS.batch_size * FLAGS.num_train_epochs))
     check_steps_per_execution(
         FLAGS.steps_per_execution, FLAGS.save_checkpoints_steps, num_train_steps,
         steps_from=None if FLAGS.num_train_steps else
@@ -213,7 +214,8 @@ def main(argv):
     # Every worker of a multi-worker run trains, saves (into its own directory)
     # and evaluates; only the chief writes the results, the model and the export.
     chief, worker = is_chief(strategy), task_id(strategy)
-    check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=chief)
+    check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=chief, paths=("train_file",),
+                              derived={"training steps": num_train_steps})
     with strategy.scope():
         encoder = _encoder()
         _check_encoder_fits(encoder.config, tokenizer)

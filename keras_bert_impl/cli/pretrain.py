@@ -103,7 +103,8 @@ def main(argv):
                               FLAGS.strategy)
     from keras_bert_impl.training.strategy import is_chief
 
-    check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=is_chief(run.strategy))
+    check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=is_chief(run.strategy),
+                              paths=("input_files",))
     run.build(
         optimizer_type=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,

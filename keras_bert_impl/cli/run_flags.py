@@ -15,11 +15,21 @@ from absl import app, flags
 RUN_FLAGS_FILE = "run_flags.json"
 
 
-def check_or_record_run_flags(model_dir: str, names: list[str], write: bool = True) -> None:
+def check_or_record_run_flags(model_dir: str, names: list[str], write: bool = True,
+                              paths: tuple[str, ...] = (), derived: dict | None = None) -> None:
     """Refuses a restart whose `names` flags differ from those of the run it would resume;
     records them (when `write`, i.e. on the chief) for a run that starts afresh. Call
-    `check_model_dir` first, before anything slow."""
+    `check_model_dir` first, before anything slow.
+
+    `paths` name flags holding local file names (or lists of them), compared as absolute
+    paths, so that `data/train.tsv` and `/home/me/data/train.tsv` are the same file.
+    `derived` adds values computed from several flags (e.g. the step count that
+    `--num_train_epochs` gives), compared as flags are, so that flags that do not change
+    them may.
+    """
     values = {name: _plain(flags.FLAGS[name].value) for name in names}
+    values = {name: _absolute(value) if name in paths else value
+              for name, value in values.items()} | (derived or {})
     path = os.path.join(model_dir, RUN_FLAGS_FILE)
     resuming = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
     if resuming and tf.io.gfile.exists(path):
@@ -29,7 +39,11 @@ def check_or_record_run_flags(model_dir: str, names: list[str], write: bool = Tr
             except ValueError as error:
                 raise app.UsageError(f"{path} is damaged ({error}); it records the flags of "
                                      "the run in --model_dir") from None
-        changed = [f"--{name}: {previous[name]!r} then, {value!r} now"
+        # Older records hold paths as given, relative to the directory the run started in.
+        previous = {name: _absolute(value) if name in paths else value
+                    for name, value in previous.items()}
+        changed = [f"{name if name in (derived or {}) else '--' + name}: {previous[name]!r} "
+                   f"then, {value!r} now"
                    for name, value in values.items() if name in previous
                    and previous[name] != value]
         if changed:
@@ -51,3 +65,12 @@ def check_model_dir(model_dir: str) -> None:
 
 def _plain(value):
     return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _absolute(value):
+    """Local file names made absolute; URLs (gs://...) and non-strings as they are."""
+    if isinstance(value, list):
+        return [_absolute(item) for item in value]
+    if isinstance(value, str) and value and "://" not in value:
+        return os.path.abspath(value)
+    return value
