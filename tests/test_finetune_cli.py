@@ -480,6 +480,19 @@ def test_several_steps_per_execution_train_and_checkpoint_at_the_same_steps(
         assert json.loads(saved.read("config.json"))["compile_config"]["steps_per_execution"] == 3
 
 
+def test_a_model_dir_of_another_configuration_is_a_two_line_error(train, uncased_vocab,
+                                                                 tmp_path):
+    common = ["--task=classify", f"--train_file={train}", f"--eval_file={train}",
+              f"--vocab_file={uncased_vocab}", f"--model_dir={tmp_path / 'model'}",
+              "--num_train_steps=1", "--batch_size=2", "--seq_length=8"]
+    finetune(*common, "--preset=bert_tiny")
+    result = finetune(*common, "--preset=bert_mini", check=False)
+    assert result.returncode == 1
+    # Nothing after it: not the half-restored checkpoint's warnings as it is torn down.
+    assert result.stderr.splitlines()[-2:] == result.stderr.splitlines(), result.stderr
+    assert "this model cannot resume from the checkpoint" in result.stderr
+
+
 def test_epochs_give_the_originals_step_count_rounded_down(train, uncased_vocab, tmp_path,
                                                            monkeypatch):
     # run_classifier.py: int(2 examples / batch 2 * 1.5 epochs) = 1 step, not 2.

@@ -1,5 +1,6 @@
 """Command-line tools (absl flags), each with a run() entry for its console script."""
 
+import logging
 import math
 import os
 import sys
@@ -119,12 +120,21 @@ def _short_usage_errors(main: Callable) -> Callable:
         except app.UsageError as error:
             sys.stderr.write(f"{tool}: {error}\n"
                              "Pass --helpshort or --helpfull to see help on flags.\n")
+            _quiet_teardown()
             sys.exit(error.exitcode)
         except (ValueError, OSError) as error:
             if flags.FLAGS.verbosity >= 1:
                 raise
             sys.stderr.write(f"{tool}: {type(error).__name__}: {error}\n"
                              "(Pass --verbosity=1 to see the traceback.)\n")
+            _quiet_teardown()
             sys.exit(1)
 
     return run
+
+
+def _quiet_teardown() -> None:
+    """After the one-line error, no TensorFlow warnings from objects torn down at exit
+    (a checkpoint that failed to restore warns of its unrestored values)."""
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].get_logger().setLevel(logging.ERROR)
