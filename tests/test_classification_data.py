@@ -161,6 +161,24 @@ def test_tfds_glue_reads_single_sentences_and_pairs_with_the_dataset_class_names
     assert mrpc.label_names == ["not_equivalent", "equivalent"]
 
 
+def test_a_tfds_set_that_cannot_be_downloaded_is_an_error_saying_how_to_get_it(
+        tmp_path, monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    requests = pytest.importorskip("requests")
+
+    def offline(self, *args, **kwargs):
+        raise requests.exceptions.ConnectionError(
+            "HTTPSConnectionPool(host='firebasestorage.googleapis.com'): Max retries exceeded")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(OSError) as raised:
+        read_tfds_glue("glue/mrpc", split="validation", data_dir=str(tmp_path))
+    message = str(raised.value)
+    assert f"glue/mrpc is not prepared in {tmp_path}" in message
+    assert "ConnectionError" in message and "Max retries exceeded" in message
+    assert "tfds build glue/mrpc --data_dir=DIR" in message
+
+
 def qnli_examples(rows):
     """A mock `as_dataset` yielding the given (question, sentence, label) rows."""
     import tensorflow as tf

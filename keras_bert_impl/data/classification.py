@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from keras_bert_impl.data.bad_records import BadRecords
 from keras_bert_impl.data.text_files import read_utf8
+from keras_bert_impl.data.tfds_datasets import load_tfds
 
 
 @dataclasses.dataclass
@@ -180,7 +181,7 @@ def read_tfds_glue(
     """
     import tensorflow_datasets as tfds
 
-    dataset, info = tfds.load(name, split=split, data_dir=data_dir, with_info=True)
+    dataset, info = load_tfds(name, split, data_dir)
     if label_column not in info.features:
         raise ValueError(f"{name}: no label feature {label_column!r} in {list(info.features)}")
     label_feature = info.features[label_column]

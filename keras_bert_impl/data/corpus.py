@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from keras_bert_impl.data.file_checks import once_per_file_version
+from keras_bert_impl.data.tfds_datasets import load_tfds
 
 ONE_SENTENCE_DOCUMENTS_WARNING = (
     "Warning: every next-sentence pair is a random one: the documents have one line each. "
@@ -244,9 +245,7 @@ def tfds_documents(name: str,
     ``text_key`` names the feature holding the text (e.g. ``text`` for
     ``wikipedia/20230601.en``); its non-blank lines are the sentences.
     """
-    import tensorflow_datasets as tfds
-
-    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    dataset, _ = load_tfds(name, split, data_dir, shuffle_files=False)
     if text_key not in dataset.element_spec:
         raise ValueError(
             f"TFDS dataset {name!r} has no text feature {text_key!r}; "
