@@ -493,6 +493,16 @@ def test_a_model_dir_of_another_configuration_is_a_two_line_error(train, uncased
     assert "this model cannot resume from the checkpoint" in result.stderr
 
 
+def test_ner_on_a_file_that_is_not_conll_is_an_error_naming_it(train, uncased_vocab,
+                                                              tmp_path, monkeypatch, capsys):
+    code = finetune_in_process(
+        monkeypatch, "--task=ner", f"--train_file={train}", f"--eval_file={train}",
+        f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+        f"--model_dir={tmp_path / 'model'}", "--num_train_steps=1")
+    assert code == 1
+    assert f"{train}:1: tag(s) ['0', '1', 'label'] are not entity tags" in capsys.readouterr().err
+
+
 def test_epochs_give_the_originals_step_count_rounded_down(train, uncased_vocab, tmp_path,
                                                            monkeypatch):
     # run_classifier.py: int(2 examples / batch 2 * 1.5 epochs) = 1 step, not 2.

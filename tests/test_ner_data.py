@@ -1,11 +1,13 @@
 """CoNLL reader and the alignment of word tags to first wordpieces."""
 
+import re
+
 import numpy as np
 import pytest
 
 from keras_bert_impl.data import ner
 from keras_bert_impl.data.bad_records import BadRecordError
-from keras_bert_impl.data.ner import check_tags, read_conll
+from keras_bert_impl.data.ner import check_entity_tags, check_tags, read_conll
 
 
 def write(tmp_path, text):
@@ -66,6 +68,27 @@ def test_an_unknown_eval_tag_is_bad_data(tmp_path):
     assert check_tags(data, ["B-PER", "O"], skip_bad_records=True).skipped_records == 1
 
 
+def test_entity_tags_in_every_scheme_conlleval_scores_are_accepted(tmp_path):
+    data = read_conll(write(tmp_path, "EU I-ORG\nrejects O\n\nNew B-LOC\nYork E-LOC\n"
+                                      "Paris S-LOC\nDr I-PER\nX B-PER\n"))
+    assert check_entity_tags(data).tags == data.tags
+
+
+@pytest.mark.parametrize("text, tags", [
+    # A sentence-classification TSV read as CoNLL: the label is the "tag".
+    ("sentence\tlabel\na fine movie\t1\n", "['1', 'label']"),
+    ('{"version": "v1.1", "data": []}\n', "['[]}']"),
+    ("Paris PER\n", "['PER']"),  # no prefix: conlleval would not score it as an entity
+    ("Paris B-\n", "['B-']"),
+])
+def test_tags_that_are_not_entity_tags_are_bad_records(tmp_path, text, tags):
+    data = read_conll(write(tmp_path, text))
+    with pytest.raises(BadRecordError, match=rf"train.conll:1: tag\(s\) {re.escape(tags)} are "
+                                             r"not entity tags .*is this a CoNLL NER file\?"):
+        check_entity_tags(data)
+    assert check_entity_tags(data, skip_bad_records=True).skipped_records == 1
+
+
 def test_real_conll_files(shared_data):
     conll = read_conll(str(shared_data / "ner/conll2003/train.txt"))
     assert len(conll.words) == 14041
@@ -74,6 +97,9 @@ def test_real_conll_files(shared_data):
     wnut = read_conll(str(shared_data / "ner/wnut17/wnut17train.conll"))
     assert len(wnut.words) == 3394
     assert np.mean([len(w) == len(t) for w, t in zip(wnut.words, wnut.tags)]) == 1.0
+    # Their tags are entity tags (IOB1 and IOB2): every sentence is kept.
+    assert len(check_entity_tags(conll).words) == 14041
+    assert len(check_entity_tags(wnut).words) == 3394
 
 
 def test_tags_go_on_first_wordpieces_and_other_positions_are_ignored(cased_vocab):

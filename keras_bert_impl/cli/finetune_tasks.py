@@ -93,12 +93,11 @@ class NerTask:
     def __init__(self, flags, tokenizer, preprocessor):
         self.flags = flags
         self.tokenizer = tokenizer
-        train = ner.read_conll(flags.train_file, skip_bad_records=flags.skip_bad_records)
+        skip = flags.skip_bad_records
+        train = ner.check_entity_tags(ner.read_conll(flags.train_file, skip), skip)
         require_examples(len(train.words), flags.train_file, train.skipped_records)
         self.labels = classification.sorted_labels([t for tags in train.tags for t in tags])
-        evaluation = ner.check_tags(
-            ner.read_conll(flags.eval_file, skip_bad_records=flags.skip_bad_records),
-            self.labels, skip_bad_records=flags.skip_bad_records)
+        evaluation = ner.check_tags(ner.read_conll(flags.eval_file, skip), self.labels, skip)
         require_examples(len(evaluation.words), flags.eval_file, evaluation.skipped_records)
         self.train_inputs, self.train_labels, _ = ner.ner_features(
             train, tokenizer, preprocessor, self.labels)

@@ -157,12 +157,44 @@ def ner_dataset(
 def check_tags(data: TaggedSentences, tag_list: list[str], skip_bad_records: bool = False):
     """Keeps the sentences whose tags are all in `tag_list`; others are bad records."""
     known = set(tag_list)
+
+    def problem(tags):
+        unknown = sorted(set(tags) - known)
+        return unknown and f"tag(s) {unknown} are not among the training tags {tag_list}"
+
+    return _keep_sentences(data, problem, skip_bad_records)
+
+
+ENTITY_TAG_PREFIXES = ("B", "I", "E", "S")
+
+
+def check_entity_tags(data: TaggedSentences, skip_bad_records: bool = False):
+    """Keeps the sentences whose tags are all entity tags, `O` or a prefix of
+    `ENTITY_TAG_PREFIXES`, a hyphen and a type (IOB1, IOB2, IOBES: what conlleval scores);
+    others are bad records. A file of another kind read as CoNLL (a TSV of sentences and
+    labels, JSON) has no such tags, and entity scores of it would mean nothing."""
+
+    def is_entity_tag(tag):
+        prefix, _, entity_type = tag.partition("-")
+        return tag == "O" or (prefix in ENTITY_TAG_PREFIXES and bool(entity_type))
+
+    def problem(tags):
+        others = sorted({tag for tag in tags if not is_entity_tag(tag)})
+        return others and (
+            f"tag(s) {others} are not entity tags (O, or B-, I-, E- or S- and a type, as "
+            "conlleval scores them): is this a CoNLL NER file?")
+
+    return _keep_sentences(data, problem, skip_bad_records)
+
+
+def _keep_sentences(data: TaggedSentences, problem, skip_bad_records: bool) -> TaggedSentences:
+    """The sentences whose tags `problem` finds nothing wrong with; the rest are bad records."""
     bad = BadRecords(skip_bad_records)
     kept = TaggedSentences([], [], [], data.skipped_records)
     for words, tags, where in zip(data.words, data.tags, data.sources):
-        unknown = sorted(set(tags) - known)
-        if unknown:
-            bad.report(f"{where}: tag(s) {unknown} are not among the training tags {tag_list}")
+        message = problem(tags)
+        if message:
+            bad.report(f"{where}: {message}")
             continue
         kept.words.append(words)
         kept.tags.append(tags)
