@@ -76,6 +76,14 @@ def _check_base_paths(configs) -> None:
                              "a directory")
 
 
+def _unavailable_label(label: str, version: int, model: str, available: list[int],
+                       remedy: str) -> str:
+    # TF Serving's wording (server_core.cc), with the versions there are and a remedy.
+    return (f"Request to assign label {label!r} to version {version} of model {model}, which "
+            f"is not currently available for inference (versions available: {available}); "
+            f"{remedy}")
+
+
 def _shutting_down() -> ServingError:
     return ServingError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
 
@@ -275,12 +283,9 @@ class ModelManager:
                     if version in available or (self._allow_unavailable_labels
                                                 and current.get(label, version) == version):
                         continue
-                    raise ServingError(
-                        grpc.StatusCode.FAILED_PRECONDITION,
-                        f"Request to assign label {label!r} to version {version} of model "
-                        f"{config.name}, which is not currently available for inference "
-                        f"(versions available: {available}); reload once with the version "
-                        "in the policy, then again with the label")
+                    raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, _unavailable_label(
+                        label, version, config.name, available,
+                        "reload once with the version in the policy, then again with the label"))
 
     def _poll_model(self, model: _Model) -> None:
         """One model's share of `poll()`; the caller holds `_poll_lock`."""
@@ -387,12 +392,10 @@ class ModelManager:
         for name, model in self._models.items():
             for label, version in sorted(model.config.version_labels.items()):
                 if version not in model.servables:
-                    # TF Serving's wording (server_core.cc), a FAILED_PRECONDITION there.
-                    raise ValueError(
-                        f"Request to assign label {label!r} to version {version} of model "
-                        f"{name}, which is not currently available for inference (versions "
-                        f"available: {sorted(model.servables)}); "
-                        "--allow_version_labels_for_unavailable_models permits it")
+                    # A FAILED_PRECONDITION in TF Serving, which would not start.
+                    raise ValueError(_unavailable_label(
+                        label, version, name, sorted(model.servables),
+                        "--allow_version_labels_for_unavailable_models permits it"))
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self._poll_wait_seconds):
