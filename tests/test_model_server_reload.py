@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
 )
 from tensorflow_serving.config import model_server_config_pb2
-from test_model_server import free_port, wait_for, write_toy_version
+from test_model_server import RunningServer, free_port, wait_for, write_toy_version
 
 from keras_bert_impl.serving import Client, ServingError, start_server
 
@@ -82,7 +82,7 @@ def models(tmp_path):
     return tmp_path
 
 
-class ConfigServer:
+class ConfigServer(RunningServer):
     """A server started from a model config file: the Python one or the real binary."""
 
     def __init__(self, kind: str, config_file, **python_options):
@@ -90,22 +90,14 @@ class ConfigServer:
         if kind == "python":
             self.handle = start_server(model_config_file=str(config_file), port=0,
                                        file_system_poll_wait_seconds=0.2, **python_options)
-            self.target = f"127.0.0.1:{self.handle.port}"
+            self.port = self.handle.port
         else:
-            port = free_port()
+            self.port = free_port()
             self.process = subprocess.Popen([
-                "tensorflow_model_server", f"--port={port}",
+                "tensorflow_model_server", f"--port={self.port}",
                 f"--model_config_file={config_file}", "--file_system_poll_wait_seconds=1"])
-            self.target = f"127.0.0.1:{port}"
             wait_for(lambda: versions_served(self.target, "alpha"), timeout=120,
                      what="tensorflow_model_server to load alpha")
-
-    def stop(self):
-        if self.kind == "python":
-            self.handle.stop()
-        else:
-            self.process.terminate()
-            self.process.wait(30)
 
 
 @pytest.fixture(params=["python", "tensorflow_model_server"])
