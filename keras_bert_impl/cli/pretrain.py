@@ -50,7 +50,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("train_batch_size", 32, "Global batch size.", lower_bound=1)
     flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.", lower_bound=1)
     flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.", lower_bound=0)
-    flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+    flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate: the paper's 1e-4 for "
+                       "pretraining from scratch (run_pretraining.py's flag defaulted to 5e-5); "
+                       "smaller, e.g. 2e-5, to continue from a Google checkpoint.")
     flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not on LayerNorm/bias).",
                        lower_bound=0.0)
     flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")

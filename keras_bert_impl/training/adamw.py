@@ -23,8 +23,13 @@ class BertAdamW(SerializedWeightDecayExclusion, PerReplicaGlobalNormClipping,
     the original's `update += weight_decay * w`. `bias_correction=True` gives
     Keras' Adam update back.
 
+    `create_optimizer` builds it with the whole recipe (warmup and linear decay, weight
+    decay 0.01 except on LayerNorm and biases, epsilon 1e-6, clipping to norm 1.0);
+    made directly it has Keras' AdamW defaults, so give them:
+
     ```python
     opt = BertAdamW(1e-4, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
+    opt.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))  # from weight_decay_exclusion
     ```
     """
 
