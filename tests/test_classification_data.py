@@ -179,6 +179,17 @@ def test_a_tfds_set_that_cannot_be_downloaded_is_an_error_saying_how_to_get_it(
     assert "tfds build glue/mrpc --data_dir=DIR" in message
 
 
+@pytest.mark.parametrize("name, words", [
+    ("nosuch", "Dataset nosuch not found"),
+    ("glue/nosuchconfig", "BuilderConfig nosuchconfig not found"),
+])
+def test_an_unknown_tfds_name_is_a_short_error_not_the_whole_catalogue(tmp_path, name, words):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(ValueError, match=f"TFDS has no '{name}': .*{words}") as raised:
+        read_tfds_glue(name, split="train", data_dir=str(tmp_path))
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 400
+
+
 def qnli_examples(rows):
     """A mock `as_dataset` yielding the given (question, sentence, label) rows."""
     import tensorflow as tf

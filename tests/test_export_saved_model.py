@@ -257,7 +257,8 @@ def test_export_command_numbers_versions_after_the_newest(tmp_path):
 
 
 def test_export_refuses_to_overwrite_a_version(exports):
-    with pytest.raises(FileExistsError, match="already exists.*overwrite=True"):
+    with pytest.raises(FileExistsError,
+                       match=r"already exists.*overwrite=True \(bert-export: --overwrite\)"):
         export_saved_model(exports["models"]["encoder"], str(exports["root"] / "encoder"),
                            vocab_file="unused.txt", version=1)
     leftovers = [n for n in os.listdir(exports["root"] / "encoder") if n != "1"]

@@ -501,6 +501,24 @@ def test_base_paths_and_config_files_are_read_through_tensorflow_file_systems(tm
         start_server(model_config_file=f"{url}/missing.config")
 
 
+def test_a_second_server_on_ports_in_use_is_refused_and_the_first_keeps_its_clients(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    with start_server(str(base), file_system_poll_wait_seconds=0, rest_api_port=0) as first:
+        # gRPC's default SO_REUSEPORT would let it bind and take some of the connections.
+        with pytest.raises(OSError, match=f"cannot bind gRPC to 127.0.0.1:{first.port}"):
+            start_server(str(base), model_name="other", port=first.port,
+                         file_system_poll_wait_seconds=0)
+        with pytest.raises(OSError, match="cannot bind the REST API to 127.0.0.1:"
+                                          f"{first.rest_api_port}: Address already in use"):
+            start_server(str(base), model_name="other", rest_api_port=first.rest_api_port,
+                         file_system_poll_wait_seconds=0)
+        answers = [Client(f"127.0.0.1:{first.port}").predict(["abc"])["length"].tolist()
+                   for _ in range(20)]
+        assert answers == [[3.0]] * 20
+
+
 def test_a_broken_version_is_reported_and_the_previous_one_keeps_serving(tmp_path):
     base = tmp_path / "bert"
     base.mkdir()

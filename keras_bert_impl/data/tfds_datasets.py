@@ -10,7 +10,13 @@ def load_tfds(name: str, split: str, data_dir: str | None = None, **as_dataset_k
     """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except (ValueError, AssertionError) as error:  # an unknown name, config or version
+        # TFDS appends its whole catalogue (hundreds of lines) to an unknown name.
+        lines = str(error).split("\nAvailable datasets:")[0].strip().splitlines()
+        raise ValueError(f"TFDS has no {name!r}: {' '.join(line.strip() for line in lines[:12])}"
+                         " (names: https://www.tensorflow.org/datasets/catalog)") from None
     if not builder.is_prepared():
         try:
             builder.download_and_prepare()

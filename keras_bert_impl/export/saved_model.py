@@ -89,7 +89,7 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     export_dir = os.path.join(export_base, str(version))
     if tf.io.gfile.exists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} already exists; export a new version number (TF "
-                              "Serving serves the highest) or pass overwrite=True")
+                              "Serving serves the highest) or pass overwrite=True (bert-export: --overwrite)")
     buckets = tuple(seq_length_buckets or ())
     if buckets and (list(buckets) != sorted(set(buckets)) or buckets[-1] != seq_length):
         raise ValueError(f"seq_length_buckets {list(buckets)} must increase and end with "

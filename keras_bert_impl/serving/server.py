@@ -119,24 +119,33 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                            warm_up=enable_model_warmup,
                            allow_unavailable_labels=allow_version_labels_for_unavailable_models)
     manager.start()
+    # gRPC sets SO_REUSEPORT by default: a second server on a port in use would bind it
+    # too and take half of its connections, serving other models.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         options=_CHANNEL_OPTIONS)
+                         options=[*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(manager), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:  # newer grpcio raises where older ones returned 0
+        bound = 0
     if bound == 0:
         manager.stop()
-        raise OSError(f"cannot bind gRPC to {host}:{port}")
+        raise OSError(f"cannot bind gRPC to {host}:{port}: the address is in use or not "
+                      "this machine's")
     server.start()
     rest_server = None
     if rest_api_port is not None:
         try:
             rest_server = make_rest_server(manager, host, rest_api_port,
                                            read_timeout=rest_api_timeout_in_ms / 1000)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as error:
             server.stop(0)
             manager.stop()
+            if isinstance(error, OSError):
+                raise OSError(f"cannot bind the REST API to {host}:{rest_api_port}: "
+                              f"{error.strerror or error}") from None
             raise
         serve_in_thread(rest_server)
     poller = None
