@@ -127,6 +127,21 @@ def test_a_reload_adds_models_and_removes_the_ones_no_longer_listed(server, mode
     assert length(server.target, "beta") == 40.0
 
 
+def test_a_model_a_reload_removed_reports_its_versions_ended(models):
+    config_file = models / "models.config"
+    config_file.write_text(config_text(model_config("alpha", models / "alpha")))
+    server = ConfigServer("python", config_file)
+    try:
+        reload(server.target, model_config("beta", models / "beta"))
+        assert Client(server.target, "alpha").status() == [
+            {"version": 2, "state": "END", "error_message": ""}]
+        reload(server.target, model_config("alpha", models / "alpha"),
+               model_config("beta", models / "beta"))
+        assert versions_served(server.target, "alpha") == [2]
+    finally:
+        server.stop()
+
+
 def test_a_reload_applies_a_new_version_policy_and_then_labels_on_loaded_versions(server,
                                                                                    models):
     assert versions_served(server.target, "alpha") == [2]

@@ -144,6 +144,7 @@ class ModelManager:
                  max_load_retries: int = 5, load_retry_interval_seconds: float = 60.0,
                  warm_up: bool = True, allow_unavailable_labels: bool = False):
         self._models = {config.name: _Model(config) for config in configs}
+        self._removed: dict[str, _Model] = {}  # models a reload dropped, for their status
         self._poll_wait_seconds = poll_wait_seconds
         self._batching = batching
         self._max_load_retries = max_load_retries
@@ -236,9 +237,16 @@ class ModelManager:
                     replaced = [m for name, m in self._models.items()
                                 if models.get(name) is not m]
                     self._models = models
+                    # GetModelStatus still reports a dropped model's versions, as END.
+                    self._removed.update({m.config.name: m for m in replaced
+                                          if m.config.name not in models})
+                    for name in models:
+                        self._removed.pop(name, None)
                 for model in replaced:
                     for version in sorted(model.servables):
                         model.servables.pop(version).close()
+                        with self._lock:
+                            model.states[version] = VersionState("END")
                         logging.info("Unloaded %s version %d (config reloaded)",
                                      model.config.name, version)
                 for model in models.values():
@@ -343,7 +351,7 @@ class ModelManager:
 
     def version_states(self, name: str) -> dict[int, VersionState]:
         with self._lock:
-            model = self._models.get(name)
+            model = self._models.get(name) or self._removed.get(name)
             if model is None or not model.states:
                 raise not_found(f"Could not find any versions of model {name}")
             return dict(model.states)
