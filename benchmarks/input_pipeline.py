@@ -9,7 +9,7 @@ it flat as the corpus grows).
     python benchmarks/input_pipeline.py --vocab_file=../shared/data/vocab/bert-base-uncased.txt \
         --corpus_dir=../shared/data/corpus --corpus_repeats=20 --num_batches=200
 
-Smoke run: --corpus_repeats=1 --num_batches=3 --batch_size=8.
+Smoke run: the command above with --corpus_repeats=1 --num_batches=3 --batch_size=8.
 """
 
 import itertools

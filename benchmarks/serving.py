@@ -17,8 +17,8 @@ not change timing) it prints one line per row and number:
   after untimed warm-up calls. Batch 1 is timed twice: "steady", calls back to
   back (a busy single client), and "after N ms idle", each call after an idle
   pause (a lightly loaded server; --idle_ms). Then "ours text-in / best
-  tokenized baseline" and "batch=1 p50 ours / ONNX Runtime" for each regime
-  (below 1 means ours is faster). "reference"
+  tokenized baseline" (sequences/s: above 1 means ours is faster) and "batch=1 p50
+  ours / ONNX Runtime" for each regime (latency: below 1 means ours is faster). "reference"
   rows time our exports' tokenized signature: the difference is tokenization;
 * tokenizers: throughput of the embedded TF-Text tokenizer vs HuggingFace's,
   and a HuggingFace `tokenizers` + Keras pipeline;
