@@ -499,6 +499,9 @@ def test_base_paths_and_config_files_are_read_through_tensorflow_file_systems(tm
         wait_for(lambda: client.predict(["abc"])["length"][0] == 30.0, what="version 2")
     with pytest.raises(OSError, match=f"cannot read {url}/missing.config"):
         start_server(model_config_file=f"{url}/missing.config")
+    (tmp_path / "latin1.config").write_bytes(b'model_config_list { config { name: "caf\xe9" } }')
+    with pytest.raises(ValueError, match="latin1.config is not UTF-8 text"):
+        start_server(model_config_file=str(tmp_path / "latin1.config"))
 
 
 def test_a_second_server_on_ports_in_use_is_refused_and_the_first_keeps_its_clients(tmp_path):

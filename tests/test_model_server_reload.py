@@ -285,6 +285,12 @@ def test_the_model_config_file_is_polled_and_reloaded_when_it_changes(models):
         config_file.write_text("model_config_list { config { nme: 'x' } }")
         threading.Event().wait(0.5)
         assert length(target, "alpha") == 8.0 and length(target, "beta") == 40.0
+        # So is a file whose reload is refused (a label on a version not loaded): nothing
+        # changes, and the next change of the file still applies.
+        config_file.write_text(config_text(
+            model_config("alpha", models / "alpha", versions=[1], labels={"stable": 1})))
+        threading.Event().wait(0.5)
+        assert versions_served(target, "alpha") == [2] and versions_served(target, "beta") == [1]
         config_file.write_text(config_text(model_config("beta", models / "beta")))
         wait_for(lambda: versions_served(target, "alpha") == [], what="alpha unloaded")
         assert length(target, "beta") == 40.0
