@@ -162,6 +162,81 @@ def test_predict_with_pairs_and_tokenized_signatures(server):
     np.testing.assert_array_equal(total, [6, 15])
 
 
+def test_predict_answers_in_the_typed_value_fields_as_tf_serving_does(server):
+    # Clients read `outputs[...].float_val`; TF Serving fills it (kAsProtoField), not tensor_content.
+    lengths = _raw_predict(server, {"text": ["ab", "北京欢"]}).outputs["length"]
+    assert list(lengths.float_val) == [2.0, 3.0] and not lengths.tensor_content
+    total = _raw_predict(server, {"input_word_ids": np.array([[1, 2], [3, 4]], np.int32)},
+                         signature="serving_tokenized").outputs["total"]
+    assert list(total.int_val) == [3, 7] and not total.tensor_content
+
+
+def test_requests_without_a_model_spec_or_model_name_are_invalid_arguments(server):
+    from tensorflow_serving.apis import (
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
+    text = tf.make_tensor_proto(["a"])
+    no_spec = predict_pb2.PredictRequest(inputs={"text": text})
+    no_name = predict_pb2.PredictRequest(inputs={"text": text})
+    no_name.model_spec.signature_name = "serving_default"
+    with grpc.insecure_channel(server.target) as channel:
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus
+        for call, request, words in [
+                (predict, no_spec, "Missing ModelSpec"),
+                (predict, no_name, "ModelSpec has no name specified."),
+                (status, get_model_status_pb2.GetModelStatusRequest(), "Missing ModelSpec")]:
+            with pytest.raises(grpc.RpcError) as raised:
+                call(request, timeout=30)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert words in raised.value.details()
+    np.testing.assert_array_equal(server.client().predict(["abc"])["length"], [3.0])
+
+
+def test_classify_regress_and_multi_inference_refuse_text_signatures(server):
+    """These APIs feed tf.Examples to classification/regression signatures; TF Serving
+    answers INVALID_ARGUMENT for a model without them, as every export of ours is."""
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        inference_pb2,
+        prediction_service_pb2_grpc,
+        regression_pb2,
+    )
+    classify = classification_pb2.ClassificationRequest()
+    regress = regression_pb2.RegressionRequest()
+    multi = inference_pb2.MultiInferenceRequest()
+    task = multi.tasks.add(method_name="tensorflow/serving/classify")
+    for request in (classify, regress, task):
+        request.model_spec.name = "bert"
+    for request in (classify, regress, multi):
+        example = request.input.example_list.examples.add()
+        example.features.feature["text"].bytes_list.value.append(b"abc")
+    with grpc.insecure_channel(server.target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for call, request in [(stub.Classify, classify), (stub.Regress, regress),
+                              (stub.MultiInference, multi)]:
+            with pytest.raises(grpc.RpcError) as raised:
+                call(request, timeout=30)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            if server.kind == "python":
+                assert "call Predict" in raised.value.details()
+    np.testing.assert_array_equal(server.client().predict(["abc"])["length"], [3.0])
+
+
+def test_status_ignores_a_version_label_as_tf_serving_does(server):
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "bert"
+    with grpc.insecure_channel(server.target) as channel:
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus
+        everything = status(request, timeout=30)
+        request.model_spec.version_label = "no-such-label"
+        assert status(request, timeout=30) == everything
+
+
 def test_metadata_describes_each_signature(server):
     metadata = server.client().metadata()
     assert metadata["serving_default"]["inputs"] == {"text": {"dtype": "string", "shape": [-1]}}
@@ -199,6 +274,9 @@ BAD_REQUESTS = {
                       ["Missing but required: {text_pair}"]),
     "unknown input": ({"text": ["a"], "txet": ["b"]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
                       ["Sent extra: {txet}"]),
+    "misspelled input": ({"txet": ["a"]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
+                         ["input tensor alias not found in signature: txet. Inputs expected to "
+                          "be in the set {text}."]),
     "wrong rank": ({"text": [["a", "b"]]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
                    ["'text'", "[1, 2]", "[None]"]),
     "empty batch": ({"text": np.array([], dtype=object)}, {}, grpc.StatusCode.INVALID_ARGUMENT,
@@ -395,7 +473,9 @@ def test_rest_gives_the_same_numbers_as_grpc(server):
     status, body = _http(url)
     assert status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
     status, body = _http(url + "/metadata")
-    assert "serving_default" in body["metadata"]["signature_def"]["signature_def"]
+    text = body["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["text"]
+    # Fields at their defaults are printed too, as TF Serving's JSON has them.
+    assert text["tensor_shape"] == {"dim": [{"size": "-1", "name": ""}], "unknown_rank": False}
 
 
 def test_rest_errors_use_http_codes_and_name_the_problem(server):
@@ -406,6 +486,15 @@ def test_rest_errors_use_http_codes_and_name_the_problem(server):
     assert status == 404 and "bret" in body["error"]
     status, body = _http(url + "/bert:predict", {"signature_name": "pairs", "instances": ["a"]})
     assert status == 400
+    status, body = _http(url + "/bert:predict", {"signature_name": "pairs",
+                                                 "inputs": {"text": ["a"]}})
+    assert status == 400 and "Missing named input: text_pair in 'inputs' object." in body["error"]
+    status, body = _http(url + "/bert:predict", {"signature_name": "serving_defualt",
+                                                 "instances": ["a"]})
+    assert status == 400 and 'Serving signature name: "serving_defualt" not found' in body["error"]
+    # Columnar keys the signature does not take are ignored, as TF Serving does.
+    status, body = _http(url + "/bert:predict", {"inputs": {"text": ["ok"], "extra": [1]}})
+    assert status == 200 and body["outputs"]["length"] == [2.0]
     assert _http(url + "/bert:predict", {"instances": ["ok"]})[0] == 200
 
 
@@ -488,7 +577,8 @@ def test_base_paths_and_config_files_are_read_through_tensorflow_file_systems(tm
     write_toy_version(str(tmp_path / "bert"), 1, scale=1.0)
     url = f"file://{tmp_path}"
     (tmp_path / "models.config").write_text(
-        f'model_config_list {{ config {{ name: "bert" base_path: "{url}/bert" }} }}')
+        f'model_config_list {{ config {{ name: "bert" base_path: "{url}/bert" '
+        'model_platform: "tensorflow" } }')
     (tmp_path / "batching.txt").write_text(BATCHING)
     with start_server(model_config_file=f"{url}/models.config", enable_batching=True,
                       batching_parameters_file=f"{url}/batching.txt",
@@ -602,20 +692,27 @@ def test_model_config_file_serves_several_models_with_version_policies(tmp_path)
         '    model_version_policy { specific { versions: 1 versions: 3 } }\n'
         '    version_labels { key: "stable" value: 1 } }\n'
         '}\n')
-    with start_server(model_config_file=str(config), file_system_poll_wait_seconds=0) as handle:
+    # TF Serving starts with labels only under this flag (it labels before loading).
+    allow = dict(allow_version_labels_for_unavailable_models=True)
+    with start_server(model_config_file=str(config), file_system_poll_wait_seconds=0,
+                      **allow) as handle:
         target = f"127.0.0.1:{handle.port}"
         assert [s["version"] for s in Client(target, "alpha").status()] == [2]
         assert [s["version"] for s in Client(target, "beta").status()] == [1, 3]
         assert Client(target, "beta").predict(["ab"])["length"].tolist() == [6.0]
         assert Client(target, "beta", version=1).predict(["ab"])["length"].tolist() == [2.0]
         rest = start_server(model_config_file=str(config), file_system_poll_wait_seconds=0,
-                            rest_api_port=0)
+                            rest_api_port=0, **allow)
         try:
             url = f"http://127.0.0.1:{rest.rest_api_port}/v1/models/beta/labels"
-            status, body = _http(url + "/stable")
-            assert status == 200 and [v["version"] for v in body["model_version_status"]] == ["1"]
-            status, body = _http(url + "/canary")
+            status, body = _http(url + "/stable:predict", {"instances": ["ab"]})
+            assert status == 200 and body["predictions"][0]["length"] == 2.0
+            status, body = _http(url + "/canary:predict", {"instances": ["ab"]})
             assert status == 400 and "canary" in body["error"]
+            # Status ignores a label and lists every version, as TF Serving's does.
+            status, body = _http(url + "/canary")
+            assert status == 200 and [v["version"] for v in body["model_version_status"]] == [
+                "1", "3"]
         finally:
             rest.stop()
 
@@ -705,18 +802,51 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
          "--model_name=bert", f"--model_base_path={base}",
          # tensorflow_model_server flags a deployment may carry are accepted.
          "--enable_model_warmup=true", "--xla_cpu_compilation_enabled=true",
-         "--tensorflow_intra_op_parallelism=2", "--max_num_load_retries=1"],
+         "--tensorflow_intra_op_parallelism=2", "--max_num_load_retries=1",
+         "--tensorflow_session_parallelism=1", "--grpc_max_threads=4",
+         "--grpc_channel_arguments=grpc.max_connection_age_ms=600000,grpc.primary_user_agent=x",
+         f"--grpc_socket_path={tmp_path / 'grpc.sock'}", "--rest_api_enable_cors_support",
+         "--num_load_threads=2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first_line = concurrent.futures.ThreadPoolExecutor(1).submit(process.stdout.readline)
     try:
         # Hang guard only: a server that never starts fails here instead of stalling CI.
         assert "Serving gRPC on 127.0.0.1" in first_line.result(timeout=180)
-        assert Client(f"127.0.0.1:{port}").predict(["abc"])["length"].tolist() == [3.0]
+        for target in (f"127.0.0.1:{port}", f"unix:{tmp_path / 'grpc.sock'}"):
+            assert Client(target).predict(["abc"])["length"].tolist() == [3.0]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=180) == 0, process.stderr.read()
+        stderr = process.stderr.read()
+        # A flag that changes nothing here says so, once, and the server still starts.
+        assert "--rest_api_enable_cors_support is accepted" in stderr
+        assert "--num_load_threads is accepted" in stderr
     finally:
         if process.poll() is None:
             process.kill()
+
+
+@pytest.mark.parametrize("flag, error", [
+    ("--ssl_config_file=/etc/ssl.config", "--ssl_config_file: TLS is not supported here"),
+    ("--use_alts_credentials", "--use_alts_credentials: ALTS is not supported here"),
+    ("--platform_config_file=/tmp/p.config", "--platform_config_file: only the TensorFlow"),
+    ("--saved_model_tags=serve,gpu", "--saved_model_tags=serve,gpu: exports hold one"),
+    ("--grpc_channel_arguments=grpc.max_connection_age_ms", "is not key=value"),
+    ("--model_base_path=relative/bert", "Expected model default to have an absolute path"),
+])
+def test_command_line_server_refuses_what_it_cannot_honour(tmp_path, flag, error):
+    args = [sys.executable, "-m", "keras_bert_impl.serving.model_server",
+            f"--port={free_port()}", f"--model_base_path={tmp_path}", flag]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 1 and "Cannot start the model server: " in done.stderr
+    assert error in done.stderr, done.stderr
+
+
+def test_command_line_server_prints_its_version():
+    done = subprocess.run([sys.executable, "-m", "keras_bert_impl.serving.model_server",
+                           "--version"], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0
+    assert done.stdout.startswith("TensorFlow ModelServer: keras_bert_impl ")
+    assert f"TensorFlow Library: {tf.__version__}" in done.stdout
 
 
 @pytest.mark.parametrize("value", [
@@ -727,13 +857,20 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
 def test_tensor_protos_are_read_and_written_as_tensorflow_does(value):
     from tensorflow.core.framework import tensor_pb2
 
-    from keras_bert_impl.serving.tensor_protos import fill_tensor_proto, to_ndarray
-    proto = tensor_pb2.TensorProto()
+    from keras_bert_impl.serving.tensor_protos import (
+        fill_response_tensor_proto,
+        fill_tensor_proto,
+        to_ndarray,
+    )
+    proto, response = tensor_pb2.TensorProto(), tensor_pb2.TensorProto()
     fill_tensor_proto(proto, value)
     reference = tf.make_tensor_proto(value)
-    assert proto.dtype == reference.dtype
-    for decoded in (to_ndarray(proto), to_ndarray(reference), tf.make_ndarray(proto)):
-        expected = tf.make_ndarray(reference)
+    expected = tf.make_ndarray(reference)
+    fill_response_tensor_proto(response, expected)
+    assert proto.dtype == response.dtype == reference.dtype
+    assert not response.tensor_content  # responses use the typed *_val fields
+    for decoded in (to_ndarray(proto), to_ndarray(reference), tf.make_ndarray(proto),
+                    to_ndarray(response), tf.make_ndarray(response)):
         assert decoded.dtype == expected.dtype and decoded.shape == expected.shape
         np.testing.assert_array_equal(decoded, expected)
 

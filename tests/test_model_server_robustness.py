@@ -353,7 +353,8 @@ def test_rest_paths_are_case_insensitive_and_names_and_labels_percent_decoded(
                            '  config { name: "my model" base_path: "BASE"\n'
                            '    version_labels { key: "stable" value: 1 } }\n')
     with start_server(model_config_file=config, rest_api_port=0,
-                      file_system_poll_wait_seconds=0) as handle:
+                      file_system_poll_wait_seconds=0,
+                      allow_version_labels_for_unavailable_models=True) as handle:
         port = handle.rest_api_port
         for path in ("/v1/models/my%20model:predict", "/V1/Models/my%20model:PREDICT",
                      "/v1/models/my%20model/labels/st%61ble:predict"):
@@ -385,9 +386,43 @@ def test_running_out_of_memory_is_resource_exhausted_and_the_server_keeps_servin
 
 
 def _write_config(tmp_path, toy_base, models_text: str) -> str:
+    """A config file; each model gets `model_platform: "tensorflow"` unless it names one."""
+    if "model_platform" not in models_text:
+        models_text = models_text.replace(' base_path: "BASE', ' model_platform: "tensorflow" '
+                                                               'base_path: "BASE')
     path = tmp_path / "models.config"
     path.write_text("model_config_list {\n" + models_text.replace("BASE", toy_base) + "}\n")
     return str(path)
+
+
+@pytest.mark.parametrize("models_text, error", [
+    ('  config { name: "m" base_path: "BASE" model_platform: "" }\n',
+     "Illegal setting neither ModelServerConfig::model_type.*model_platform"),
+    ('  config { name: "m" base_path: "BASE" model_platform: "onnx" }\n',
+     "model_platform 'onnx'; only 'tensorflow'"),
+    ('  config { name: "m" base_path: "relative/m" model_platform: "tensorflow" }\n',
+     "Expected model m to have an absolute path or URI; got base_path\\(\\)=relative/m"),
+])
+def test_configs_tf_serving_would_not_start_with_are_refused(tmp_path, toy_base, models_text,
+                                                              error):
+    with pytest.raises(ValueError, match=error):
+        start_server(model_config_file=_write_config(tmp_path, toy_base, models_text),
+                     file_system_poll_wait_seconds=0)
+
+
+def test_the_deprecated_model_type_field_names_the_platform(tmp_path, toy_base):
+    config = _write_config(tmp_path, toy_base, '  config { name: "m" base_path: "BASE" '
+                                               'model_platform: "" model_type: TENSORFLOW }\n')
+    with start_server(model_config_file=config, file_system_poll_wait_seconds=0) as handle:
+        assert Client(f"127.0.0.1:{handle.port}", "m").predict(["ab"])["length"].tolist() == [2.0]
+
+
+def test_a_batching_parameters_file_without_enable_batching_is_refused(tmp_path, toy_base):
+    batching = tmp_path / "batching.txt"
+    batching.write_text("max_batch_size { value: 8 }\n")
+    with pytest.raises(ValueError, match="batching_parameters_file is set without setting "
+                                         "server_options.enable_batching"):
+        start_server(toy_base, batching_parameters_file=str(batching))
 
 
 def test_a_model_listed_twice_in_the_config_is_refused(tmp_path, toy_base):
@@ -399,15 +434,19 @@ def test_a_model_listed_twice_in_the_config_is_refused(tmp_path, toy_base):
         start_server(model_config_file=config, file_system_poll_wait_seconds=0)
 
 
-def test_a_version_label_for_an_unavailable_version_is_refused_unless_allowed(
+def test_version_labels_at_start_up_are_refused_unless_allowed_as_tf_serving_does(
         tmp_path, toy_base):
+    # TF Serving assigns labels before its first load, so even version 1, which is on
+    # disk and would load, is not available to label yet.
+    loadable = _write_config(tmp_path, toy_base, '  config { name: "m" base_path: "BASE"\n'
+                                                 '    version_labels { key: "stable" value: 1 } }\n')
+    with pytest.raises(ValueError, match="label 'stable' to version 1 of model m, which is "
+                                         "not currently available.*allow_version_labels"):
+        start_server(model_config_file=loadable, file_system_poll_wait_seconds=0)
     config = _write_config(tmp_path, toy_base,
                            '  config { name: "m" base_path: "BASE"\n'
                            '    version_labels { key: "stable" value: 1 }\n'
                            '    version_labels { key: "canary" value: 7 } }\n')
-    with pytest.raises(ValueError, match="label 'canary' to version 7 of model m, which is "
-                                         "not currently available"):
-        start_server(model_config_file=config, file_system_poll_wait_seconds=0)
     with start_server(model_config_file=config, file_system_poll_wait_seconds=0,
                       allow_version_labels_for_unavailable_models=True) as handle:
         assert handle.manager.servable("m", label="stable").version == 1

@@ -269,7 +269,8 @@ def _serve_fill_mask(run, vocab_file: str, held_out_documents: list[list[str]]) 
     from keras_bert_impl.export.saved_model import export_saved_model
     from keras_bert_impl.serving import Client, start_server
 
-    export_base = os.path.join(FLAGS.output_dir, "export")
+    # Absolute, as TF Serving requires of a base path (the printed command line uses it too).
+    export_base = os.path.abspath(os.path.join(FLAGS.output_dir, "export"))
     version_dir = export_saved_model(
         run.pretrainer, export_base, vocab_file=vocab_file, lower_case=FLAGS.lower_case,
         seq_length=FLAGS.seq_length, version=1, top_k=5, overwrite=True)

@@ -15,14 +15,24 @@ from keras_bert_impl.serving.model_manager import ModelManager
 from keras_bert_impl.serving.servable import DEFAULT_SIGNATURE
 from keras_bert_impl.serving.tensor_protos import (
     MAX_FILLED_REQUEST_ELEMENTS,
-    fill_tensor_proto,
+    fill_response_tensor_proto,
     to_ndarray,
 )
 
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 
 
-def _servable_for(manager: ModelManager, spec):
+def _check_model_spec(request) -> None:
+    # TF Serving's checks and wording (predict_impl.cc, server_core.cc).
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    if not request.model_spec.name:
+        raise invalid_argument("ModelSpec has no name specified.")
+
+
+def _servable_for(manager: ModelManager, request):
+    _check_model_spec(request)
+    spec = request.model_spec
     version = spec.version.value if spec.HasField("version") else None
     return manager.servable(spec.name, version, spec.version_label)
 
@@ -45,7 +55,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_abort_on_error
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
-        servable = _servable_for(self._manager, request.model_spec)
+        servable = _servable_for(self._manager, request)
         inputs = {}
         for alias, proto in request.inputs.items():
             try:
@@ -59,8 +69,37 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature_name
         for alias, array in outputs.items():
-            fill_tensor_proto(response.outputs[alias], array)
+            fill_response_tensor_proto(response.outputs[alias], array)
         return response
+
+    @_abort_on_error
+    def Classify(self, request, context):
+        return self._not_an_example_model("Classify", request)
+
+    @_abort_on_error
+    def Regress(self, request, context):
+        return self._not_an_example_model("Regress", request)
+
+    @_abort_on_error
+    def MultiInference(self, request, context):
+        for task in request.tasks:
+            self._not_an_example_model("MultiInference", task)
+        raise invalid_argument("MultiInference needs at least one task")
+
+    def _not_an_example_model(self, method: str, request):
+        """INVALID_ARGUMENT, as TF Serving answers these APIs for signatures that are not
+        tf.Example classification/regression ones, which no export of ours is."""
+        servable = _servable_for(self._manager, request)
+        name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        signature = servable.signature_defs.get(name)
+        if signature is None:
+            raise invalid_argument(f'No signature was found with the name "{name}"; model '
+                                   f"{servable.name!r} has {sorted(servable.signature_defs)}")
+        raise invalid_argument(
+            f"{method} feeds serialized tf.Examples to a signature with one string input and "
+            f"classes/scores (or outputs) outputs; signature {name!r} of model "
+            f"{servable.name!r} takes {sorted(signature.inputs)} and gives "
+            f"{sorted(signature.outputs)}: call Predict")
 
     @_abort_on_error
     def GetModelMetadata(self, request, context):
@@ -71,7 +110,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if unsupported:
             raise invalid_argument(f"Metadata field {unsupported[0]} is not supported; "
                                    "the only one is 'signature_def'")
-        servable = _servable_for(self._manager, request.model_spec)
+        servable = _servable_for(self._manager, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         for key, signature in servable.signature_defs.items():
             signature_map.signature_def[key].CopyFrom(signature)
@@ -90,12 +129,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @_abort_on_error
     def GetModelStatus(self, request, context):
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
         spec = request.model_spec
         states = self._manager.version_states(spec.name)
-        if spec.version_label:
-            version = self._manager.servable(spec.name, label=spec.version_label).version
-            states = {version: states[version]}
-        elif spec.HasField("version"):
+        if spec.HasField("version"):  # a version_label is ignored, as TF Serving does
             version = spec.version.value
             if version not in states:
                 raise ServingError(grpc.StatusCode.NOT_FOUND,
@@ -122,4 +160,6 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                                    "HandleReloadConfigRequest. Only ModelConfigList is currently "
                                    "supported")
         self._manager.reload(request.config.model_config_list.config)
-        return model_management_pb2.ReloadConfigResponse()
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.SetInParent()  # TF Serving always sets it; OK is error_code 0
+        return response

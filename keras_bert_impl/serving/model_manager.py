@@ -50,9 +50,15 @@ def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfi
     return check_model_configs(config.model_config_list.config, source=path)
 
 
+def _is_relative_path(path: str) -> bool:
+    """TF Serving's UriIsRelativePath: no scheme (gs://, file://, ...) and not absolute."""
+    return "://" not in path and not path.startswith("/")
+
+
 def check_model_configs(configs, source: str) -> list[model_server_config_pb2.ModelConfig]:
-    """The configs of a ModelConfigList as a list; ValueError naming `source` for a config
-    without a name or base path, a name listed twice or a platform other than TensorFlow."""
+    """The configs of a ModelConfigList as a list; ValueError naming `source` for what TF
+    Serving refuses too: a config without a name or base path, a name listed twice, no
+    model_platform or one other than TensorFlow, a relative base path."""
     models = list(configs)
     names = set()
     for index, model in enumerate(models):
@@ -63,9 +69,18 @@ def check_model_configs(configs, source: str) -> list[model_server_config_pb2.Mo
             raise ValueError(f"{source}: Illegal to list model {model.name} multiple times in "
                              "config list")
         names.add(model.name)
-        if model.model_platform not in ("", "tensorflow"):
+        platform = model.model_platform or (
+            "tensorflow" if model.model_type == model_server_config_pb2.TENSORFLOW else "")
+        if not platform:
+            raise ValueError(f"{source}: model {model.name!r}: Illegal setting neither "
+                             "ModelServerConfig::model_type (deprecated) nor "
+                             'ModelServerConfig::model_platform; add model_platform: "tensorflow"')
+        if platform != "tensorflow":
             raise ValueError(f"{source}: model {model.name!r} has model_platform "
-                             f"{model.model_platform!r}; only 'tensorflow' is served")
+                             f"{platform!r}; only 'tensorflow' is served")
+        if _is_relative_path(model.base_path):
+            raise ValueError(f"{source}: Expected model {model.name} to have an absolute path "
+                             f"or URI; got base_path()={model.base_path}")
     return models
 
 
@@ -133,9 +148,9 @@ class ModelManager:
     TF Serving's `--max_num_load_retries` / `--load_retry_interval_micros`;
     `warm_up=False` skips the warmup requests (`--enable_model_warmup=false`).
     A base path that cannot be read is logged and polled again, serving what is
-    loaded meanwhile. A `version_labels` entry must name a version available after
-    the first load unless `allow_unavailable_labels`
-    (`--allow_version_labels_for_unavailable_models`). `reload()` replaces the
+    loaded meanwhile. As in TF Serving, starting with `version_labels` needs
+    `allow_unavailable_labels` (`--allow_version_labels_for_unavailable_models`);
+    later, a reload may label versions that are available. `reload()` replaces the
     models while serving (ModelService/HandleReloadConfigRequest).
     """
 
@@ -158,20 +173,19 @@ class ModelManager:
         self._thread = None
 
     def start(self) -> None:
-        """Loads the first versions; ValueError for a base path that is not a directory or
-        a version label naming a version that is not available."""
-        _check_base_paths(model.config for model in self._models.values())
+        """Loads the first versions; ValueError for a config TF Serving would not start with
+        (`check_model_configs`), a base path that is not a directory, or version labels
+        without `allow_unavailable_labels`."""
+        configs = check_model_configs([model.config for model in self._models.values()],
+                                      source="model config")
+        _check_base_paths(configs)
+        self._check_startup_labels()
         self.poll()
         if self._poll_wait_seconds <= 0:
             # Polling once still sees the retries of failed loads through.
             while not self._stop.is_set() and (wait := self._next_retry_in()) is not None:
                 self._stop.wait(wait)
                 self.poll()
-        try:
-            self._check_version_labels()
-        except ValueError:
-            self.stop()
-            raise
         if self._poll_wait_seconds > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="version-poller",
                                             daemon=True)
@@ -394,16 +408,18 @@ class ModelManager:
                    for state in model.states.values() if state.state == "LOADING"]
         return max(0.0, min(due) - time.monotonic()) if due else None
 
-    def _check_version_labels(self) -> None:
+    def _check_startup_labels(self) -> None:
+        """TF Serving assigns labels before its first load, when no version is available,
+        so it refuses to start with any label unless allowed."""
         if self._allow_unavailable_labels:
             return
         for name, model in self._models.items():
             for label, version in sorted(model.config.version_labels.items()):
-                if version not in model.servables:
-                    # A FAILED_PRECONDITION in TF Serving, which would not start.
-                    raise ValueError(_unavailable_label(
-                        label, version, name, sorted(model.servables),
-                        "--allow_version_labels_for_unavailable_models permits it"))
+                raise ValueError(_unavailable_label(
+                    label, version, name, [],
+                    "at start-up every label needs --allow_version_labels_for_unavailable_"
+                    "models; or start without labels and add them with a reload (a polled "
+                    "--model_config_file or HandleReloadConfigRequest) once the versions serve"))
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self._poll_wait_seconds):

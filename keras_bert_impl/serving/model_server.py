@@ -41,19 +41,95 @@ flags.DEFINE_integer("rest_api_timeout_in_ms", 30000,
                      "closed, with 408 if a request body was under way. (TF Serving's flag "
                      "bounds the whole call; here the model call is not cut short.)",
                      lower_bound=1)
-# Accepted so that tensorflow_model_server command lines run unchanged; they
-# change nothing here (XLA-compiled exports always run, REST has no thread pool).
-flags.DEFINE_boolean("xla_cpu_compilation_enabled", False, "Accepted; XLA exports always run here.")
-flags.DEFINE_integer("rest_api_num_threads", 0, "Accepted; unused.")
+flags.DEFINE_integer("grpc_max_threads", 32, "Threads answering gRPC calls.", lower_bound=1)
+flags.DEFINE_string("grpc_channel_arguments", "", "Comma-separated gRPC server arguments, e.g. "
+                    "grpc.max_connection_age_ms=2000 (numbers are passed as integers).")
+flags.DEFINE_string("grpc_socket_path", "", "Also serve gRPC on this UNIX socket.")
+flags.DEFINE_integer("tensorflow_session_parallelism", 0, "Threads for both TensorFlow thread "
+                     "pools unless the two flags above are given; 0 = auto.")
+flags.DEFINE_string("saved_model_tags", "serve", "Tag set of the MetaGraph to load; only 'serve'.")
+flags.DEFINE_boolean("version", False, "Print the server and TensorFlow versions and exit.")
+# tensorflow_model_server's other flags are accepted so that its command lines run
+# unchanged; setting one logs that it changes nothing here.
+_NO_EFFECT = {
+    "xla_cpu_compilation_enabled": (False, "XLA exports always run here"),
+    "rest_api_num_threads": (0, "REST runs a thread per connection"),
+    "rest_api_enable_cors_support": (False, "no CORS headers are sent"),
+    "enable_per_model_batching_parameters": (False, "--batching_parameters_file applies to all"),
+    "num_load_threads": (0, "versions load one at a time"),
+    "num_unload_threads": (0, "versions unload one at a time"),
+    "flush_filesystem_caches": (True, "nothing is cached"),
+    "num_request_iterations_for_warmup": (0, "each warmup request runs once"),
+    "per_process_gpu_memory_fraction": (0.0, "TensorFlow's GPU allocator defaults apply"),
+    "tensorflow_session_config_file": ("", "use the thread-pool flags"),
+    "monitoring_config_file": ("", "no monitoring endpoint is served"),
+    "remove_unused_fields_from_bundle_metagraph": (True, "the SavedModel loads as saved"),
+    "prefer_tflite_model": (False, "TensorFlow Lite models are not served"),
+    "num_tflite_pools": (0, "TensorFlow Lite models are not served"),
+    "num_tflite_interpreters_per_pool": (1, "TensorFlow Lite models are not served"),
+    "enable_signature_method_name_check": (False, "only Predict is served"),
+    "enable_profiler": (True, "no profiler service is served"),
+    "thread_pool_factory_config_file": ("", "use the thread-pool flags"),
+}
+_DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
+           str: flags.DEFINE_string}
+for _name, (_default, _why) in _NO_EFFECT.items():
+    _DEFINE[type(_default)](_name, _default, f"Accepted; no effect here ({_why}).")
+# Refused rather than ignored: serving without them would not be what was asked for.
+_UNSUPPORTED = {
+    "ssl_config_file": ("", "TLS is not supported here; run tensorflow/serving for it"),
+    "use_alts_credentials": (False, "ALTS is not supported here; run tensorflow/serving for it"),
+    "platform_config_file": ("", "only the TensorFlow platform with default settings is served"),
+}
+for _name, (_default, _why) in _UNSUPPORTED.items():
+    _DEFINE[type(_default)](_name, _default, f"Refused here: {_why}.")
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """`key=value,...` as tensorflow_model_server parses --grpc_channel_arguments."""
+    arguments = []
+    for item in filter(None, text.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not key:
+            raise ValueError(f"--grpc_channel_arguments: {item!r} is not key=value")
+        try:
+            arguments.append((key, int(value)))
+        except ValueError:
+            arguments.append((key, value))
+    return arguments
+
+
+def _check_flags() -> list[tuple[str, int | str]]:
+    """The gRPC channel arguments; ValueError for a flag this server cannot honour."""
+    for name, (_, why) in _UNSUPPORTED.items():
+        if FLAGS[name].value:
+            raise ValueError(f"--{name}: {why}")
+    if FLAGS.saved_model_tags != "serve":
+        raise ValueError(f"--saved_model_tags={FLAGS.saved_model_tags}: exports hold one "
+                         "MetaGraph, tagged 'serve'")
+    for name, (_, why) in _NO_EFFECT.items():
+        if FLAGS[name].present:
+            logging.warning("--%s is accepted for tensorflow_model_server command lines but "
+                            "changes nothing here: %s", name, why)
+    return parse_channel_arguments(FLAGS.grpc_channel_arguments)
 
 
 def main(argv):
     del argv
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.tensorflow_intra_op_parallelism)
-    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.tensorflow_inter_op_parallelism)
+    if FLAGS.version:
+        from importlib.metadata import version
+        print(f"TensorFlow ModelServer: keras_bert_impl {version('keras_bert_impl')} "
+              f"(development server)\nTensorFlow Library: {tf.__version__}")
+        return 0
+    both = FLAGS.tensorflow_session_parallelism
+    tf.config.threading.set_intra_op_parallelism_threads(
+        FLAGS.tensorflow_intra_op_parallelism or both)
+    tf.config.threading.set_inter_op_parallelism_threads(
+        FLAGS.tensorflow_inter_op_parallelism or both)
     try:
+        channel_arguments = _check_flags()
         handle = start_server(
             model_base_path=FLAGS.model_base_path or None, model_name=FLAGS.model_name,
             port=FLAGS.port, host=FLAGS.host, rest_api_port=FLAGS.rest_api_port or None,
@@ -67,7 +143,9 @@ def main(argv):
             enable_model_warmup=FLAGS.enable_model_warmup,
             allow_version_labels_for_unavailable_models=(
                 FLAGS.allow_version_labels_for_unavailable_models),
-            rest_api_timeout_in_ms=FLAGS.rest_api_timeout_in_ms)
+            rest_api_timeout_in_ms=FLAGS.rest_api_timeout_in_ms,
+            max_workers=FLAGS.grpc_max_threads, grpc_channel_arguments=channel_arguments,
+            grpc_socket_path=FLAGS.grpc_socket_path or None)
     except (ValueError, OSError) as error:
         # A configuration mistake (files, flags, ports): the reason, not a traceback.
         logging.error("Cannot start the model server: %s", error)

@@ -177,8 +177,11 @@ def parse_predict_body(body: dict, signature) -> dict[str, np.ndarray]:
                 raise invalid_argument(f"the signature takes inputs {names}: 'inputs' must be "
                                        "an object with those keys")
             inputs = {names[0]: inputs}
-        return {name: _to_array(value, name, dtypes.get(name, tf.string))
-                for name, value in inputs.items()}
+        missing = [name for name in names if name not in inputs]
+        if missing:
+            raise invalid_argument(f"Missing named input: {missing[0]} in 'inputs' object.")
+        # As TF Serving, keys the signature does not take are ignored.
+        return {name: _to_array(inputs[name], name, dtypes[name]) for name in names}
     instances = body["instances"]
     if not isinstance(instances, list):
         raise invalid_argument("'instances' must be a list with one entry per example")
@@ -377,14 +380,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 signature_map.signature_def[key].CopyFrom(signature)
             return {"model_spec": {"name": servable.name, "signature_name": "",
                                    "version": str(servable.version)},
+                    # TF Serving prints fields at their defaults too (`"unknown_rank": false`).
                     "metadata": {"signature_def": json_format.MessageToDict(
-                        signature_map, preserving_proto_field_name=True)}}
+                        signature_map, preserving_proto_field_name=True,
+                        always_print_fields_with_no_presence=True)}}
         name = _model_name(match)
         states = self.manager.version_states(name)
-        if match["label"]:
-            version = self.manager.servable(name, label=_label(match)).version
-            states = {version: states[version]}
-        elif match["version"]:
+        if match["version"]:  # a label is ignored, as TF Serving's GetModelStatus does
             version = _version(match)
             if version not in states:
                 raise not_found(f"Could not find version {version} of model {name}")
@@ -412,8 +414,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
         signature = servable.signature_defs.get(signature_name)
         if signature is None or signature_name.startswith("__"):
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f'Serving signature key "{signature_name}" not found.')
+            # TF Serving's REST handler (GetInfoMap); gRPC answers FAILED_PRECONDITION.
+            served = sorted(k for k in servable.signature_defs if not k.startswith("__"))
+            raise invalid_argument(f'Serving signature name: "{signature_name}" not found in '
+                                   f"signature def (signatures: {served})")
         try:
             inputs = parse_predict_body(body, signature)
         except RecursionError:

@@ -144,6 +144,12 @@ class Servable:
 
     def _check_inputs(self, signature_name, signature, inputs) -> int:
         expected = signature.inputs
+        if len(inputs) == len(expected) and set(inputs) != set(expected):
+            # TF Serving's wording (predict_util.cc) when only the names differ.
+            raise invalid_argument(
+                f"input tensor alias not found in signature: "
+                f"{min(set(inputs) - set(expected))}. Inputs expected to be in the set "
+                f"{{{','.join(sorted(expected))}}}. (signature {signature_name!r})")
         if set(inputs) != set(expected):
             extra = sorted(set(inputs) - set(expected))
             missing = sorted(set(expected) - set(inputs))

@@ -90,11 +90,15 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                  load_retry_interval_micros: int = 60_000_000,
                  enable_model_warmup: bool = True,
                  allow_version_labels_for_unavailable_models: bool = False,
-                 rest_api_timeout_in_ms: int = 30_000) -> ServerHandle:
+                 rest_api_timeout_in_ms: int = 30_000,
+                 grpc_channel_arguments: list[tuple[str, int | str]] = (),
+                 grpc_socket_path: str | None = None) -> ServerHandle:
     """Starts the server in this process; port 0 picks a free port (see `handle.port`).
 
     With `model_config_file`, `model_config_file_poll_wait_seconds` > 0 re-reads the file
     that often and reloads it when it changed (0, the default: read once).
+    `grpc_channel_arguments` are (key, value) gRPC server options; `grpc_socket_path`
+    also serves gRPC on that UNIX socket.
 
     Example:
         server = start_server("/tmp/export", port=0)
@@ -108,6 +112,10 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
         configs = [single_model_config(model_name, model_base_path)]
     else:
         raise ValueError("give model_base_path (with model_name) or model_config_file")
+    if batching_parameters_file and not enable_batching:
+        # TF Serving's check: the file alone would silently change nothing.
+        raise ValueError("server_options.batching_parameters_file is set without setting "
+                         "server_options.enable_batching to true (add --enable_batching)")
     if enable_batching and batching is None:
         batching = (read_batching_parameters(batching_parameters_file)
                     if batching_parameters_file else BatchingOptions())
@@ -122,7 +130,8 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
     # gRPC sets SO_REUSEPORT by default: a second server on a port in use would bind it
     # too and take half of its connections, serving other models.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         options=[*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)])
+                         options=[*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0),
+                                  *grpc_channel_arguments])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(manager), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)
@@ -134,6 +143,14 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
         manager.stop()
         raise OSError(f"cannot bind gRPC to {host}:{port}: the address is in use or not "
                       "this machine's")
+    if grpc_socket_path:
+        try:
+            socket_bound = server.add_insecure_port(f"unix:{grpc_socket_path}")
+        except RuntimeError:
+            socket_bound = 0
+        if socket_bound == 0:
+            manager.stop()
+            raise OSError(f"cannot serve gRPC on the UNIX socket {grpc_socket_path}")
     server.start()
     rest_server = None
     if rest_api_port is not None:

@@ -2,10 +2,13 @@
 
 `tf.make_tensor_proto` and `tf.make_ndarray` take ~20 µs of Python per tensor
 and copy the bytes twice (once into the proto, once more with `CopyFrom`).
-Here numeric tensors go through `tensor_content` in one copy, written straight
-into the request or response field, and strings through `string_val`; anything
-else (typed `*_val` fields from other clients, bfloat16, ...) falls back to
-TensorFlow's own converters, so every proto TF Serving accepts is read the same.
+Here request tensors go through `tensor_content` in one copy, written straight
+into the request field, and strings through `string_val`; anything else (typed
+`*_val` fields from other clients, bfloat16, ...) falls back to TensorFlow's own
+converters, so every proto TF Serving accepts is read the same. Responses carry
+their values in the typed fields (`float_val`, `int_val`, ...), as TF Serving
+writes them by default (`Tensor::AsProtoField`), since clients read
+`outputs["probabilities"].float_val`.
 """
 
 import functools
@@ -66,6 +69,45 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, value) -> None:
     proto.dtype = types_pb2.DT_STRING
     proto.string_val.extend(_utf8(item, index)
                             for index, item in enumerate(value.reshape(-1).tolist()))
+
+
+def _packed_field(number: int, raw: bytes) -> bytes:
+    """The wire bytes of a packed repeated field: its tag, the length as a varint, the values."""
+    header, length = bytearray([number << 3 | 2]), len(raw)
+    while length > 0x7F:
+        header.append(length & 0x7F | 0x80)
+        length >>= 7
+    header.append(length)
+    return bytes(header) + raw
+
+
+# Fixed-width value fields, appended as their packed wire bytes: for a [32, 128, 768]
+# sequence_output ~10x faster than extending the repeated field from a list.
+_PACKED_FLOATS = {np.dtype(np.float32): 5, np.dtype(np.float64): 6}  # float_val, double_val
+
+
+def fill_response_tensor_proto(proto: tensor_pb2.TensorProto, value: np.ndarray) -> None:
+    """Writes a model output into `proto` with its values in the typed `*_val` field.
+
+    This is TF Serving's default response encoding (`kAsProtoField`); strings
+    and the dtypes without a typed field keep `fill_tensor_proto`'s encoding.
+    """
+    value = np.asarray(value)
+    field = _VALUE_FIELDS.get(_numeric_dtypes()["to_enum"].get(value.dtype))
+    if field is None:
+        fill_tensor_proto(proto, value)
+        return
+    proto.Clear()
+    proto.dtype = _numeric_dtypes()["to_enum"][value.dtype]
+    for size in value.shape:
+        proto.tensor_shape.dim.add(size=size)
+    if value.dtype in _PACKED_FLOATS:
+        raw = np.ascontiguousarray(value, value.dtype.newbyteorder("<")).tobytes()
+        proto.MergeFromString(_packed_field(_PACKED_FLOATS[value.dtype], raw))
+    elif value.dtype == np.float16:  # half_val holds each value's 16 bits
+        proto.half_val.extend(value.reshape(-1).view(np.uint16).tolist())
+    else:
+        getattr(proto, field).extend(value.reshape(-1).tolist())
 
 
 # A request proto with fewer values than its shape holds is filled in with the last value,
@@ -135,6 +177,8 @@ def to_ndarray(proto: tensor_pb2.TensorProto, max_filled: float = math.inf) -> n
         array = np.empty(count, dtype=object)
         array[:] = list(proto.string_val)
         return array.reshape(shape)
+    if numeric is not None and numeric in _PACKED_FLOATS and given == count:
+        return np.array(getattr(proto, field), dtype=numeric).reshape(shape)
     try:
         return tf.make_ndarray(proto)
     except MemoryError:  # its message is empty
