@@ -52,9 +52,10 @@ def finite_epochs(strategy, dataset, config):
     return int(model.optimizer.iterations.numpy()), gap
 
 
-def classifier_run(strategy, config):
-    """Fits a BertClassifier (XLA asked for, 2 steps per execution): (weights, accuracy)."""
-    ids = np.random.default_rng(0).integers(1, config.vocab_size, size=[16, 16], dtype=np.int32)
+def classifier_run(strategy, config, rows=16):
+    """Fits a BertClassifier (XLA asked for, 2 steps per execution) on `rows` rows in
+    batches of 8: (weights, accuracy, optimizer steps)."""
+    ids = np.random.default_rng(0).integers(1, config.vocab_size, size=[rows, 16], dtype=np.int32)
     features = {"input_word_ids": ids, "input_mask": np.ones_like(ids),
                 "input_type_ids": np.zeros_like(ids)}
     labels = (ids[:, 1] % 2).astype(np.int32)
@@ -73,8 +74,14 @@ def classifier_run(strategy, config):
 def classifier_report(mirrored, config):
     one = classifier_run(tf.distribute.get_strategy(), config)[0]
     two, accuracy, steps = classifier_run(mirrored, config)
+    # 28 rows: each epoch's second execution runs a full batch, then a partial one (4
+    # rows), whose replicas exchange gradients of another shape in the same loop. (Its
+    # weights differ from one device's: Keras averages each replica's loss over its own
+    # rows, and the replicas' shares of a partial batch differ.)
+    partial, _, partial_steps = classifier_run(mirrored, config, rows=28)
     return {"gap": max(float(np.abs(a - b).max()) for a, b in zip(one, two)),
-            "accuracy": accuracy, "steps": steps}
+            "accuracy": accuracy, "steps": steps, "partial_batch_steps": partial_steps,
+            "partial_batch_finite": all(bool(np.isfinite(w).all()) for w in partial)}
 
 
 def main(vocab_file, corpus_file):

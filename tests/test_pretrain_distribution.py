@@ -27,9 +27,11 @@ def test_mirrored_over_two_devices_trains_to_the_one_device_weights_xla_asked_or
     assert report["movement"] > 1e-3  # training moved the weights ...
     assert report["gap"] < 1e-5  # ... to the same place on both strategies
     # A fine-tuning model with 2 steps per execution (Keras' own multi-replica loop fails
-    # there, keras-team/keras#19246) trains to the one-device weights too.
+    # there, keras-team/keras#19246) trains to the one-device weights too, a partial
+    # batch after a full one in the same execution included.
     classifier = report["classifier"]
     assert classifier["steps"] == 4 and classifier["gap"] < 1e-5
+    assert classifier["partial_batch_steps"] == 8 and classifier["partial_batch_finite"]
     assert 0.0 <= classifier["accuracy"] <= 1.0
     # A finite dataset ends the multi-step loop with no step past its last batch.
     steps, loss_gap = report["finite_epochs"]

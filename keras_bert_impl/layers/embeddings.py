@@ -6,6 +6,30 @@ import tensorflow as tf
 from keras_bert_impl.layers.dropout import BertDropout
 
 
+def _lookup(table, ids):
+    """`tf.gather(table, ids)` whose gradient is the dense table, not IndexedSlices.
+
+    With a dense gradient every optimizer runs plain (non-lazy) Adam on the tables, as
+    the original's (TF1 densified the gradient) and as on TPUs, on any strategy: Keras'
+    own optimizers otherwise update the moments of only the rows gathered in a step.
+    Replicas all-reduce it at a fixed shape; the rows of an IndexedSlices gradient are
+    all-gathered with a shape that follows the batch, which one collective instance
+    inside a multi-step loop (`steps_per_execution`) cannot take when a partial last
+    batch follows a full one ("Shape mismatch in the collective instance").
+    """
+    return _gather_with_dense_gradient(tf.convert_to_tensor(table), ids)
+
+
+@tf.custom_gradient
+def _gather_with_dense_gradient(table, ids):
+    def gradient(upstream):
+        rows = tf.reshape(upstream, [-1, tf.shape(table)[1]])
+        dense = tf.math.unsorted_segment_sum(rows, tf.reshape(ids, [-1]), tf.shape(table)[0])
+        return tf.cast(dense, table.dtype), None
+
+    return tf.gather(table, ids), gradient
+
+
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
 class BertEmbeddings(keras.layers.Layer):
     """Sums the word, position and token-type (segment) embeddings, as `bert/embeddings`.
@@ -81,8 +105,8 @@ class BertEmbeddings(keras.layers.Layer):
             tf.debugging.assert_less_equal(
                 tf.shape(input_word_ids)[1], self.max_position_embeddings,
                 message=f"The sequence length {message}")
-        x = tf.gather(self.word_embeddings, input_word_ids)
-        x += tf.gather(self.token_type_embeddings, input_type_ids)
+        x = _lookup(self.word_embeddings, input_word_ids)
+        x += _lookup(self.token_type_embeddings, input_type_ids)
         x += self.position_embeddings[tf.newaxis, : tf.shape(input_word_ids)[1]]
         x = self.layer_norm(tf.cast(x, self.compute_dtype))
         return self.dropout_layer(x, training=training)
