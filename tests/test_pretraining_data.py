@@ -436,6 +436,24 @@ def test_a_corpus_never_split_into_lines_is_warned_about(english_corpus, tmp_pat
             check_corpus_file(path)  # real corpora, one sentence per line: no warning
 
 
+def test_a_line_is_cut_at_unsplit_line_bytes_before_it_is_tokenized(tokenizer, tmp_path):
+    """Tokenizing a book on one line took all of a 24 GiB machine's memory, to keep its
+    first tokens; the words past 100,000 bytes never reach the tokenizer now."""
+    from keras_bert_impl.data.corpus import UNSPLIT_LINE_BYTES, cut_unsplit_lines
+
+    path = tmp_path / "long_line.txt"
+    long_line = "x" * UNSPLIT_LINE_BYTES + " hello world" * 20
+    path.write_text((long_line + "\n" + "good morning\n" * 5 + "\n") * 4)
+    ds = pretraining_dataset(str(path), tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=4, seed=1, num_epochs=1)
+    ids = set(_original_ids(next(ds.as_numpy_iterator())).ravel())
+    assert tokenizer.vocab.index("good") in ids and tokenizer.unk_id in ids  # the long word
+    assert not {tokenizer.vocab.index("hello"), tokenizer.vocab.index("world")} & ids
+    # A character cut in two at the limit is dropped, not left as invalid UTF-8.
+    cut = cut_unsplit_lines(tf.constant(["x" + "é" * UNSPLIT_LINE_BYTES])).numpy()[0]
+    assert cut.decode("utf-8") == "x" + "é" * ((UNSPLIT_LINE_BYTES - 1) // 2)
+
+
 def test_a_corpus_file_without_text_is_an_error_naming_it(tokenizer, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")

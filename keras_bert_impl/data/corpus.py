@@ -119,6 +119,17 @@ def _is_text(character: str) -> bool:
                 or unicodedata.category(character) in ("Cc", "Cf", "Mn", "Me"))
 
 
+def cut_unsplit_lines(lines: tf.Tensor) -> tf.Tensor:
+    """Each line's first `UNSPLIT_LINE_BYTES` bytes (a character cut in two is dropped).
+
+    Tokenizing takes ~1,400 bytes of memory per byte of a line, so a book on one line
+    (tens of MB) would take all of a machine's memory, to keep its first tokens alone.
+    100,000 bytes hold the first max_seq_length tokens of any line with words of up to
+    ~190 bytes on average.
+    """
+    return _valid_utf8(tf.strings.substr(lines, 0, UNSPLIT_LINE_BYTES))
+
+
 def _valid_utf8(lines: tf.Tensor) -> tf.Tensor:
     return tf.strings.unicode_transcode(
         lines, input_encoding="UTF-8", output_encoding="UTF-8", errors="ignore")

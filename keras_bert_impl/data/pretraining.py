@@ -258,7 +258,7 @@ def _document_tokenizer(tokenizer, whole_word_masking: bool):
         return words.merge_dims(1, 2), tf.cast(tf.equal(first_piece, 0), tf.int32)
 
     def tokenize(documents):
-        lines = documents.flat_values
+        lines = corpus.cut_unsplit_lines(documents.flat_values)
         if use_jieba:
             has_han = tf.reduce_any(tf.strings.regex_full_match(lines, chinese_words.HAN_PATTERN))
             tokens, word_starts = tf.cond(
