@@ -159,7 +159,8 @@ def test_a_checkpoint_written_before_seed_states_were_saved_still_resumes(tmp_pa
     assert TrainingCheckpoint(str(tmp_path), restarted, restarted.optimizer).restore() == 3
 
 
-@pytest.mark.parametrize("damage", ["truncated data", "truncated index", "deleted"])
+@pytest.mark.parametrize("damage", ["truncated data", "truncated index", "deleted",
+                                    "data deleted"])
 def test_a_damaged_newest_checkpoint_is_passed_over_for_the_newest_readable_one(
         tmp_path, damage, caplog):
     model, optimizer = _model_and_optimizer()
@@ -175,6 +176,8 @@ def test_a_damaged_newest_checkpoint_is_passed_over_for_the_newest_readable_one(
         data.write_bytes(data.read_bytes()[:10])
     elif damage == "truncated index":
         index.write_bytes(index.read_bytes()[:20])
+    elif damage == "data deleted":  # its index still lists it
+        data.unlink()
     else:
         data.unlink()
         index.unlink()

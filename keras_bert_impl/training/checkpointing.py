@@ -92,6 +92,12 @@ class TrainingCheckpoint:
             names = [name for name, _ in tf.train.list_variables(path)]
         except tf.errors.OpError as error:
             raise _DamagedCheckpoint(path, error) from None
+        shards = tf.io.gfile.glob(f"{path}.data-*-of-*")
+        expected = int(shards[0].rsplit("-of-", 1)[1]) if shards else 1
+        if len(shards) != expected:
+            # TensorFlow reports a missing data file as an UNKNOWN error at restore.
+            raise _DamagedCheckpoint(path, FileNotFoundError(
+                f"{len(shards)} of its {expected} data file(s) found"))
         saved = {name.split("/")[0] for name in names}
         counts_batches = "batches" in saved
         # Checkpoints written before the batch count or the seed states were
