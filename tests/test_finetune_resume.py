@@ -106,6 +106,16 @@ def test_a_restart_with_other_data_or_batching_flags_is_refused_naming_them(
     assert "holds a run started with other flags" in restarted.stderr
     assert "--seq_length: 32 then, 64 now; --batch_size: 8 then, 16 now" in restarted.stderr
     assert "Traceback" not in restarted.stderr
+    # Another vocabulary of the same size would feed the weights other token ids.
+    lines = open(uncased_vocab, encoding="utf-8").read().splitlines()
+    lines[2000], lines[2001] = lines[2001], lines[2000]
+    swapped = tmp_path / "swapped_vocab.txt"
+    swapped.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    other_vocab = [f"--vocab_file={swapped}" if flag.startswith("--vocab_file=") else flag
+                   for flag in command]
+    restarted = subprocess.run(other_vocab, capture_output=True, text=True, timeout=300,
+                               check=False)
+    assert restarted.returncode != 0 and "vocabulary (sha256): " in restarted.stderr
     # What was there is untouched: the checkpoint, the labels and the recorded flags.
     assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"ckpt-{SAVE_EVERY}")
     assert json.loads((model_dir / "run_flags.json").read_text())["batch_size"] == 8

@@ -215,7 +215,8 @@ def main(argv):
     # and evaluates; only the chief writes the results, the model and the export.
     chief, worker = is_chief(strategy), task_id(strategy)
     check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=chief, paths=("train_file",),
-                              derived={"training steps": num_train_steps})
+                              derived={"training steps": num_train_steps,
+                                       "vocabulary (sha256)": tokenizer.vocab_sha256})
     with strategy.scope():
         encoder = _encoder()
         _check_encoder_fits(encoder.config, tokenizer)

@@ -106,7 +106,8 @@ def main(argv):
     from keras_bert_impl.training.strategy import is_chief
 
     check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=is_chief(run.strategy),
-                              paths=("input_files",))
+                              paths=("input_files",),
+                              derived={"vocabulary (sha256)": run.tokenizer.vocab_sha256})
     run.build(
         optimizer_type=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,
