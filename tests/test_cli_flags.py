@@ -100,3 +100,33 @@ def test_bad_input_found_while_running_is_one_line_with_the_traceback_on_request
     verbose = subprocess.run([*command, "--verbosity=1"], capture_output=True, text=True,
                              timeout=300, check=False)
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+
+
+def test_a_tensorflow_file_system_error_is_one_line_too(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Some text here.\n", encoding="utf-8")
+    (tmp_path / "a_file").write_text("")
+    wrapper = "import sys; from keras_bert_impl.cli.vocab import run; sys.exit(run())"
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, f"--input_files={corpus}",
+         f"--output_file={tmp_path / 'a_file' / 'vocab.txt'}"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 1
+    assert f"FailedPreconditionError: {tmp_path / 'a_file'} is not a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_error_raised_inside_a_graph_is_said_without_its_op_stack():
+    import tensorflow as tf
+
+    from keras_bert_impl.cli import _one_line
+
+    @tf.function
+    def lookup(ids):
+        return tf.gather(tf.zeros([3, 2]), ids)
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        lookup(tf.constant([5]))
+    assert _one_line(raised.value).startswith("indices[0] = 5 is not in [0, 3)")
+    assert "defined at" not in _one_line(raised.value)
+

@@ -110,8 +110,9 @@ def _short_usage_errors(main: Callable) -> Callable:
     """`main`, with a usage error found while it runs (a taken export version, flags that
     disagree with the run in --model_dir) said in one line, as absl says a flag parsing
     error, instead of after the tool's whole flag listing; and bad input (ValueError,
-    OSError: a damaged file, a corpus without text, settings that contradict each other)
-    said in one line, with the traceback only at --verbosity=1 or more."""
+    OSError, TensorFlow's OpError: a damaged file, a corpus without text, settings that
+    contradict each other, a file system refusing a write) said in one line, with the
+    traceback only at --verbosity=1 or more."""
 
     def run(argv):
         tool = os.path.basename(sys.argv[0])
@@ -122,15 +123,32 @@ def _short_usage_errors(main: Callable) -> Callable:
                              "Pass --helpshort or --helpfull to see help on flags.\n")
             _quiet_teardown()
             sys.exit(error.exitcode)
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, *_tensorflow_errors()) as error:
             if flags.FLAGS.verbosity >= 1:
                 raise
-            sys.stderr.write(f"{tool}: {type(error).__name__}: {error}\n"
+            sys.stderr.write(f"{tool}: {type(error).__name__}: {_one_line(error)}\n"
                              "(Pass --verbosity=1 to see the traceback.)\n")
             _quiet_teardown()
             sys.exit(1)
 
     return run
+
+
+def _tensorflow_errors() -> tuple[type, ...]:
+    """TensorFlow's OpError (a file system refusing a write, bad data met in a graph),
+    once TensorFlow is loaded (the tools import it lazily)."""
+    tensorflow = sys.modules.get("tensorflow")
+    return (tensorflow.errors.OpError,) if tensorflow is not None else ()
+
+
+def _one_line(error: Exception) -> str:
+    """The message; for an error raised in a graph, without the Python stack of the op
+    it ran ("Detected at node ... defined at ...") and the node names."""
+    message = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not line.startswith((" ", "\t"))
+             and not line.startswith(("Graph execution error", "Detected at node"))]
+    return " ".join(lines) or message.strip()
 
 
 def _quiet_teardown() -> None:
