@@ -83,6 +83,38 @@ def test_a_length_mismatch_in_original_records_names_file_and_feature(tokenizer,
         pretraining_dataset(path, tokenizer, seq_length=64, max_predictions_per_seq=P)
 
 
+def test_original_records_of_another_vocabulary_are_an_error_naming_the_file(
+        uncased_vocab, tmp_path):
+    """Records without metadata carry no vocabulary hash: ids past the vocabulary are
+    found up front in the first records, and in any batch read later (on a GPU an
+    out-of-range lookup would give zeros, silently)."""
+    small_vocab = tmp_path / "vocab_3000.txt"
+    small_vocab.write_text("".join(open(uncased_vocab, encoding="utf-8").readlines()[:3000]),
+                           encoding="utf-8")
+    small = BertTokenizer(str(small_vocab))
+    up_front = str(tmp_path / "original.tfrecord")
+    with tf.io.TFRecordWriter(up_front) as writer:  # ids up to 5000
+        writer.write(_original_example(0)[0].SerializeToString())
+    with pytest.raises(ValueError, match=r"original.tfrecord' hold token id \d+, but the "
+                                         r"vocabulary has 3000 tokens"):
+        pretraining_dataset(up_front, small, seq_length=SEQ, max_predictions_per_seq=P)
+    later = str(tmp_path / "later.tfrecord")
+    fits, _ = _original_example(0)
+    for name in ("input_ids", "masked_lm_ids"):
+        values = fits.features.feature[name].int64_list.value
+        values[:] = [min(v, 2999) for v in values]
+    with tf.io.TFRecordWriter(later) as writer:
+        for _ in range(1000):
+            writer.write(fits.SerializeToString())
+        writer.write(_original_example(1)[0].SerializeToString())
+    ds = pretraining_dataset(later, small, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=8, num_epochs=1)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="token id past the vocabulary of 3000 tokens"):
+        for _ in ds:
+            pass
+
+
 @pytest.fixture(scope="module")
 def generated_records(shared_data, uncased_vocab, tmp_path_factory):
     """bert-create-pretraining-data run as a real subprocess on sample_text.txt."""

@@ -126,6 +126,7 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
             return _marked_endless_if(num_epochs is None, tfrecords.tfrecord_dataset(
                 files, seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
                 batch_size=batch_size, vocab_sha256=getattr(tokenizer, "vocab_sha256", None),
+                vocab_size=getattr(tokenizer, "vocab_size", None),
                 seed=seed, input_context=input_context, num_epochs=num_epochs,
                 start_step=start_step, drop_remainder=drop_remainder,
                 shuffle_buffer=instance_shuffle_buffer))

@@ -16,9 +16,11 @@ types, so our files and the original script's are interchangeable:
 Beside each record file ``F`` our tool writes ``F.metadata.json`` with the
 generation parameters (seq length, max predictions, vocabulary sha256,
 masked_lm_prob, dupe_factor, ...). Reading checks them, and for files without
-metadata (the original script's) checks the first record's feature lengths,
-so a mismatch is an error naming the file and the field rather than
-"Can't parse serialized Example" mid-training.
+metadata (the original script's) checks the first record's feature lengths
+and that the token ids of its first records fit the vocabulary, so a mismatch is
+an error naming the file and the field rather than "Can't parse serialized
+Example" or an out-of-range lookup mid-training (on a GPU, silent zeros).
+Every batch read is checked against the vocabulary size too.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def _flat(value) -> list:
 
 
 def check_record_files(files: Sequence[str], seq_length: int, max_predictions_per_seq: int,
-                       vocab_sha256: str | None = None) -> None:
+                       vocab_sha256: str | None = None, vocab_size: int | None = None) -> None:
     """Raises ValueError naming the file and field that does not match, or the file that
     is damaged.
 
@@ -114,16 +116,35 @@ def check_record_files(files: Sequence[str], seq_length: int, max_predictions_pe
     when training reaches it, without its name, and again at every resume.
     """
     for path in files:
-        _check_record_file(path, seq_length, max_predictions_per_seq, vocab_sha256)
+        _check_record_file(path, seq_length, max_predictions_per_seq, vocab_sha256, vocab_size)
 
 
 @once_per_file_version
-def _check_record_file(path, seq_length, max_predictions_per_seq, vocab_sha256):
+def _check_record_file(path, seq_length, max_predictions_per_seq, vocab_sha256, vocab_size):
     metadata = read_metadata(path)
     if metadata is not None:
         _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256)
     _check_first_record(path, seq_length, max_predictions_per_seq)
     _check_every_record_reads(path)
+    if vocab_size is not None:
+        _check_token_ids(path, seq_length, max_predictions_per_seq, vocab_size)
+
+
+# Records whose token ids are checked up front; the rest are checked as batches are read.
+_RECORDS_CHECKED_FOR_IDS = 1000
+
+
+def _check_token_ids(path, seq_length, max_predictions_per_seq, vocab_size):
+    parse = parse_fn(seq_length, max_predictions_per_seq)
+    batch = next(iter(tf.data.TFRecordDataset(path).batch(_RECORDS_CHECKED_FOR_IDS).map(parse)))
+    largest = max(int(tf.reduce_max(batch[name])) for name in ("input_word_ids", "masked_lm_ids"))
+    if largest >= vocab_size:
+        raise ValueError(_ids_past_vocabulary(path, largest, vocab_size))
+
+
+def _ids_past_vocabulary(path, token_id, vocab_size) -> str:
+    return (f"pretraining records {path!r} hold token id {token_id}, but the vocabulary has "
+            f"{vocab_size} tokens: they were written with another vocabulary; pass that one")
 
 
 @tf.autograph.experimental.do_not_convert
@@ -182,8 +203,9 @@ def _check_first_record(path, seq_length, max_predictions_per_seq):
                 f"max_predictions_per_seq={max_predictions_per_seq})")
 
 
-def parse_fn(seq_length: int, max_predictions_per_seq: int):
-    """A function: serialized record batch [batch] -> our feature dict."""
+def parse_fn(seq_length: int, max_predictions_per_seq: int, vocab_size: int | None = None):
+    """A function: serialized record batch [batch] -> our feature dict; with `vocab_size`,
+    an InvalidArgumentError for a token id outside the vocabulary."""
     spec = {RECORD_NAMES[name]: tf.io.FixedLenFeature([seq_length], tf.int64)
             for name in _SEQUENCE_FEATURES}
     spec.update({RECORD_NAMES[name]: tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64)
@@ -197,6 +219,15 @@ def parse_fn(seq_length: int, max_predictions_per_seq: int):
                     for name in RECORD_NAMES if name != "masked_lm_weights"}
         features["masked_lm_weights"] = record["masked_lm_weights"]
         features["next_sentence_labels"] = tf.reshape(features["next_sentence_labels"], [-1])
+        if vocab_size is not None:
+            largest = tf.reduce_max(tf.concat([tf.reshape(features["input_word_ids"], [-1]),
+                                               tf.reshape(features["masked_lm_ids"], [-1])], 0))
+            with tf.control_dependencies([tf.debugging.assert_less(
+                    largest, vocab_size, summarize=1, message=(
+                        f"a pretraining record holds a token id past the vocabulary of "
+                        f"{vocab_size} tokens: the records were written with another "
+                        "vocabulary; pass that one. The largest id in the batch:"))]):
+                features = {name: tf.identity(value) for name, value in features.items()}
         return features
 
     return parse
@@ -208,6 +239,7 @@ def tfrecord_dataset(files: Sequence[str],
                      batch_size: int,
                      *,
                      vocab_sha256: str | None = None,
+                     vocab_size: int | None = None,
                      seed: int | None = None,
                      input_context: tf.distribute.InputContext | None = None,
                      num_epochs: int | None = None,
@@ -228,7 +260,7 @@ def tfrecord_dataset(files: Sequence[str],
     shard = 0 if input_context is None else input_context.input_pipeline_id
     shard_files = num_shards > 1 and len(files) >= num_shards
     check_record_files(files[shard::num_shards] if shard_files else files, seq_length,
-                       max_predictions_per_seq, vocab_sha256)
+                       max_predictions_per_seq, vocab_sha256, vocab_size)
     file_ds = tf.data.Dataset.from_tensor_slices(list(files))
     if shard_files:
         file_ds = file_ds.shard(num_shards, shard)
@@ -242,7 +274,7 @@ def tfrecord_dataset(files: Sequence[str],
     records = records.shuffle(shuffle_buffer, seed=pipeline_seed(seed, shard),
                               reshuffle_each_iteration=True)
     batches = records.batch(batch_size, drop_remainder=drop_remainder).skip(start_step)
-    batches = batches.map(parse_fn(seq_length, max_predictions_per_seq),
+    batches = batches.map(parse_fn(seq_length, max_predictions_per_seq, vocab_size),
                           num_parallel_calls=num_parallel_calls)
     options = tf.data.Options()
     options.deterministic = seed is not None
