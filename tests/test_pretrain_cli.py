@@ -53,6 +53,19 @@ def test_a_run_on_a_remote_filesystem_trains_and_writes_checkpoints_and_final_mo
     assert tf.train.latest_checkpoint(f"{model_dir}/checkpoints").endswith("ckpt-2")
 
 
+def test_fewer_steps_than_the_run_has_trained_are_refused(tmp_path, shared_data, uncased_vocab):
+    argv = [f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",
+            f"--model_dir={tmp_path}", "--preset=bert_tiny", "--train_batch_size=4",
+            "--seq_length=32", "--max_predictions_per_seq=4", "--num_warmup_steps=1",
+            "--save_checkpoints_steps=1"]
+    _run([*argv, "--num_train_steps=2"])
+    # It would finish at once and write its step-2 model as a 1-step one.
+    with pytest.raises(ValueError, match="holds a run at step 2, past num_train_steps=1; "
+                                         "give at least 2"):
+        _run([*argv, "--num_train_steps=1"])
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+
+
 def test_raw_text_is_refused_where_tpu_hosts_run_the_input_pipelines(
         monkeypatch, tmp_path, shared_data, uncased_vocab):
     monkeypatch.setattr(strategy, "input_pipelines_are_remote", lambda _: True)
