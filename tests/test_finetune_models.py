@@ -223,3 +223,54 @@ def test_classifier_takes_ids_of_any_numeric_dtype_as_its_int32_inputs():
     for dtype in ("int64", "float64"):
         converted = {name: value.astype(dtype) for name, value in inputs().items()}
         np.testing.assert_array_equal(classifier(converted), expected)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "token_classifier"])
+def test_a_mixed_precision_model_predicts_the_same_after_loading_under_another_policy(
+        kind, tmp_path):
+    """Its head (and the dropout before it) are float32 whatever the global policy is
+    when the model is built or loaded: the head's input was rounded to bfloat16 before,
+    and not after loading into a float32 process."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = BUILDERS[kind]()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    predict = tf.function(lambda m, x: m(x), jit_compile=True, reduce_retracing=True)
+    expected = predict(model, inputs()).numpy()
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert loaded.encoder.dtype_policy.name == "mixed_bfloat16"
+    np.testing.assert_array_equal(tf.function(lambda x: loaded(x), jit_compile=True)(inputs()),
+                                  expected)
+
+
+def test_a_mixed_float16_model_loaded_in_a_float32_process_still_scales_its_loss(tmp_path):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        BUILDERS["classifier"]().save(tmp_path / "model.keras")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    loaded.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "pretrainer"])
+@pytest.mark.parametrize("bad, words", [
+    (lambda x: {k: v[0] for k, v in x.items()}, "input 'input_word_ids' has shape (8,); "
+                                                "expected [batch, sequence]"),
+    (lambda x: {k: v[None] for k, v in x.items()}, "has shape (1, 3, 8)"),
+    (lambda x: tuple(x.values()), "takes a dict of ['input_word_ids'"),
+])
+def test_malformed_inputs_are_errors_saying_what_is_wrong(kind, bad, words):
+    from keras_bert_impl.models.pretrainer import BertPretrainer
+    model = BUILDERS["classifier"]() if kind == "classifier" else BertPretrainer(encoder())
+    features = inputs()
+    if kind == "pretrainer":
+        features["masked_lm_positions"] = np.ones((3, 2), "int32")
+    with pytest.raises(ValueError) as raised:
+        model(bad(features))
+    assert words in str(raised.value)

@@ -32,7 +32,8 @@ class BertClassifier(BertTaskModel):
         # === Layers ===
         config = encoder.config
         rate = config.hidden_dropout_prob if dropout is None else dropout
-        dropout_layer = BertDropout(rate, name="pooled_dropout")
+        # float32 as the head: under a mixed policy it would round the head's input.
+        dropout_layer = BertDropout(rate, dtype="float32", name="pooled_dropout")
         head = LogitsHead(
             num_classes, initializer_range=config.initializer_range, dtype="float32",
             name="logits",
@@ -53,11 +54,11 @@ class BertClassifier(BertTaskModel):
         self.dropout = dropout
 
     def call(self, inputs, training=None, mask=None):
+        inputs = self.checked_inputs(inputs, ENCODER_INPUTS)
         if type(self.encoder) is not BertEncoder:
             return super().call(inputs, training=training, mask=mask)
         # The functional graph's result; the pooled output needs the last block only
-        # at [CLS] (`BertEncoder.pooled_output`). Inputs converted as the graph would.
-        inputs = {name: keras.ops.cast(inputs[name], "int32") for name in ENCODER_INPUTS}
+        # at [CLS] (`BertEncoder.pooled_output`).
         pooled = self.encoder.pooled_output(inputs, training=training)
         return self.head(self.dropout_layer(pooled, training=training))
 

@@ -73,10 +73,9 @@ class BertPretrainer(BertTaskModel):
 
     def call(self, inputs, training=None, mask=None):
         # The training batches carry the labels too; the network reads only its inputs.
-        features = {name: inputs[name] for name in MODEL_INPUTS}
+        features = self.checked_inputs(inputs, MODEL_INPUTS)
         if type(self.encoder) is not BertEncoder:
             return super().call(features, training=training)
-        features = {name: keras.ops.cast(value, "int32") for name, value in features.items()}
         # The functional graph's result, with the last block computed only where the
         # heads read it: [CLS] and the masked positions (`sequence_output_at`).
         masked_lm_positions = features["masked_lm_positions"]

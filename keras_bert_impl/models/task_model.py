@@ -1,5 +1,7 @@
 """`BertTaskModel`: the shared base of models built on a `BertEncoder`."""
 
+from collections.abc import Mapping
+
 import keras
 import tensorflow as tf
 
@@ -66,13 +68,32 @@ class BertTaskModel(keras.Model):
         if optimizer is not None:
             optimizer = with_replica_consistent_loss_scaling(
                 keras.optimizers.get(optimizer),
-                wrap=auto_scale_loss and self.dtype_policy.name == "mixed_float16")
+                # The encoder's policy: a functional model's own is not saved, and a model
+                # loaded under another global policy would report that one.
+                wrap=auto_scale_loss and self.encoder.dtype_policy.name == "mixed_float16")
         super().compile(optimizer, *args,
                         jit_compile=jit_compile_under(self.distribute_strategy, jit_compile),
                         auto_scale_loss=auto_scale_loss, **kwargs)
         if self.built and self.optimizer is not None and not self.optimizer.built:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
+
+    def checked_inputs(self, inputs, names) -> dict:
+        """`inputs[name]` for `names`, as int32 [batch, seq] tensors; a ValueError saying
+        what is wrong otherwise, where the functional graph's own check is bypassed
+        (Keras has already named missing keys)."""
+        what = type(self).__name__
+        if not isinstance(inputs, Mapping):
+            raise ValueError(f"{what} takes a dict of {list(names)}, got a "
+                             f"{type(inputs).__name__}")
+        checked = {}
+        for name in names:
+            value = keras.ops.convert_to_tensor(inputs[name])
+            if len(value.shape) != 2:
+                raise ValueError(f"{what} input {name!r} has shape {tuple(value.shape)}; "
+                                 "expected [batch, sequence] (rank 2)")
+            checked[name] = keras.ops.cast(value, "int32")
+        return checked
 
     def make_train_function(self, force=False):
         strategy = self.distribute_strategy

@@ -35,7 +35,8 @@ class BertTokenClassifier(BertTaskModel):
         # === Layers ===
         config = encoder.config
         rate = config.hidden_dropout_prob if dropout is None else dropout
-        dropout_layer = BertDropout(rate, name="sequence_dropout")
+        # float32 as the head: under a mixed policy it would round the head's input.
+        dropout_layer = BertDropout(rate, dtype="float32", name="sequence_dropout")
         head = LogitsHead(
             num_classes, initializer_range=config.initializer_range, dtype="float32",
             name="logits",
