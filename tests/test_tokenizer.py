@@ -377,6 +377,8 @@ def test_bad_vocabulary_files_are_clear_errors_naming_file_and_line(tmp_path, to
 def test_a_missing_vocabulary_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         BertTokenizer(str(tmp_path / "nope.txt"))
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path} is a directory; name the file"):
+        BertTokenizer(str(tmp_path))
 
 
 def test_whitespace_only_vocabulary_tokens_are_accepted_but_never_matched_as_the_original(

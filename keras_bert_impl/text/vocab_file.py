@@ -23,6 +23,9 @@ def read_vocab_file(path: str, kind: str = "vocabulary") -> tuple[list[str], str
     """
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f"{kind} file not found: {path}")
+    if tf.io.gfile.isdir(path):
+        raise IsADirectoryError(f"{kind} file {path} is a directory; name the file in it "
+                                "(e.g. vocab.txt)")
     with tf.io.gfile.GFile(path, "rb") as f:
         data = f.read()
     try:
