@@ -59,11 +59,18 @@ def test_fewer_steps_than_the_run_has_trained_are_refused(tmp_path, shared_data,
             "--seq_length=32", "--max_predictions_per_seq=4", "--num_warmup_steps=1",
             "--save_checkpoints_steps=1"]
     _run([*argv, "--num_train_steps=2"])
+    # TensorBoard's axis is the step, which a resume with other intervals keeps.
+    _run([*argv, "--num_train_steps=4"])
+    _run([*argv[:-1], "--save_checkpoints_steps=2", "--num_train_steps=8"])
+    steps = sorted(event.step for path in (tmp_path / "logs" / "train").glob("events.*")
+                   for event in tf.compat.v1.train.summary_iterator(str(path))
+                   for value in event.summary.value if value.tag == "epoch_loss")
+    assert steps == [1, 2, 3, 4, 6, 8]
     # It would finish at once and write its step-2 model as a 1-step one.
-    with pytest.raises(ValueError, match="holds a run at step 2, past num_train_steps=1; "
-                                         "give at least 2"):
+    with pytest.raises(ValueError, match="holds a run at step 8, past num_train_steps=1; "
+                                         "give at least 8"):
         _run([*argv, "--num_train_steps=1"])
-    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-8")
 
 
 def test_raw_text_is_refused_where_tpu_hosts_run_the_input_pipelines(

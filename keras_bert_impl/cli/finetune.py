@@ -179,6 +179,7 @@ def main(argv):
     from keras_bert_impl.text.tokenizer import BertTokenizer
     from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
     from keras_bert_impl.training.optimization import create_optimizer
+    from keras_bert_impl.training.summaries import StepTensorBoard
     from keras_bert_impl.training.strategy import (
         get_strategy,
         input_pipelines_are_remote,
@@ -248,7 +249,7 @@ def main(argv):
             epochs=math.ceil(num_train_steps / steps_per_epoch),
             initial_epoch=step // steps_per_epoch,
             callbacks=[checkpoint.callback(), StopAtStep(num_train_steps),
-                       keras.callbacks.TensorBoard(os.path.join(
+                       StepTensorBoard(os.path.join(
                            FLAGS.model_dir, "logs" if chief else f".worker_{worker}"))],
             shuffle=False,
             verbose=2,

@@ -15,6 +15,7 @@ from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoin
 from keras_bert_impl.training.loss_scaling import ReplicaConsistentLossScaleOptimizer
 from keras_bert_impl.training.optimization import create_optimizer
 from keras_bert_impl.training.strategy import get_strategy, is_chief, task_id
+from keras_bert_impl.training.summaries import StepTensorBoard
 
 DatasetFn = Callable[[tf.distribute.InputContext, int], tf.data.Dataset]
 
@@ -120,7 +121,7 @@ class PretrainingRun:
         callbacks = [
             self.checkpoint.callback(),
             StopAtStep(num_train_steps),
-            keras.callbacks.TensorBoard(log_dir=log_dir),
+            StepTensorBoard(log_dir=log_dir),
         ]
         def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
             batches_per_step = context.num_replicas_in_sync // context.num_input_pipelines
