@@ -71,6 +71,18 @@ def test_resume_skips_the_batches_read_also_when_fp16_loss_scaling_skipped_steps
     restarted = TrainingCheckpoint(str(tmp_path), restarted_model, restarted_optimizer)
     assert restarted.restore() == 5  # batches read, though fewer steps were applied
     assert restarted.step < 5
+    # A rerun asking for no more steps than were applied is done, though more batches
+    # were read; one asking for fewer than were applied is refused.
+    import types
+
+    from keras_bert_impl.training.pretraining import PretrainingRun
+    run = types.SimpleNamespace(initial_step=5, checkpoint=restarted, model_dir=str(tmp_path))
+    steps = restarted.step + 1
+    assert PretrainingRun.fit(run, None, num_train_steps=steps,
+                              save_checkpoints_steps=steps) is None
+    restarted_optimizer.iterations.assign(5)
+    with pytest.raises(ValueError, match="at step 5, past num_train_steps=4"):
+        PretrainingRun.fit(run, None, num_train_steps=4, save_checkpoints_steps=4)
 
 
 def test_the_position_counts_the_batches_of_a_last_execution_the_data_cut_short(tmp_path):

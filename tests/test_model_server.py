@@ -832,13 +832,24 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
     ("--saved_model_tags=serve,gpu", "--saved_model_tags=serve,gpu: exports hold one"),
     ("--grpc_channel_arguments=grpc.max_connection_age_ms", "is not key=value"),
     ("--model_base_path=relative/bert", "Expected model default to have an absolute path"),
+    ("--tensorflow_session_parallelism=1 --tensorflow_intra_op_parallelism=1 "
+     "--tensorflow_inter_op_parallelism=1", "You cannot configure all."),
 ])
 def test_command_line_server_refuses_what_it_cannot_honour(tmp_path, flag, error):
     args = [sys.executable, "-m", "keras_bert_impl.serving.model_server",
-            f"--port={free_port()}", f"--model_base_path={tmp_path}", flag]
+            f"--port={free_port()}", f"--model_base_path={tmp_path}", *flag.split()]
     done = subprocess.run(args, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert done.returncode == 1 and "Cannot start the model server: " in done.stderr
     assert error in done.stderr, done.stderr
+
+
+def test_grpc_channel_arguments_are_parsed_as_tensorflow_model_server_does():
+    from keras_bert_impl.serving.model_server import parse_channel_arguments
+    assert parse_channel_arguments(
+        " grpc.max_connection_age_ms = 2000 ,grpc.primary_user_agent=x,"
+        "grpc.max_receive_message_length=4294967296") == [
+        ("grpc.max_connection_age_ms", 2000), ("grpc.primary_user_agent", "x"),
+        ("grpc.max_receive_message_length", "4294967296")]  # no C int: passed as a string
 
 
 def test_command_line_server_prints_its_version():
@@ -853,7 +864,9 @@ def test_command_line_server_prints_its_version():
     np.arange(6, dtype=np.float32).reshape(2, 3), np.array([[1, -2]], np.int32),
     np.array([7], np.int64), np.array([True, False]), ["Hello", "北京", b"raw"],
     np.array(["café", "😀"]), np.array([b"a", b"\xff b"], dtype=object), [1, 2], [0.5],
-    np.zeros([0, 4], np.float32), np.float16([1.5])])
+    np.zeros([0, 4], np.float32), np.float16([1.5]),
+    # Big-endian arrays: TensorFlow's converters copy their bytes unswapped.
+    np.arange(4, dtype=">f4"), np.array([1, -2], ">i4")])
 def test_tensor_protos_are_read_and_written_as_tensorflow_does(value):
     from tensorflow.core.framework import tensor_pb2
 
@@ -864,7 +877,9 @@ def test_tensor_protos_are_read_and_written_as_tensorflow_does(value):
     )
     proto, response = tensor_pb2.TensorProto(), tensor_pb2.TensorProto()
     fill_tensor_proto(proto, value)
-    reference = tf.make_tensor_proto(value)
+    big_endian = isinstance(value, np.ndarray) and value.dtype.byteorder == ">"
+    reference = tf.make_tensor_proto(value.astype(value.dtype.newbyteorder("="))
+                                     if big_endian else value)
     expected = tf.make_ndarray(reference)
     fill_response_tensor_proto(response, expected)
     assert proto.dtype == response.dtype == reference.dtype

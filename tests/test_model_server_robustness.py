@@ -402,6 +402,11 @@ def _write_config(tmp_path, toy_base, models_text: str) -> str:
      "model_platform 'onnx'; only 'tensorflow'"),
     ('  config { name: "m" base_path: "relative/m" model_platform: "tensorflow" }\n',
      "Expected model m to have an absolute path or URI; got base_path\\(\\)=relative/m"),
+    # Not a URI scheme to TensorFlow's io::ParseURI: a relative path.
+    ('  config { name: "m" base_path: "my-fs://m" model_platform: "tensorflow" }\n',
+     "got base_path\\(\\)=my-fs://m"),
+    ('  config { name: "m" base_path: "BASE" model_platform: "tensorflow" '
+     'model_type: TENSORFLOW }\n', "Illegal setting both ModelServerConfig::model_type"),
 ])
 def test_configs_tf_serving_would_not_start_with_are_refused(tmp_path, toy_base, models_text,
                                                               error):

@@ -83,6 +83,13 @@ def test_a_length_mismatch_in_original_records_names_file_and_feature(tokenizer,
         pretraining_dataset(path, tokenizer, seq_length=64, max_predictions_per_seq=P)
 
 
+def _ids_below(example, limit):
+    for name in ("input_ids", "masked_lm_ids"):
+        values = example.features.feature[name].int64_list.value
+        values[:] = [min(v, limit - 1) for v in values]
+    return example
+
+
 def test_original_records_of_another_vocabulary_are_an_error_naming_the_file(
         uncased_vocab, tmp_path):
     """Records without metadata carry no vocabulary hash: ids past the vocabulary are
@@ -95,14 +102,27 @@ def test_original_records_of_another_vocabulary_are_an_error_naming_the_file(
     up_front = str(tmp_path / "original.tfrecord")
     with tf.io.TFRecordWriter(up_front) as writer:  # ids up to 5000
         writer.write(_original_example(0)[0].SerializeToString())
-    with pytest.raises(ValueError, match=r"original.tfrecord' hold token id \d+, but the "
-                                         r"vocabulary has 3000 tokens"):
+    with pytest.raises(ValueError, match=r"original.tfrecord' hold token id \d+, outside the "
+                                         r"vocabulary of 3000 tokens"):
         pretraining_dataset(up_front, small, seq_length=SEQ, max_predictions_per_seq=P)
+    negative = _ids_below(_original_example(0)[0], 3000)
+    negative.features.feature["masked_lm_ids"].int64_list.value[0] = -1
+    with tf.io.TFRecordWriter(up_front) as writer:
+        writer.write(negative.SerializeToString())
+    with pytest.raises(ValueError, match="hold token id -1, outside the vocabulary"):
+        pretraining_dataset(up_front, small, seq_length=SEQ, max_predictions_per_seq=P)
+    # Only the first record's lengths are checked on their own; a later one of other
+    # lengths is named too, not left to a parse error mid-training.
+    shorter, _ = _original_example(1)
+    shorter.features.feature["input_mask"].int64_list.value.pop()
+    with tf.io.TFRecordWriter(up_front) as writer:
+        writer.write(_original_example(2)[0].SerializeToString())
+        writer.write(shorter.SerializeToString())
+    with pytest.raises(ValueError, match=r"original.tfrecord' cannot be parsed as seq_length=32"):
+        pretraining_dataset(up_front, BertTokenizer(uncased_vocab), seq_length=SEQ,
+                            max_predictions_per_seq=P)
     later = str(tmp_path / "later.tfrecord")
-    fits, _ = _original_example(0)
-    for name in ("input_ids", "masked_lm_ids"):
-        values = fits.features.feature[name].int64_list.value
-        values[:] = [min(v, 2999) for v in values]
+    fits = _ids_below(_original_example(0)[0], 3000)
     with tf.io.TFRecordWriter(later) as writer:
         for _ in range(1000):
             writer.write(fits.SerializeToString())
@@ -110,7 +130,7 @@ def test_original_records_of_another_vocabulary_are_an_error_naming_the_file(
     ds = pretraining_dataset(later, small, seq_length=SEQ, max_predictions_per_seq=P,
                              batch_size=8, num_epochs=1)
     with pytest.raises(tf.errors.InvalidArgumentError,
-                       match="token id past the vocabulary of 3000 tokens"):
+                       match="token id outside the vocabulary of 3000 tokens"):
         for _ in ds:
             pass
 

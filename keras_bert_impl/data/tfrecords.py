@@ -136,15 +136,25 @@ _RECORDS_CHECKED_FOR_IDS = 1000
 
 def _check_token_ids(path, seq_length, max_predictions_per_seq, vocab_size):
     parse = parse_fn(seq_length, max_predictions_per_seq)
-    batch = next(iter(tf.data.TFRecordDataset(path).batch(_RECORDS_CHECKED_FOR_IDS).map(parse)))
-    largest = max(int(tf.reduce_max(batch[name])) for name in ("input_word_ids", "masked_lm_ids"))
-    if largest >= vocab_size:
-        raise ValueError(_ids_past_vocabulary(path, largest, vocab_size))
+    try:
+        batch = next(iter(
+            tf.data.TFRecordDataset(path).batch(_RECORDS_CHECKED_FOR_IDS).map(parse)))
+    except tf.errors.OpError as error:  # a later record of other feature lengths
+        raise ValueError(f"pretraining records {path!r} cannot be parsed as seq_length="
+                         f"{seq_length}, max_predictions_per_seq={max_predictions_per_seq}: "
+                         f"{_reason(error)}") from None
+    ids = tf.concat([tf.reshape(batch[name], [-1])
+                     for name in ("input_word_ids", "masked_lm_ids")], 0)
+    for token_id in (int(tf.reduce_max(ids)), int(tf.reduce_min(ids))):
+        if not 0 <= token_id < vocab_size:
+            raise ValueError(
+                f"pretraining records {path!r} hold token id {token_id}, outside the "
+                f"vocabulary of {vocab_size} tokens: they were written with another "
+                "vocabulary; pass that one")
 
 
-def _ids_past_vocabulary(path, token_id, vocab_size) -> str:
-    return (f"pretraining records {path!r} hold token id {token_id}, but the vocabulary has "
-            f"{vocab_size} tokens: they were written with another vocabulary; pass that one")
+def _reason(error: tf.errors.OpError) -> str:
+    return re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", error.message)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -156,9 +166,8 @@ def _check_every_record_reads(path):
     try:
         tf.data.TFRecordDataset(path).batch(4096).reduce(tf.constant(0, tf.int64), _count)
     except tf.errors.OpError as error:
-        reason = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", error.message)
         raise ValueError(f"pretraining records {path!r} are damaged (truncated or corrupt): "
-                         f"{reason}") from None
+                         f"{_reason(error)}") from None
 
 
 def _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_sha256):
@@ -220,13 +229,15 @@ def parse_fn(seq_length: int, max_predictions_per_seq: int, vocab_size: int | No
         features["masked_lm_weights"] = record["masked_lm_weights"]
         features["next_sentence_labels"] = tf.reshape(features["next_sentence_labels"], [-1])
         if vocab_size is not None:
-            largest = tf.reduce_max(tf.concat([tf.reshape(features["input_word_ids"], [-1]),
-                                               tf.reshape(features["masked_lm_ids"], [-1])], 0))
-            with tf.control_dependencies([tf.debugging.assert_less(
-                    largest, vocab_size, summarize=1, message=(
-                        f"a pretraining record holds a token id past the vocabulary of "
-                        f"{vocab_size} tokens: the records were written with another "
-                        "vocabulary; pass that one. The largest id in the batch:"))]):
+            ids = tf.concat([tf.reshape(features["input_word_ids"], [-1]),
+                             tf.reshape(features["masked_lm_ids"], [-1])], 0)
+            outside = tf.logical_or(ids < 0, ids >= vocab_size)
+            with tf.control_dependencies([tf.debugging.Assert(
+                    tf.logical_not(tf.reduce_any(outside)),
+                    [f"a pretraining record holds a token id outside the vocabulary of "
+                     f"{vocab_size} tokens: the records were written with another "
+                     "vocabulary; pass that one. Such ids:", tf.boolean_mask(ids, outside)],
+                    summarize=3)]):
                 features = {name: tf.identity(value) for name, value in features.items()}
         return features
 

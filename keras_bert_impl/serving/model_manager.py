@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 import threading
 import time
 
@@ -51,8 +52,9 @@ def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfi
 
 
 def _is_relative_path(path: str) -> bool:
-    """TF Serving's UriIsRelativePath: no scheme (gs://, file://, ...) and not absolute."""
-    return "://" not in path and not path.startswith("/")
+    """TF Serving's UriIsRelativePath: no scheme (gs://, file://, ...; TensorFlow's
+    io::ParseURI) and not absolute."""
+    return not re.match(r"[a-zA-Z][0-9a-zA-Z.]*://", path) and not path.startswith("/")
 
 
 def check_model_configs(configs, source: str) -> list[model_server_config_pb2.ModelConfig]:
@@ -69,6 +71,10 @@ def check_model_configs(configs, source: str) -> list[model_server_config_pb2.Mo
             raise ValueError(f"{source}: Illegal to list model {model.name} multiple times in "
                              "config list")
         names.add(model.name)
+        if model.model_type and model.model_platform:
+            raise ValueError(f"{source}: model {model.name!r}: Illegal setting both "
+                             "ModelServerConfig::model_type (deprecated) and "
+                             "ModelServerConfig::model_platform")
         platform = model.model_platform or (
             "tensorflow" if model.model_type == model_server_config_pb2.TENSORFLOW else "")
         if not platform:

@@ -86,17 +86,31 @@ for _name, (_default, _why) in _UNSUPPORTED.items():
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
-    """`key=value,...` as tensorflow_model_server parses --grpc_channel_arguments."""
+    """`key=value,...` as tensorflow_model_server parses --grpc_channel_arguments: a value
+    that is a 32-bit integer is passed as one, any other as a string."""
     arguments = []
-    for item in filter(None, text.split(",")):
-        key, equals, value = item.partition("=")
+    for item in filter(str.strip, text.split(",")):
+        key, equals, value = (part.strip() for part in item.partition("="))
         if not equals or not key:
             raise ValueError(f"--grpc_channel_arguments: {item!r} is not key=value")
         try:
-            arguments.append((key, int(value)))
+            number = int(value)
         except ValueError:
-            arguments.append((key, value))
+            number = None
+        fits = number is not None and -2**31 <= number < 2**31
+        arguments.append((key, number if fits else value))
     return arguments
+
+
+def _thread_pool_sizes() -> tuple[int, int]:
+    """(intra-op, inter-op) threads as TF Serving's server.cc sets them (0 = auto)."""
+    intra, inter = FLAGS.tensorflow_intra_op_parallelism, FLAGS.tensorflow_inter_op_parallelism
+    both = FLAGS.tensorflow_session_parallelism
+    if intra > 0 and inter > 0 and both > 0:
+        raise ValueError("Either configure --tensorflow_session_parallelism or "
+                         "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism) "
+                         "separately. You cannot configure all.")
+    return (intra, inter) if intra > 0 or inter > 0 else (both, both)
 
 
 def _check_flags() -> list[tuple[str, int | str]]:
@@ -123,13 +137,11 @@ def main(argv):
         print(f"TensorFlow ModelServer: keras_bert_impl {version('keras_bert_impl')} "
               f"(development server)\nTensorFlow Library: {tf.__version__}")
         return 0
-    both = FLAGS.tensorflow_session_parallelism
-    tf.config.threading.set_intra_op_parallelism_threads(
-        FLAGS.tensorflow_intra_op_parallelism or both)
-    tf.config.threading.set_inter_op_parallelism_threads(
-        FLAGS.tensorflow_inter_op_parallelism or both)
     try:
         channel_arguments = _check_flags()
+        intra, inter = _thread_pool_sizes()
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
         handle = start_server(
             model_base_path=FLAGS.model_base_path or None, model_name=FLAGS.model_name,
             port=FLAGS.port, host=FLAGS.host, rest_api_port=FLAGS.rest_api_port or None,

@@ -129,9 +129,13 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
     manager.start()
     # gRPC sets SO_REUSEPORT by default: a second server on a port in use would bind it
     # too and take half of its connections, serving other models.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         options=[*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0),
-                                  *grpc_channel_arguments])
+    try:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                             options=[*_CHANNEL_OPTIONS, ("grpc.so_reuseport", 0),
+                                      *grpc_channel_arguments])
+    except (TypeError, OverflowError) as error:
+        manager.stop()
+        raise ValueError(f"gRPC channel arguments {grpc_channel_arguments}: {error}") from None
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(manager), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(manager), server)

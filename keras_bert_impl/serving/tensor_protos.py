@@ -44,6 +44,13 @@ def _utf8(item, index: int) -> bytes:
                     "not str or bytes")
 
 
+def _native_byte_order(value):
+    """A big-endian array as native: TensorFlow's converters copy its bytes unswapped."""
+    if isinstance(value, np.ndarray) and value.dtype.byteorder == ">":
+        return value.astype(value.dtype.newbyteorder("="))
+    return value
+
+
 def fill_tensor_proto(proto: tensor_pb2.TensorProto, value) -> None:
     """Writes `value` into `proto` in place, encoded as `tf.make_tensor_proto` would.
 
@@ -54,6 +61,7 @@ def fill_tensor_proto(proto: tensor_pb2.TensorProto, value) -> None:
     if isinstance(value, (list, tuple)) and value and all(
             isinstance(v, (str, bytes)) for v in value):
         value = np.array(value, dtype=object)
+    value = _native_byte_order(value)
     enum = _numeric_dtypes()["to_enum"].get(value.dtype) if isinstance(value, np.ndarray) else None
     is_string = isinstance(value, np.ndarray) and value.dtype.kind in _STRING_KINDS
     if enum is None and not is_string:
@@ -92,7 +100,7 @@ def fill_response_tensor_proto(proto: tensor_pb2.TensorProto, value: np.ndarray)
     This is TF Serving's default response encoding (`kAsProtoField`); strings
     and the dtypes without a typed field keep `fill_tensor_proto`'s encoding.
     """
-    value = np.asarray(value)
+    value = _native_byte_order(np.asarray(value))
     field = _VALUE_FIELDS.get(_numeric_dtypes()["to_enum"].get(value.dtype))
     if field is None:
         fill_tensor_proto(proto, value)

@@ -110,12 +110,13 @@ class PretrainingRun:
         steps_per_epoch = min(save_checkpoints_steps, num_train_steps)
         epochs = math.ceil(num_train_steps / steps_per_epoch)
         initial_epoch = self.initial_step // steps_per_epoch
-        if self.initial_step > num_train_steps:
+        # Optimizer steps, not batches: fp16 steps skipped on overflow read batches too.
+        if self.checkpoint.step > num_train_steps:
             raise ValueError(
-                f"{self.model_dir} holds a run at step {self.initial_step}, past "
-                f"num_train_steps={num_train_steps}; give at least {self.initial_step} to "
+                f"{self.model_dir} holds a run at step {self.checkpoint.step}, past "
+                f"num_train_steps={num_train_steps}; give at least {self.checkpoint.step} to "
                 "finish it, or another model_dir to train a shorter run")
-        if self.initial_step == num_train_steps:
+        if self.initial_step >= num_train_steps:
             return None
         log_dir = os.path.join(self.model_dir, "logs" if self.is_chief else f".worker_{self.task_id}")
         callbacks = [
