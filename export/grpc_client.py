@@ -3,7 +3,7 @@
 Needs only `grpcio`, `tensorflow` and `tensorflow-serving-api`:
 
     python export/grpc_client.py --target=localhost:8500 "Paris is the [MASK] of France."
-    python export/grpc_client.py --pair="a second sentence" "a first sentence"
+    python export/grpc_client.py --model_name=qa --pair="a second sentence" "a first sentence"
 """
 
 import argparse

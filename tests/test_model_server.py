@@ -486,6 +486,12 @@ def test_rest_errors_use_http_codes_and_name_the_problem(server):
     assert status == 404 and "bret" in body["error"]
     status, body = _http(url + "/bert:predict", {"signature_name": "pairs", "instances": ["a"]})
     assert status == 400
+    if server.kind == "python":  # TF Serving's wording (json_tensor.cc)
+        assert body["error"].startswith("instances is a plain list, but expecting list of "
+                                        "objects as multiple input tensors")
+    status, body = _http(url + "/bert:predict", {"instances": [{"text": "a", "text_pair": "b"}]})
+    assert status == 400 and ("Failed to process element: 0 key: text_pair of 'instances' "
+                              "list") in body["error"]
     status, body = _http(url + "/bert:predict", {"signature_name": "pairs",
                                                  "inputs": {"text": ["a"]}})
     assert status == 400 and "Missing named input: text_pair in 'inputs' object." in body["error"]

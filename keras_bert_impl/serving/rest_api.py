@@ -190,14 +190,21 @@ def parse_predict_body(body: dict, signature) -> dict[str, np.ndarray]:
     if all(isinstance(i, dict) and "b64" not in i for i in instances) and instances:
         keys = set(instances[0])
         for index, instance in enumerate(instances):
+            extra = [key for key in instance if key not in signature.inputs]
+            if extra:  # TF Serving's wording (json_tensor.cc)
+                raise invalid_argument(
+                    f"Failed to process element: {index} key: {extra[0]} of 'instances' list. "
+                    f"Error: Invalid argument: JSON object: does not have named input: "
+                    f"{extra[0]}")
             if set(instance) != keys:
                 raise invalid_argument(f"instance {index} has keys {sorted(instance)}, "
                                        f"instance 0 has {sorted(keys)}; all must have the same")
         return {name: _to_array([i[name] for i in instances], name, dtypes.get(name, tf.string))
                 for name in keys}
     if len(names) != 1:
-        raise invalid_argument(f"the signature takes inputs {names}: each instance must be an "
-                               "object with those keys")
+        raise invalid_argument("instances is a plain list, but expecting list of objects as "
+                               "multiple input tensors required as per tensorinfo_map "
+                               f"(inputs {names})")
     return {names[0]: _to_array(instances, names[0], dtypes[names[0]])}
 
 
