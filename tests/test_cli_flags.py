@@ -130,3 +130,18 @@ def test_an_error_raised_inside_a_graph_is_said_without_its_op_stack():
     assert _one_line(raised.value).startswith("indices[0] = 5 is not in [0, 3)")
     assert "defined at" not in _one_line(raised.value)
 
+
+
+def test_verbosity_1_shows_the_traceback_of_a_tool_that_quiets_absl(tmp_path, uncased_vocab):
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n \n", encoding="utf-8")
+    wrapper = "import sys; from keras_bert_impl.cli.pretrain import run; sys.exit(run())"
+    command = [sys.executable, "-c", wrapper, f"--vocab_file={uncased_vocab}",
+               f"--input_files={blank}", f"--model_dir={tmp_path / 'run'}",
+               "--preset=bert_tiny", "--num_train_steps=2", "--num_warmup_steps=1"]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert quiet.returncode == 1 and "holds no text" in quiet.stderr
+    assert "Traceback" not in quiet.stderr
+    verbose = subprocess.run([*command, "--verbosity=1"], capture_output=True, text=True,
+                             timeout=300, check=False)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 # --mixed_precision of bert-pretrain, bert-finetune and bert-export: Keras policy names.
 MIXED_PRECISION_POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
@@ -104,6 +105,14 @@ def run_tool(module_name: str, define_flags: Callable[[], None], main: Callable)
         if not main_module.__doc__:
             main_module.__doc__ = tool.__doc__
     app.run(_short_usage_errors(main))
+
+
+def quiet_absl_logging() -> None:
+    """absl's INFO logs off (TensorFlow's SavedModel writer logs every asset), unless
+    --verbosity was given: setting absl's verbosity also overwrites the flag, which
+    decides whether errors show their traceback."""
+    if not flags.FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
 
 
 def _short_usage_errors(main: Callable) -> Callable:

@@ -16,9 +16,14 @@ which `tensorflow_model_server --model_base_path=--export_dir` picks up.
 
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from keras_bert_impl.cli import MIXED_PRECISION_POLICIES, load_keras_file, run_tool
+from keras_bert_impl.cli import (
+    MIXED_PRECISION_POLICIES,
+    load_keras_file,
+    quiet_absl_logging,
+    run_tool,
+)
 
 FLAGS = flags.FLAGS
 
@@ -151,7 +156,7 @@ def _check_span_labeler_flags(model, pair_inputs: bool) -> None:
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)  # SavedModel writing logs every asset otherwise
+    quiet_absl_logging()
     from keras_bert_impl.export.saved_model import export_saved_model
 
     model = _load_model()

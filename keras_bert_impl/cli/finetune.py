@@ -22,7 +22,7 @@ import math
 import os
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import app, flags
 
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
@@ -31,6 +31,7 @@ from keras_bert_impl.cli import (
     check_seq_length_fits,
     check_steps_per_execution,
     load_keras_file,
+    quiet_absl_logging,
     require_positive,
     run_tool,
 )
@@ -170,7 +171,7 @@ def _check_data_flags(values: dict) -> bool:
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
+    quiet_absl_logging()
     import keras
 
     from keras_bert_impl.checkpoints.google import load_google_checkpoint

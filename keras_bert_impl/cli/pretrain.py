@@ -11,7 +11,7 @@ A restarted run with the same flags resumes from the newest checkpoint in
 
 import functools
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
@@ -19,6 +19,7 @@ from keras_bert_impl.cli import (
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
     check_steps_per_execution,
+    quiet_absl_logging,
     require_positive,
     run_tool,
 )
@@ -83,7 +84,7 @@ def main(argv):
     del argv
     _check_step_flags()
     check_model_dir(FLAGS.model_dir)
-    logging.set_verbosity(logging.WARNING)
+    quiet_absl_logging()
     import keras
 
     from keras_bert_impl.training import pretraining

@@ -18,9 +18,9 @@ import re
 import tempfile
 import unicodedata
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from keras_bert_impl.cli import require_positive, run_tool
+from keras_bert_impl.cli import quiet_absl_logging, require_positive, run_tool
 
 FLAGS = flags.FLAGS
 
@@ -58,7 +58,7 @@ SETTINGS_FILE = "quickstart_flags.json"
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.WARNING)
+    quiet_absl_logging()
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     same_run = _check_same_run()
     train_file, held_out_file, held_out_documents = _write_corpus()
