@@ -100,6 +100,16 @@ def test_jsonl_line_that_is_not_json_is_a_bad_record(tmp_path):
         read_classification_file(path)
 
 
+def test_jsonl_text_cut_inside_a_surrogate_pair_is_a_bad_record_naming_its_line(tmp_path):
+    # JSON may spell half of a UTF-16 pair, as posts cut at 140 UTF-16 units do.
+    path = write(tmp_path, "train.jsonl", '{"sentence": "fine", "label": 1}\n'
+                                          '{"sentence": "cut \\ud83d", "label": 0}\n')
+    with pytest.raises(BadRecordError, match=rf"{path}:2: holds half of a UTF-16 surrogate"):
+        read_classification_file(path)
+    data = read_classification_file(path, skip_bad_records=True)
+    assert data.texts_a == ["fine"] and data.skipped_records == 1
+
+
 def test_jsonl_integer_labels_are_one_class_however_json_writes_them(tmp_path):
     rows = [{"sentence": "a", "label": 1}, {"sentence": "b", "label": 1.0},
             {"sentence": "c", "label": "1"}, {"sentence": "d", "label": 0}]

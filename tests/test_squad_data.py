@@ -93,6 +93,21 @@ def test_a_training_answer_absent_from_the_context_is_a_bad_record(tmp_path):
     assert [e.question_id for e in squad.examples] == ["good"] and squad.skipped_records == 1
 
 
+@pytest.mark.parametrize("is_training", [True, False])
+def test_text_cut_inside_a_surrogate_pair_is_a_bad_record_naming_the_question(
+        tmp_path, is_training):
+    path = write_squad(tmp_path, [
+        {"context": "Paris is in France.", "qas": [
+            qa("good", "Where?", [{"text": "France", "answer_start": 12}]),
+            qa("cut", "Where \ud83d?", [{"text": "France", "answer_start": 12}])]},
+        {"context": "Cut \ud83d here.", "qas": [
+            qa("in context", "What?", [{"text": "Cut", "answer_start": 0}])]}])
+    with pytest.raises(BadRecordError, match=r"\(id 'cut'\): holds half of a UTF-16 surrogate"):
+        read_squad(path, is_training=is_training)
+    squad = read_squad(path, is_training=is_training, skip_bad_records=True)
+    assert [e.question_id for e in squad.examples] == ["good"] and squad.skipped_records == 2
+
+
 def test_evaluation_data_keep_every_question_with_its_answer_texts(tmp_path):
     """The official scripts score every question in the file, offsets play no part."""
     path = write_squad(tmp_path, [

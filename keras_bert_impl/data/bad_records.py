@@ -22,3 +22,23 @@ class BadRecords:
         if not self.skip:
             raise BadRecordError(f"{message} (pass --skip_bad_records to skip such records)")
         self.skipped += 1
+
+
+def lone_surrogate(texts) -> str | None:
+    """The first of `texts` (strings; others are passed over) that is not valid Unicode,
+    shortened for a message, or None.
+
+    JSON can spell half of a UTF-16 pair (`"\\ud83d"`: text cut inside an emoji, as
+    140-unit posts are); Python then holds a lone surrogate, which has no UTF-8 form
+    and fails only when it becomes a tensor, without saying where.
+    """
+    for text in texts:
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                return repr(text[max(0, error.start - 10):error.start + 1])
+    return None
+
+
+LONE_SURROGATE = "holds half of a UTF-16 surrogate pair (text cut inside a character): "

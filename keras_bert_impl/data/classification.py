@@ -16,7 +16,7 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
-from keras_bert_impl.data.bad_records import BadRecords
+from keras_bert_impl.data.bad_records import LONE_SURROGATE, BadRecords, lone_surrogate
 from keras_bert_impl.data.text_files import read_utf8
 from keras_bert_impl.data.tfds_datasets import load_tfds
 
@@ -154,6 +154,9 @@ def _jsonl_rows(path, columns, bad):
             continue
         if not isinstance(row, dict):
             bad.report(f"{path}:{line}: expected a JSON object, found {type(row).__name__}")
+            continue
+        if (cut := lone_surrogate(row.values())) is not None:
+            bad.report(f"{path}:{line}: {LONE_SURROGATE}{cut}")
             continue
         yield line, row
 

@@ -16,7 +16,7 @@ import unicodedata
 import numpy as np
 import tensorflow as tf
 
-from keras_bert_impl.data.bad_records import BadRecords
+from keras_bert_impl.data.bad_records import LONE_SURROGATE, BadRecords, lone_surrogate
 from keras_bert_impl.data.text_files import read_utf8
 
 _UNK = "[UNK]"
@@ -96,9 +96,15 @@ def read_squad(
                                  f"{type(context).__name__}")
             word_spans = context_words(context)
             char_to_word = _char_to_word(context, word_spans)
+            cut_context = lone_surrogate([context])
             for q, qa in enumerate(_objects(paragraph, "qas", f"{where}.paragraphs[{p}]")):
                 place = f"data[{a}].paragraphs[{p}].qas[{q}]"
                 fields = _question_fields(qa, f"{path}: {place}")
+                texts = [fields.question, *(answer.get("text") for answer in fields.answers)]
+                if (cut := cut_context or lone_surrogate(texts)) is not None:
+                    bad.report(f"{path}: {place} (id {fields.question_id!r}): "
+                               f"{'its context ' if cut_context else ''}{LONE_SURROGATE}{cut}")
+                    continue
                 if is_training:
                     example = _training_example(path, fields, context, word_spans, char_to_word,
                                                 version_2_with_negative, bad)
