@@ -541,6 +541,26 @@ def test_invalid_utf8_bytes_are_dropped_like_the_original(tokenizer, tmp_path):
     assert tokenizer.unk_id not in ids
 
 
+def test_a_corpus_in_another_encoding_is_warned_about(tmp_path):
+    """GBK Chinese is not UTF-8: byte by byte, it would be dropped silently."""
+    import warnings
+
+    from keras_bert_impl.data.corpus import check_corpus_file
+
+    text = "北京欢迎你。今天天气很好。\n" * 100
+    (tmp_path / "gbk.txt").write_bytes(text.encode("gb18030"))
+    (tmp_path / "gbk.txt.gz").write_bytes(gzip.compress(text.encode("gb18030")))
+    for name in ("gbk.txt", "gbk.txt.gz"):
+        with pytest.warns(UserWarning, match=r"gbk.txt(.gz)?' is not UTF-8: 1,700 of its first "
+                                             r"2,700 bytes are not valid UTF-8"):
+            check_corpus_file(str(tmp_path / name))
+    (tmp_path / "utf8.txt").write_text(text + "one stray byte \udcff\n", encoding="utf-8",
+                                       errors="surrogateescape")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_corpus_file(str(tmp_path / "utf8.txt"))
+
+
 def test_a_vocabulary_without_mask_is_a_clear_error(uncased_vocab, tmp_path, english_corpus):
     vocab = tmp_path / "no_mask_vocab.txt"
     with open(uncased_vocab, encoding="utf-8") as f:

@@ -69,7 +69,8 @@ def is_gzip(path: str) -> bool:
 @once_per_file_version
 def check_corpus_file(path: str) -> None:
     """Raises ValueError when a corpus file holds no line with text, or is a damaged
-    gzip file; warns when its first line with text is over `UNSPLIT_LINE_BYTES`.
+    gzip file; warns when its first line with text is over `UNSPLIT_LINE_BYTES`, or
+    when over 1 % of its first MB is not UTF-8 (another encoding, dropped byte by byte).
 
     A file without text would add nothing, and a corpus of them would give an
     endless stream of nothing. Text is what the tokenizer keeps: not whitespace
@@ -82,10 +83,14 @@ def check_corpus_file(path: str) -> None:
     with tf.io.gfile.GFile(path, "rb") as raw:
         if not is_gzip(path):
             first = _first_text_line(raw)
+            raw.seek(0)
+            _warn_unless_utf8(path, raw.read(_UTF8_SAMPLE_BYTES))
         else:
             try:
                 with gzip.GzipFile(fileobj=raw) as lines:
                     first = _first_text_line(lines)
+                    lines.seek(0)
+                    _warn_unless_utf8(path, lines.read(_UTF8_SAMPLE_BYTES))
                     while lines.read(1 << 24):
                         pass
             except (EOFError, OSError, zlib.error) as e:
@@ -103,6 +108,22 @@ def check_corpus_file(path: str) -> None:
             "one sentence, and a sentence's tokens past the sequence length are dropped; "
             "split the text into sentences, one per line, with a blank line between "
             "documents", stacklevel=2)
+
+
+_UTF8_SAMPLE_BYTES = 1 << 20
+# Invalid UTF-8 is dropped, as the original did; a file with this share of it in its
+# first MB is most likely in another encoding (GBK, Big5, Latin-1, ...).
+_NOT_UTF8_SHARE = 0.01
+
+
+def _warn_unless_utf8(path: str, sample: bytes) -> None:
+    valid = len(sample.decode("utf-8", "ignore").encode("utf-8"))
+    if sample and len(sample) - valid > max(3, _NOT_UTF8_SHARE * len(sample)):
+        warnings.warn(
+            f"corpus file {path!r} is not UTF-8: {len(sample) - valid:,} of its first "
+            f"{len(sample):,} bytes are not valid UTF-8 and are dropped, as the original "
+            "did; convert it first (e.g. iconv -f gb18030 -t utf-8 for Chinese text in "
+            "GBK)", stacklevel=3)
 
 
 def _first_text_line(lines) -> bytes | None:
