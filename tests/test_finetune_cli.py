@@ -211,6 +211,10 @@ def test_squad_warns_when_doc_stride_leaves_windows_without_overlap(
     assert "--doc_stride=20 is not below the 21 context tokens" not in caplog.text
     SquadTask(squad_flags(data, data, doc_stride=21), tokenizer, None)
     assert "--doc_stride=21 is not below the 21 context tokens a window holds" in caplog.text
+    # Whether a question that long occurs is up to the data: refused up front.
+    with pytest.raises(ValueError, match="--seq_length=64 must be greater than "
+                                         "--max_query_length=61 \\+ 3"):
+        SquadTask(squad_flags(data, data, seq_length=64, max_query_length=61), tokenizer, None)
 
 
 @pytest.fixture

@@ -203,13 +203,19 @@ def _sources(flags) -> tuple[str, str]:
 
 
 def warn_if_windows_never_overlap(seq_length: int, doc_stride: int, max_query_length: int) -> None:
-    """Logs a warning when consecutive context windows cannot overlap.
+    """Logs a warning when consecutive context windows cannot overlap; ValueError, as
+    the original run_squad.py, when a question of `max_query_length` would leave a
+    window no room for context.
 
     A window holds seq_length - 3 - question tokens of the context; when
     `doc_stride` is at least that, an answer that crosses a window boundary
     is in no window whole, so it can be neither learned nor predicted.
     """
     room = seq_length - 3 - max_query_length
+    if room <= 0:
+        raise ValueError(f"--seq_length={seq_length} must be greater than "
+                         f"--max_query_length={max_query_length} + 3, or a long question "
+                         "leaves no room for the context (the original run_squad.py's check)")
     if doc_stride >= room:
         logging.warning(
             "--doc_stride=%d is not below the %d context tokens a window holds "
