@@ -150,6 +150,16 @@ def test_whole_word_masking_reaches_the_raw_text_pipeline(
           "--num_warmup_steps=1", "--save_checkpoints_steps=2", "--whole_word_masking"])
     assert asked and all(asked)
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-2")
+    # Chinese words are jieba's when it is installed, characters otherwise: a resume in
+    # an environment with the other would mask other spans than the run did.
+    from keras_bert_impl.data import chinese_words
+    installed = chinese_words.jieba_available()
+    monkeypatch.setattr(chinese_words, "jieba_available", lambda: not installed)
+    with pytest.raises(app.UsageError, match="Chinese whole words: '(jieba|characters)' then"):
+        _run([f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",
+              f"--model_dir={tmp_path}", "--preset=bert_tiny", "--train_batch_size=4",
+              "--seq_length=32", "--max_predictions_per_seq=4", "--num_train_steps=4",
+              "--num_warmup_steps=1", "--save_checkpoints_steps=2", "--whole_word_masking"])
 
 
 def test_whole_word_masking_of_tfrecords_is_refused_for_their_masks_are_written(

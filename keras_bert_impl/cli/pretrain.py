@@ -104,11 +104,14 @@ def main(argv):
     _check_input_runs_where_the_pipelines_run(run.strategy)
     check_global_batch_splits("train_batch_size", FLAGS.train_batch_size, run.strategy,
                               FLAGS.strategy)
+    from keras_bert_impl.data.chinese_words import jieba_available
     from keras_bert_impl.training.strategy import is_chief
 
+    derived = {"vocabulary (sha256)": run.tokenizer.vocab_sha256}
+    if FLAGS.whole_word_masking:  # Chinese words: jieba's, or characters without it
+        derived["Chinese whole words"] = "jieba" if jieba_available() else "characters"
     check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=is_chief(run.strategy),
-                              paths=("input_files",),
-                              derived={"vocabulary (sha256)": run.tokenizer.vocab_sha256})
+                              paths=("input_files",), derived=derived)
     run.build(
         optimizer_type=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,
