@@ -858,6 +858,15 @@ def test_grpc_channel_arguments_are_parsed_as_tensorflow_model_server_does():
         ("grpc.max_receive_message_length", "4294967296")]  # no C int: passed as a string
 
 
+def test_a_channel_argument_grpc_cannot_take_is_a_value_error(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    with pytest.raises(ValueError, match="gRPC channel arguments .*too large"):
+        start_server(str(base), file_system_poll_wait_seconds=0,
+                     grpc_channel_arguments=[("grpc.max_receive_message_length", 1 << 40)])
+
+
 def test_command_line_server_prints_its_version():
     done = subprocess.run([sys.executable, "-m", "keras_bert_impl.serving.model_server",
                            "--version"], capture_output=True, text=True, timeout=180)
