@@ -145,3 +145,10 @@ def test_verbosity_1_shows_the_traceback_of_a_tool_that_quiets_absl(tmp_path, un
     verbose = subprocess.run([*command, "--verbosity=1"], capture_output=True, text=True,
                              timeout=300, check=False)
     assert verbose.returncode == 1 and "Traceback" in verbose.stderr
+
+
+def test_importing_the_model_server_defines_no_flags():
+    """Its --version is also bert-export's; each program defines its flags when it runs."""
+    before = set(flags.FLAGS)
+    importlib.import_module("keras_bert_impl.serving.model_server")
+    assert set(flags.FLAGS) == before

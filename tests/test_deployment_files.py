@@ -3,6 +3,7 @@
 import pathlib
 import re
 
+from absl import flags
 from google.protobuf import text_format
 
 from keras_bert_impl.serving import model_server
@@ -38,7 +39,9 @@ def test_the_compose_file_passes_only_tensorflow_model_server_flags():
     flags_given = re.findall(r"^\s+- --(\w+)", compose, flags=re.MULTILINE)
     assert "model_config_file" in flags_given and "batching_parameters_file" in flags_given
     # The development server defines tensorflow_model_server's flags; --host is its own.
-    assert all(name in model_server.FLAGS and name != "host" for name in flags_given)
+    server_flags = flags.FlagValues()
+    model_server.define_flags(server_flags)
+    assert all(name in server_flags and name != "host" for name in flags_given)
     mounted = re.findall(r"- \./(\S+):/config/(\S+):ro", compose)
     assert {(local, inside) for local, inside in mounted} == {
         ("models.config", "models.config"), ("batching_parameters.txt", "batching_parameters.txt")}

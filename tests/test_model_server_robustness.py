@@ -457,8 +457,12 @@ def test_version_labels_at_start_up_are_refused_unless_allowed_as_tf_serving_doe
         assert handle.manager.servable("m", label="stable").version == 1
         with pytest.raises(ServingError, match="Specific\\(m, 7\\)"):
             handle.manager.servable("m", label="canary")
+    from absl import flags
+
     from keras_bert_impl.serving import model_server
-    assert model_server.FLAGS["allow_version_labels_for_unavailable_models"].default is False
+    server_flags = flags.FlagValues()
+    model_server.define_flags(server_flags)
+    assert server_flags["allow_version_labels_for_unavailable_models"].default is False
 
 
 def _string_proto(shape, values=()) -> tensor_pb2.TensorProto:

@@ -8,6 +8,7 @@ ModelService, REST `/v1/models/...`); production runs the real server on the
 same export directory (see `export/`). In Python, use `start_server`.
 """
 
+import functools
 import signal
 import threading
 
@@ -16,39 +17,6 @@ from absl import app, flags, logging
 from keras_bert_impl.serving.server import start_server
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("port", 8500, "Port for the gRPC API.")
-flags.DEFINE_integer("rest_api_port", 0, "Port for the REST API; 0 disables it (as TF Serving).")
-flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes the server.")
-flags.DEFINE_string("model_name", "default", "Name of the model (with --model_base_path).")
-flags.DEFINE_string("model_base_path", "", "Directory holding numbered version directories.")
-flags.DEFINE_string("model_config_file", "", "Text-format ModelServerConfig; overrides the two above.")
-flags.DEFINE_boolean("enable_batching", False, "Merge concurrent requests into one model call.")
-flags.DEFINE_string("batching_parameters_file", "", "Text-format BatchingParameters.")
-flags.DEFINE_float("file_system_poll_wait_seconds", 1, "How often to look for new versions; "
-                   "0 loads once.")
-flags.DEFINE_float("model_config_file_poll_wait_seconds", 0, "How often to re-read "
-                   "--model_config_file and reload it when it changed; 0 reads it once.")
-flags.DEFINE_integer("max_num_load_retries", 5, "Retries of a version that failed to load.")
-flags.DEFINE_integer("load_retry_interval_micros", 60_000_000, "Wait between load retries.")
-flags.DEFINE_boolean("enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests "
-                     "before serving a version.")
-flags.DEFINE_boolean("allow_version_labels_for_unavailable_models", False,
-                     "Let version_labels name versions that are not (yet) available.")
-flags.DEFINE_integer("tensorflow_intra_op_parallelism", 0, "Threads within an op; 0 = all cores.")
-flags.DEFINE_integer("tensorflow_inter_op_parallelism", 0, "Ops run at once; 0 = all cores.")
-flags.DEFINE_integer("rest_api_timeout_in_ms", 30000,
-                     "Timeout for REST reads: a connection that sends nothing for this long is "
-                     "closed, with 408 if a request body was under way. (TF Serving's flag "
-                     "bounds the whole call; here the model call is not cut short.)",
-                     lower_bound=1)
-flags.DEFINE_integer("grpc_max_threads", 32, "Threads answering gRPC calls.", lower_bound=1)
-flags.DEFINE_string("grpc_channel_arguments", "", "Comma-separated gRPC server arguments, e.g. "
-                    "grpc.max_connection_age_ms=2000 (numbers are passed as integers).")
-flags.DEFINE_string("grpc_socket_path", "", "Also serve gRPC on this UNIX socket.")
-flags.DEFINE_integer("tensorflow_session_parallelism", 0, "Threads for both TensorFlow thread "
-                     "pools unless the two flags above are given; 0 = auto.")
-flags.DEFINE_string("saved_model_tags", "serve", "Tag set of the MetaGraph to load; only 'serve'.")
-flags.DEFINE_boolean("version", False, "Print the server and TensorFlow versions and exit.")
 # tensorflow_model_server's other flags are accepted so that its command lines run
 # unchanged; setting one logs that it changes nothing here.
 _NO_EFFECT = {
@@ -73,16 +41,57 @@ _NO_EFFECT = {
 }
 _DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer, float: flags.DEFINE_float,
            str: flags.DEFINE_string}
-for _name, (_default, _why) in _NO_EFFECT.items():
-    _DEFINE[type(_default)](_name, _default, f"Accepted; no effect here ({_why}).")
 # Refused rather than ignored: serving without them would not be what was asked for.
 _UNSUPPORTED = {
     "ssl_config_file": ("", "TLS is not supported here; run tensorflow/serving for it"),
     "use_alts_credentials": (False, "ALTS is not supported here; run tensorflow/serving for it"),
     "platform_config_file": ("", "only the TensorFlow platform with default settings is served"),
 }
-for _name, (_default, _why) in _UNSUPPORTED.items():
-    _DEFINE[type(_default)](_name, _default, f"Refused here: {_why}.")
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines the server's flags, at start-up (as the tools do), so that importing this
+    module defines none: `--version` is also bert-export's flag."""
+    integer, string, boolean, number = (
+        functools.partial(define, flag_values=flag_values) for define in (
+            flags.DEFINE_integer, flags.DEFINE_string, flags.DEFINE_boolean, flags.DEFINE_float))
+    integer("port", 8500, "Port for the gRPC API.")
+    integer("rest_api_port", 0, "Port for the REST API; 0 disables it (as TF Serving).")
+    string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes the server.")
+    string("model_name", "default", "Name of the model (with --model_base_path).")
+    string("model_base_path", "", "Directory holding numbered version directories.")
+    string("model_config_file", "", "Text-format ModelServerConfig; overrides the two above.")
+    boolean("enable_batching", False, "Merge concurrent requests into one model call.")
+    string("batching_parameters_file", "", "Text-format BatchingParameters.")
+    number("file_system_poll_wait_seconds", 1, "How often to look for new versions; "
+           "0 loads once.")
+    number("model_config_file_poll_wait_seconds", 0, "How often to re-read "
+           "--model_config_file and reload it when it changed; 0 reads it once.")
+    integer("max_num_load_retries", 5, "Retries of a version that failed to load.")
+    integer("load_retry_interval_micros", 60_000_000, "Wait between load retries.")
+    boolean("enable_model_warmup", True, "Replay assets.extra/tf_serving_warmup_requests "
+            "before serving a version.")
+    boolean("allow_version_labels_for_unavailable_models", False,
+            "Let version_labels name versions that are not (yet) available.")
+    integer("tensorflow_intra_op_parallelism", 0, "Threads within an op; 0 = all cores.")
+    integer("tensorflow_inter_op_parallelism", 0, "Ops run at once; 0 = all cores.")
+    integer("rest_api_timeout_in_ms", 30000,
+            "Timeout for REST reads: a connection that sends nothing for this long is "
+            "closed, with 408 if a request body was under way. (TF Serving's flag "
+            "bounds the whole call; here the model call is not cut short.)",
+            lower_bound=1)
+    integer("grpc_max_threads", 32, "Threads answering gRPC calls.", lower_bound=1)
+    string("grpc_channel_arguments", "", "Comma-separated gRPC server arguments, e.g. "
+           "grpc.max_connection_age_ms=2000 (numbers are passed as integers).")
+    string("grpc_socket_path", "", "Also serve gRPC on this UNIX socket.")
+    integer("tensorflow_session_parallelism", 0, "Threads for both TensorFlow thread "
+            "pools unless the two flags above are given; 0 = auto.")
+    string("saved_model_tags", "serve", "Tag set of the MetaGraph to load; only 'serve'.")
+    boolean("version", False, "Print the server and TensorFlow versions and exit.")
+    for name, (default, why) in _NO_EFFECT.items():
+        _DEFINE[type(default)](name, default, f"Accepted; no effect here ({why}).",
+                               flag_values=flag_values)
+    for name, (default, why) in _UNSUPPORTED.items():
+        _DEFINE[type(default)](name, default, f"Refused here: {why}.", flag_values=flag_values)
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
@@ -180,6 +189,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 
