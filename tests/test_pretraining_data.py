@@ -444,8 +444,9 @@ def test_a_line_is_cut_at_unsplit_line_bytes_before_it_is_tokenized(tokenizer, t
     path = tmp_path / "long_line.txt"
     long_line = "x" * UNSPLIT_LINE_BYTES + " hello world" * 20
     path.write_text((long_line + "\n" + "good morning\n" * 5 + "\n") * 4)
-    ds = pretraining_dataset(str(path), tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
-                             batch_size=4, seed=1, num_epochs=1)
+    with pytest.warns(UserWarning, match="starts with a line of 100,240 bytes"):
+        ds = pretraining_dataset(str(path), tokenizer, seq_length=SEQ,
+                                 max_predictions_per_seq=P, batch_size=4, seed=1, num_epochs=1)
     ids = set(_original_ids(next(ds.as_numpy_iterator())).ravel())
     assert tokenizer.vocab.index("good") in ids and tokenizer.unk_id in ids  # the long word
     assert not {tokenizer.vocab.index("hello"), tokenizer.vocab.index("world")} & ids
@@ -532,8 +533,9 @@ def test_a_file_without_blank_lines_is_cut_into_documents(tokenizer, tmp_path):
 def test_invalid_utf8_bytes_are_dropped_like_the_original(tokenizer, tmp_path):
     path = tmp_path / "bytes.txt"
     path.write_bytes(b"hello \xff\xfe world\n" * 20 + b"\n" + b"good \xc3 morning\n" * 20)
-    ds = pretraining_dataset(str(path), tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
-                             batch_size=2, seed=1, num_epochs=1)
+    with pytest.warns(UserWarning, match="is not UTF-8: 60 of its first 601 bytes"):
+        ds = pretraining_dataset(str(path), tokenizer, seq_length=SEQ,
+                                 max_predictions_per_seq=P, batch_size=2, seed=1, num_epochs=1)
     batch = next(ds.as_numpy_iterator())
     ids = set(_original_ids(batch).ravel())
     hello, world = tokenizer.vocab.index("hello"), tokenizer.vocab.index("world")
