@@ -180,13 +180,13 @@ def main(argv):
     from keras_bert_impl.text.tokenizer import BertTokenizer
     from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
     from keras_bert_impl.training.optimization import create_optimizer
-    from keras_bert_impl.training.summaries import StepTensorBoard
     from keras_bert_impl.training.strategy import (
         get_strategy,
         input_pipelines_are_remote,
         is_chief,
         task_id,
     )
+    from keras_bert_impl.training.summaries import StepTensorBoard
 
     keras.utils.set_random_seed(FLAGS.seed)
     check_mixed_precision_for_tpu(FLAGS.strategy, FLAGS.mixed_precision)

@@ -143,14 +143,19 @@ def _check_token_ids(path, seq_length, max_predictions_per_seq, vocab_size):
         raise ValueError(f"pretraining records {path!r} cannot be parsed as seq_length="
                          f"{seq_length}, max_predictions_per_seq={max_predictions_per_seq}: "
                          f"{_reason(error)}") from None
-    ids = tf.concat([tf.reshape(batch[name], [-1])
-                     for name in ("input_word_ids", "masked_lm_ids")], 0)
+    ids = _token_ids(batch)
     for token_id in (int(tf.reduce_max(ids)), int(tf.reduce_min(ids))):
         if not 0 <= token_id < vocab_size:
             raise ValueError(
                 f"pretraining records {path!r} hold token id {token_id}, outside the "
                 f"vocabulary of {vocab_size} tokens: they were written with another "
                 "vocabulary; pass that one")
+
+
+def _token_ids(features: dict) -> tf.Tensor:
+    """Every vocabulary id of parsed features (inputs and masked labels), flat."""
+    return tf.concat([tf.reshape(features[name], [-1])
+                      for name in ("input_word_ids", "masked_lm_ids")], 0)
 
 
 def _reason(error: tf.errors.OpError) -> str:
@@ -229,8 +234,7 @@ def parse_fn(seq_length: int, max_predictions_per_seq: int, vocab_size: int | No
         features["masked_lm_weights"] = record["masked_lm_weights"]
         features["next_sentence_labels"] = tf.reshape(features["next_sentence_labels"], [-1])
         if vocab_size is not None:
-            ids = tf.concat([tf.reshape(features["input_word_ids"], [-1]),
-                             tf.reshape(features["masked_lm_ids"], [-1])], 0)
+            ids = _token_ids(features)
             outside = tf.logical_or(ids < 0, ids >= vocab_size)
             with tf.control_dependencies([tf.debugging.Assert(
                     tf.logical_not(tf.reduce_any(outside)),

@@ -417,15 +417,14 @@ class ModelManager:
     def _check_startup_labels(self) -> None:
         """TF Serving assigns labels before its first load, when no version is available,
         so it refuses to start with any label unless allowed."""
-        if self._allow_unavailable_labels:
-            return
-        for name, model in self._models.items():
-            for label, version in sorted(model.config.version_labels.items()):
-                raise ValueError(_unavailable_label(
-                    label, version, name, [],
-                    "at start-up every label needs --allow_version_labels_for_unavailable_"
-                    "models; or start without labels and add them with a reload (a polled "
-                    "--model_config_file or HandleReloadConfigRequest) once the versions serve"))
+        labelled = [(label, version, name) for name, model in self._models.items()
+                    for label, version in sorted(model.config.version_labels.items())]
+        if labelled and not self._allow_unavailable_labels:
+            raise ValueError(_unavailable_label(
+                *labelled[0], [],
+                "at start-up every label needs --allow_version_labels_for_unavailable_"
+                "models; or start without labels and add them with a reload (a polled "
+                "--model_config_file or HandleReloadConfigRequest) once the versions serve"))
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self._poll_wait_seconds):

@@ -101,12 +101,13 @@ def fill_response_tensor_proto(proto: tensor_pb2.TensorProto, value: np.ndarray)
     and the dtypes without a typed field keep `fill_tensor_proto`'s encoding.
     """
     value = _native_byte_order(np.asarray(value))
-    field = _VALUE_FIELDS.get(_numeric_dtypes()["to_enum"].get(value.dtype))
+    enum = _numeric_dtypes()["to_enum"].get(value.dtype)
+    field = _VALUE_FIELDS.get(enum)
     if field is None:
         fill_tensor_proto(proto, value)
         return
     proto.Clear()
-    proto.dtype = _numeric_dtypes()["to_enum"][value.dtype]
+    proto.dtype = enum
     for size in value.shape:
         proto.tensor_shape.dim.add(size=size)
     if value.dtype in _PACKED_FLOATS:
