@@ -180,6 +180,30 @@ def test_next_sentence_labels_are_balanced_and_mean_actual_next_or_random(tokeni
     assert len(self_paired) <= 1
 
 
+def test_random_segments_of_a_small_repeated_corpus_come_from_another_document(
+        tokenizer, tmp_path):
+    """An endless stream of three documents often holds copies of one document side by
+    side; B of a label-1 pair must still come from another document, as the original's
+    retries for a different document make it."""
+    corpus = _write_marked_corpus(tmp_path / "three.txt", tokenizer, num_docs=3,
+                                  lines_per_doc=30)
+    ds = pretraining_dataset(corpus, tokenizer, seq_length=SEQ, max_predictions_per_seq=P,
+                             batch_size=BATCH, seed=5, short_seq_prob=0.0)
+    batch = _collect(ds, 8)
+    own_document = 0
+    random_pairs = 0
+    for ids, types, mask, label in zip(_original_ids(batch), batch["input_type_ids"],
+                                       batch["input_mask"], batch["next_sentence_labels"]):
+        if label == 1:
+            docs_a, _ = _decode_markers(tokenizer, ids[(mask == 1) & (types == 0)])
+            docs_b, _ = _decode_markers(tokenizer, ids[(mask == 1) & (types == 1)])
+            random_pairs += 1
+            own_document += bool(set(docs_a) & set(docs_b))
+    assert random_pairs > 30
+    # Only the first document of the stream, which has no earlier one, pairs with itself.
+    assert own_document <= 4, f"{own_document} of {random_pairs} random Bs from A's document"
+
+
 def test_same_seed_gives_the_same_batches_and_start_step_resumes_the_stream(
         tokenizer, english_corpus, english):
     again = list(pretraining_dataset(english_corpus, tokenizer, **ENGLISH_ARGS)

@@ -10,9 +10,9 @@ one sentence) B is instead a run of sentences from a random point of another
 document, label 1, and the unused sentences of the chunk go back to the
 document; otherwise label 0 (B is the actual next text).
 
-The "other document" is the previous document of the shuffled document
-stream (the first document of a stream, like the original's one-document
-corpus, pairs with itself).
+The "other document" is the most recent earlier document of the shuffled
+document stream whose text differs (the first document of a stream, like the
+original's one-document corpus, pairs with itself).
 
 Truncation is the original ``truncate_seq_pair``: tokens are dropped one at a
 time from the longer segment (B on ties) until the pair fits

@@ -283,13 +283,34 @@ def _document_tokenizer(tokenizer, whole_word_masking: bool):
 
 
 def _pair_with_previous(documents: tf.data.Dataset) -> tf.data.Dataset:
-    """(document, other document) pairs; the other is the previous one."""
-    def step(previous, document):
-        has_previous = tf.size(previous["sentence_lengths"]) > 0
-        other = {key: tf.cond(has_previous, lambda key=key: previous[key],
-                              lambda key=key: document[key])
-                 for key in document}
-        return document, (document, other)
+    """(document, other document) pairs; the other is the most recent earlier
+    document of another text.
+
+    A repeated stream of a small corpus often puts copies of one document next
+    to each other (the shuffle buffer holds several epochs); pairing with the
+    previous element would then take a "random" B from A's own document, as
+    the original's retries for another document avoid. So the two most recent
+    distinct documents are kept.
+    """
+    def has_text(document):
+        return tf.size(document["sentence_lengths"]) > 0
+
+    def same_text(a, b):
+        return tf.logical_and(
+            tf.equal(tf.size(a["tokens"]), tf.size(b["tokens"])),
+            tf.reduce_all(tf.equal(a["tokens"][:tf.size(b["tokens"])],
+                                   b["tokens"][:tf.size(a["tokens"])])))
+
+    def pick(condition, a, b):
+        return {key: tf.cond(condition, lambda key=key: a[key], lambda key=key: b[key])
+                for key in a}
+
+    def step(state, document):
+        last, before_last = state
+        repeated = tf.logical_and(has_text(last), same_text(last, document))
+        fallback = pick(has_text(before_last), before_last, document)
+        other = pick(tf.logical_and(has_text(last), tf.logical_not(repeated)), last, fallback)
+        return (document, pick(repeated, before_last, last)), (document, other)
 
     empty = {key: tf.zeros([0], tf.int32) for key in ("tokens", "word_starts", "sentence_lengths")}
-    return documents.scan(empty, step)
+    return documents.scan((empty, empty), step)
