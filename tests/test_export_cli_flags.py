@@ -17,6 +17,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from keras_bert_impl import BertPreprocessor, BertTokenizer
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.export import export_saved_model
+from keras_bert_impl.models.classifier import BertClassifier
 from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.span_labeler import BertSpanLabeler
 
@@ -31,9 +32,11 @@ def saved_models(tmp_path_factory):
     encoder = BertEncoder(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
                                      num_attention_heads=2, intermediate_size=64,
                                      max_position_embeddings=64))
-    paths = {"encoder": str(root / "encoder.keras"), "qa": str(root / "qa.keras")}
+    paths = {"encoder": str(root / "encoder.keras"), "qa": str(root / "qa.keras"),
+             "classifier": str(root / "classifier.keras")}
     encoder.save(paths["encoder"])
     BertSpanLabeler(encoder).save(paths["qa"])
+    BertClassifier(encoder, num_classes=2).save(paths["classifier"])
     return paths
 
 
@@ -120,6 +123,25 @@ def test_labels_for_a_model_without_a_label_output_are_refused(
     with pytest.raises(ValueError, match=r"a_file is a file; give a directory"):
         export_saved_model(keras.saving.load_model(saved_models["encoder"]), str(a_file),
                            vocab_file=flags.FLAGS.vocab_file, seq_length=32)
+
+
+def test_the_labels_recorded_beside_a_fine_tuned_model_are_found_from_any_directory(
+        saved_models, bert_export, tmp_path, monkeypatch):
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    shutil.copy(saved_models["classifier"], model_dir / "model.keras")
+    (model_dir / "labels.txt").write_text("negative\npositive\n")
+    # As bert-finetune writes it: the labels file named relative to this file.
+    (model_dir / "export_options.json").write_text(json.dumps({
+        "lower_case": True, "seq_length": 32, "pair_inputs": False,
+        "labels_file": "labels.txt"}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    bert_export(f"--model={model_dir / 'model.keras'}")
+    served = tf.saved_model.load(str(tmp_path / "export" / "1")).signatures["serving_default"](
+        text=tf.constant(["a movie"]))
+    assert served["label"][0].numpy().decode() in ("negative", "positive")
 
 
 def test_a_sequence_length_beyond_the_position_table_is_refused_before_writing(

@@ -69,7 +69,7 @@ def test_classify_learns_sst2_beyond_the_majority_class_and_exports(
     # How training read texts, for a later bert-export of model.keras.
     assert json.loads((model_dir / "export_options.json").read_text()) == {
         "lower_case": True, "seq_length": 32, "pair_inputs": False,
-        "labels_file": str(model_dir / "labels.txt")}
+        "labels_file": "labels.txt"}
     assert any(name.startswith("events") for name in os.listdir(model_dir / "logs" / "train"))
 
     # The exported classifier answers raw strings through the server like the Keras model.

@@ -101,6 +101,11 @@ def _recorded_options() -> dict:
         recorded = json.load(f)
     options = {name: value for name, value in recorded.items()
                if name not in FLAGS or not FLAGS[name].present}
+    if options.get("labels_file"):
+        beside = os.path.join(os.path.dirname(path), options["labels_file"])
+        # Files written before the path was relative to them name it from the working directory.
+        if not os.path.isabs(options["labels_file"]) and tf.io.gfile.exists(beside):
+            options["labels_file"] = beside
     if options:
         print(f"From {path}: " + ", ".join(f"{k}={v}" for k, v in sorted(options.items())))
     return options

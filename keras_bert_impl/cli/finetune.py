@@ -266,7 +266,8 @@ def main(argv):
     # bert-export of model.keras reads these, so a later export serves as trained.
     options = task.export_options()
     if task.labels:
-        options["labels_file"] = os.path.join(FLAGS.model_dir, "labels.txt")
+        # Relative to this file, so the model directory can be exported from anywhere or moved.
+        options["labels_file"] = "labels.txt"
     with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, EXPORT_OPTIONS_FILE), "w") as f:
         f.write(json.dumps(options, indent=2))
     print(f"Model: {os.path.join(FLAGS.model_dir, 'model.keras')}; evaluation: "
