@@ -654,6 +654,61 @@ def test_a_version_still_being_copied_is_retried_and_then_served(tmp_path):
                  what="version 2 served after a retry")
 
 
+def test_deleting_the_newest_version_rolls_back_to_the_one_before(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    with start_server(str(base), file_system_poll_wait_seconds=0.2) as handle:
+        client = Client(f"127.0.0.1:{handle.port}")
+        write_toy_version(str(base), 2, scale=2.0)
+        wait_for(lambda: client.predict(["abcd"])["length"].tolist() == [8.0],
+                 what="version 2 served")
+        shutil.rmtree(base / "2")  # a bad release taken back: version 1 is the latest again
+        wait_for(lambda: client.predict(["abcd"])["length"].tolist() == [4.0],
+                 what="version 1 served again")
+        states = {s["version"]: s["state"] for s in client.status()}
+        assert states == {1: "AVAILABLE", 2: "END"}
+
+
+def test_a_failing_version_whose_directory_is_deleted_ends(tmp_path):
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    with start_server(str(base), file_system_poll_wait_seconds=0.2, max_num_load_retries=5,
+                      load_retry_interval_micros=60_000_000) as handle:
+        client = Client(f"127.0.0.1:{handle.port}")
+        (base / "2").mkdir()
+        (base / "2" / "saved_model.pb").write_bytes(b"half copied")
+        wait_for(lambda: any(s["version"] == 2 and s["state"] == "LOADING"
+                             for s in client.status()), what="version 2 waiting for a retry")
+        shutil.rmtree(base / "2")
+        wait_for(lambda: {s["version"]: s["state"] for s in client.status()}
+                 == {1: "AVAILABLE", 2: "END"}, what="version 2 ended")
+
+
+def test_a_version_retired_between_lookup_and_model_call_still_answers(tmp_path):
+    """As TF Serving's ServableHandle: a request holds the version it looked up."""
+    from keras_bert_impl.serving.model_manager import ModelManager, single_model_config
+    write_toy_version(str(tmp_path), 1, scale=1.0)
+    manager = ModelManager([single_model_config("bert", str(tmp_path))],
+                           poll_wait_seconds=0, warm_up=False)
+    manager.start()
+    try:
+        with manager.serving("bert") as servable:
+            write_toy_version(str(tmp_path), 2, scale=2.0)
+            poll = threading.Thread(target=manager.poll)
+            poll.start()
+            wait_for(lambda: manager.servable("bert").version == 2, what="version 2 loaded")
+            poll.join(0.5)
+            assert poll.is_alive()  # version 1's unload waits for this request
+            answer = servable.predict("serving_default", {"text": np.array([b"abc"], dtype=object)})
+            assert servable.version == 1 and answer["length"].tolist() == [3.0]
+        poll.join(30)
+        assert not poll.is_alive()
+    finally:
+        manager.stop()
+
+
 def test_unloading_a_version_lets_its_running_requests_finish(tmp_path):
     from keras_bert_impl.serving.batching_parameters import BatchingOptions
     from keras_bert_impl.serving.servable import Servable

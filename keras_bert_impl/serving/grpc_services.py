@@ -30,11 +30,14 @@ def _check_model_spec(request) -> None:
         raise invalid_argument("ModelSpec has no name specified.")
 
 
-def _servable_for(manager: ModelManager, request):
+def _model_spec_of(request) -> tuple[str, int | None, str]:
     _check_model_spec(request)
     spec = request.model_spec
-    version = spec.version.value if spec.HasField("version") else None
-    return manager.servable(spec.name, version, spec.version_label)
+    return spec.name, spec.version.value if spec.HasField("version") else None, spec.version_label
+
+
+def _servable_for(manager: ModelManager, request):
+    return manager.servable(*_model_spec_of(request))
 
 
 def _abort_on_error(method):
@@ -55,15 +58,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_abort_on_error
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
-        servable = _servable_for(self._manager, request)
-        inputs = {}
-        for alias, proto in request.inputs.items():
-            try:
-                inputs[alias] = to_ndarray(proto, MAX_FILLED_REQUEST_ELEMENTS)
-            except Exception as error:  # noqa: BLE001 - any malformed TensorProto
-                raise invalid_argument(f"tensor parsing error: {alias}: {error}") from None
-        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        outputs = servable.predict(signature_name, inputs, tuple(request.output_filter))
+        with self._manager.serving(*_model_spec_of(request)) as servable:
+            inputs = {}
+            for alias, proto in request.inputs.items():
+                try:
+                    inputs[alias] = to_ndarray(proto, MAX_FILLED_REQUEST_ELEMENTS)
+                except Exception as error:  # noqa: BLE001 - any malformed TensorProto
+                    raise invalid_argument(f"tensor parsing error: {alias}: {error}") from None
+            signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+            outputs = servable.predict(signature_name, inputs, tuple(request.output_filter))
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

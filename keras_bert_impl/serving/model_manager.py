@@ -1,10 +1,12 @@
 """Which model versions are loaded: polls base paths as tensorflow_model_server does."""
 
+import contextlib
 import dataclasses
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 
 import grpc
 import tensorflow as tf
@@ -331,10 +333,17 @@ class ModelManager:
                             model.config.name, model.config.base_path)
         model.reported_no_versions = not on_disk
         aspired = _aspired(model.config, on_disk)
+        with self._lock:
+            for version, state in model.states.items():
+                if (version not in aspired and version not in model.servables
+                        and (state.state != "END" or state.failed_loads)):
+                    # Gone from disk (or the policy) while its load was failing: it ends,
+                    # and loads afresh if it comes back, as TF Serving's new harness would.
+                    model.states[version] = VersionState("END", state.error)
         for version in sorted(aspired - set(model.servables)):
             state = model.states.get(version, VersionState(""))
-            if state.state == "END" or state.retry_at > time.monotonic():
-                continue  # out of retries (until a restart), or not due yet
+            if state.failed_loads > self._max_load_retries or state.retry_at > time.monotonic():
+                continue  # out of retries (until it leaves the disk), or not due yet
             self._load(model, version, state.failed_loads)
         if not aspired & set(model.servables):
             return  # keep serving older versions until an aspired one is available
@@ -346,28 +355,45 @@ class ModelManager:
             servable.close()
             logging.info("Unloaded %s version %d", model.config.name, version)
 
+    @contextlib.contextmanager
+    def serving(self, name: str, version: int | None = None,
+                label: str = "") -> Iterator[Servable]:
+        """`servable()`, held loaded until the request is answered: a version retired
+        between the lookup and the model call still answers it, as in TF Serving."""
+        with self._lock:
+            servable = self._find(name, version, label)
+            servable.hold()
+        try:
+            yield servable
+        finally:
+            servable.release()
+
     def servable(self, name: str, version: int | None = None, label: str = "") -> Servable:
         """The servable a request's ModelSpec names; NOT_FOUND with TF Serving's wording."""
         with self._lock:
-            model = self._models.get(name)
-            if label:
-                labels = model.config.version_labels if model else {}
-                if label not in labels:
-                    # TF Serving answers an unknown label with INVALID_ARGUMENT.
-                    raise invalid_argument(f"Unrecognized servable version label: {label} "
-                                           f"(model {name!r})")
-                version = labels[label]
-            if model is None or not model.servables:
-                request = f"Specific({name}, {version})" if version else f"Latest({name})"
-                known = sorted(m for m, v in self._models.items() if v.servables)
-                raise not_found(f"Servable not found for request: {request}; "
-                                f"models being served: {known}")
-            if version is None:
-                return model.servables[max(model.servables)]
-            if version not in model.servables:
-                raise not_found(f"Servable not found for request: Specific({name}, {version}); "
-                                f"versions being served: {sorted(model.servables)}")
-            return model.servables[version]
+            return self._find(name, version, label)
+
+    def _find(self, name: str, version: int | None, label: str) -> Servable:
+        """`servable()` with `_lock` held."""
+        model = self._models.get(name)
+        if label:
+            labels = model.config.version_labels if model else {}
+            if label not in labels:
+                # TF Serving answers an unknown label with INVALID_ARGUMENT.
+                raise invalid_argument(f"Unrecognized servable version label: {label} "
+                                       f"(model {name!r})")
+            version = labels[label]
+        if model is None or not model.servables:
+            request = f"Specific({name}, {version})" if version else f"Latest({name})"
+            known = sorted(m for m, v in self._models.items() if v.servables)
+            raise not_found(f"Servable not found for request: {request}; "
+                            f"models being served: {known}")
+        if version is None:
+            return model.servables[max(model.servables)]
+        if version not in model.servables:
+            raise not_found(f"Servable not found for request: Specific({name}, {version}); "
+                            f"versions being served: {sorted(model.servables)}")
+        return model.servables[version]
 
     def version_states(self, name: str) -> dict[int, VersionState]:
         with self._lock:

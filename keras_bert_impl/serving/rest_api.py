@@ -417,19 +417,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise invalid_argument("the request body must be a JSON object")
         if not isinstance(body.get("signature_name", ""), str):
             raise invalid_argument("'signature_name' key must be a string value.")
-        servable = self._servable(match)
-        signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
-        signature = servable.signature_defs.get(signature_name)
-        if signature is None or signature_name.startswith("__"):
-            # TF Serving's REST handler (GetInfoMap); gRPC answers FAILED_PRECONDITION.
-            served = sorted(k for k in servable.signature_defs if not k.startswith("__"))
-            raise invalid_argument(f'Serving signature name: "{signature_name}" not found in '
-                                   f"signature def (signatures: {served})")
-        try:
-            inputs = parse_predict_body(body, signature)
-        except RecursionError:
-            raise invalid_argument("an input of the request is nested too deeply") from None
-        outputs = servable.predict(signature_name, inputs)
+        with self.manager.serving(_model_name(match), _version(match),
+                                  _label(match)) as servable:
+            signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
+            signature = servable.signature_defs.get(signature_name)
+            if signature is None or signature_name.startswith("__"):
+                # TF Serving's REST handler (GetInfoMap); gRPC answers FAILED_PRECONDITION.
+                served = sorted(k for k in servable.signature_defs if not k.startswith("__"))
+                raise invalid_argument(f'Serving signature name: "{signature_name}" not found '
+                                       f"in signature def (signatures: {served})")
+            try:
+                inputs = parse_predict_body(body, signature)
+            except RecursionError:
+                raise invalid_argument("an input of the request is nested too deeply") from None
+            outputs = servable.predict(signature_name, inputs)
         if "instances" in body:
             rows = next(iter(outputs.values())).shape[0]
             if len(outputs) == 1:

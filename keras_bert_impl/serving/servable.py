@@ -72,7 +72,7 @@ class Servable:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
-        self._closed = False
+        self._closing = self._closed = False
         self.model_calls = 0
 
     def predict(self, signature_name: str, inputs: dict[str, np.ndarray],
@@ -100,12 +100,24 @@ class Servable:
             else:
                 outputs = self._batcher(signature_name).run(inputs, size)
         finally:
-            with self._lock:
-                self._in_flight -= 1
-                self._idle.notify_all()
+            self.release()
         if output_filter:
             outputs = {alias: outputs[alias] for alias in output_filter}
         return outputs
+
+    def hold(self) -> None:
+        """Keeps this version loaded until `release()`: a request's hold from the lookup of
+        its servable to its answer, as TF Serving's ServableHandle (an unload waits)."""
+        with self._lock:
+            if self._closing:
+                raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                   f"model {self.name!r} version {self.version} is unloading")
+            self._in_flight += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._idle.notify_all()
 
     def warm_up(self) -> int:
         """Replays `assets.extra/tf_serving_warmup_requests` as TF Serving does; returns the count."""
@@ -128,8 +140,9 @@ class Servable:
         """Refuses new requests, lets the running ones finish (up to `timeout` seconds),
         then stops the batching threads."""
         with self._lock:
-            self._closed = True
+            self._closing = True
             self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+            self._closed = True
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             batcher.close()
