@@ -557,6 +557,20 @@ def test_rest_keep_alive_connection_stays_in_step_after_an_early_error(server):
     assert answers[2] == (200, {"predictions": [{"length": 3.0, "upper": "ABC"}]})
 
 
+def test_rest_sends_without_delay_and_queues_bursts_of_connections(tmp_path):
+    """TCP_NODELAY on every connection (Nagle's algorithm with the client's delayed ACK held
+    each keep-alive answer ~40 ms), and a listen queue for bursts, not socketserver's 5."""
+    write_toy_version(str(tmp_path), 1, scale=1.0)
+    with start_server(str(tmp_path), rest_api_port=0) as handle:
+        rest = handle._rest_server
+        assert rest.request_queue_size >= 128
+        with socket.create_connection(("127.0.0.1", handle.rest_api_port), timeout=30) as conn:
+            conn.sendall(b"GET /v1/models/bert HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert conn.recv(100).startswith(b"HTTP/1.1 200")
+            (handler,) = rest._open  # the keep-alive connection, idle now
+            assert handler.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 def test_rest_rejects_a_bad_content_length_and_the_server_keeps_serving(server):
     with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as connection:
         connection.sendall(b"POST /v1/models/bert:predict HTTP/1.1\r\nHost: x\r\n"

@@ -220,6 +220,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     manager: ModelManager  # set by make_rest_server
     server: "_RestServer"
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: headers and body are two writes, which Nagle's algorithm and the
+    # client's delayed ACK held ~40 ms on every keep-alive request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):
         pass
@@ -472,6 +475,9 @@ class _RestServer(http.server.ThreadingHTTPServer):
 
     # A connection still open after drain() must not keep the process alive.
     daemon_threads = True
+    # socketserver's default of 5 dropped connections from bursts of clients (each
+    # retried after a 1, 3, 7 s SYN back-off); the kernel caps it at net.core.somaxconn.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address, handler, max_body_bytes: int):
         super().__init__(address, handler)
