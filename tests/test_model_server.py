@@ -342,6 +342,24 @@ def test_client_reports_an_unreachable_server_and_deadlines():
     assert "127.0.0.1" in str(raised.value)
 
 
+def test_a_client_waiting_for_ready_reaches_a_server_that_starts_later(tmp_path):
+    write_toy_version(str(tmp_path), 1, scale=1.0)
+    port = free_port()
+    client = Client(f"127.0.0.1:{port}", timeout=60, wait_for_ready=True)
+    with pytest.raises(ServingError, match="wait_for_ready=True waits"):
+        Client(f"127.0.0.1:{port}", timeout=5).predict(["a"])
+    servers = []
+    starter = threading.Timer(1.0, lambda: servers.append(start_server(str(tmp_path), port=port)))
+    starter.start()
+    try:
+        assert client.predict(["abc"])["length"].tolist() == [3.0]
+    finally:
+        starter.join()
+        client.close()
+        for server in servers:
+            server.stop()
+
+
 @pytest.mark.parametrize("target, words", [
     ("", "target must be a gRPC address"), ("  ", "target must be a gRPC address"),
     ("127.0.0.1:99999", "port 99999 is not in 1-65535"), ("localhost:0", "port 0 is not"),

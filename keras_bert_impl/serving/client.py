@@ -19,7 +19,11 @@ from keras_bert_impl.serving.tensor_protos import fill_tensor_proto, to_ndarray
 
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1),
-                    ("grpc.max_receive_message_length", -1)]
+                    ("grpc.max_receive_message_length", -1),
+                    # gRPC's reconnect back-off grows to 120 s: a client kept failing for
+                    # many seconds after a restarted server was back.
+                    ("grpc.initial_reconnect_backoff_ms", 200),
+                    ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 _TRAILING_PORT = re.compile(r":(\d+)$")
@@ -68,18 +72,21 @@ class Client:
         client.predict(["a question?"], ["its context"])  # pair models
 
     `version` or `version_label` (a model config's `version_labels`, e.g. "canary")
-    picks the version; by default the server's newest.
+    picks the version; by default the server's newest. With `wait_for_ready`, a
+    call to a server that is not up yet (starting, restarting) waits for it, up to
+    the call's timeout, instead of failing at once with UNAVAILABLE.
     """
 
     def __init__(self, target: str, model_name: str = "bert",
                  signature_name: str = "serving_default", timeout: float = 10.0,
-                 version: int | None = None, version_label: str | None = None):
+                 version: int | None = None, version_label: str | None = None,
+                 wait_for_ready: bool = False):
         if version is not None and version_label:
             raise ValueError(f"give version ({version}) or version_label ({version_label!r}), "
                              "not both: a request names one")
         self.target, self.model_name = _checked_target(target), model_name
         self.signature_name, self.timeout, self.version = signature_name, timeout, version
-        self.version_label = version_label
+        self.version_label, self.wait_for_ready = version_label, wait_for_ready
         self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
@@ -153,13 +160,14 @@ class Client:
     def _call(self, method, request, timeout, what):
         timeout = self.timeout if timeout is None else timeout
         try:
-            return method(request, timeout=timeout)
+            return method(request, timeout=timeout, wait_for_ready=self.wait_for_ready)
         except grpc.RpcError as error:
             code = error.code()
             message = error.details() or ""
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 message = f"no answer within {timeout} s ({message})"
             elif code == grpc.StatusCode.UNAVAILABLE:
-                message = f"cannot reach a model server at {self.target}: {message}"
+                message = (f"the model server at {self.target} is unavailable (not running, "
+                           f"starting or stopping; wait_for_ready=True waits for it): {message}")
             raise ServingError(code, f"{what} on model {self.model_name!r} at {self.target} "
                                      f"failed: {message}") from None
