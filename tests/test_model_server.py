@@ -918,6 +918,48 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
             process.kill()
 
 
+class Spinner(tf.Module):
+    """Counts to n[0]: a model call that runs for as long as a test needs (~3 s per 10**6)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+    def spin(self, n):
+        count = tf.while_loop(lambda i: i < n[0], lambda i: i + 1, [tf.constant(0, tf.int64)])
+        return {"count": tf.fill(tf.shape(n), count[0])}
+
+
+@pytest.mark.parametrize("signals, exit_code", [(1, 0), (2, 1)])
+def test_command_line_server_exits_on_sigterm_while_a_request_still_runs(
+        tmp_path, signals, exit_code):
+    """After the grace period the server exits, not waiting for calls whose requests were cut
+    off (Kubernetes kills it otherwise); a second signal exits at once."""
+    spinner = Spinner()
+    tf.saved_model.save(spinner, str(tmp_path / "spin" / "1"),
+                        signatures={"serving_default": spinner.spin})
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keras_bert_impl.serving.model_server", f"--port={port}",
+         "--model_name=spin", f"--model_base_path={tmp_path / 'spin'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_line = concurrent.futures.ThreadPoolExecutor(1).submit(process.stdout.readline)
+    try:
+        assert "Serving gRPC" in first_line.result(timeout=180)  # hang guard only
+        client = Client(f"127.0.0.1:{port}", model_name="spin", timeout=600)
+        # Ten minutes of counting, in flight when the signals come.
+        running = concurrent.futures.ThreadPoolExecutor(1).submit(
+            client.predict_tensors, {"n": np.array([2 * 10**8])})
+        time.sleep(1.0)
+        for _ in range(signals):
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+        assert process.wait(timeout=120) == exit_code, process.stderr.read()
+        with pytest.raises(ServingError) as raised:
+            running.result(timeout=60)
+        assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 @pytest.mark.parametrize("flag, error", [
     ("--ssl_config_file=/etc/ssl.config", "--ssl_config_file: TLS is not supported here"),
     ("--use_alts_credentials", "--use_alts_credentials: ALTS is not supported here"),

@@ -199,7 +199,9 @@ class ModelManager:
                                             daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, close_timeout: float = 60.0) -> None:
+        """Stops polling and unloads every version, each waiting up to `close_timeout`
+        seconds for its running requests."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -208,7 +210,7 @@ class ModelManager:
             for model in self._models.values():
                 model.servables.clear()
         for servable in servables:
-            servable.close()
+            servable.close(close_timeout)
 
     def poll(self) -> None:
         """Loads new aspired versions, then unloads the ones no longer aspired.

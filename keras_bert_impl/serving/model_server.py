@@ -9,14 +9,19 @@ same export directory (see `export/`). In Python, use `start_server`.
 """
 
 import functools
+import os
 import signal
+import sys
 import threading
+import time
 
 from absl import app, flags, logging
 
 from keras_bert_impl.serving.server import start_server
 
 FLAGS = flags.FLAGS
+# After SIGTERM, running requests have this long to finish before they are cut off.
+SHUTDOWN_GRACE_SECONDS = 5.0
 # tensorflow_model_server's other flags are accepted so that its command lines run
 # unchanged; setting one logs that it changes nothing here.
 _NO_EFFECT = {
@@ -172,10 +177,18 @@ def main(argv):
         logging.error("Cannot start the model server: %s", error)
         return 1
 
+    signals = []
+
     def on_signal(signum, frame):
         del frame
-        logging.info("Received signal %d, shutting down", signum)
-        threading.Thread(target=handle.stop, daemon=True).start()
+        signals.append(time.monotonic())
+        if len(signals) > 1:
+            logging.warning("Received signal %d again: exiting now, abandoning the requests "
+                            "still running", signum)
+            _exit_now(1)
+        logging.info("Received signal %d, shutting down (a second signal exits at once)",
+                     signum)
+        threading.Thread(target=handle.stop, args=(SHUTDOWN_GRACE_SECONDS,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -185,7 +198,20 @@ def main(argv):
     # Python runs signal handlers in the main thread, and a signal the kernel delivers to
     # another thread does not interrupt a blocking wait here: wake up now and then.
     while not handle.wait(0.2):
-        pass
+        if signals and time.monotonic() - signals[0] > SHUTDOWN_GRACE_SECONDS + 5:
+            logging.warning("Still stopping %g s after the signal (batches of requests that "
+                            "were cut off are running): exiting", SHUTDOWN_GRACE_SECONDS + 5)
+            break
+    # Requests cut off at the grace period may still be running their model calls in
+    # gRPC's worker threads, which the interpreter would wait for at exit.
+    _exit_now(0)
+
+
+def _exit_now(code: int) -> None:
+    logging.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run():

@@ -62,7 +62,8 @@ class ServerHandle:
         if self._rest_server is not None:
             self._rest_server.drain(grace)
         grpc_stopped.wait()
-        self.manager.stop()
+        # The grace period is over: what still runs was cut off, nobody waits for its answer.
+        self.manager.stop(close_timeout=0.0)
         if self._config_file_poller is not None:
             self._config_file_poller.join()
         self._stopped.set()
