@@ -7,9 +7,12 @@ google-research/bert `tokenization.py`; `transformers.BertTokenizerLegacy`
 
 import csv
 import json
+import os
 import random
 import re
 import shutil
+import subprocess
+import sys
 import unicodedata
 
 import pytest
@@ -242,6 +245,43 @@ def test_a_word_over_the_limit_in_bytes_but_not_in_characters_is_split_like_the_
     texts = ["hello " + word + " world", "an ordinary text", word.upper()]
     _assert_same_ids(tokenizer, reference, texts)
     assert tokenizer.unk_id not in tokenizer.tokenize(tf.constant(texts)).to_list()[0]
+
+
+# Punctuation new in Unicode 16: FastWordpiece splits at it; the original (Python 3.11,
+# Unicode 14) did not know it.
+UNICODE_16_PUNCTUATION = "\u1b4e\u1b4f\u1b7f\U00010d6e\U000113d4\U000113d5\U000113d7" \
+    "\U000113d8\U00011be1\U00016d6d\U00016d6e\U00016d6f\U0001e5ff"
+
+
+def test_a_texts_tokens_do_not_depend_on_the_other_texts_of_its_batch(uncased):
+    """A word over the limit sends a batch down the word-by-word path; both paths split
+    the same characters."""
+    tokenizer, _ = uncased
+    texts = [f"a{mark}b" for mark in UNICODE_16_PUNCTUATION]
+    alone = tokenizer.tokenize(tf.constant(texts)).to_list()
+    beside_a_long_word = tokenizer.tokenize(tf.constant(texts + ["x" * 150])).to_list()[:-1]
+    assert beside_a_long_word == alone
+    assert {len(ids) for ids in alone} == {3}
+
+
+def test_lower_casing_does_not_follow_a_turkish_locale(uncased_vocab, uncased):
+    """ICU lower-cases "I" to dotless "ı" under LANG=tr_TR; the original's str.lower() never."""
+    tokenizer, reference = uncased
+    texts = ["I café", "İstanbul IS big", "ISI über"]
+    script = (
+        "import json, sys, tensorflow as tf\n"
+        "from keras_bert_impl.text.tokenizer import BertTokenizer\n"
+        "tok = BertTokenizer(sys.argv[1])\n"
+        "locale_lower = tf.strings.lower(tf.constant(['I é']), 'utf-8').numpy()[0].decode()\n"
+        "print(json.dumps([locale_lower, tok.tokenize(tf.constant(sys.argv[2:])).to_list()]))\n"
+    )
+    env = {**os.environ, "LANG": "tr_TR.UTF-8", "LC_ALL": "tr_TR.UTF-8"}
+    result = subprocess.run([sys.executable, "-c", script, uncased_vocab, *texts], env=env,
+                            capture_output=True, text=True, timeout=300, check=True)
+    locale_lower, ids = json.loads(result.stdout.strip().splitlines()[-1])
+    if locale_lower != "ı é":
+        pytest.skip("TensorFlow's ICU ignores LANG=tr_TR here; nothing to check")
+    assert ids == [reference.convert_tokens_to_ids(reference.tokenize(t)) for t in texts]
 
 
 def _reference_words(reference, text):

@@ -19,9 +19,12 @@ character (its `_clean_text`, `_tokenize_chinese_chars`, `lower()` plus
 
 `normalize` does the first, second and fourth steps; `split_words` the rest.
 Only core TensorFlow ops are used, plus TF-Text's `NormalizeUTF8` for NFD.
-Character classes come from the Unicode tables of TensorFlow's RE2 and ICU,
-which are newer than Python 3.11's (Unicode 14); they differ only on code
-points assigned after Unicode 14.
+Character classes come from the Unicode tables of TensorFlow's RE2 (Unicode 15)
+and TF-Text's ICU (16), lower-casing from TensorFlow's ICU (13), where the
+original ran on Python's (Python 3.11: Unicode 14). Results differ only on
+characters assigned after Unicode 14, and on a final sigma before a combining
+mark new in Unicode 14 (TensorFlow's lower-casing does not know the mark).
+Lower-casing is locale-independent, as `str.lower()`.
 """
 
 import tensorflow as tf
@@ -44,7 +47,14 @@ _LINE_SEPARATORS = r"[\x{2028}\x{2029}]"
 # lower-casing is ASCII's, with no accents to strip.
 _PLAIN_ASCII = r"[\t\n\r\x20-\x7E]*"
 _WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
-_PUNCTUATION = r"!-/:-@\[-`{-~\p{P}"
+# Unicode 16 punctuation that RE2's tables (Unicode 15) lack: FastWordpiece's
+# splitting (ICU, Unicode 16) separates them, so the word-by-word path must too,
+# or a text's tokens would depend on the other texts of its batch.
+_UNICODE_16_PUNCTUATION = (
+    r"\x{1B4E}\x{1B4F}\x{1B7F}\x{10D6E}\x{113D4}\x{113D5}\x{113D7}\x{113D8}\x{11BE1}"
+    r"\x{16D6D}-\x{16D6F}\x{1E5FF}"
+)
+_PUNCTUATION = rf"!-/:-@\[-`{{-~\p{{P}}{_UNICODE_16_PUNCTUATION}"
 _CJK_IDEOGRAPHS = (
     r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
     r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}"
@@ -83,7 +93,10 @@ def split_words(texts: tf.Tensor) -> tf.RaggedTensor:
 
 def _lower_plain_and_strip_accents_of_others(texts: tf.Tensor, plain: tf.Tensor) -> tf.Tensor:
     others = tf.where(tf.logical_not(plain))
-    lowered = _strip_accents(tf.strings.lower(_clean(tf.gather_nd(texts, others)), "utf-8"))
+    # ASCII first: Unicode lower-casing follows the process locale, and under a Turkish
+    # or Azeri one (LANG=tr_TR.UTF-8) it maps "I" to dotless "ı", unlike str.lower().
+    lowered = _strip_accents(tf.strings.lower(
+        tf.strings.lower(_clean(tf.gather_nd(texts, others))), "utf-8"))
     return tf.tensor_scatter_nd_update(tf.strings.lower(texts), others, lowered)
 
 
