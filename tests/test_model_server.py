@@ -702,6 +702,45 @@ def test_deleting_the_newest_version_rolls_back_to_the_one_before(tmp_path):
         assert states == {1: "AVAILABLE", 2: "END"}
 
 
+def test_versions_follow_the_disk_as_tf_servings_availability_preserving_policy(tmp_path):
+    """Deleting every version unloads the model; a missing base path (an unmounted volume)
+    changes nothing; a version a `specific` policy names stays loaded without its
+    directory."""
+    for name in ("bert", "pinned"):
+        (tmp_path / name).mkdir()
+        write_toy_version(str(tmp_path / name), 1, scale=1.0)
+    config = tmp_path / "models.config"
+    config.write_text(
+        "model_config_list {\n"
+        f'  config {{ name: "bert" base_path: "{tmp_path / "bert"}" '
+        'model_platform: "tensorflow" }\n'
+        f'  config {{ name: "pinned" base_path: "{tmp_path / "pinned"}" '
+        'model_platform: "tensorflow" model_version_policy { specific { versions: 1 } } }\n'
+        "}\n")
+    with start_server(model_config_file=str(config),
+                      file_system_poll_wait_seconds=0.2) as handle:
+        bert = Client(f"127.0.0.1:{handle.port}", "bert")
+        pinned = Client(f"127.0.0.1:{handle.port}", "pinned")
+        shutil.move(tmp_path / "bert", tmp_path / "unmounted")
+        shutil.rmtree(tmp_path / "pinned" / "1")
+        time.sleep(1.0)  # several polls
+        assert bert.predict(["abc"])["length"].tolist() == [3.0]
+        assert pinned.predict(["abc"])["length"].tolist() == [3.0]
+        shutil.move(tmp_path / "unmounted", tmp_path / "bert")
+        shutil.rmtree(tmp_path / "bert" / "1")  # the base path is there, without versions
+
+        def unloaded():
+            try:
+                bert.predict(["abc"])
+            except ServingError as error:
+                return error.code == grpc.StatusCode.NOT_FOUND
+            return False
+
+        wait_for(unloaded, what="the model without versions unloaded")
+        assert [(s["version"], s["state"]) for s in bert.status()] == [(1, "END")]
+        assert pinned.predict(["abc"])["length"].tolist() == [3.0]
+
+
 def test_a_failing_version_whose_directory_is_deleted_ends(tmp_path):
     base = tmp_path / "bert"
     base.mkdir()

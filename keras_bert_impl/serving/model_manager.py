@@ -117,8 +117,9 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
         name=name, base_path=base_path, model_platform="tensorflow")
 
 
-def _versions_on_disk(base_path: str) -> list[int]:
-    """Version directories holding a saved_model.pb; OSError if `base_path` cannot be listed.
+def _versions_on_disk(base_path: str) -> list[int] | None:
+    """Version directories holding a saved_model.pb; None if `base_path` does not exist,
+    OSError if it cannot be listed.
 
     Any TensorFlow file system (gs://, ...), as TF Serving. Only ASCII digits name a
     version: str.isdigit() also accepts e.g. "²", which int() refuses.
@@ -126,7 +127,7 @@ def _versions_on_disk(base_path: str) -> list[int]:
     try:
         names = [name.rstrip("/") for name in tf.io.gfile.listdir(base_path)]
     except tf.errors.NotFoundError:
-        return []
+        return None
     except tf.errors.OpError as error:
         raise OSError(f"{base_path}: {error.message}") from None
     return sorted(int(n) for n in names
@@ -330,10 +331,14 @@ class ModelManager:
             return
         if not on_disk and not model.reported_no_versions:
             # TF Serving's warning; said once, not at every poll.
-            logging.warning("No versions of servable %s found under base path %s (a "
-                            "version is a numbered directory holding saved_model.pb)",
-                            model.config.name, model.config.base_path)
+            logging.warning("No versions of servable %s found under base path %s (%s)",
+                            model.config.name, model.config.base_path,
+                            "a version is a numbered directory holding saved_model.pb"
+                            if on_disk is not None else "it does not exist; what is loaded "
+                            "keeps serving until it is back")
         model.reported_no_versions = not on_disk
+        if on_disk is None:
+            return  # TF Serving's poll fails for a missing base path and changes nothing
         aspired = _aspired(model.config, on_disk)
         with self._lock:
             for version, state in model.states.items():
@@ -347,9 +352,16 @@ class ModelManager:
             if state.failed_loads > self._max_load_retries or state.retry_at > time.monotonic():
                 continue  # out of retries (until it leaves the disk), or not due yet
             self._load(model, version, state.failed_loads)
-        if not aspired & set(model.servables):
-            return  # keep serving older versions until an aspired one is available
-        retired = [v for v in model.servables if v not in aspired]
+        policy = model.config.model_version_policy
+        pinned = (set(policy.specific.versions)
+                  if policy.WhichOneof("policy_choice") == "specific" else set())
+        # Versions a `specific` policy names stay loaded when their directory goes (as in
+        # TF Serving 2.x): the config, not the disk, unloads them.
+        retired = [v for v in model.servables if v not in aspired and v not in pinned]
+        if retired and aspired and not aspired & set(model.servables):
+            # TF Serving's AvailabilityPreservingPolicy: until an aspired version is
+            # available the newest loaded one keeps serving; with none on disk, none does.
+            retired.remove(max(retired))
         for version in retired:
             with self._lock:
                 servable = model.servables.pop(version)
