@@ -98,8 +98,24 @@ def test_scores_take_the_best_gold_answer_and_are_percentages():
 
 def test_unanswerable_questions_are_right_only_with_an_empty_answer():
     gold = {"q1": [], "q2": []}
-    assert squad.squad_scores(gold, {"q1": "", "q2": "something"}) == {
+    assert squad.squad_scores(gold, {"q1": "", "q2": "something"},
+                              version_2_with_negative=True) == {
         "exact_match": 50.0, "f1": 50.0}
+
+
+@pytest.mark.parametrize("gold, prediction, v1, v2", [
+    # (EM, F1) of the official evaluate-v1.1.py and evaluate-v2.0.py
+    (["the"], "a", (100.0, 0.0), (100.0, 100.0)),
+    (["the", "Paris"], "", (100.0, 0.0), (0.0, 0.0)),
+    ([".", "Paris"], "", (100.0, 0.0), (0.0, 0.0)),
+    (["Paris"], "paris.", (100.0, 100.0), (100.0, 100.0)),
+])
+def test_answers_that_normalise_to_nothing_score_as_each_official_script(
+        gold, prediction, v1, v2):
+    for version_2, expected in ((False, v1), (True, v2)):
+        scores = squad.squad_scores({"q": gold}, {"q": prediction},
+                                    version_2_with_negative=version_2)
+        assert (scores["exact_match"], scores["f1"]) == expected, version_2
 
 
 def test_a_question_without_prediction_scores_zero():

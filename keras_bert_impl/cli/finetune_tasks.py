@@ -173,8 +173,10 @@ class SquadTask:
             null_score_diff_threshold=self.flags.null_score_diff_threshold)
         with tf.io.gfile.GFile(os.path.join(model_dir, "predictions.json"), "w") as f:
             f.write(json.dumps(predictions, ensure_ascii=False, indent=2))
-        scores = cmrc_scores if self.flags.squad_metric == "cmrc2018" else squad_scores
-        return scores(self.eval_examples.gold_answers(), predictions)
+        if self.flags.squad_metric == "cmrc2018":
+            return cmrc_scores(self.eval_examples.gold_answers(), predictions)
+        return squad_scores(self.eval_examples.gold_answers(), predictions,
+                            version_2_with_negative=self.flags.version_2_with_negative)
 
     def export_options(self) -> dict:
         """`export_saved_model` arguments that serve texts as training read them.

@@ -1,11 +1,13 @@
-"""Entity-level precision, recall and F1 exactly as CoNLL's `conlleval` script.
+"""Entity-level precision, recall and F1 as CoNLL's `conlleval` script.
 
 A chunk is a maximal run of tags of one entity type; where it starts and ends
 follows conlleval's `startOfChunk`/`endOfChunk`, so IOB2 (`B-` opens every
-entity), IOB1 (`I-` after `O` or another type opens one, `B-` only separates
-two adjacent entities of one type) and IOBES (`E-`, `S-`) are all scored as
-conlleval scores them. An entity counts as correct only when its type, start
-and end all match.
+entity) and IOB1 (`I-` after `O` or another type opens one, `B-` only
+separates two adjacent entities of one type) are scored exactly as
+conlleval.pl scores them. IOBES (`E-` closes, `S-` is a one-token entity) is
+scored as seqeval does: conlleval.pl knows no `S-` and reads `E-` as IOE, where
+`E-PER B-PER` is one chunk. An entity counts as correct only when its type,
+start and end all match.
 """
 
 from collections.abc import Sequence

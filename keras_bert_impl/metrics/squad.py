@@ -2,11 +2,15 @@
 
 The normalisation is the official script's: lower-case, drop punctuation,
 drop the articles a/an/the, collapse whitespace. Scores are percentages, as
-the official script prints them. For v2.0 a question with no gold answer is
-scored against the empty string, so predicting "" is the right answer there.
+the official script prints them. The two scripts differ where an answer
+normalises to nothing ("the", "."): v1.1 scores such a pair F1 0, v2.0 drops
+such gold answers and scores empty against empty as a match. For v2.0 a
+question with no gold answer is scored against the empty string, so
+predicting "" is the right answer there.
 """
 
 import collections
+import functools
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -28,12 +32,13 @@ def exact_match_score(prediction: str, ground_truth: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(ground_truth))
 
 
-def f1_score(prediction: str, ground_truth: str) -> float:
-    """Token-overlap F1 of the normalised texts (an empty side scores equality)."""
+def f1_score(prediction: str, ground_truth: str, *, empty_matches_empty: bool = True) -> float:
+    """Token-overlap F1 of the normalised texts. An empty side scores equality, as
+    v2.0's script; with `empty_matches_empty=False` it scores 0, as v1.1's."""
     prediction_tokens = normalize_answer(prediction).split()
     truth_tokens = normalize_answer(ground_truth).split()
     if not prediction_tokens or not truth_tokens:
-        return float(prediction_tokens == truth_tokens)
+        return float(empty_matches_empty and prediction_tokens == truth_tokens)
     common = collections.Counter(prediction_tokens) & collections.Counter(truth_tokens)
     return overlap_f1(sum(common.values()), len(prediction_tokens), len(truth_tokens))
 
@@ -70,9 +75,11 @@ def best_over_gold_scores(
 
 
 def squad_scores(
-    gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[str, str]
+    gold_answers: Mapping[str, Sequence[str]], predictions: Mapping[str, str],
+    version_2_with_negative: bool = False,
 ) -> dict[str, float]:
-    """`exact_match` and `f1` in percent, each the max over a question's gold answers.
+    """`exact_match` and `f1` in percent, each the max over a question's gold answers,
+    as the official v1.1 script (or v2.0's with `version_2_with_negative`) scores them.
 
     `gold_answers` maps question id to its answer texts (empty for a v2.0
     unanswerable question); a question missing from `predictions` scores 0,
@@ -81,6 +88,11 @@ def squad_scores(
     >>> squad_scores({"q1": ["the Eiffel Tower"]}, {"q1": "Eiffel tower."})
     {'exact_match': 100.0, 'f1': 100.0}
     """
+    if version_2_with_negative:
+        gold_answers = {question_id: [a for a in answers if normalize_answer(a)]
+                        for question_id, answers in gold_answers.items()}
     with_empty_answer = {question_id: list(answers) or [""]
                          for question_id, answers in gold_answers.items()}
-    return best_over_gold_scores(with_empty_answer, predictions, exact_match_score, f1_score)
+    return best_over_gold_scores(
+        with_empty_answer, predictions, exact_match_score,
+        functools.partial(f1_score, empty_matches_empty=version_2_with_negative))
