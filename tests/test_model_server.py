@@ -464,6 +464,30 @@ def test_a_queued_request_of_another_shape_does_not_stop_the_batcher():
     assert calls == [(1, 3), (4, 3), (2, 5)]  # the fourth request joined the second
 
 
+def test_a_batch_whose_requests_all_passed_their_deadlines_is_not_run():
+    """As TF Serving's batching session: nobody waits for the answer, so the model is not
+    run; a request still within its deadline is."""
+    calls = []
+
+    def model_fn(inputs):
+        calls.append(len(inputs["x"]))
+        return {"total": inputs["x"].sum(axis=1)}
+
+    batcher = Batcher(model_fn, BatchingOptions(max_batch_size=8, batch_timeout_micros=300_000,
+                                                num_batch_threads=1))
+    try:
+        with pytest.raises(ServingError) as raised:
+            # Waits 0.3 s for others to join; its caller stopped waiting after 0.05 s.
+            batcher.run({"x": np.ones((1, 3))}, 1, deadline=time.monotonic() + 0.05)
+        assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "timeout exceeded while waiting in batching queue" in raised.value.message
+        assert calls == []
+        answer = batcher.run({"x": np.ones((1, 3))}, 1, deadline=time.monotonic() + 60)
+        assert answer["total"].tolist() == [3.0] and calls == [1]
+    finally:
+        batcher.close()
+
+
 def _http(url, body=None):
     data = None if body is None else json.dumps(body).encode()
     try:

@@ -28,6 +28,7 @@ class _Task:
     size: int
     key: tuple
     future: futures.Future
+    deadline: float | None = None  # time.monotonic() after which nobody waits for the answer
 
 
 def _merge_key(inputs: Arrays) -> tuple:
@@ -53,15 +54,17 @@ class Batcher:
         for thread in self._threads:
             thread.start()
 
-    def run(self, inputs: Arrays, size: int) -> Arrays:
-        """Runs one request of `size` rows, possibly together with others."""
+    def run(self, inputs: Arrays, size: int, deadline: float | None = None) -> Arrays:
+        """Runs one request of `size` rows, possibly together with others. A batch whose
+        requests are all past their `deadline` (`time.monotonic()`) when its turn comes
+        is not run, as in TF Serving's batching session."""
         limit = self._options.max_batch_size
         if size > limit:
             raise invalid_argument(
                 f"Task size {size} is larger than maximum input batch size {limit}: the "
                 f"request has {size} rows and the server's max_batch_size is {limit}; "
                 "send at most that many per request")
-        task = _Task(inputs, size, _merge_key(inputs), futures.Future())
+        task = _Task(inputs, size, _merge_key(inputs), futures.Future(), deadline)
         with self._condition:
             if self._closed:
                 raise ServingError(grpc.StatusCode.UNAVAILABLE, "the model version is unloading")
@@ -111,6 +114,15 @@ class Batcher:
             return batch
 
     def _process(self, batch: list[_Task]) -> None:
+        now = time.monotonic()
+        if all(task.deadline is not None and task.deadline <= now for task in batch):
+            # Nobody waits for these answers (deadlines passed or calls cancelled while
+            # queued): TF Serving's answer, without running the model.
+            error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                 "Run() timeout exceeded while waiting in batching queue")
+            for task in batch:
+                task.future.set_exception(error)
+            return
         try:
             results = self._run_merged(batch)
         except ServingError as error:

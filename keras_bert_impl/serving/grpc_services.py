@@ -1,5 +1,7 @@
 """TensorFlow Serving's gRPC services (PredictionService, ModelService) over a ModelManager."""
 
+import time
+
 import grpc
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -66,7 +68,10 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 except Exception as error:  # noqa: BLE001 - any malformed TensorProto
                     raise invalid_argument(f"tensor parsing error: {alias}: {error}") from None
             signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            outputs = servable.predict(signature_name, inputs, tuple(request.output_filter))
+            remaining = context.time_remaining()  # None without a deadline
+            deadline = None if remaining is None else time.monotonic() + remaining
+            outputs = servable.predict(signature_name, inputs, tuple(request.output_filter),
+                                       deadline)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

@@ -18,6 +18,7 @@ import reprlib
 import socket
 import sys
 import threading
+import time
 import urllib.parse
 
 import grpc
@@ -433,7 +434,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 inputs = parse_predict_body(body, signature)
             except RecursionError:
                 raise invalid_argument("an input of the request is nested too deeply") from None
-            outputs = servable.predict(signature_name, inputs)
+            # TF Serving bounds a REST request's run by --rest_api_timeout_in_ms.
+            outputs = servable.predict(signature_name, inputs,
+                                       deadline=time.monotonic() + self.timeout)
         if "instances" in body:
             rows = next(iter(outputs.values())).shape[0]
             if len(outputs) == 1:

@@ -76,8 +76,12 @@ class Servable:
         self.model_calls = 0
 
     def predict(self, signature_name: str, inputs: dict[str, np.ndarray],
-                output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-        """Checks `inputs` and returns the signature's outputs (all, or `output_filter`)."""
+                output_filter: tuple[str, ...] = (),
+                deadline: float | None = None) -> dict[str, np.ndarray]:
+        """Checks `inputs` and returns the signature's outputs (all, or `output_filter`).
+
+        `deadline` (`time.monotonic()`): with batching, a request still queued after it
+        is not run (RESOURCE_EXHAUSTED, as TF Serving)."""
         signature_name = signature_name or DEFAULT_SIGNATURE
         signature = self._signature(signature_name)
         size = self._check_inputs(signature_name, signature, inputs)
@@ -98,7 +102,7 @@ class Servable:
             if self._batching is None:
                 outputs = self._run(signature_name, inputs)
             else:
-                outputs = self._batcher(signature_name).run(inputs, size)
+                outputs = self._batcher(signature_name).run(inputs, size, deadline)
         finally:
             self.release()
         if output_filter:
