@@ -984,7 +984,7 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
 class Spinner(tf.Module):
     """Counts to n[0]: a model call that runs for as long as a test needs (~3 s per 10**6)."""
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)], autograph=False)
     def spin(self, n):
         count = tf.while_loop(lambda i: i < n[0], lambda i: i + 1, [tf.constant(0, tf.int64)])
         return {"count": tf.fill(tf.shape(n), count[0])}
