@@ -118,9 +118,11 @@ def test_answers_that_normalise_to_nothing_score_as_each_official_script(
         assert (scores["exact_match"], scores["f1"]) == expected, version_2
 
 
-def test_a_question_without_prediction_scores_zero():
-    scores = squad.squad_scores({"q1": ["a b"], "q2": ["c"]}, {"q2": "c"})
-    assert scores == {"exact_match": 50.0, "f1": 50.0}
+def test_a_question_without_prediction_scores_zero_in_v1_and_is_left_out_in_v2():
+    gold = {"q1": ["a b"], "q2": ["c"]}
+    assert squad.squad_scores(gold, {"q2": "c"}) == {"exact_match": 50.0, "f1": 50.0}
+    assert squad.squad_scores(gold, {"q2": "c"}, version_2_with_negative=True) == {
+        "exact_match": 100.0, "f1": 100.0}
 
 
 def test_accuracy_accepts_numpy_arrays():

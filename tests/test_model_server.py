@@ -488,6 +488,21 @@ def test_a_batch_whose_requests_all_passed_their_deadlines_is_not_run():
         batcher.close()
 
 
+def test_the_grpc_deadline_and_the_rest_timeout_reach_the_batching_queue(tmp_path):
+    write_toy_version(str(tmp_path), 1, scale=1.0)
+    batching = BatchingOptions(max_batch_size=8, batch_timeout_micros=500_000)
+    with start_server(str(tmp_path), rest_api_port=0, enable_batching=True,
+                      batching=batching, rest_api_timeout_in_ms=100) as handle:
+        with pytest.raises(ServingError) as raised:
+            Client(f"127.0.0.1:{handle.port}", timeout=0.1).predict(["abc"])
+        assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        status, body = _http(f"http://127.0.0.1:{handle.rest_api_port}/v1/models/bert:predict",
+                             {"instances": ["abc"]})
+        assert status == 429 and "waiting in batching queue" in body["error"]
+        time.sleep(0.6)  # the queued gRPC request's batch has had its turn
+        assert handle.model_calls("bert") == 0
+
+
 def _http(url, body=None):
     data = None if body is None else json.dumps(body).encode()
     try:
@@ -727,42 +742,47 @@ def test_deleting_the_newest_version_rolls_back_to_the_one_before(tmp_path):
 
 
 def test_versions_follow_the_disk_as_tf_servings_availability_preserving_policy(tmp_path):
-    """Deleting every version unloads the model; a missing base path (an unmounted volume)
-    changes nothing; a version a `specific` policy names stays loaded without its
-    directory."""
-    for name in ("bert", "pinned"):
-        (tmp_path / name).mkdir()
-        write_toy_version(str(tmp_path / name), 1, scale=1.0)
-    config = tmp_path / "models.config"
-    config.write_text(
-        "model_config_list {\n"
-        f'  config {{ name: "bert" base_path: "{tmp_path / "bert"}" '
-        'model_platform: "tensorflow" }\n'
-        f'  config {{ name: "pinned" base_path: "{tmp_path / "pinned"}" '
-        'model_platform: "tensorflow" model_version_policy { specific { versions: 1 } } }\n'
-        "}\n")
-    with start_server(model_config_file=str(config),
-                      file_system_poll_wait_seconds=0.2) as handle:
-        bert = Client(f"127.0.0.1:{handle.port}", "bert")
-        pinned = Client(f"127.0.0.1:{handle.port}", "pinned")
-        shutil.move(tmp_path / "bert", tmp_path / "unmounted")
-        shutil.rmtree(tmp_path / "pinned" / "1")
-        time.sleep(1.0)  # several polls
-        assert bert.predict(["abc"])["length"].tolist() == [3.0]
-        assert pinned.predict(["abc"])["length"].tolist() == [3.0]
-        shutil.move(tmp_path / "unmounted", tmp_path / "bert")
-        shutil.rmtree(tmp_path / "bert" / "1")  # the base path is there, without versions
+    """A missing base path (an unmounted volume) changes nothing; a base path without
+    versions unloads the model."""
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    with start_server(str(base), file_system_poll_wait_seconds=0.05) as handle:
+        polls, poll = [], handle.manager.poll
+        handle.manager.poll = lambda: (polls.append(1), poll())
+        client = Client(f"127.0.0.1:{handle.port}")
+        shutil.move(base, tmp_path / "unmounted")
+        wait_for(lambda: len(polls) >= 3, what="three polls of the missing base path")
+        assert client.predict(["abc"])["length"].tolist() == [3.0]
+        shutil.move(tmp_path / "unmounted", base)
+        shutil.rmtree(base / "1")  # the base path is there, without versions
 
         def unloaded():
             try:
-                bert.predict(["abc"])
+                client.predict(["abc"])
             except ServingError as error:
                 return error.code == grpc.StatusCode.NOT_FOUND
             return False
 
         wait_for(unloaded, what="the model without versions unloaded")
-        assert [(s["version"], s["state"]) for s in bert.status()] == [(1, "END")]
-        assert pinned.predict(["abc"])["length"].tolist() == [3.0]
+        assert [(s["version"], s["state"]) for s in client.status()] == [(1, "END")]
+
+
+def test_a_retry_due_while_the_base_path_is_missing_waits_another_interval(tmp_path):
+    """Else the retry loop (polling off, or a reload awaiting its first loads) spins."""
+    from keras_bert_impl.serving.model_manager import ModelManager, single_model_config
+    base = tmp_path / "bert"
+    base.mkdir()
+    (base / "1").mkdir()
+    (base / "1" / "saved_model.pb").write_bytes(b"half copied")
+    manager = ModelManager([single_model_config("bert", str(base))], poll_wait_seconds=0,
+                           max_load_retries=5, load_retry_interval_seconds=0.5, warm_up=False)
+    manager.poll()  # the load fails; a retry is due in 0.5 s
+    time.sleep(0.6)
+    shutil.rmtree(base)
+    manager.poll()
+    assert manager._next_retry_in() > 0.3
+    manager.stop()
 
 
 def test_a_failing_version_whose_directory_is_deleted_ends(tmp_path):
@@ -982,11 +1002,18 @@ def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
 
 
 class Spinner(tf.Module):
-    """Counts to n[0]: a model call that runs for as long as a test needs (~3 s per 10**6)."""
+    """Writes `marker`, then counts to n[0]: a model call that runs for as long as a test
+    needs (~3 s per 10**6)."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)], autograph=False)
     def spin(self, n):
-        count = tf.while_loop(lambda i: i < n[0], lambda i: i + 1, [tf.constant(0, tf.int64)])
+        with tf.control_dependencies([tf.io.write_file(self.marker, "running")]):
+            start = tf.constant(0, tf.int64)
+        count = tf.while_loop(lambda i: i < n[0], lambda i: i + 1, [start])
         return {"count": tf.fill(tf.shape(n), count[0])}
 
 
@@ -995,7 +1022,8 @@ def test_command_line_server_exits_on_sigterm_while_a_request_still_runs(
         tmp_path, signals, exit_code):
     """After the grace period the server exits, not waiting for calls whose requests were cut
     off (Kubernetes kills it otherwise); a second signal exits at once."""
-    spinner = Spinner()
+    marker = tmp_path / "running"
+    spinner = Spinner(str(marker))
     tf.saved_model.save(spinner, str(tmp_path / "spin" / "1"),
                         signatures={"serving_default": spinner.spin})
     port = free_port()
@@ -1010,7 +1038,7 @@ def test_command_line_server_exits_on_sigterm_while_a_request_still_runs(
         # Ten minutes of counting, in flight when the signals come.
         running = concurrent.futures.ThreadPoolExecutor(1).submit(
             client.predict_tensors, {"n": np.array([2 * 10**8])})
-        time.sleep(1.0)
+        wait_for(marker.exists, what="the model call running")
         for _ in range(signals):
             process.send_signal(signal.SIGTERM)
             time.sleep(0.5)

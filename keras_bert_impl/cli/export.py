@@ -101,10 +101,12 @@ def _recorded_options() -> dict:
         recorded = json.load(f)
     options = {name: value for name, value in recorded.items()
                if name not in FLAGS or not FLAGS[name].present}
-    if options.get("labels_file"):
-        beside = os.path.join(os.path.dirname(path), options["labels_file"])
-        # Files written before the path was relative to them name it from the working directory.
-        if not os.path.isabs(options["labels_file"]) and tf.io.gfile.exists(beside):
+    labels = options.get("labels_file")
+    if labels and not os.path.isabs(labels):
+        beside = os.path.join(os.path.dirname(path), labels)
+        # Files written before the path was relative to them name a directory too, from the
+        # working directory of the training run.
+        if tf.io.gfile.exists(beside) or not os.path.dirname(labels):
             options["labels_file"] = beside
     if options:
         print(f"From {path}: " + ", ".join(f"{k}={v}" for k, v in sorted(options.items())))

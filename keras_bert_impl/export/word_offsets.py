@@ -1,10 +1,11 @@
 """Words of raw text with their byte offsets, split as the fine-tuning readers split them.
 
 Words break at whitespace and around every punctuation mark and CJK
-ideograph (the basic tokenizer's character classes), exactly as
+ideograph (the basic tokenizer's character classes), as
 `keras_bert_impl.data.squad.context_words` does in Python, so an exported QA
 model sees the words its SQuAD reader made and can point back into the
-request text. An exported NER model gets a tag for each of these words,
+request text. (The two differ only on punctuation assigned after Unicode 14:
+Python 3.11's tables do not know it, RE2's here do.) An exported NER model gets a tag for each of these words,
 which are not always the words of its CoNLL training data: a CoNLL word
 with punctuation inside, such as "U.S." or "1-0", is one tagged word there
 but several here ("U", ".", "S", "."), as HuggingFace's BERT pipelines

@@ -59,7 +59,7 @@ def best_over_gold_scores(
     """Mean `exact_match` and `f1` in percent, each the max over a question's gold answers.
 
     A question missing from `predictions`, or with no gold answer, scores 0,
-    as in the official scripts.
+    as in the official v1.1 and CMRC scripts.
     """
     if not gold_answers:
         raise ValueError("no questions to score: the evaluation set is empty")
@@ -82,15 +82,18 @@ def squad_scores(
     as the official v1.1 script (or v2.0's with `version_2_with_negative`) scores them.
 
     `gold_answers` maps question id to its answer texts (empty for a v2.0
-    unanswerable question); a question missing from `predictions` scores 0,
-    as in the official script.
+    unanswerable question). A question missing from `predictions` scores 0 in
+    v1.1 and is left out in v2.0, as each official script does.
 
     >>> squad_scores({"q1": ["the Eiffel Tower"]}, {"q1": "Eiffel tower."})
     {'exact_match': 100.0, 'f1': 100.0}
     """
     if version_2_with_negative:
         gold_answers = {question_id: [a for a in answers if normalize_answer(a)]
-                        for question_id, answers in gold_answers.items()}
+                        for question_id, answers in gold_answers.items()
+                        if question_id in predictions}
+        if not gold_answers:
+            raise ValueError("none of the questions has a prediction to score")
     with_empty_answer = {question_id: list(answers) or [""]
                          for question_id, answers in gold_answers.items()}
     return best_over_gold_scores(

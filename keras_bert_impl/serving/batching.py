@@ -116,8 +116,8 @@ class Batcher:
     def _process(self, batch: list[_Task]) -> None:
         now = time.monotonic()
         if all(task.deadline is not None and task.deadline <= now for task in batch):
-            # Nobody waits for these answers (deadlines passed or calls cancelled while
-            # queued): TF Serving's answer, without running the model.
+            # Nobody waits for these answers (their deadlines passed while queued): TF
+            # Serving's answer, without running the model.
             error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                  "Run() timeout exceeded while waiting in batching queue")
             for task in batch:

@@ -68,7 +68,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 except Exception as error:  # noqa: BLE001 - any malformed TensorProto
                     raise invalid_argument(f"tensor parsing error: {alias}: {error}") from None
             signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            remaining = context.time_remaining()  # None without a deadline
+            remaining = context.time_remaining()  # None, or ~1e19 s, without a deadline
             deadline = None if remaining is None else time.monotonic() + remaining
             outputs = servable.predict(signature_name, inputs, tuple(request.output_filter),
                                        deadline)

@@ -338,7 +338,14 @@ class ModelManager:
                             "keeps serving until it is back")
         model.reported_no_versions = not on_disk
         if on_disk is None:
-            return  # TF Serving's poll fails for a missing base path and changes nothing
+            # TF Serving's poll fails for a missing base path and changes nothing; a retry
+            # that was due waits another interval (else the retry wait loops at once).
+            with self._lock:
+                for version, state in model.states.items():
+                    if state.state == "LOADING":
+                        model.states[version] = dataclasses.replace(
+                            state, retry_at=time.monotonic() + self._load_retry_interval)
+            return
         aspired = _aspired(model.config, on_disk)
         with self._lock:
             for version, state in model.states.items():
@@ -352,12 +359,7 @@ class ModelManager:
             if state.failed_loads > self._max_load_retries or state.retry_at > time.monotonic():
                 continue  # out of retries (until it leaves the disk), or not due yet
             self._load(model, version, state.failed_loads)
-        policy = model.config.model_version_policy
-        pinned = (set(policy.specific.versions)
-                  if policy.WhichOneof("policy_choice") == "specific" else set())
-        # Versions a `specific` policy names stay loaded when their directory goes (as in
-        # TF Serving 2.x): the config, not the disk, unloads them.
-        retired = [v for v in model.servables if v not in aspired and v not in pinned]
+        retired = [v for v in model.servables if v not in aspired]
         if retired and aspired and not aspired & set(model.servables):
             # TF Serving's AvailabilityPreservingPolicy: until an aspired version is
             # available the newest loaded one keeps serving; with none on disk, none does.

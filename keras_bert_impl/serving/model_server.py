@@ -201,17 +201,19 @@ def main(argv):
         if signals and time.monotonic() - signals[0] > SHUTDOWN_GRACE_SECONDS + 5:
             logging.warning("Still stopping %g s after the signal (batches of requests that "
                             "were cut off are running): exiting", SHUTDOWN_GRACE_SECONDS + 5)
-            break
+            _exit_now(1)
     # Requests cut off at the grace period may still be running their model calls in
     # gRPC's worker threads, which the interpreter would wait for at exit.
     _exit_now(0)
 
 
 def _exit_now(code: int) -> None:
-    logging.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    try:
+        logging.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:  # a closed pipe must not leave the interpreter waiting for worker threads
+        os._exit(code)
 
 
 def run():

@@ -208,6 +208,9 @@ class Servable:
 
     def _batcher(self, signature_name: str) -> Batcher:
         with self._lock:
+            if self._closed:  # closed meanwhile: a new Batcher's threads would never stop
+                raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                   f"model {self.name!r} version {self.version} was unloaded")
             if signature_name not in self._batchers:
                 self._batchers[signature_name] = Batcher(
                     lambda inputs: self._run(signature_name, inputs), self._batching)
