@@ -125,19 +125,21 @@ def test_labels_for_a_model_without_a_label_output_are_refused(
                            vocab_file=flags.FLAGS.vocab_file, seq_length=32)
 
 
-def test_the_labels_recorded_beside_a_fine_tuned_model_are_found_from_any_directory(
-        saved_models, bert_export, tmp_path, monkeypatch):
+@pytest.mark.parametrize("recorded, working_directory", [
+    ("labels.txt", "elsewhere"),  # as bert-finetune writes it: relative to the options file
+    ("run/labels.txt", "."),  # as it wrote it before: from the training's working directory
+])
+def test_the_labels_recorded_beside_a_fine_tuned_model_are_found(
+        saved_models, bert_export, tmp_path, monkeypatch, recorded, working_directory):
     model_dir = tmp_path / "run"
     model_dir.mkdir()
     shutil.copy(saved_models["classifier"], model_dir / "model.keras")
     (model_dir / "labels.txt").write_text("negative\npositive\n")
-    # As bert-finetune writes it: the labels file named relative to this file.
     (model_dir / "export_options.json").write_text(json.dumps({
         "lower_case": True, "seq_length": 32, "pair_inputs": False,
-        "labels_file": "labels.txt"}))
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
+        "labels_file": recorded}))
+    (tmp_path / working_directory).mkdir(exist_ok=True)
+    monkeypatch.chdir(tmp_path / working_directory)
     bert_export(f"--model={model_dir / 'model.keras'}")
     served = tf.saved_model.load(str(tmp_path / "export" / "1")).signatures["serving_default"](
         text=tf.constant(["a movie"]))
