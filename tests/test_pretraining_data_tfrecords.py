@@ -156,7 +156,7 @@ def test_the_tool_writes_original_layout_records_with_metadata(generated_records
     out, stdout = generated_records
     assert "Wrote" in stdout
     assert "every next-sentence pair is a random one" not in stdout
-    metadata = json.loads((out / "a.tfrecord.metadata.json").read_text())
+    metadata = json.loads((out / ".a.metadata.json").read_text())
     assert metadata["seq_length"] == SEQ and metadata["max_predictions_per_seq"] == P
     assert metadata["vocab_sha256"] == tokenizer.vocab_sha256
     assert metadata["dupe_factor"] == 2 and metadata["do_whole_word_mask"] is True
@@ -171,9 +171,24 @@ def test_the_tool_writes_original_layout_records_with_metadata(generated_records
     assert len(feature["input_ids"].int64_list.value) == SEQ
 
 
+def test_a_shard_pattern_for_the_original_trainer_finds_only_records(generated_records,
+                                                                     tokenizer, tmp_path):
+    """run_pretraining.py globs --input_file (e.g. `a.tfrecord*`) and reads every match
+    as records: the metadata must not match. Metadata of the earlier name still reads."""
+    out, _ = generated_records
+    assert tf.io.gfile.glob(str(out / "a.tfrecord*")) == [str(out / "a.tfrecord")]
+    legacy = tmp_path / "a.tfrecord"
+    legacy.write_bytes((out / "a.tfrecord").read_bytes())
+    metadata = json.loads((out / ".a.metadata.json").read_text())
+    (tmp_path / "a.tfrecord.metadata.json").write_text(json.dumps({**metadata, "seq_length": 7}))
+    with pytest.raises(ValueError, match=r"a.tfrecord.metadata.json\) but this run expects "
+                                         r"seq_length=" + str(SEQ)):
+        pretraining_dataset(str(legacy), tokenizer, seq_length=SEQ, max_predictions_per_seq=P)
+
+
 def test_generated_records_round_trip_through_the_dataset(generated_records, tokenizer):
     out, _ = generated_records
-    metadata = [json.loads((out / f"{n}.tfrecord.metadata.json").read_text()) for n in "ab"]
+    metadata = [json.loads((out / f".{n}.metadata.json").read_text()) for n in "ab"]
     total = sum(m["num_instances"] for m in metadata)
     ds = pretraining_dataset(str(out / "*.tfrecord*"), tokenizer, seq_length=SEQ,
                              max_predictions_per_seq=P, batch_size=1, num_epochs=1, seed=1)
@@ -241,8 +256,8 @@ def test_a_rerun_killed_while_writing_keeps_the_earlier_records(generated_record
     out, _ = generated_records
     kept = tmp_path / "a.tfrecord"
     kept.write_bytes((out / "a.tfrecord").read_bytes())
-    metadata = (out / "a.tfrecord.metadata.json").read_text()
-    (tmp_path / "a.tfrecord.metadata.json").write_text(metadata)
+    metadata = (out / ".a.metadata.json").read_text()
+    (tmp_path / ".a.metadata.json").write_text(metadata)
     rerun = subprocess.Popen(
         [sys.executable, "-m", "keras_bert_impl.cli.create_pretraining_data",
          f"--input_file={shared_data / 'sample_text.txt'}", f"--output_file={kept}",
@@ -258,7 +273,7 @@ def test_a_rerun_killed_while_writing_keeps_the_earlier_records(generated_record
         rerun.kill()
         rerun.wait()
     assert kept.read_bytes() == (out / "a.tfrecord").read_bytes()
-    assert (tmp_path / "a.tfrecord.metadata.json").read_text() == metadata
+    assert (tmp_path / ".a.metadata.json").read_text() == metadata
 
 
 def test_a_truncated_record_file_is_an_error_naming_it_before_training_starts(
@@ -324,8 +339,8 @@ def test_empty_records_beside_metadata_are_an_error_not_a_hang(generated_records
     out, _ = generated_records
     emptied = tmp_path / "a.tfrecord"
     emptied.write_bytes(b"")
-    (tmp_path / "a.tfrecord.metadata.json").write_text(
-        (out / "a.tfrecord.metadata.json").read_text())
+    (tmp_path / ".a.metadata.json").write_text(
+        (out / ".a.metadata.json").read_text())
     with pytest.raises(ValueError, match="a.tfrecord.*hold no records"):
         pretraining_dataset(str(emptied), tokenizer, seq_length=SEQ, max_predictions_per_seq=P)
 

@@ -5,8 +5,9 @@ so its outputs and ours feed either trainer. The instances come from the same
 graph as ``pretraining_dataset``: ``--dupe_factor`` passes over the corpus,
 each with fresh NSP pairs and masks. The corpus is streamed (memory bounded
 by shuffle buffers, not by the corpus size); instances are shuffled within a
-buffer rather than globally. Beside each output file ``F`` goes
-``F.metadata.json`` with the generation parameters, checked at read time.
+buffer rather than globally. Beside each output file ``F.tfrecord`` goes
+``.F.metadata.json`` with the generation parameters, checked at read time (a
+pattern ``F.tfrecord*`` for the original trainer does not pick it up).
 
     bert-create-pretraining-data --input_file='corpus/*.txt' \
         --output_file=/tmp/train.tfrecord --vocab_file=vocab.txt \
@@ -128,8 +129,9 @@ def main(argv):
             tf.io.gfile.remove(path)
         raise app.UsageError("the corpus gave no instances; see the input files")
     for partial, path in zip(partial_files, output_files):
-        if tf.io.gfile.exists(tfrecords.metadata_path(path)):
-            tf.io.gfile.remove(tfrecords.metadata_path(path))
+        for metadata in tfrecords.metadata_paths(path):
+            if tf.io.gfile.exists(metadata):
+                tf.io.gfile.remove(metadata)
         tf.io.gfile.rename(partial, path, overwrite=True)
     for path, count in zip(output_files, counts):
         tfrecords.write_metadata(path, {

@@ -13,7 +13,10 @@ types, so our files and the original script's are interchangeable:
 | ``masked_lm_weights`` | float | P | ``masked_lm_weights`` float32 |
 | ``next_sentence_labels`` | int64 | 1 | ``next_sentence_labels`` int32 [] |
 
-Beside each record file ``F`` our tool writes ``F.metadata.json`` with the
+Beside each record file ``dir/F.tfrecord`` our tool writes ``dir/.F.metadata.json``
+(hidden, and not named after the record file, so a shard pattern such as
+``F.tfrecord*`` given to the original ``run_pretraining.py`` finds only records;
+``F.tfrecord.metadata.json`` from earlier versions is still read) with the
 generation parameters (seq length, max predictions, vocabulary sha256,
 masked_lm_prob, dupe_factor, ...). Reading checks them, and for files without
 metadata (the original script's) checks the first record's feature lengths
@@ -26,6 +29,7 @@ Every batch read is checked against the vocabulary size too.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 
@@ -70,7 +74,18 @@ def starts_with_a_record(path: str) -> bool:
 
 
 def metadata_path(record_path: str) -> str:
-    return record_path + METADATA_SUFFIX
+    """``dir/.F.metadata.json`` for ``dir/F.tfrecord`` (see the module docstring)."""
+    directory, name = os.path.split(record_path)
+    for suffix in TFRECORD_SUFFIXES:
+        if name.endswith(suffix):
+            name = name[:-len(suffix)]
+            break
+    return os.path.join(directory, f".{name}{METADATA_SUFFIX}")
+
+
+def metadata_paths(record_path: str) -> tuple[str, str]:
+    """Where the metadata is written, and where earlier versions wrote it."""
+    return metadata_path(record_path), record_path + METADATA_SUFFIX
 
 
 def write_metadata(record_path: str, metadata: dict) -> None:
@@ -78,10 +93,14 @@ def write_metadata(record_path: str, metadata: dict) -> None:
         json.dump(metadata, f, indent=2, sort_keys=True)
 
 
+def _existing_metadata_path(record_path: str) -> str | None:
+    return next((p for p in metadata_paths(record_path) if tf.io.gfile.exists(p)), None)
+
+
 def read_metadata(record_path: str) -> dict | None:
     """The metadata beside ``record_path``, None when there is none."""
-    path = metadata_path(record_path)
-    if not tf.io.gfile.exists(path):
+    path = _existing_metadata_path(record_path)
+    if path is None:
         return None
     with tf.io.gfile.GFile(path) as f:
         try:
@@ -181,11 +200,12 @@ def _check_metadata(path, metadata, seq_length, max_predictions_per_seq, vocab_s
         expected["vocab_sha256"] = vocab_sha256
     for field, value in expected.items():
         if field not in metadata:
-            raise ValueError(f"pretraining metadata {metadata_path(path)!r} lacks {field!r}")
+            raise ValueError(f"pretraining metadata {_existing_metadata_path(path)!r} lacks "
+                             f"{field!r}")
         if metadata[field] != value:
             raise ValueError(
                 f"pretraining records {path!r} were written with {field}={metadata[field]!r} "
-                f"(see {metadata_path(path)}) but this run expects {field}={value!r}")
+                f"(see {_existing_metadata_path(path)}) but this run expects {field}={value!r}")
 
 
 def _check_first_record(path, seq_length, max_predictions_per_seq):
