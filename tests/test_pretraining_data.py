@@ -200,8 +200,9 @@ def test_random_segments_of_a_small_repeated_corpus_come_from_another_document(
             random_pairs += 1
             own_document += bool(set(docs_a) & set(docs_b))
     assert random_pairs > 30
-    # Only the first document of the stream, which has no earlier one, pairs with itself.
-    assert own_document <= 4, f"{own_document} of {random_pairs} random Bs from A's document"
+    # The stream's first document has no earlier one: it keeps actual next segments
+    # (a one-sentence chunk, rare here, would still take B from its own document).
+    assert own_document <= 1, f"{own_document} of {random_pairs} random Bs from A's document"
 
 
 def test_same_seed_gives_the_same_batches_and_start_step_resumes_the_stream(

@@ -11,8 +11,10 @@ document, label 1, and the unused sentences of the chunk go back to the
 document; otherwise label 0 (B is the actual next text).
 
 The "other document" is the most recent earlier document of the shuffled
-document stream whose text differs (the first document of a stream, like the
-original's one-document corpus, pairs with itself).
+document stream whose text differs. The first document of a stream has none:
+its chunks keep their actual next text, except a one-sentence chunk, which
+(like every chunk of the original's one-document corpus) takes B from its own
+document.
 
 Truncation is the original ``truncate_seq_pair``: tokens are dropped one at a
 time from the longer segment (B on ties) until the pair fits
@@ -32,6 +34,7 @@ def create_instances(document: dict[str, tf.Tensor],
                      other: dict[str, tf.Tensor],
                      seed: tf.Tensor,
                      *,
+                     other_is_another_document: bool | tf.Tensor = True,
                      seq_length: int,
                      short_seq_prob: float,
                      cls_id: int,
@@ -42,6 +45,8 @@ def create_instances(document: dict[str, tf.Tensor],
       document, other: ``tokens`` and ``word_starts`` (int32 [tokens]) and
         ``sentence_lengths`` (int32 [sentences], each > 0).
       seed: int64 [2], the stateless seed of this document.
+      other_is_another_document: False when `other` is `document` itself (no
+        other text yet): only one-sentence chunks then take a random B.
 
     Returns:
       int32 ``input_word_ids``, ``input_mask``, ``input_type_ids``,
@@ -57,7 +62,7 @@ def create_instances(document: dict[str, tf.Tensor],
                              tf.minimum(short_target, max_num_tokens), max_num_tokens)
 
     spans = _chunk_spans(document["sentence_lengths"], other["sentence_lengths"],
-                         target_length, chunk_seed)
+                         target_length, chunk_seed, other_is_another_document)
     spans = _truncate(spans, max_num_tokens, trunc_seed)
 
     num_own_tokens = tf.size(document["tokens"])
@@ -84,7 +89,8 @@ def create_instances(document: dict[str, tf.Tensor],
 
 
 def _chunk_spans(lengths: tf.Tensor, other_lengths: tf.Tensor,
-                 target_length: tf.Tensor, seed: tf.Tensor) -> dict[str, tf.Tensor]:
+                 target_length: tf.Tensor, seed: tf.Tensor,
+                 random_b_allowed: bool | tf.Tensor = True) -> dict[str, tf.Tensor]:
     """Token spans [start, end) of segment A and B of every instance."""
     num_sentences = tf.size(lengths)
     ends = tf.cumsum(lengths)
@@ -115,7 +121,8 @@ def _chunk_spans(lengths: tf.Tensor, other_lengths: tf.Tensor,
         a_size = tf.minimum(a_size, tf.maximum(chunk_size - 1, 1))
         a_last = chunk_start + a_size - 1
         a_start, a_end = starts[chunk_start], ends[a_last]
-        is_random = tf.logical_or(tf.equal(chunk_size, 1), draw[1] < 0.5)
+        is_random = tf.logical_or(tf.equal(chunk_size, 1),
+                                  tf.logical_and(random_b_allowed, draw[1] < 0.5))
 
         target_b = target_length - (a_end - a_start)
         random_start = tf.minimum(tf.cast(draw[2] * tf.cast(num_other, tf.float32), tf.int32),

@@ -151,9 +151,10 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
     pairs = tf.data.Dataset.zip(_pair_with_previous(documents), _seeds(pipeline_seed, 0))
 
     def instances(pair, seed_pair):
-        document, other = pair
+        document, other, has_other = pair
         features = create_instances(
-            document, other, seed_pair, seq_length=seq_length,
+            document, other, seed_pair, other_is_another_document=has_other,
+            seq_length=seq_length,
             short_seq_prob=short_seq_prob, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id)
         if not whole_word_masking:
             del features["word_starts"]
@@ -283,8 +284,9 @@ def _document_tokenizer(tokenizer, whole_word_masking: bool):
 
 
 def _pair_with_previous(documents: tf.data.Dataset) -> tf.data.Dataset:
-    """(document, other document) pairs; the other is the most recent earlier
-    document of another text.
+    """(document, other document, whether the other is another text) triples; the
+    other is the most recent earlier document of another text (the document
+    itself when there is none yet, at the start of a stream).
 
     A repeated stream of a small corpus often puts copies of one document next
     to each other (the shuffle buffer holds several epochs); pairing with the
@@ -308,9 +310,10 @@ def _pair_with_previous(documents: tf.data.Dataset) -> tf.data.Dataset:
     def step(state, document):
         last, before_last = state
         repeated = tf.logical_and(has_text(last), same_text(last, document))
-        fallback = pick(has_text(before_last), before_last, document)
-        other = pick(tf.logical_and(has_text(last), tf.logical_not(repeated)), last, fallback)
-        return (document, pick(repeated, before_last, last)), (document, other)
+        use_last = tf.logical_and(has_text(last), tf.logical_not(repeated))
+        other = pick(use_last, last, pick(has_text(before_last), before_last, document))
+        has_other = tf.logical_or(use_last, has_text(before_last))
+        return (document, pick(repeated, before_last, last)), (document, other, has_other)
 
     empty = {key: tf.zeros([0], tf.int32) for key in ("tokens", "word_starts", "sentence_lengths")}
     return documents.scan((empty, empty), step)
