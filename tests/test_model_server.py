@@ -75,6 +75,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def base_with_version_1(tmp_path):
+    """tmp_path/bert holding version 1 of the toy model (scale 1)."""
+    base = tmp_path / "bert"
+    base.mkdir()
+    write_toy_version(str(base), 1, scale=1.0)
+    return base
+
+
 def wait_for(condition, timeout=60.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -672,9 +680,7 @@ def test_base_paths_and_config_files_are_read_through_tensorflow_file_systems(tm
 
 
 def test_a_second_server_on_ports_in_use_is_refused_and_the_first_keeps_its_clients(tmp_path):
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     with start_server(str(base), file_system_poll_wait_seconds=0, rest_api_port=0) as first:
         # gRPC's default SO_REUSEPORT would let it bind and take some of the connections.
         with pytest.raises(OSError, match=f"cannot bind gRPC to 127.0.0.1:{first.port}"):
@@ -690,9 +696,7 @@ def test_a_second_server_on_ports_in_use_is_refused_and_the_first_keeps_its_clie
 
 
 def test_a_broken_version_is_reported_and_the_previous_one_keeps_serving(tmp_path):
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     with start_server(str(base), file_system_poll_wait_seconds=0.2,
                       max_num_load_retries=0) as handle:
         client = Client(f"127.0.0.1:{handle.port}")
@@ -705,9 +709,7 @@ def test_a_broken_version_is_reported_and_the_previous_one_keeps_serving(tmp_pat
 
 
 def test_a_version_still_being_copied_is_retried_and_then_served(tmp_path):
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     complete = tmp_path / "complete"
     complete.mkdir()
     write_toy_version(str(complete), 2, scale=2.0)
@@ -726,9 +728,7 @@ def test_a_version_still_being_copied_is_retried_and_then_served(tmp_path):
 
 
 def test_deleting_the_newest_version_rolls_back_to_the_one_before(tmp_path):
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     with start_server(str(base), file_system_poll_wait_seconds=0.2) as handle:
         client = Client(f"127.0.0.1:{handle.port}")
         write_toy_version(str(base), 2, scale=2.0)
@@ -744,9 +744,7 @@ def test_deleting_the_newest_version_rolls_back_to_the_one_before(tmp_path):
 def test_versions_follow_the_disk_as_tf_servings_availability_preserving_policy(tmp_path):
     """A missing base path (an unmounted volume) changes nothing; a base path without
     versions unloads the model."""
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     with start_server(str(base), file_system_poll_wait_seconds=0.05) as handle:
         polls, poll = [], handle.manager.poll
         handle.manager.poll = lambda: (polls.append(1), poll())
@@ -786,9 +784,7 @@ def test_a_retry_due_while_the_base_path_is_missing_waits_another_interval(tmp_p
 
 
 def test_a_failing_version_whose_directory_is_deleted_ends(tmp_path):
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     with start_server(str(base), file_system_poll_wait_seconds=0.2, max_num_load_retries=5,
                       load_retry_interval_micros=60_000_000) as handle:
         client = Client(f"127.0.0.1:{handle.port}")
@@ -957,9 +953,7 @@ def test_rest_float32_digits_follow_tf_servings_rule_at_every_magnitude():
 
 
 def test_allowed_batch_sizes_pad_and_the_answer_is_unpadded(tmp_path):
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     batching = parse_batching_parameters(
         "max_batch_size { value: 8 } batch_timeout_micros { value: 0 } allowed_batch_sizes: 4 "
         "allowed_batch_sizes: 8")
@@ -969,9 +963,7 @@ def test_allowed_batch_sizes_pad_and_the_answer_is_unpadded(tmp_path):
 
 
 def test_command_line_server_serves_and_exits_cleanly_on_sigterm(tmp_path):
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "keras_bert_impl.serving.model_server", f"--port={port}",
@@ -1079,9 +1071,7 @@ def test_grpc_channel_arguments_are_parsed_as_tensorflow_model_server_does():
 
 
 def test_a_channel_argument_grpc_cannot_take_is_a_value_error(tmp_path):
-    base = tmp_path / "bert"
-    base.mkdir()
-    write_toy_version(str(base), 1, scale=1.0)
+    base = base_with_version_1(tmp_path)
     with pytest.raises(ValueError, match="gRPC channel arguments .*too large"):
         start_server(str(base), file_system_poll_wait_seconds=0,
                      grpc_channel_arguments=[("grpc.max_receive_message_length", 1 << 40)])
