@@ -317,6 +317,18 @@ def test_each_input_pipeline_checks_the_files_it_reads_once_per_process(
         pipeline(0)
 
 
+def test_the_tool_refuses_output_files_whose_metadata_would_collide(
+        shared_data, uncased_vocab, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_bert_impl.cli.create_pretraining_data",
+         f"--input_file={shared_data / 'sample_text.txt'}", f"--vocab_file={uncased_vocab}",
+         f"--output_file={tmp_path / 'a.tfrecord'},{tmp_path / 'a.tfrecords'}"],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode != 0
+    assert "whose metadata would both be" in result.stderr and ".a.metadata.json" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_the_tool_refuses_a_dupe_factor_below_one():
     from absl import flags
 

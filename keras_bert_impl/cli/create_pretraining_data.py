@@ -100,6 +100,12 @@ def main(argv):
     if repeated:
         raise app.UsageError(f"--output_file names {repeated[0]} more than once; give each "
                              "output file once")
+    metadata = [os.path.normpath(tfrecords.metadata_path(path)) for path in output_files]
+    shared = [i for i, path in enumerate(metadata) if path in metadata[:i]]
+    if shared:
+        first = output_files[metadata.index(metadata[shared[0]])]
+        raise app.UsageError(f"--output_file names {first} and {output_files[shared[0]]}, whose "
+                             f"metadata would both be {metadata[shared[0]]}; name them apart")
     for path in output_files:
         if tf.io.gfile.isdir(path):  # found before the corpus is read, not at the end
             raise app.UsageError(f"--output_file={path} is a directory; name a file in it")
