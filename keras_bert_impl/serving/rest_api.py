@@ -379,7 +379,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return b"".join(pieces)
 
     def _servable(self, match):
-        return self.manager.servable(_model_name(match), _version(match), _label(match))
+        return self.manager.servable(*_model_spec(match))
 
     def _get(self, match, request_body: bytes):
         if _method(match) == ":predict":
@@ -421,8 +421,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise invalid_argument("the request body must be a JSON object")
         if not isinstance(body.get("signature_name", ""), str):
             raise invalid_argument("'signature_name' key must be a string value.")
-        with self.manager.serving(_model_name(match), _version(match),
-                                  _label(match)) as servable:
+        with self.manager.serving(*_model_spec(match)) as servable:
             signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
             signature = servable.signature_defs.get(signature_name)
             if signature is None or signature_name.startswith("__"):
@@ -453,6 +452,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 def _method(match) -> str:
     return (match["method"] or "").lower()
+
+
+def _model_spec(match) -> tuple[str, int | None, str]:
+    """(model name, version, label) of a /v1/models/... path, as ModelManager takes them."""
+    return _model_name(match), _version(match), _label(match)
 
 
 def _model_name(match) -> str:

@@ -95,8 +95,7 @@ class Servable:
                 f"to be in the set {{{','.join(sorted(signature.outputs))}}}.")
         with self._lock:
             if self._closed:
-                raise ServingError(grpc.StatusCode.UNAVAILABLE,
-                                   f"model {self.name!r} version {self.version} was unloaded")
+                raise self._unavailable("was unloaded")
             self._in_flight += 1
         try:
             if self._batching is None:
@@ -114,14 +113,17 @@ class Servable:
         its servable to its answer, as TF Serving's ServableHandle (an unload waits)."""
         with self._lock:
             if self._closing:
-                raise ServingError(grpc.StatusCode.UNAVAILABLE,
-                                   f"model {self.name!r} version {self.version} is unloading")
+                raise self._unavailable("is unloading")
             self._in_flight += 1
 
     def release(self) -> None:
         with self._lock:
             self._in_flight -= 1
             self._idle.notify_all()
+
+    def _unavailable(self, what: str) -> ServingError:
+        return ServingError(grpc.StatusCode.UNAVAILABLE,
+                            f"model {self.name!r} version {self.version} {what}")
 
     def warm_up(self) -> int:
         """Replays `assets.extra/tf_serving_warmup_requests` as TF Serving does; returns the count."""
@@ -209,8 +211,7 @@ class Servable:
     def _batcher(self, signature_name: str) -> Batcher:
         with self._lock:
             if self._closed:  # closed meanwhile: a new Batcher's threads would never stop
-                raise ServingError(grpc.StatusCode.UNAVAILABLE,
-                                   f"model {self.name!r} version {self.version} was unloaded")
+                raise self._unavailable("was unloaded")
             if signature_name not in self._batchers:
                 self._batchers[signature_name] = Batcher(
                     lambda inputs: self._run(signature_name, inputs), self._batching)
