@@ -123,6 +123,8 @@ def test_a_question_without_prediction_scores_zero_in_v1_and_is_left_out_in_v2()
     assert squad.squad_scores(gold, {"q2": "c"}) == {"exact_match": 50.0, "f1": 50.0}
     assert squad.squad_scores(gold, {"q2": "c"}, version_2_with_negative=True) == {
         "exact_match": 100.0, "f1": 100.0}
+    with pytest.raises(ValueError, match="none of the questions has a prediction"):
+        squad.squad_scores(gold, {"q9": "c"}, version_2_with_negative=True)
 
 
 def test_accuracy_accepts_numpy_arrays():
