@@ -203,3 +203,16 @@ def test_a_model_from_bert_finetune_is_exported_with_the_settings_it_was_trained
     served = loaded.signatures["serving_default"](
         text=tf.constant(["Which?"]), text_pair=tf.constant(["word " * 100]))
     assert served["start_logits"].shape[1] == 32
+
+
+def test_a_fill_mask_export_of_a_checkpoint_without_masked_lm_head_points_to_the_encoder(
+        bert_export, tmp_path):
+    from keras_bert_impl.checkpoints.google import save_google_checkpoint
+
+    encoder = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=30522))
+    checkpoint = save_google_checkpoint(encoder, tmp_path / "bert_model.ckpt")
+    with pytest.raises(app.UsageError, match=r"has no masked-LM head \(cls/.*export its encoder "
+                       "with --model_kind=encoder"):
+        bert_export(f"--init_checkpoint={checkpoint}", "--preset=bert_tiny",
+                    "--model_kind=masked_lm")
+    assert not (tmp_path / "export").exists()

@@ -51,3 +51,21 @@ def test_fp16_run_from_a_google_checkpoint_continues_from_its_weights(
         np.testing.assert_allclose(final[name], value, atol=1e-3, err_msg=name)
     moved = [name for name in initial if not np.array_equal(initial[name], final[name])]
     assert "bert/encoder/layer_0/attention/self/query/kernel" in moved
+
+
+def test_an_encoder_checkpoint_starts_pretraining_with_fresh_heads_as_run_pretraining_does(
+        tmp_path, uncased_vocab):
+    from keras_bert_impl.training.pretraining import PretrainingRun
+
+    encoder = BertEncoder(BertConfig.from_dict(TINY))
+    start = save_google_checkpoint(encoder, tmp_path / "encoder" / "bert_model.ckpt")
+    run = PretrainingRun(str(tmp_path / "run"), uncased_vocab, lower_case=True,
+                         config=BertConfig.from_dict(TINY))
+    run.build(learning_rate=1e-4, num_train_steps=2, num_warmup_steps=0, init_checkpoint=start)
+
+    assert "cls/predictions/output_bias" in run.heads_not_in_init_checkpoint
+    assert "cls/seq_relationship/output_weights" in run.heads_not_in_init_checkpoint
+    assert not any(name.startswith("bert/") for name in run.heads_not_in_init_checkpoint)
+    np.testing.assert_array_equal(
+        run.encoder.google_variable_map()["bert/encoder/layer_0/output/dense/kernel"].numpy(),
+        _checkpoint_tensors(start)["bert/encoder/layer_0/output/dense/kernel"])

@@ -90,6 +90,17 @@ def check_seq_length_fits(seq_length: int, config, source: str) -> None:
                              f"{config.max_position_embeddings} of {source}")
 
 
+def check_lower_case_fits(vocab_file: str, lower_case: bool, flag: str = "lower_case") -> None:
+    """A usage error when `--vocab_file`'s casing cannot fit `--<flag>`, as the original
+    run_* scripts refuse a cased checkpoint with lower-casing (and the reverse)."""
+    from keras_bert_impl.text.casing import casing_mismatch
+    from keras_bert_impl.text.vocab_file import read_vocab_file
+
+    if mismatch := casing_mismatch(read_vocab_file(vocab_file)[0], lower_case):
+        raise app.UsageError(f"--vocab_file={vocab_file}: {mismatch}; pass "
+                             f"{'--no' + flag if lower_case else '--' + flag}")
+
+
 def run_tool(module_name: str, define_flags: Callable[[], None], main: Callable) -> None:
     """Defines a tool's flags and runs its `main` under absl.
 

@@ -18,7 +18,7 @@ import os
 
 from absl import app, flags
 
-from keras_bert_impl.cli import run_tool
+from keras_bert_impl.cli import check_lower_case_fits, run_tool
 
 FLAGS = flags.FLAGS
 
@@ -73,6 +73,7 @@ def main(argv):
     from keras_bert_impl.data.pretraining import pretraining_dataset
     from keras_bert_impl.text.tokenizer import BertTokenizer
 
+    check_lower_case_fits(FLAGS.vocab_file, FLAGS.do_lower_case, flag="do_lower_case")
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.do_lower_case)
     dataset = pretraining_dataset(
         FLAGS.input_file, tokenizer,

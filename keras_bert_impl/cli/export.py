@@ -20,6 +20,7 @@ from absl import app, flags
 
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
+    check_lower_case_fits,
     load_keras_file,
     quiet_absl_logging,
     run_tool,
@@ -142,7 +143,12 @@ def _load_model():
         raise app.UsageError("--init_checkpoint needs --bert_config or --preset")
     encoder = BertEncoder(config)
     model = BertPretrainer(encoder) if FLAGS.model_kind == "masked_lm" else encoder
-    load_google_checkpoint(model, FLAGS.init_checkpoint)
+    missing = load_google_checkpoint(model, FLAGS.init_checkpoint, allow_missing_heads=True).missing
+    if missing:
+        raise app.UsageError(
+            f"--init_checkpoint={FLAGS.init_checkpoint} has no masked-LM head ({missing[0]} and "
+            f"{len(missing) - 1} more) for --model_kind=masked_lm; export its encoder with "
+            "--model_kind=encoder")
     return model
 
 
@@ -174,6 +180,7 @@ def main(argv):
         **{name: FLAGS[name].value for name in SPAN_LABELER_FLAGS},
         **_recorded_options()}
     _check_span_labeler_flags(model, options["pair_inputs"])
+    check_lower_case_fits(FLAGS.vocab_file, options["lower_case"])
     path = export_saved_model(
         model, FLAGS.export_dir, vocab_file=FLAGS.vocab_file, version=version,
         top_k=FLAGS.top_k, labels=options.pop("labels_file"),

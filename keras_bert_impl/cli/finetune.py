@@ -27,6 +27,7 @@ from absl import app, flags
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
     check_global_batch_splits,
+    check_lower_case_fits,
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
     check_steps_per_execution,
@@ -195,6 +196,7 @@ def main(argv):
         FLAGS.seq_length = DEFAULT_SEQ_LENGTH[FLAGS.task]
     check_model_dir(FLAGS.model_dir)
     export_version = _export_version()
+    check_lower_case_fits(FLAGS.vocab_file, FLAGS.lower_case)
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
     preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
     task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)

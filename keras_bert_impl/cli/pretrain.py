@@ -16,6 +16,7 @@ from absl import app, flags
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
     check_global_batch_splits,
+    check_lower_case_fits,
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
     check_steps_per_execution,
@@ -93,6 +94,7 @@ def main(argv):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[FLAGS.mixed_precision])
     config = _bert_config()
     check_seq_length_fits(FLAGS.seq_length, config, FLAGS.bert_config or f"--preset={FLAGS.preset}")
+    check_lower_case_fits(FLAGS.vocab_file, FLAGS.lower_case)
     run = pretraining.PretrainingRun(
         model_dir=FLAGS.model_dir,
         vocab_file=FLAGS.vocab_file,
@@ -125,6 +127,9 @@ def main(argv):
     )
     if run.initial_step:
         print(f"Resuming from {run.checkpoint.restored_from} at step {run.initial_step}")
+    elif run.heads_not_in_init_checkpoint:
+        print(f"--init_checkpoint={FLAGS.init_checkpoint} has no pretraining heads; "
+              f"{', '.join(run.heads_not_in_init_checkpoint)} start from their initial values")
     dataset_fn = functools.partial(
         _pipeline,
         FLAGS.input_files,

@@ -1,9 +1,12 @@
 """`BertTokenizer`: the original BERT FullTokenizer as a TF-Text graph."""
 
+import warnings
+
 import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_bert_impl.text.basic_tokenization import normalize, split_words
+from keras_bert_impl.text.casing import casing_mismatch
 from keras_bert_impl.text.vocab_file import read_vocab_file
 
 REQUIRED_TOKENS = {"pad_id": "[PAD]", "unk_id": "[UNK]", "cls_id": "[CLS]", "sep_id": "[SEP]"}
@@ -28,7 +31,8 @@ class BertTokenizer(tf.Module):
     Input bytes that are not valid UTF-8 are dropped, as the original's
     `decode("utf-8", "ignore")`; an empty or all-whitespace string gives no
     tokens. Texts of any length are tokenized whole (truncation is the
-    preprocessor's job).
+    preprocessor's job). A `lower_case` that cannot fit the vocabulary (a cased
+    one with lower-casing, an uncased one without) is warned about.
 
     ```python
     tok = BertTokenizer("vocab.txt", lower_case=True)
@@ -46,6 +50,8 @@ class BertTokenizer(tf.Module):
         self.lower_case = bool(lower_case)
         self.max_chars_per_token = max_chars_per_token
         self.vocab, self.vocab_sha256 = read_vocab_file(vocab_file)
+        if mismatch := casing_mismatch(self.vocab, self.lower_case):
+            warnings.warn(f"{vocab_file}: {mismatch}", stacklevel=2)
         self.vocab_size = len(self.vocab)
         ids = {token: i for i, token in enumerate(self.vocab)}
         for attribute, token in REQUIRED_TOKENS.items():

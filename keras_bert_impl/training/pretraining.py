@@ -49,6 +49,8 @@ class PretrainingRun:
         self.is_chief = is_chief(self.strategy)
         self.task_id = task_id(self.strategy)
         self.tokenizer = BertTokenizer(vocab_file, lower_case=lower_case)
+        # Set by build(): Google names of pretraining heads init_checkpoint lacked.
+        self.heads_not_in_init_checkpoint: list[str] = []
         if self.tokenizer.vocab_size != config.vocab_size:
             raise ValueError(
                 f"vocab_size {config.vocab_size} in the BERT config does not match "
@@ -85,7 +87,11 @@ class PretrainingRun:
             if init_checkpoint:
                 from keras_bert_impl.checkpoints.google import load_google_checkpoint
 
-                load_google_checkpoint(self.pretrainer, init_checkpoint)
+                # As run_pretraining.py, heads the checkpoint lacks (an encoder's own
+                # checkpoint) start from their initial values.
+                loaded = load_google_checkpoint(self.pretrainer, init_checkpoint,
+                                                allow_missing_heads=True)
+                self.heads_not_in_init_checkpoint = loaded.missing
             self.checkpoint = TrainingCheckpoint(
                 self.model_dir, self.pretrainer, self.pretrainer.optimizer,
                 is_chief=self.is_chief, task_id=self.task_id,
