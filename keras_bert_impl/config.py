@@ -138,8 +138,9 @@ class BertConfig:
             raise ValueError(  # noqa: TRY004 (the file's content is bad, not an argument)
                 f"{path}: expected a JSON object of BERT hyperparameters.")
         if missing := [name for name in _REQUIRED_IN_FILES if name not in values]:
+            fields = {f.name for f in dataclasses.fields(cls)}
             misspelt = [f"{key!r} for {match!r}" for key in values
-                        if (match := _misspelt(key, set(missing)))]
+                        if key not in fields and (match := _misspelt(key, set(missing)))]
             raise ValueError(
                 f"{path}: missing {', '.join(missing)}"
                 + (f" (misspelt? {', '.join(misspelt)})" if misspelt else "")

@@ -119,6 +119,11 @@ def test_a_config_file_without_a_size_is_an_error_not_bert_base(tmp_path):
     with pytest.raises(ValueError, match=r"bert_config.json: missing num_hidden_layers "
                        r"\(misspelt\? 'num_hidden_layer' for 'num_hidden_layers'\)"):
         BertConfig.from_json_file(path)
+    # type_vocab_size is a field of its own, not a misspelt vocab_size.
+    path.write_text('{"type_vocab_size": 2, "hidden_size": 64, "num_hidden_layers": 2, '
+                    '"num_attention_heads": 2, "intermediate_size": 256}')
+    with pytest.raises(ValueError, match=r"missing vocab_size; a bert_config.json gives"):
+        BertConfig.from_json_file(path)
     path.write_text("{}")
     with pytest.raises(ValueError, match="missing vocab_size, hidden_size, num_hidden_layers, "
                        "num_attention_heads, intermediate_size; a bert_config.json gives"):
