@@ -15,6 +15,7 @@ from keras_bert_impl.training.lamb import BertLamb
 from keras_bert_impl.training.learning_rate import WarmupPolynomialDecay
 from keras_bert_impl.training.loss_scaling import ReplicaConsistentLossScaleOptimizer
 from keras_bert_impl.training.optimization import create_optimizer
+from keras_bert_impl.training.weight_decay_exclusion import NO_WEIGHT_DECAY
 
 
 def test_learning_rate_warms_up_linearly_then_decays_linearly_to_zero():
@@ -273,9 +274,65 @@ def test_the_replica_consistent_loss_scaling_round_trips_through_a_keras_file(tm
     ({"init_lr": 0.0}, "init_lr .* must be a finite number > 0"),
     ({"init_lr": float("nan")}, "init_lr .* must be a finite number > 0, got nan"),
     ({"init_lr": 1e-4, "weight_decay_rate": -1.0}, "weight_decay_rate must be a finite number"),
-    ({"init_lr": 1e-4, "end_lr": float("inf")}, "end_lr must be a finite number >= 0"),
-], ids=["negative", "zero", "nan", "negative decay", "infinite end"])
+    ({"init_lr": 1e-4, "end_lr": float("inf")}, r"end_lr must be a finite number in \[0, "),
+    # The schedule would climb from init_lr to end_lr.
+    ({"init_lr": 1e-4, "end_lr": 1.0}, r"end_lr must be a finite number in \[0, init_lr=0.0001\]"),
+    ({"init_lr": 1e-4, "beta_1": 1.5}, r"beta_1 must be a finite number in \[0, 1\)"),
+    ({"init_lr": 1e-4, "epsilon": -1.0}, "epsilon must be a finite number > 0"),
+    # Keras reads 0 as "no clipping"; None says so.
+    ({"init_lr": 1e-4, "global_clipnorm": 0.0}, r"global_clipnorm \(None: no clipping\) must"),
+    ({"init_lr": 1e-4, "num_warmup_steps": 1.5}, "num_warmup_steps must be a whole number"),
+    ({"init_lr": 1e-4, "num_train_steps": float("inf")}, "num_train_steps must be a whole number"),
+    ({"init_lr": 1e-4, "num_train_steps": float("nan")}, "num_train_steps must be a whole number"),
+], ids=["negative", "zero", "nan", "negative decay", "infinite end", "end above peak",
+        "beta_1 above 1", "negative epsilon", "zero clip norm", "fractional warmup",
+        "infinite steps", "nan steps"])
 def test_a_learning_rate_that_would_train_wrongly_is_refused(kwargs, words):
     # A negative rate is gradient ascent: the loss climbs with no error.
     with pytest.raises(ValueError, match=words):
-        create_optimizer(num_train_steps=10, num_warmup_steps=1, **kwargs)
+        create_optimizer(**{"num_train_steps": 10, "num_warmup_steps": 1, **kwargs})
+
+
+def test_numpy_numbers_are_taken_as_numbers_and_the_config_stays_json():
+    optimizer = create_optimizer(np.float32(1e-4), num_train_steps=np.int64(10),
+                                 num_warmup_steps=np.int64(2), weight_decay_rate=np.float32(0.01))
+    assert json.loads(json.dumps(keras.optimizers.serialize(optimizer)))
+    assert float(optimizer.learning_rate.numpy()) == 0.0  # step 0 of the warmup
+    assert optimizer._learning_rate.get_config()["num_train_steps"] == 10
+
+
+def test_excluding_more_variables_keeps_the_layer_norm_and_bias_exclusion():
+    encoder = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=32))
+    optimizer = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1)
+    table = encoder.google_variable_map()["bert/embeddings/word_embeddings"]
+    optimizer.exclude_from_weight_decay(var_names=["position_embeddings"])
+    optimizer.exclude_from_weight_decay(var_list=[table])
+    decayed = {name for name, variable in encoder.google_variable_map().items()
+               if optimizer._use_weight_decay(variable)}
+    assert not any("LayerNorm" in name or "bias" in name for name in decayed)
+    assert "bert/embeddings/position_embeddings" not in decayed
+    assert "bert/embeddings/word_embeddings" not in decayed
+    assert "bert/encoder/layer_0/attention/self/query/kernel" in decayed
+    assert keras.optimizers.serialize(optimizer)["config"]["exclude_from_weight_decay_names"] == [
+        *NO_WEIGHT_DECAY, "position_embeddings"]
+
+
+@pytest.mark.parametrize("optimizer_type", ["adamw", "lamb"])
+def test_summed_replica_gradients_are_averaged_ones_with_epsilon_over_the_replica_count(
+        optimizer_type):
+    # The original's CrossShardOptimizer summed R shards' clipped gradients; we average
+    # them. The create_optimizer docstring says epsilon / R makes the two the same.
+    replicas, rng = 4, np.random.default_rng(0)
+    initial = rng.normal(size=[3, 5]).astype("float32")
+    mean_gradients = [1e-6 * rng.normal(size=[3, 5]).astype("float32") for _ in range(6)]
+    weights = {}
+    for name, scale, epsilon in (("summed", replicas, 1e-6), ("averaged", 1, 1e-6 / replicas)):
+        variable = keras.Variable(initial, name="kernel")
+        optimizer = create_optimizer(1e-2, num_train_steps=6, num_warmup_steps=0,
+                                     optimizer_type=optimizer_type, epsilon=epsilon,
+                                     global_clipnorm=None)
+        for gradient in mean_gradients:
+            optimizer.apply_gradients([(scale * gradient, variable)])
+        weights[name] = variable.numpy()
+    assert not np.allclose(weights["summed"], initial, atol=1e-4)
+    np.testing.assert_allclose(weights["summed"], weights["averaged"], rtol=1e-5, atol=1e-7)

@@ -7,7 +7,8 @@ class PerReplicaGlobalNormClipping:
     """Optimizer mixin: `global_clipnorm` bounds each replica's gradient, then they are averaged.
 
     The original clipped every TPU shard's gradient to norm 1.0 and
-    `CrossShardOptimizer` averaged them. Keras also clips inside each
+    `CrossShardOptimizer` summed them (see `create_optimizer` for what that
+    changes). Keras also clips inside each
     replica, before the all-reduce, but there the gradient is of the loss
     divided by the number of replicas R, so a plain `global_clipnorm=1.0`
     would bound each shard at R instead of 1. Clipping at `global_clipnorm / R`

@@ -1,5 +1,8 @@
 """The original BERT learning-rate schedule: linear warmup, then polynomial decay."""
 
+import math
+import numbers
+
 import keras
 from keras import ops
 
@@ -26,6 +29,8 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
         end_lr: float = 0.0,
         power: float = 1.0,
     ):
+        num_train_steps = _whole_number(num_train_steps, "num_train_steps")
+        num_warmup_steps = _whole_number(num_warmup_steps, "num_warmup_steps")
         if num_train_steps <= 0:
             raise ValueError(f"num_train_steps must be positive, got {num_train_steps}")
         if not 0 <= num_warmup_steps <= num_train_steps:
@@ -56,3 +61,12 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
             "end_lr": self.end_lr,
             "power": self.power,
         }
+
+
+def _whole_number(value, name: str) -> int:
+    """A step count as an int; one with a fraction, an infinity or NaN is an error (the
+    original builds its step counts as int32 constants)."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or value != int(value)):
+        raise ValueError(f"{name} must be a whole number of steps, got {value!r}")
+    return int(value)

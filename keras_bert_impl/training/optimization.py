@@ -1,6 +1,7 @@
 """The BERT optimizer: AdamW (or LAMB) with warmup, decay and gradient clipping."""
 
 import math
+import numbers
 
 import keras
 
@@ -29,9 +30,14 @@ def create_optimizer(
     except LayerNorm and bias variables; gradients clipped to a global norm
     of 1.0; AdamW without Adam's bias correction, as the original's
     `AdamWeightDecayOptimizer` (`BertAdamW`). `optimizer_type="lamb"` uses
-    LAMB's layer-wise trust ratio for large batches. Under a distribution
-    strategy each replica's gradient is clipped to the global norm and the
-    clipped gradients are averaged, as the original's `CrossShardOptimizer` did.
+    LAMB's layer-wise trust ratio for large batches (clipped as well).
+
+    Under a distribution strategy each replica's gradient is clipped to the
+    global norm, as on the original's TPU shards, and the clipped gradients are
+    averaged, so a run takes the same steps on any number of replicas. The
+    original's `CrossShardOptimizer` summed them instead; without bias
+    correction that is the mean with `epsilon` divided by the number of
+    replicas R, so `epsilon=1e-6 / R` reproduces an original TPU run exactly.
 
     ```python
     opt = create_optimizer(1e-4, num_train_steps=10000, num_warmup_steps=1000)
@@ -39,12 +45,15 @@ def create_optimizer(
     ```
     """
     # A negative rate climbs the loss and a NaN one ruins the weights, both without error.
-    if not (isinstance(init_lr, (int, float)) and math.isfinite(init_lr) and init_lr > 0):
-        raise ValueError(f"init_lr (the peak learning rate) must be a finite number > 0, "
-                         f"got {init_lr!r}")
-    for name, value in (("weight_decay_rate", weight_decay_rate), ("end_lr", end_lr)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    init_lr = _finite(init_lr, "init_lr (the peak learning rate)", "> 0", lambda v: v > 0)
+    weight_decay_rate = _finite(weight_decay_rate, "weight_decay_rate", ">= 0", lambda v: v >= 0)
+    end_lr = _finite(end_lr, "end_lr", f"in [0, init_lr={init_lr:g}]", lambda v: 0 <= v <= init_lr)
+    beta_1 = _finite(beta_1, "beta_1", "in [0, 1)", lambda v: 0 <= v < 1)
+    beta_2 = _finite(beta_2, "beta_2", "in [0, 1)", lambda v: 0 <= v < 1)
+    epsilon = _finite(epsilon, "epsilon", "> 0", lambda v: v > 0)
+    if global_clipnorm is not None:  # Keras reads 0 as no clipping
+        global_clipnorm = _finite(global_clipnorm, "global_clipnorm (None: no clipping)", "> 0",
+                                  lambda v: v > 0)
     schedule = WarmupPolynomialDecay(
         init_lr, num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps, end_lr=end_lr
     )
@@ -64,3 +73,11 @@ def create_optimizer(
         raise ValueError(f"optimizer_type must be 'adamw' or 'lamb', got {optimizer_type!r}")
     optimizer.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))
     return optimizer
+
+
+def _finite(value, name: str, expected: str, valid) -> float:
+    """`value` as a float (numpy scalars too), or a ValueError saying what `name` must be."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value) or not valid(value)):
+        raise ValueError(f"{name} must be a finite number {expected}, got {value!r}")
+    return float(value)

@@ -7,7 +7,12 @@ NO_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias", "gamma", "beta")
 
 
 class SerializedWeightDecayExclusion:
-    """Optimizer mixin: `exclude_from_weight_decay(var_names=...)` is kept in `get_config`.
+    """Optimizer mixin: `exclude_from_weight_decay` adds to the exclusions and its
+    `var_names` are kept in `get_config`.
+
+    Keras' own method replaces the exclusions, so excluding one more variable
+    from an optimizer of `create_optimizer` would decay LayerNorm and bias
+    weights again, without a word.
 
     Keras leaves the exclusion out of the config, so a model saved with
     `model.save` and loaded again would decay its LayerNorm and bias weights.
@@ -23,8 +28,11 @@ class SerializedWeightDecayExclusion:
             self.exclude_from_weight_decay(var_names=list(exclude_from_weight_decay_names))
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
-        super().exclude_from_weight_decay(var_list=var_list, var_names=var_names)
-        self._excluded_names = tuple(var_names or ())
+        names = tuple(dict.fromkeys((*self._excluded_names, *(var_names or ()))))
+        variables = set(getattr(self, "_exclude_from_weight_decay", ()))
+        super().exclude_from_weight_decay(var_list=var_list, var_names=list(names) or None)
+        self._exclude_from_weight_decay |= variables
+        self._excluded_names = names
 
     def get_config(self) -> dict:
         return {**super().get_config(),
