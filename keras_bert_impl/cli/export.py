@@ -172,15 +172,15 @@ def main(argv):
     quiet_absl_logging()
     from keras_bert_impl.export.saved_model import export_saved_model
 
-    model = _load_model()
-    version = FLAGS.version if FLAGS.version is not None else next_version(FLAGS.export_dir)
     options = {
         "lower_case": FLAGS.lower_case, "seq_length": FLAGS.seq_length,
         "pair_inputs": FLAGS.pair_inputs, "labels_file": FLAGS.labels_file,
         **{name: FLAGS[name].value for name in SPAN_LABELER_FLAGS},
         **_recorded_options()}
-    _check_span_labeler_flags(model, options["pair_inputs"])
     check_lower_case_fits(FLAGS.vocab_file, options["lower_case"])
+    model = _load_model()
+    version = FLAGS.version if FLAGS.version is not None else next_version(FLAGS.export_dir)
+    _check_span_labeler_flags(model, options["pair_inputs"])
     path = export_saved_model(
         model, FLAGS.export_dir, vocab_file=FLAGS.vocab_file, version=version,
         top_k=FLAGS.top_k, labels=options.pop("labels_file"),
