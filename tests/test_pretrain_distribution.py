@@ -36,6 +36,10 @@ def test_mirrored_over_two_devices_trains_to_the_one_device_weights_xla_asked_or
     # A finite dataset ends the multi-step loop with no step past its last batch.
     steps, loss_gap = report["finite_epochs"]
     assert steps == 8 and abs(loss_gap) < 1e-5
+    # A replica left without rows by a partial batch adds nothing, not NaN, to the metrics.
+    metrics = report["empty_replica"]
+    assert all(np.isfinite(value) for value in metrics.values()), metrics
+    assert abs(metrics["loss"] - metrics["mlm_loss"] - metrics["nsp_loss"]) < 1e-5
 
 
 def _free_ports(n):
