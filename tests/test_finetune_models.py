@@ -106,6 +106,19 @@ def test_token_classifier_ignores_zero_weight_positions_in_the_loss():
     assert loss == pytest.approx(model.evaluate(x, other, sample_weight=weights, verbose=0))
 
 
+def test_bert_finetune_ner_loss_is_the_mean_over_labelled_wordpieces_not_all_positions():
+    from keras_bert_impl.cli.finetune_tasks import NerTask
+
+    loss = NerTask.compile_args(None)["loss"]
+    logits = np.random.default_rng(0).normal(size=(2, 8, 5)).astype("float32")
+    labels = np.ones((2, 8), "int32")
+    weights = np.zeros((2, 8), "float32")
+    weights[:, 1:4] = 1.0  # three words a row, the rest [CLS], [SEP], ## pieces, padding
+    per_position = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    expected = float(np.sum(weights * per_position) / weights.sum())
+    assert float(loss(labels, logits, sample_weight=weights)) == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("kind", ["token_classifier", "span_labeler"])
 def test_labelers_train_without_warning_about_or_decaying_the_pooler_they_never_read(kind):
     model = BUILDERS[kind]()

@@ -23,8 +23,8 @@ from keras_bert_impl.models.span_labeler import BertSpanLabeler
 from keras_bert_impl.models.token_classifier import BertTokenClassifier
 
 
-def _sparse_loss():
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def _sparse_loss(reduction="sum_over_batch_size"):
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
 
 
 class ClassifyTask:
@@ -111,7 +111,9 @@ class NerTask:
         return BertTokenClassifier(encoder, num_classes=len(self.labels))
 
     def compile_args(self) -> dict:
-        return {"loss": _sparse_loss(),
+        # The mean over the labelled wordpieces (each word's first), not over every
+        # position: padding would otherwise shrink the loss and its gradient.
+        return {"loss": _sparse_loss(reduction="mean_with_sample_weight"),
                 "weighted_metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
     def train_dataset(self, batch_size, seed):
