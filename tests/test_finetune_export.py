@@ -309,3 +309,48 @@ def test_a_squad_v2_span_labeler_serves_no_answer_as_the_offline_decoding_does(
         else:
             assert served["start_char"][row] == served["end_char"][row] == -1
             assert served["score"][row].numpy() == pytest.approx(null[question_id], abs=1e-4)
+
+
+def test_a_bucketed_qa_export_answers_alike_whatever_else_is_in_the_batch(
+        tmp_path, uncased_vocab):
+    import tensorflow as tf
+
+    tokenizer = BertTokenizer(uncased_vocab, lower_case=True)
+    model = BertSpanLabeler(tiny_encoder(tokenizer.vocab_size))
+    # [PAD]'s embedding along the head's weights: padding positions get the top logits,
+    # where the original's n-best (taken over padding too) would find no real span.
+    direction = np.random.default_rng(1).normal(size=32).astype("float32")
+    table = model.encoder.get_embedding_table()
+    table.assign(tf.tensor_scatter_nd_update(table, [[tokenizer.pad_id]], [20 * direction]))
+    model.head.output_weights.assign(np.stack([direction, direction]))
+    options = {"doc_stride": 16, "max_query_length": 8, "max_answer_length": 8,
+               "n_best_size": 2}
+    path = export_saved_model(model, str(tmp_path / "qa"), vocab_file=uncased_vocab,
+                              seq_length=64, seq_length_buckets=[16, 64], pair_inputs=True,
+                              **options)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    question, context = "Where?", "The capital of France is Paris."
+    alone = serve(text=tf.constant([question]), text_pair=tf.constant([context]))
+    beside_a_long_one = serve(text=tf.constant([question, "What?"]),
+                              text_pair=tf.constant([context, "word " * 80]))
+    assert alone["start_logits"].shape[1] == 16 and beside_a_long_one["start_logits"].shape[1] == 64
+    answer = alone["answer"][0].numpy().decode()
+    assert answer and answer in context
+    assert beside_a_long_one["answer"][0].numpy().decode() == answer
+    assert beside_a_long_one["score"][0].numpy() == pytest.approx(alone["score"][0].numpy(),
+                                                                  abs=1e-4)
+    *_, nbest = _offline_decoding(model, tokenizer, [question], [context], 64, options)
+    assert nbest["q0"][0].text == answer
+
+
+def test_the_ner_export_drops_invalid_utf8_bytes_as_the_tokenizer_does(tmp_path, cased_vocab):
+    import tensorflow as tf
+
+    model = BertTokenClassifier(tiny_encoder(28996), num_classes=len(TAGS))
+    path = export_saved_model(model, str(tmp_path / "ner"), vocab_file=cased_vocab,
+                              lower_case=False, seq_length=16, labels=TAGS)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    dirty = serve(text=tf.constant([b"Paris \xff Berlin \xc3"]))
+    clean = serve(text=tf.constant([b"Paris Berlin"]))
+    assert dirty["words"].numpy().tolist() == [[b"Paris", b"Berlin"]]
+    np.testing.assert_array_equal(dirty["logits"].numpy(), clean["logits"].numpy())

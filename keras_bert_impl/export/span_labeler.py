@@ -9,7 +9,8 @@ into words, tokenized word by word and cut into windows of the room left in
 `[CLS] question [SEP] window [SEP]`. Every window is scored; a span may
 start only at a token that window covers best (most context on both sides),
 ends no earlier, spans at most `max_answer_length` tokens, is among the
-window's `n_best_size` best starts and ends (ties to the earlier token), and
+window's `n_best_size` best starts and ends (ties to the earlier token; padding is
+not among them, unlike the original, so a bucket's width cannot change the answer), and
 maximises start + end logit over those pairs and all windows. It is
 cut from the context at its wordpieces' characters where they spell their
 words, else widened to whole words (`word_offsets.piece_byte_spans`). Exported with `version_2_with_negative` (SQuAD v2.0),
@@ -87,11 +88,13 @@ class SpanLabelerServing(ServingHead):
         length = position[None, :] - position[:, None] + 1
         allowed = (allowed_start[:, :, None] & in_doc[:, None, :]
                    & ((length >= 1) & (length <= self.context.max_answer_length))[None])
-        # As the original, only the window's `n_best_size` best starts and ends compete.
+        # As the original, only the window's `n_best_size` best starts and ends compete, but
+        # padding takes no place among them: a bucket's width would change the answer.
         n_best = tf.minimum(self.context.n_best_size, width)
+        padding = tf.equal(features["input_mask"], 0)
 
         def among_best(logits):
-            best = tf.math.top_k(logits, k=n_best).indices
+            best = tf.math.top_k(tf.where(padding, float("-inf"), logits), k=n_best).indices
             return tf.reduce_any(best[:, :, None] == position[None, None, :], axis=1)
 
         allowed &= among_best(starts)[:, :, None] & among_best(ends)[:, None, :]

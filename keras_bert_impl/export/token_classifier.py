@@ -46,6 +46,8 @@ class TokenClassifierServing(ServingHead):
 
     def text_outputs(self, texts):
         (text,) = texts
+        # Invalid UTF-8 bytes are dropped, as the tokenizer drops them, not served as words.
+        text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="ignore")
         words, _, _ = split_words(text)
         pieces = word_pieces(self.context.tokenizer, words, unk_for_empty=True)
         features = self.context.pack([pieces.merge_dims(1, 2)])

@@ -1,6 +1,7 @@
 """From start/end logits to answer texts: the original n-best span decoding.
 
 For every window of a question, the `n_best_size` best start and end tokens
+(not padding, a departure from the original that only an untrained model meets)
 are paired; pairs outside the context, ending before they start, longer than
 `max_answer_length` tokens, or starting at a token better covered by another
 window are dropped. The best pair over all windows wins. For SQuAD v2.0 the
@@ -50,6 +51,11 @@ def decode_answers(
         for feature in windows_of.get(index, []):
             starts, ends = start_logits[feature], end_logits[feature]
             token_to_word = features.token_to_word[feature]
+            # Padding takes no place among the n best (the original's can): a served
+            # export's bucket width would otherwise change its answers.
+            padding = features.inputs["input_mask"][feature] == 0
+            starts = np.where(padding, -np.inf, starts)
+            ends = np.where(padding, -np.inf, ends)
             feature_null = float(starts[0] + ends[0])
             if null_score is None or feature_null < null_score:
                 null_score = feature_null
