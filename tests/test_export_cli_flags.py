@@ -211,8 +211,25 @@ def test_a_fill_mask_export_of_a_checkpoint_without_masked_lm_head_points_to_the
 
     encoder = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=30522))
     checkpoint = save_google_checkpoint(encoder, tmp_path / "bert_model.ckpt")
-    with pytest.raises(app.UsageError, match=r"has no masked-LM head \(cls/.*export its encoder "
+    with pytest.raises(app.UsageError, match=r"has no masked-LM head \(it lacks cls/predictions/.*"
+                       "export its encoder "
                        "with --model_kind=encoder"):
         bert_export(f"--init_checkpoint={checkpoint}", "--preset=bert_tiny",
                     "--model_kind=masked_lm")
     assert not (tmp_path / "export").exists()
+
+
+def test_a_fill_mask_export_needs_no_next_sentence_head(bert_export, tmp_path):
+    from keras_bert_impl.checkpoints.google import save_google_checkpoint
+    from keras_bert_impl.models.pretrainer import BertPretrainer
+
+    pretrainer = BertPretrainer(BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=30522)))
+    full = tf.train.load_checkpoint(save_google_checkpoint(pretrainer, tmp_path / "full" / "ckpt"))
+    names = [name for name in full.get_variable_to_shape_map()
+             if not name.startswith("cls/seq_relationship/")]
+    without_nsp = str(tmp_path / "bert_model.ckpt")
+    tf.raw_ops.SaveV2(prefix=without_nsp, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=[full.get_tensor(name) for name in names])
+    bert_export(f"--init_checkpoint={without_nsp}", "--preset=bert_tiny", "--model_kind=masked_lm")
+    assert os.path.isdir(tmp_path / "export" / "1")
+

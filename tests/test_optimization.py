@@ -293,6 +293,13 @@ def test_a_learning_rate_that_would_train_wrongly_is_refused(kwargs, words):
         create_optimizer(**{"num_train_steps": 10, "num_warmup_steps": 1, **kwargs})
 
 
+def test_a_schedule_saved_with_a_fractional_step_count_still_loads_rounded():
+    config = WarmupPolynomialDecay(1e-4, num_train_steps=1000, num_warmup_steps=123).get_config()
+    with pytest.warns(UserWarning, match="num_warmup_steps=123.4 rounded to 123"):
+        schedule = WarmupPolynomialDecay.from_config({**config, "num_warmup_steps": 123.4})
+    assert schedule.get_config() == config
+
+
 def test_numpy_numbers_are_taken_as_numbers_and_the_config_stays_json():
     optimizer = create_optimizer(np.float32(1e-4), num_train_steps=np.int64(10),
                                  num_warmup_steps=np.int64(2), weight_decay_rate=np.float32(0.01))

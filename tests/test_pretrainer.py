@@ -130,6 +130,8 @@ def test_sample_and_class_weights_are_a_clear_error_not_silently_ignored(pretrai
         pretrainer.fit(features, class_weight={0: 1.0, 1: 2.0}, verbose=0)
     with pytest.raises(ValueError, match="sample_weight and class_weight are not taken"):
         pretrainer.evaluate(features, sample_weight=np.ones(BATCH, "float32"), verbose=0)
+    with pytest.raises(ValueError, match="sample_weight and class_weight are not taken"):
+        pretrainer.evaluate(features, None, None, 0, np.ones(BATCH, "float32"))  # positional
 
 
 def test_mlm_accuracy_counts_only_positions_with_weight(pretrainer):

@@ -30,13 +30,23 @@ def test_a_vocabulary_with_few_words_or_mixed_casing_is_not_judged():
     assert vocabulary_casing(specials + words)[0] == "uncased"
     mixed = words + [f"Name{i}" for i in range(10)]  # 0.5 % capitalised
     assert vocabulary_casing(specials + mixed) == (None, 10)
+    accented = words + [f"caf\u00e9{i}" for i in range(10)]  # unreachable when lower-cased
+    assert vocabulary_casing(specials + accented) == (None, 0)
+
+
+def test_a_script_without_case_that_lower_casing_would_change_is_not_called_uncased():
+    # Hangul syllables have no capitals, but lower-casing's NFD splits them into jamo:
+    # --nolower_case is right for such a vocabulary (learned with bert-vocab --nolower_case).
+    hangul = [chr(0xAC00 + 37 * i % 11172) + chr(0xAC00 + 11 * i % 11172) for i in range(1500)]
+    latin = [f"word{i}" for i in range(500)]
+    assert vocabulary_casing(["[UNK]", *hangul, *latin])[0] is None
 
 
 def test_the_tokenizer_warns_when_lower_casing_cannot_fit_its_vocabulary(
         cased_vocab, uncased_vocab):
     with pytest.warns(UserWarning, match="vocabulary is cased .* lower-casing is on"):
         BertTokenizer(cased_vocab, lower_case=True)
-    with pytest.warns(UserWarning, match="vocabulary is uncased .* lower-casing is off"):
+    with pytest.warns(UserWarning, match="vocabulary is uncased .* but lower-casing is off"):
         BertTokenizer(uncased_vocab, lower_case=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -143,11 +143,14 @@ def _load_model():
         raise app.UsageError("--init_checkpoint needs --bert_config or --preset")
     encoder = BertEncoder(config)
     model = BertPretrainer(encoder) if FLAGS.model_kind == "masked_lm" else encoder
-    missing = load_google_checkpoint(model, FLAGS.init_checkpoint, allow_missing_heads=True).missing
+    # A fill-mask export never reads the next-sentence head.
+    missing = [name for name in load_google_checkpoint(
+        model, FLAGS.init_checkpoint, allow_missing_heads=True).missing
+        if name.startswith("cls/predictions/")]
     if missing:
         raise app.UsageError(
-            f"--init_checkpoint={FLAGS.init_checkpoint} has no masked-LM head ({missing[0]} and "
-            f"{len(missing) - 1} more) for --model_kind=masked_lm; export its encoder with "
+            f"--init_checkpoint={FLAGS.init_checkpoint} has no masked-LM head (it lacks "
+            f"{', '.join(missing)}) for --model_kind=masked_lm; export its encoder with "
             "--model_kind=encoder")
     return model
 

@@ -1,5 +1,7 @@
 """BertPretrainer: a BertEncoder with the masked-LM and next-sentence heads."""
 
+import inspect
+
 import keras
 import tensorflow as tf
 
@@ -116,13 +118,11 @@ class BertPretrainer(BertTaskModel):
 
     def fit(self, *args, **kwargs):
         # Without a y, Keras drops sample weights unsaid and fails on class weights.
-        if kwargs.get("sample_weight") is not None or kwargs.get("class_weight") is not None:
-            raise ValueError(_NO_SAMPLE_WEIGHTS)
+        _refuse_weights(super().fit, args, kwargs)
         return super().fit(*args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        if kwargs.get("sample_weight") is not None:
-            raise ValueError(_NO_SAMPLE_WEIGHTS)
+        _refuse_weights(super().evaluate, args, kwargs)
         return super().evaluate(*args, **kwargs)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -161,6 +161,12 @@ _NO_SAMPLE_WEIGHTS = (
     "BertPretrainer weights its losses itself (the MLM loss by each batch's masked_lm_weights, "
     "as the original): sample_weight and class_weight are not taken; set masked_lm_weights, "
     "or repeat or drop examples, to weigh them")
+
+
+def _refuse_weights(method, args, kwargs) -> None:
+    given = inspect.signature(method).bind_partial(*args, **kwargs).arguments
+    if given.get("sample_weight") is not None or given.get("class_weight") is not None:
+        raise ValueError(_NO_SAMPLE_WEIGHTS)
 
 
 def _argmax_hits(labels, logits):

@@ -22,8 +22,8 @@ class BertLamb(SerializedWeightDecayExclusion, PerReplicaGlobalNormClipping,
     are also excluded from layer adaptation (ratio 1), as in the original.
 
     ```python
-    opt = BertLamb(1e-3, weight_decay=0.01, epsilon=1e-6)
-    opt.exclude_from_weight_decay(var_names=["LayerNorm", "bias"])
+    opt = BertLamb(1e-3, weight_decay=0.01, epsilon=1e-6, global_clipnorm=1.0)
+    opt.exclude_from_weight_decay(var_names=list(NO_WEIGHT_DECAY))  # Keras' gamma/beta too
     ```
     """
 

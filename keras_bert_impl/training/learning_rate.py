@@ -2,6 +2,7 @@
 
 import math
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -52,6 +53,18 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
             return decayed
         warmup = self.init_lr * step / float(self.num_warmup_steps)
         return ops.where(step < float(self.num_warmup_steps), warmup, decayed)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "WarmupPolynomialDecay":
+        # Models saved while fractional step counts were taken still load, rounded.
+        config = dict(config)
+        for name in ("num_train_steps", "num_warmup_steps"):
+            value = config.get(name)
+            if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+                warnings.warn(f"WarmupPolynomialDecay: {name}={value} rounded to "
+                              f"{round(value)} (step counts are whole numbers)", stacklevel=2)
+                config[name] = round(value)
+        return cls(**config)
 
     def get_config(self) -> dict:
         return {
