@@ -144,12 +144,15 @@ def test_squad_on_cmrc_predicts_and_scores_every_eval_question(shared_data, chin
     pretrained = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=21128))
     checkpoint = save_google_checkpoint(pretrained, str(tmp_path / "google" / "bert_model.ckpt"))
     model_dir = tmp_path / "model"
-    finetune("--task=squad", f"--train_file={train}", f"--eval_file={dev}",
-             f"--vocab_file={chinese_vocab}", "--preset=bert_tiny", f"--model_dir={model_dir}",
-             f"--init_checkpoint={checkpoint}", "--learning_rate=5e-5",
-             "--seq_length=64", "--doc_stride=32", "--max_query_length=16",
-             "--batch_size=32", "--num_train_steps=20", "--skip_bad_records",
-             "--squad_metric=cmrc2018")
+    run = finetune("--task=squad", f"--train_file={train}", f"--eval_file={dev}",
+                   f"--vocab_file={chinese_vocab}", "--preset=bert_tiny",
+                   f"--model_dir={model_dir}", f"--init_checkpoint={checkpoint}",
+                   "--learning_rate=5e-5",
+                   "--seq_length=64", "--doc_stride=32", "--max_query_length=16",
+                   "--batch_size=32", "--num_train_steps=20", "--skip_bad_records",
+                   "--squad_metric=cmrc2018")
+    assert (f"Started from {checkpoint}: 39 variables; cls/squad/output_weights, "
+            "cls/squad/output_bias start fresh") in run.stdout
     # Started from the Google-format checkpoint: 20 small steps barely move the embeddings
     # (each at most ~3x the learning rate: the original AdamW has no bias correction).
     tuned = keras.saving.load_model(model_dir / "model.keras", compile=False)

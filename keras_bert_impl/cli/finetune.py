@@ -221,6 +221,7 @@ def main(argv):
     check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=chief, paths=("train_file",),
                               derived={"training steps": num_train_steps,
                                        "vocabulary (sha256)": tokenizer.vocab_sha256})
+    loaded = None
     with strategy.scope():
         encoder = _encoder()
         _check_encoder_fits(encoder.config, tokenizer)
@@ -228,7 +229,8 @@ def main(argv):
         if FLAGS.init_checkpoint and not FLAGS.init_checkpoint.endswith(".keras"):
             # A pretraining checkpoint has no task head; a fine-tuned one (e.g.
             # run_classifier's output_weights) restores it too.
-            load_google_checkpoint(model, FLAGS.init_checkpoint, allow_missing_heads=True)
+            loaded = load_google_checkpoint(model, FLAGS.init_checkpoint,
+                                            allow_missing_heads=True)
         optimizer = create_optimizer(
             FLAGS.learning_rate, num_train_steps=num_train_steps,
             num_warmup_steps=int(num_train_steps * FLAGS.warmup_proportion),
@@ -245,6 +247,9 @@ def main(argv):
             f.write("".join(f"{label}\n" for label in task.labels))
     if step:
         print(f"Resuming from {checkpoint.restored_from} at step {step}", flush=True)
+    elif loaded:
+        print(f"Started from {loaded.path}: {len(loaded.loaded)} variables"
+              + (f"; {', '.join(loaded.missing)} start fresh" if loaded.missing else ""))
     if step < num_train_steps:
         model.fit(
             task.train_dataset(FLAGS.batch_size, FLAGS.seed).skip(step),
