@@ -34,6 +34,8 @@ from keras_bert_impl.export.warmup import WARMUP_FILE
 from keras_bert_impl.models.classifier import BertClassifier
 from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.pretrainer import BertPretrainer
+from keras_bert_impl.models.span_labeler import BertSpanLabeler
+from keras_bert_impl.models.token_classifier import BertTokenClassifier
 from keras_bert_impl.serving import Client, ServingError, start_server
 from keras_bert_impl.text.preprocessor import BertPreprocessor
 from keras_bert_impl.text.tokenizer import BertTokenizer
@@ -50,8 +52,9 @@ MLM_TEXTS = ["Paris is the [MASK] of France.", "北京是[MASK]国的首都。",
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory, uncased_vocab):
-    """A pair classifier with labels and a fill-mask pretrainer exported in-process, and a
-    bucketed encoder exported by the `bert-export` command (in a subprocess, meanwhile)."""
+    """A pair classifier with labels, a fill-mask pretrainer, a tagger and a bucketed QA model
+    exported in-process, and a bucketed encoder exported by the `bert-export` command (in a
+    subprocess, meanwhile)."""
     root = tmp_path_factory.mktemp("exports")
     vocab = str(root / "vocab.txt")
     shutil.copy(uncased_vocab, vocab)
@@ -70,6 +73,12 @@ def exports(tmp_path_factory, uncased_vocab):
                                          seq_length=SEQ_LENGTH, pair_inputs=True, labels=LABELS),
         "mlm": export_saved_model(models["mlm"], str(root / "mlm"), vocab,
                                   seq_length=SEQ_LENGTH, top_k=3),
+        "tagger": export_saved_model(BertTokenClassifier(encoder, num_classes=3),
+                                     str(root / "tagger"), vocab, seq_length=SEQ_LENGTH,
+                                     labels=LABELS),
+        "qa": export_saved_model(BertSpanLabeler(encoder), str(root / "qa"), vocab,
+                                 seq_length=SEQ_LENGTH, seq_length_buckets=[16, SEQ_LENGTH],
+                                 pair_inputs=True, doc_stride=8, n_best_size=3),
     }
     stdout, stderr = command.communicate(timeout=600)
     assert command.returncode == 0, stderr[-3000:]
@@ -96,6 +105,10 @@ RELOAD_SCRIPT = textwrap.dedent("""
     run("classifier", clf["serving_default"], text=texts, text_pair=pairs)
     run("classifier_ids", clf["serving_tokenized"], **features["classifier"])
     run("mlm", tf.saved_model.load(dirs["mlm"]).signatures["serving_default"], text=mlm_texts)
+    run("tagger", tf.saved_model.load(dirs["tagger"]).signatures["serving_default"], text=texts)
+    qa = tf.saved_model.load(dirs["qa"]).signatures["serving_default"]
+    run("qa", qa, text=pairs, text_pair=texts)
+    run("qa_short", qa, text=pairs[:2], text_pair=texts[:2])
     enc = tf.saved_model.load(dirs["encoder"]).signatures
     run("encoder", enc["serving_default"], text=texts)
     run("encoder_ids", enc["serving_tokenized"], **features["encoder"])
