@@ -345,3 +345,13 @@ def test_a_frozen_head_stays_frozen_through_a_keras_file(tmp_path):
     assert not loaded.get_layer("predictions").trainable
     assert [v.path for v in loaded.trainable_variables] == [
         v.path for v in pretrainer.trainable_variables]
+
+
+def test_a_copy_from_its_config_and_weights_keeps_the_head_tied_to_the_encoder(pretrainer):
+    copy = type(pretrainer).from_config(pretrainer.get_config())
+    copy.set_weights(pretrainer.get_weights())
+    assert copy.mlm_head.embedding_table is copy.encoder.get_embedding_table()
+    features = make_features()
+    for name, value in pretrainer(features).items():
+        np.testing.assert_array_equal(copy(features)[name].numpy(), value.numpy())
+
