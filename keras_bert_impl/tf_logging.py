@@ -25,13 +25,32 @@ def import_tensorflow_quietly() -> None:
     ("Could not find cuda drivers", "failed call to cuInit" on machines
     without a GPU), which TF_CPP_MIN_LOG_LEVEL cannot silence. Unless the
     user asked for those logs (TF_CPP_MIN_LOG_LEVEL=0), the import and the
-    device discovery run with the process's stderr closed. Python errors
-    still surface: they propagate after stderr is back. Listing physical
-    devices leaves logical-device configuration open.
+    device discovery run with the process's stderr closed, and so does one
+    int64 transpose (`_run_an_int64_transpose`). Python errors still surface:
+    they propagate after stderr is back. Listing physical devices leaves
+    logical-device configuration open.
     """
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") == "0":
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") == "0":
         return
+    imported = "tensorflow" in sys.modules
     with _stderr_muted():
         import tensorflow as tf
 
-        tf.config.list_physical_devices()
+        if not imported:
+            tf.config.list_physical_devices()
+        _run_an_int64_transpose(tf)
+
+
+def _run_an_int64_transpose(tf) -> None:
+    """oneDNN logs once per process, at ERROR level, that it leaves int64 to Eigen
+    ("supports DT_INT64 only on platforms with AVX-512", on AVX-512 CPUs too) the first
+    time an int64 transpose runs, which TF-Text's `combine_segments` does in every input
+    pipeline. One runs here, in a CPU-only TF1 session of its own graph: an eager op would
+    initialise the runtime and fix the devices (no logical CPUs, no GPU memory growth
+    after it)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        transposed = tf.transpose(tf.zeros([1, 1], tf.int64))
+    config = tf.compat.v1.ConfigProto(device_count={"GPU": 0})
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
+        session.run(transposed)

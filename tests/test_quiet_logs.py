@@ -19,3 +19,27 @@ def test_importing_and_running_a_model_writes_nothing_to_stderr():
                             env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+FIT_SCRIPT = """
+import sys
+import keras_bert_impl as kbi
+tok = kbi.BertTokenizer(sys.argv[1])
+model = kbi.BertPretrainer(kbi.BertEncoder(kbi.BertConfig.from_preset("bert_tiny",
+                                                                      vocab_size=tok.vocab_size)))
+model.compile(optimizer=kbi.create_optimizer(1e-4, num_train_steps=2, num_warmup_steps=1))
+batches = kbi.pretraining_dataset(sys.argv[2], tok, seq_length=32, max_predictions_per_seq=5,
+                                  batch_size=4, seed=1)
+model.fit(batches, steps_per_epoch=1, verbose=0)  # Keras' default shuffle=True
+"""
+
+
+def test_pretraining_on_a_tf_data_pipeline_writes_nothing_to_stderr(shared_data, uncased_vocab):
+    # Neither oneDNN's one-time int64 notice (TF-Text's combine_segments transposes int64
+    # row indices) nor Keras' warning that a dataset cannot be shuffled.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TF_CPP")}
+    result = subprocess.run(
+        [sys.executable, "-c", FIT_SCRIPT, uncased_vocab, str(shared_data / "sample_text.txt")],
+        capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

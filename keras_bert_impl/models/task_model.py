@@ -1,5 +1,6 @@
 """`BertTaskModel`: the shared base of models built on a `BertEncoder`."""
 
+import inspect
 from collections.abc import Mapping
 
 import keras
@@ -52,6 +53,15 @@ class BertTaskModel(keras.Model):
         unread = {id(weight) for weight in self._unread_pooler_weights()}
         return super().non_trainable_weights + [
             weight for weight in super().trainable_weights if id(weight) in unread]
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`; a `tf.data` dataset is not "shuffled" by default (it cannot
+        be: Keras' default `shuffle=True` only warns so, on every call)."""
+        given = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs).arguments
+        if "shuffle" not in given and isinstance(
+                given.get("x"), (tf.data.Dataset, tf.distribute.DistributedDataset)):
+            kwargs["shuffle"] = False
+        return super().fit(*args, **kwargs)
 
     def compile(self, optimizer="rmsprop", *args, jit_compile: bool | str = "auto",
                 auto_scale_loss: bool = True, **kwargs):
