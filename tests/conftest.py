@@ -9,14 +9,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout, as on CI; KBI_SHARED_DATA names another place.
+SHARED_DATA = pathlib.Path(os.environ.get(
+    "KBI_SHARED_DATA", pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> pathlib.Path:
     """The real files in ../shared/data; tests that need them skip without them."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (CI keeps it beside the clone)")
+        pytest.skip(f"shared data not found at {SHARED_DATA} (CI keeps it beside the clone; "
+                    "KBI_SHARED_DATA=DIR names another place)")
     return SHARED_DATA
 
 

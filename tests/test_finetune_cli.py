@@ -102,6 +102,18 @@ def test_a_malformed_row_stops_the_run_naming_file_and_line(uncased_vocab, tmp_p
     assert f"{train}:3: expected 2 tab-separated fields" in result.stderr
 
 
+def test_a_file_without_the_default_columns_is_an_error_naming_the_column_flags(
+        uncased_vocab, tmp_path):
+    train = tmp_path / "mrpc.tsv"
+    train.write_text("Quality\t#1 String\t#2 String\n1\ta\tb\n", encoding="utf-8")
+    result = finetune("--task=classify", f"--train_file={train}", f"--eval_file={train}",
+                      f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+                      f"--model_dir={tmp_path / 'model'}", check=False)
+    assert result.returncode != 0
+    assert "lacks column(s) ['sentence', 'label']; name the file's columns with " \
+        "--text_a_column, --text_b_column (pairs) and --label_column" in result.stderr
+
+
 def test_ner_learns_entities_that_an_all_o_tagger_never_finds(shared_data, cased_vocab, tmp_path):
     sentences = (shared_data / "ner/conll2003/train.txt").read_text(encoding="utf-8").split("\n\n")
     sentences = [s for s in sentences if s.strip() and not s.startswith("-DOCSTART-")]

@@ -170,3 +170,12 @@ def test_whole_word_masking_of_tfrecords_is_refused_for_their_masks_are_written(
             f"--model_dir={tmp_path / 'run'}", "--preset=bert_tiny", "--whole_word_masking"]
     with pytest.raises(app.UsageError, match="TFRecords carry their masks.*--do_whole_word_mask"):
         _run(argv)
+
+
+def test_the_default_warmup_longer_than_a_short_run_is_a_usage_error_naming_the_flag(tmp_path):
+    with pytest.raises(app.UsageError, match=r"--num_warmup_steps=10000 \(the default\) exceeds "
+                       r"--num_train_steps=10; pass a smaller --num_warmup_steps"):
+        _run([f"--vocab_file={tmp_path / 'vocab.txt'}", f"--input_files={tmp_path / 'a.txt'}",
+              f"--model_dir={tmp_path / 'run'}", "--preset=bert_tiny", "--num_train_steps=10",
+              "--save_checkpoints_steps=10"])
+

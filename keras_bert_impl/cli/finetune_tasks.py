@@ -43,8 +43,14 @@ class ClassifyTask:
             read = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
                     "label_column": flags.label_column,
                     "skip_bad_records": flags.skip_bad_records}
-            train = classification.read_classification_file(flags.train_file, **read)
-            evaluation = classification.read_classification_file(flags.eval_file, **read)
+            try:
+                train = classification.read_classification_file(flags.train_file, **read)
+                evaluation = classification.read_classification_file(flags.eval_file, **read)
+            except ValueError as error:
+                if "lacks column(s)" not in str(error):
+                    raise
+                raise ValueError(f"{error}; name the file's columns with --text_a_column, "
+                                 "--text_b_column (pairs) and --label_column") from None
         train_source, eval_source = _sources(flags)
         require_examples(len(train.labels), train_source, train.skipped_records)
         # TFDS names every class; a file only shows the labels it holds.

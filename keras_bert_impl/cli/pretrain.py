@@ -148,6 +148,11 @@ def main(argv):
 
 def _check_step_flags():
     check_mixed_precision_for_tpu(FLAGS.strategy, FLAGS.mixed_precision)
+    if FLAGS.num_warmup_steps > FLAGS.num_train_steps:
+        default = "" if FLAGS["num_warmup_steps"].present else " (the default)"
+        raise app.UsageError(f"--num_warmup_steps={FLAGS.num_warmup_steps}{default} exceeds "
+                             f"--num_train_steps={FLAGS.num_train_steps}; pass a smaller "
+                             "--num_warmup_steps (e.g. a tenth of the steps)")
     check_steps_per_execution(FLAGS.steps_per_execution, FLAGS.save_checkpoints_steps,
                               FLAGS.num_train_steps)
 
