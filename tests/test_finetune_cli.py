@@ -92,23 +92,24 @@ def test_classify_learns_sst2_beyond_the_majority_class_and_exports(
         ["0", "1"][i] for i in np.argmax(logits, axis=-1)]
 
 
-def test_a_malformed_row_stops_the_run_naming_file_and_line(uncased_vocab, tmp_path):
+def classify_on(text, uncased_vocab, tmp_path):
+    """bert-finetune --task=classify trained and evaluated on a .tsv of `text`; its result."""
     train = tmp_path / "train.tsv"
-    train.write_text("sentence\tlabel\ngood\t1\nbad row\t0\textra\n", encoding="utf-8")
-    result = finetune("--task=classify", f"--train_file={train}", f"--eval_file={train}",
-                      f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
-                      f"--model_dir={tmp_path / 'model'}", check=False)
+    train.write_text(text, encoding="utf-8")
+    return finetune("--task=classify", f"--train_file={train}", f"--eval_file={train}",
+                    f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+                    f"--model_dir={tmp_path / 'model'}", check=False)
+
+
+def test_a_malformed_row_stops_the_run_naming_file_and_line(uncased_vocab, tmp_path):
+    result = classify_on("sentence\tlabel\ngood\t1\nbad row\t0\textra\n", uncased_vocab, tmp_path)
     assert result.returncode != 0
-    assert f"{train}:3: expected 2 tab-separated fields" in result.stderr
+    assert f"{tmp_path / 'train.tsv'}:3: expected 2 tab-separated fields" in result.stderr
 
 
 def test_a_file_without_the_default_columns_is_an_error_naming_the_column_flags(
         uncased_vocab, tmp_path):
-    train = tmp_path / "mrpc.tsv"
-    train.write_text("Quality\t#1 String\t#2 String\n1\ta\tb\n", encoding="utf-8")
-    result = finetune("--task=classify", f"--train_file={train}", f"--eval_file={train}",
-                      f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
-                      f"--model_dir={tmp_path / 'model'}", check=False)
+    result = classify_on("Quality\t#1 String\t#2 String\n1\ta\tb\n", uncased_vocab, tmp_path)
     assert result.returncode != 0
     assert "lacks column(s) ['sentence', 'label']; name the file's columns with " \
         "--text_a_column, --text_b_column (pairs) and --label_column" in result.stderr

@@ -43,3 +43,17 @@ def test_pretraining_on_a_tf_data_pipeline_writes_nothing_to_stderr(shared_data,
         capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def test_importing_the_package_leaves_the_devices_open_to_configuration():
+    # The import mutes TensorFlow's start-up lines without initialising the runtime, so
+    # logical CPUs (or GPU memory growth) can still be set after it.
+    script = ("import keras_bert_impl\nimport tensorflow as tf\n"
+              "tf.config.set_logical_device_configuration(tf.config.list_physical_devices('CPU')[0],"
+              " [tf.config.LogicalDeviceConfiguration()] * 2)\n"
+              "print(len(tf.config.list_logical_devices('CPU')))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2"
+

@@ -118,11 +118,11 @@ class BertPretrainer(BertTaskModel):
 
     def fit(self, *args, **kwargs):
         # Without a y, Keras drops sample weights unsaid and fails on class weights.
-        _refuse_weights(super().fit, args, kwargs)
+        _refuse_weights(keras.Model.fit, self, args, kwargs)
         return super().fit(*args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        _refuse_weights(super().evaluate, args, kwargs)
+        _refuse_weights(keras.Model.evaluate, self, args, kwargs)
         return super().evaluate(*args, **kwargs)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -163,8 +163,8 @@ _NO_SAMPLE_WEIGHTS = (
     "or repeat or drop examples, to weigh them")
 
 
-def _refuse_weights(method, args, kwargs) -> None:
-    given = inspect.signature(method).bind_partial(*args, **kwargs).arguments
+def _refuse_weights(method, model, args, kwargs) -> None:
+    given = inspect.signature(method).bind_partial(model, *args, **kwargs).arguments
     if given.get("sample_weight") is not None or given.get("class_weight") is not None:
         raise ValueError(_NO_SAMPLE_WEIGHTS)
 
