@@ -47,10 +47,10 @@ def _run_an_int64_transpose(tf) -> None:
     time an int64 transpose runs, which TF-Text's `combine_segments` does in every input
     pipeline. One runs here, in a CPU-only TF1 session of its own graph: an eager op would
     initialise the runtime and fix the devices (no logical CPUs, no GPU memory growth
-    after it)."""
+    after it), and accelerators are left to the strategy that claims them."""
     graph = tf.Graph()
     with graph.as_default():
         transposed = tf.transpose(tf.zeros([1, 1], tf.int64))
-    config = tf.compat.v1.ConfigProto(device_count={"GPU": 0})
+    config = tf.compat.v1.ConfigProto(device_count={"GPU": 0, "TPU": 0, "TPU_SYSTEM": 0})
     with tf.compat.v1.Session(graph=graph, config=config) as session:
         session.run(transposed)
