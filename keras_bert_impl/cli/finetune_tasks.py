@@ -46,9 +46,7 @@ class ClassifyTask:
             try:
                 train = classification.read_classification_file(flags.train_file, **read)
                 evaluation = classification.read_classification_file(flags.eval_file, **read)
-            except ValueError as error:
-                if "lacks column(s)" not in str(error):
-                    raise
+            except classification.MissingColumnsError as error:
                 raise ValueError(f"{error}; name the file's columns with --text_a_column, "
                                  "--text_b_column (pairs) and --label_column") from None
         train_source, eval_source = _sources(flags)

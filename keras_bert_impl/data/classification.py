@@ -21,6 +21,10 @@ from keras_bert_impl.data.text_files import read_utf8
 from keras_bert_impl.data.tfds_datasets import load_tfds
 
 
+class MissingColumnsError(ValueError):
+    """A labelled file's header lacks a column the reader was told to read."""
+
+
 @dataclasses.dataclass
 class LabeledTexts:
     """Texts (pairs when `texts_b` is set), their string labels and where each came from."""
@@ -103,7 +107,7 @@ def _header_rows(path, rows, columns, bad, what):
         raise ValueError(f"{path}: the file is empty; expected a header line") from None
     absent = [column for column in columns if column not in header]
     if absent:
-        raise ValueError(f"{path}:{line}: header {header} lacks column(s) {absent}")
+        raise MissingColumnsError(f"{path}:{line}: header {header} lacks column(s) {absent}")
     repeated = [column for column in columns if header.count(column) > 1]
     if repeated:
         raise ValueError(f"{path}:{line}: header {header} names column(s) {repeated} more "

@@ -1,7 +1,5 @@
 """BertPretrainer: a BertEncoder with the masked-LM and next-sentence heads."""
 
-import inspect
-
 import keras
 import tensorflow as tf
 
@@ -116,14 +114,10 @@ class BertPretrainer(BertTaskModel):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return loss / replicas if replicas > 1 else loss
 
-    def fit(self, *args, **kwargs):
+    def _check_data_arguments(self, given: dict) -> None:
         # Without a y, Keras drops sample weights unsaid and fails on class weights.
-        _refuse_weights(keras.Model.fit, self, args, kwargs)
-        return super().fit(*args, **kwargs)
-
-    def evaluate(self, *args, **kwargs):
-        _refuse_weights(keras.Model.evaluate, self, args, kwargs)
-        return super().evaluate(*args, **kwargs)
+        if given.get("sample_weight") is not None or given.get("class_weight") is not None:
+            raise ValueError(_NO_SAMPLE_WEIGHTS)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.mlm_accuracy.update_state(
@@ -161,12 +155,6 @@ _NO_SAMPLE_WEIGHTS = (
     "BertPretrainer weights its losses itself (the MLM loss by each batch's masked_lm_weights, "
     "as the original): sample_weight and class_weight are not taken; set masked_lm_weights, "
     "or repeat or drop examples, to weigh them")
-
-
-def _refuse_weights(method, model, args, kwargs) -> None:
-    given = inspect.signature(method).bind_partial(model, *args, **kwargs).arguments
-    if given.get("sample_weight") is not None or given.get("class_weight") is not None:
-        raise ValueError(_NO_SAMPLE_WEIGHTS)
 
 
 def _argmax_hits(labels, logits):

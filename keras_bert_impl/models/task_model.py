@@ -58,10 +58,19 @@ class BertTaskModel(keras.Model):
         """`keras.Model.fit`; a `tf.data` dataset is not "shuffled" by default (it cannot
         be: Keras' default `shuffle=True` only warns so, on every call)."""
         given = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs).arguments
+        self._check_data_arguments(given)
         if "shuffle" not in given and isinstance(
                 given.get("x"), (tf.data.Dataset, tf.distribute.DistributedDataset)):
             kwargs["shuffle"] = False
         return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        self._check_data_arguments(
+            inspect.signature(keras.Model.evaluate).bind_partial(self, *args, **kwargs).arguments)
+        return super().evaluate(*args, **kwargs)
+
+    def _check_data_arguments(self, given: dict) -> None:
+        """Hook: raises for `fit`/`evaluate` arguments (by name) the model cannot take."""
 
     def compile(self, optimizer="rmsprop", *args, jit_compile: bool | str = "auto",
                 auto_scale_loss: bool = True, **kwargs):
