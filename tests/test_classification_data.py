@@ -135,6 +135,47 @@ def test_labels_sort_numerically_when_all_are_numbers():
     assert sorted_labels(["neg", "pos", "10"]) == ["10", "neg", "pos"]
 
 
+def test_labels_sort_in_one_total_order_so_every_process_gives_the_same_ids():
+    # Equal numbers by their text and NaN last; float alone left these to the hash seed.
+    assert sorted_labels(["1.0", "nan", "1", "0", "01"]) == ["0", "01", "1", "1.0", "nan"]
+    assert sorted_labels(["inf", "nan", "-inf", "2"]) == ["-inf", "2", "inf", "nan"]
+
+
+def test_a_file_without_header_picks_columns_by_number_as_glue_cola(tmp_path):
+    path = write(tmp_path, "train.tsv", "gj04\t1\t\tOur friends won't buy this analysis.\n"
+                                        "gj04\t0\t*\tThey drank the pub.\n")
+    data = read_classification_file(path, text_a_column="3", label_column=1, header=False)
+    assert data.texts_a == ["Our friends won't buy this analysis.", "They drank the pub."]
+    assert data.labels == ["1", "0"]
+    assert data.sources == [f"{path}:1", f"{path}:2"]
+    csv_path = write(tmp_path, "pairs.csv", 'a,"b, c",pos\nd,e,neg\n')
+    pairs = read_classification_file(csv_path, text_a_column=0, text_b_column=1,
+                                     label_column=2, header=False)
+    assert pairs.texts_b == ["b, c", "e"] and pairs.labels == ["pos", "neg"]
+
+
+def test_a_file_without_header_has_rows_as_wide_as_its_first(tmp_path):
+    path = write(tmp_path, "train.tsv", "a\t1\nb\t0\textra\nc\t1\n")
+    with pytest.raises(BadRecordError, match=rf"{path}:2: expected 2 tab-separated fields as "
+                                             "the first row, found 3"):
+        read_classification_file(path, text_a_column=0, label_column=1, header=False)
+    data = read_classification_file(path, text_a_column=0, label_column=1, header=False,
+                                    skip_bad_records=True)
+    assert data.texts_a == ["a", "c"] and data.skipped_records == 1
+    with pytest.raises(ValueError, match=r"the first row has 2 tab-separated fields \(numbered "
+                                         r"from 0\); there is no field \[3\]"):
+        read_classification_file(path, text_a_column=3, label_column=1, header=False)
+
+
+def test_a_file_without_header_needs_field_numbers_and_a_tsv_or_csv(tmp_path):
+    path = write(tmp_path, "train.tsv", "a\t1\n")
+    with pytest.raises(ValueError, match="'sentence' is not a field number"):
+        read_classification_file(path, header=False)
+    jsonl = write(tmp_path, "train.jsonl", '{"sentence": "a", "label": 1}\n')
+    with pytest.raises(ValueError, match="header=False is for .tsv and .csv"):
+        read_classification_file(jsonl, text_a_column=0, label_column=1, header=False)
+
+
 def test_an_eval_label_outside_the_training_labels_is_bad_data(tmp_path):
     path = write(tmp_path, "dev.tsv", "sentence\tlabel\na\t0\nb\t7\n")
     data = read_classification_file(path)

@@ -112,7 +112,8 @@ def test_a_file_without_the_default_columns_is_an_error_naming_the_column_flags(
     result = classify_on("Quality\t#1 String\t#2 String\n1\ta\tb\n", uncased_vocab, tmp_path)
     assert result.returncode != 0
     assert "lacks column(s) ['sentence', 'label']; name the file's columns with " \
-        "--text_a_column, --text_b_column (pairs) and --label_column" in result.stderr
+        "--text_a_column, --text_b_column (pairs) and --label_column, or, for a file without " \
+        "a header line, pass --noheader and their numbers" in result.stderr
 
 
 def test_ner_learns_entities_that_an_all_o_tagger_never_finds(shared_data, cased_vocab, tmp_path):
@@ -420,6 +421,37 @@ def test_an_empty_training_or_evaluation_set_is_named_before_training(
         assert f"bert-finetune: ValueError: {empty}: no examples to use" in (
             capsys.readouterr().err)
     assert not (tmp_path / "model" / "checkpoints").exists()
+
+
+def test_a_file_without_header_trains_on_numbered_columns_and_its_labels_bind_a_resume(
+        uncased_vocab, tmp_path, monkeypatch, capsys):
+    train = tmp_path / "train.tsv"  # GLUE CoLA's layout: source, label, original mark, text
+    train.write_text("gj04\t1\t\tThe sailors rode the breeze clear of the rocks.\n"
+                     "gj04\t0\t*\tThe more does Bill smoke.\n", encoding="utf-8")
+    common = ["--task=classify", f"--train_file={train}", f"--eval_file={train}",
+              f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+              f"--model_dir={tmp_path / 'model'}", "--num_train_steps=1", "--batch_size=2",
+              "--seq_length=16", "--noheader", "--text_a_column=3", "--label_column=1"]
+    assert finetune_in_process(monkeypatch, *common) in (None, 0)
+    assert (tmp_path / "model" / "labels.txt").read_text() == "0\n1\n"
+    assert {"accuracy", "mcc", "f1"} <= set(results(tmp_path / "model"))
+    capsys.readouterr()
+    # A resume whose training file now holds another label would give the head's ids new
+    # meanings under the restored weights.
+    with train.open("a", encoding="utf-8") as f:
+        f.write("gj04\t2\t?\tThe book was written by John.\n")
+    assert finetune_in_process(monkeypatch, *common) == 1
+    assert "labels: ['0', '1'] then, ['0', '1', '2'] now" in capsys.readouterr().err
+    assert (tmp_path / "model" / "labels.txt").read_text() == "0\n1\n"
+
+
+def test_noheader_needs_column_numbers(train, uncased_vocab, tmp_path, monkeypatch, capsys):
+    assert finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
+                               f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
+                               "--preset=bert_tiny", f"--model_dir={tmp_path / 'model'}",
+                               "--noheader", "--label_column=1") == 1
+    assert ("--noheader picks columns by field number, from 0: --text_a_column='sentence' is "
+            "not one") in capsys.readouterr().err
 
 
 def test_classify_is_refused_where_tpu_hosts_run_the_input_pipelines(

@@ -20,6 +20,22 @@ def test_f1_without_positives_anywhere_is_zero():
     assert classification.f1([0, 0], [0, 0]) == 0.0
 
 
+def test_matthews_correlation_as_glue_scores_cola():
+    # tp=2 tn=1 fp=1 fn=1: (2*1 - 1*1) / sqrt(3*3*2*2)
+    assert classification.matthews_correlation([1, 1, 1, 0, 0], [1, 1, 0, 1, 0]) == (
+        pytest.approx(1 / 6))
+    assert classification.matthews_correlation([0, 1, 2, 0], [0, 1, 2, 0]) == 1.0
+    assert classification.matthews_correlation([0, 1, 0, 1], [1, 0, 1, 0]) == -1.0
+    # Three classes, Gorodkin's form: (c*s - sum p_k t_k) / sqrt((s^2 - sum p_k^2)(s^2 - sum t_k^2))
+    assert classification.matthews_correlation([0, 0, 1, 2], [0, 1, 1, 1]) == pytest.approx(
+        (2 * 4 - (1 * 2 + 3 * 1 + 0 * 1)) / np.sqrt((16 - 10) * (16 - 6)))
+
+
+def test_matthews_correlation_of_a_single_class_is_zero_where_undefined():
+    assert classification.matthews_correlation([1, 0, 1], [1, 1, 1]) == 0.0
+    assert classification.matthews_correlation([1, 1], [1, 1]) == 0.0
+
+
 def test_classification_metrics_reject_mismatched_lengths():
     with pytest.raises(ValueError, match="differ in length"):
         classification.accuracy([0, 1], [0])

@@ -25,6 +25,14 @@ def test_reads_first_column_as_word_and_last_as_tag_skipping_docstart(tmp_path):
     assert data.sources == [f"{path}:3", f"{path}:6"]
 
 
+def test_a_document_start_ends_the_sentence_before_it(tmp_path):
+    # conlleval reads the two B-ORG words as two entities: no blank line must not join them.
+    path = write(tmp_path, "EU B-ORG\n-DOCSTART- -X- -X- O\nCommission B-ORG\n")
+    data = read_conll(path)
+    assert data.words == [["EU"], ["Commission"]]
+    assert data.sources == [f"{path}:1", f"{path}:3"]
+
+
 def test_trailing_tabs_and_spaces_are_not_a_column(tmp_path):
     path = write(tmp_path, "EU\tB-ORG\t\nrejects\tO \t\n\nPeter   B-PER   \n")
     data = read_conll(path)

@@ -8,7 +8,10 @@ Classification data may instead come from TFDS (`--tfds_name=glue/mrpc`,
 splits `--tfds_train_split`/`--tfds_eval_split`), texts and classes as the
 dataset defines them.
 
-Writes DIR/eval_results.json (classify: accuracy, f1 for two classes; ner:
+Files without a header line (GLUE's CoLA) take `--noheader` and column numbers
+(`--text_a_column=3 --label_column=1`).
+
+Writes DIR/eval_results.json (classify: accuracy, Matthews correlation (mcc), f1 for two classes; ner:
 entity precision/recall/f1; squad: exact_match/f1 in percent; all with
 skipped_records), DIR/labels.txt (classify, ner) or DIR/predictions.json (squad), DIR/model.keras, training
 checkpoints and TensorBoard logs. --model_dir, the data and the vocabulary may be
@@ -45,8 +48,8 @@ FLAGS = flags.FLAGS
 # What a restart must keep: the data and how it is batched, and the learning-rate schedule
 # (its length is compared as the step count --num_train_steps or --num_train_epochs gives).
 RESUME_FLAGS = ["task", "train_file", "tfds_name", "tfds_train_split", "text_a_column",
-                "text_b_column", "label_column", "lower_case", "seq_length", "batch_size",
-                "warmup_proportion", "learning_rate", "weight_decay_rate", "doc_stride",
+                "text_b_column", "label_column", "header", "lower_case", "seq_length",
+                "batch_size", "warmup_proportion", "learning_rate", "weight_decay_rate", "doc_stride",
                 "max_query_length", "version_2_with_negative", "seed"]
 
 # The original run_squad.py and run_classifier.py defaults.
@@ -100,6 +103,9 @@ def define_flags() -> None:
     flags.DEFINE_string("text_a_column", "sentence", "classify: column of the (first) text.")
     flags.DEFINE_string("text_b_column", None, "classify: column of the second text of pairs.")
     flags.DEFINE_string("label_column", "label", "classify: column of the label.")
+    flags.DEFINE_bool("header", True, "classify: the .tsv/.csv files start with a header line "
+                      "naming their columns; --noheader for files without one (GLUE's CoLA), "
+                      "whose columns the column flags give by number, from 0.")
     flags.DEFINE_bool("skip_bad_records", False,
                       "Skip and count bad records instead of stopping at the first one.")
     flags.DEFINE_integer("doc_stride", 128, "squad: tokens between the starts of context windows.",
@@ -220,7 +226,9 @@ def main(argv):
     chief, worker = is_chief(strategy), task_id(strategy)
     check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=chief, paths=("train_file",),
                               derived={"training steps": num_train_steps,
-                                       "vocabulary (sha256)": tokenizer.vocab_sha256})
+                                       "vocabulary (sha256)": tokenizer.vocab_sha256}
+                              # The head's classes: a resumed run must give them the same ids.
+                              | ({"labels": list(task.labels)} if task.labels else {}))
     loaded = None
     with strategy.scope():
         encoder = _encoder()

@@ -34,21 +34,36 @@ class ClassifyTask:
         self.flags = flags
         self.preprocessor = preprocessor
         if flags.tfds_name:
+            if not flags.header:
+                raise ValueError("--noheader is for --train_file/--eval_file; a TFDS dataset "
+                                 "names its features")
             train, evaluation = (
                 classification.read_tfds_glue(
                     flags.tfds_name, split, data_dir=flags.tfds_data_dir,
                     label_column=flags.label_column, skip_bad_records=flags.skip_bad_records)
                 for split in (flags.tfds_train_split, flags.tfds_eval_split))
         else:
-            read = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
-                    "label_column": flags.label_column,
-                    "skip_bad_records": flags.skip_bad_records}
+            columns = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
+                       "label_column": flags.label_column}
+            if not flags.header:
+                for name, value in columns.items():
+                    if value is not None and not value.strip().isdigit():
+                        raise ValueError(
+                            f"--noheader picks columns by field number, from 0: --{name}="
+                            f"{value!r} is not one (GLUE's CoLA: --text_a_column=3 "
+                            "--label_column=1)")
+            read = columns | {"skip_bad_records": flags.skip_bad_records,
+                              "header": flags.header}
             try:
                 train = classification.read_classification_file(flags.train_file, **read)
                 evaluation = classification.read_classification_file(flags.eval_file, **read)
             except classification.MissingColumnsError as error:
-                raise ValueError(f"{error}; name the file's columns with --text_a_column, "
-                                 "--text_b_column (pairs) and --label_column") from None
+                hint = ("; pick the columns by number with --text_a_column, --text_b_column "
+                        "(pairs) and --label_column" if not flags.header else
+                        "; name the file's columns with --text_a_column, --text_b_column "
+                        "(pairs) and --label_column, or, for a file without a header line, "
+                        "pass --noheader and their numbers")
+                raise ValueError(f"{error}{hint}") from None
         train_source, eval_source = _sources(flags)
         require_examples(len(train.labels), train_source, train.skipped_records)
         # TFDS names every class; a file only shows the labels it holds.
@@ -80,7 +95,8 @@ class ClassifyTask:
         dataset = classification.classification_dataset(
             self.eval, self.eval_ids, self.preprocessor, batch_size)
         predictions = np.argmax(model.predict(dataset, verbose=0), axis=-1)
-        results = {"accuracy": classification_metrics.accuracy(self.eval_ids, predictions)}
+        results = {"accuracy": classification_metrics.accuracy(self.eval_ids, predictions),
+                   "mcc": classification_metrics.matthews_correlation(self.eval_ids, predictions)}
         if len(self.labels) == 2:
             results["f1"] = classification_metrics.f1(self.eval_ids, predictions, positive=1)
         return results

@@ -2,15 +2,17 @@
 
 `.tsv` is split on tabs with no quoting (GLUE's files hold quote characters
 and may start with a byte-order mark), `.csv` is standard CSV, `.jsonl` holds
-one JSON object per line. The first line of a TSV/CSV file is its header;
-columns are picked by name. Every record remembers its file and line so a bad
-label found later can still be named.
+one JSON object per line. The first line of a TSV/CSV file is its header and
+columns are picked by name; a file without a header line (GLUE's CoLA) is read
+with `header=False` and columns picked by number, from 0. Every record
+remembers its file and line so a bad label found later can still be named.
 """
 
 import csv
 import dataclasses
 import io
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -44,25 +46,38 @@ def read_classification_file(
     text_b_column: str | None = None,
     label_column: str = "label",
     skip_bad_records: bool = False,
+    header: bool = True,
 ) -> LabeledTexts:
     """Reads a `.tsv`, `.csv` or `.jsonl` file of labelled texts.
 
     A row with the wrong number of fields, a missing column or an empty
     label is a bad record: an error naming file and line, or (with
-    `skip_bad_records`) skipped and counted in `skipped_records`.
+    `skip_bad_records`) skipped and counted in `skipped_records`. With
+    `header=False` a TSV/CSV file has no header line, the columns are field
+    numbers counted from 0 (as run_classifier.py's `line[3]`), and every row
+    has as many fields as the first.
 
     >>> data = read_classification_file("SST-2/train.tsv")
     >>> data.texts_a[0], data.labels[0]
     ('hide new secretions from the parental units ', '0')
+    >>> data = read_classification_file("CoLA/train.tsv", text_a_column=3, label_column=1,
+    ...                                 header=False)
     """
     suffix = pathlib.Path(path).suffix.lower()
     readers = {".tsv": _tsv_rows, ".csv": _csv_rows, ".jsonl": _jsonl_rows}
     if suffix not in readers:
         raise ValueError(f"{path}: unknown file type {suffix!r}; expected .tsv, .csv or .jsonl")
+    if not header:
+        if suffix == ".jsonl":
+            raise ValueError(f"{path}: a JSON-lines file names its fields; header=False is "
+                             "for .tsv and .csv files")
+        text_a_column, text_b_column, label_column = (
+            None if column is None else _field_number(column)
+            for column in (text_a_column, text_b_column, label_column))
     columns = [text_a_column, label_column] + ([text_b_column] if text_b_column else [])
     bad = BadRecords(skip_bad_records)
     data = LabeledTexts([], [] if text_b_column else None, [], [])
-    for line, row in readers[suffix](path, columns, bad):
+    for line, row in readers[suffix](path, columns, bad, header):
         where = f"{path}:{line}"
         missing = [column for column in columns if row.get(column) is None]
         if missing:
@@ -100,7 +115,19 @@ def _label(value) -> str | None:
     return None
 
 
-def _header_rows(path, rows, columns, bad, what):
+def _field_number(column) -> str:
+    """A column of a file without header: a field number from 0, as text (the row's key)."""
+    text = str(column).strip()
+    if not text.isdigit():
+        raise ValueError(f"{column!r} is not a field number; a file without a header line "
+                         "picks its columns by number, from 0")
+    return str(int(text))
+
+
+def _header_rows(path, rows, columns, bad, what, has_header=True):
+    if not has_header:
+        yield from _numbered_rows(path, rows, columns, bad, what)
+        return
     try:
         line, header = next(rows)
     except StopIteration:
@@ -124,15 +151,37 @@ def _header_rows(path, rows, columns, bad, what):
         yield line, dict(zip(header, fields))
 
 
-def _tsv_rows(path, columns, bad):
+def _numbered_rows(path, rows, columns, bad, what):
+    """Rows of a file without header, keyed by field number; the first row sets the width."""
+    width = None
+    for line, fields in rows:
+        if fields == [""] or not fields:
+            continue
+        if width is None:
+            width = len(fields)
+            beyond = [int(column) for column in columns if int(column) >= width]
+            if beyond:
+                raise MissingColumnsError(
+                    f"{path}:{line}: the first row has {width} {what} fields (numbered from "
+                    f"0); there is no field {beyond}")
+        if len(fields) != width:
+            bad.report(f"{path}:{line}: expected {width} {what} fields as the first row, "
+                       f"found {len(fields)}")
+            continue
+        yield line, {str(number): field for number, field in enumerate(fields)}
+    if width is None:
+        raise ValueError(f"{path}: the file is empty")
+
+
+def _tsv_rows(path, columns, bad, header=True):
     def rows():
         for line, text in enumerate(io.StringIO(read_utf8(path), newline=""), start=1):
             yield line, text.rstrip("\r\n").split("\t")
 
-    return _header_rows(path, rows(), columns, bad, "tab-separated")
+    return _header_rows(path, rows(), columns, bad, "tab-separated", header)
 
 
-def _csv_rows(path, columns, bad):
+def _csv_rows(path, columns, bad, header=True):
     def rows():
         reader = csv.reader(io.StringIO(read_utf8(path), newline=""), strict=True)
         start = 1
@@ -144,10 +193,10 @@ def _csv_rows(path, columns, bad):
             # An unclosed quote would swallow the rest of the file into one field.
             raise ValueError(f"{path}:{start}: malformed CSV record ({error})") from None
 
-    return _header_rows(path, rows(), columns, bad, "comma-separated")
+    return _header_rows(path, rows(), columns, bad, "comma-separated", header)
 
 
-def _jsonl_rows(path, columns, bad):
+def _jsonl_rows(path, columns, bad, header=True):
     for line, text in enumerate(io.StringIO(read_utf8(path), newline=None), start=1):
         if not text.strip():
             continue
@@ -226,14 +275,20 @@ def read_tfds_glue(
 def sorted_labels(labels: list[str]) -> list[str]:
     """The distinct labels, sorted numerically when all are numbers, else as text.
 
+    The order is total (equal numbers such as "1" and "1.0" by their text, NaN
+    last), so every process, resumed or exporting, gives labels the same ids.
+
     >>> sorted_labels(["10", "2", "2"])
     ['2', '10']
     """
     distinct = set(labels)
     try:
-        return sorted(distinct, key=float)
+        numbers = {label: float(label) for label in distinct}
     except ValueError:
         return sorted(distinct)
+    return sorted(distinct, key=lambda label: (math.isnan(numbers[label]),
+                                               0.0 if math.isnan(numbers[label])
+                                               else numbers[label], label))
 
 
 def encode_labels(

@@ -2,7 +2,7 @@
 
 One token per line, the word in the first column and its tag in the last,
 columns separated by whitespace or tabs, a blank line between sentences,
-`-DOCSTART-` lines skipped. For training, a word's tag is placed on its first
+`-DOCSTART-` lines skipped (each ends a sentence). For training, a word's tag is placed on its first
 wordpiece; the other wordpieces, [CLS], [SEP] and padding get label -1 and
 sample weight 0, so they are ignored in the loss.
 """
@@ -55,11 +55,10 @@ def read_conll(path: str, skip_bad_records: bool = False) -> TaggedSentences:
         fields = (line_text.split("\t") if "\t" in line_text
                   else [field for field in line_text.split(" ") if field])
         fields = [field.strip() for field in fields]
-        if not text.strip():
+        # A document start ends a sentence even without a blank line after it.
+        if not text.strip() or fields[0] == "-DOCSTART-":
             finish()
             words, tags, start, broken = [], [], None, None
-            continue
-        if fields[0] == "-DOCSTART-":
             continue
         start = start or line
         if len(fields) < 2 or not fields[0] or not fields[-1]:

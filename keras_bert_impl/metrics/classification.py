@@ -1,4 +1,5 @@
-"""Classification metrics: accuracy, and F1 of one class as GLUE reports it."""
+"""Classification metrics: accuracy, F1 of one class as GLUE reports it, and Matthews
+correlation (GLUE's metric for CoLA)."""
 
 from collections.abc import Sequence
 
@@ -24,6 +25,23 @@ def f1(labels: Sequence[int], predictions: Sequence[int], positive: int = 1) -> 
     if predicted + actual == 0:
         return 0.0
     return float(2 * true_positives / (predicted + actual))
+
+
+def matthews_correlation(labels: Sequence[int], predictions: Sequence[int]) -> float:
+    """The Matthews correlation coefficient, for any number of classes.
+
+    As scikit-learn's `matthews_corrcoef` (Gorodkin's multi-class form): 0.0
+    when labels or predictions hold a single class, where it is undefined.
+    """
+    labels, predictions = _as_arrays(labels, predictions)
+    classes = np.union1d(labels, predictions)
+    true = (labels[:, None] == classes).sum(axis=0).astype(np.float64)
+    predicted = (predictions[:, None] == classes).sum(axis=0).astype(np.float64)
+    correct, total = float(np.sum(labels == predictions)), float(labels.size)
+    denominator = np.sqrt((total ** 2 - predicted @ predicted) * (total ** 2 - true @ true))
+    if denominator == 0:
+        return 0.0
+    return float((correct * total - predicted @ true) / denominator)
 
 
 def _as_arrays(labels, predictions) -> tuple[np.ndarray, np.ndarray]:
