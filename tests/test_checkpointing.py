@@ -6,7 +6,11 @@ import pytest
 import tensorflow as tf
 
 from keras_bert_impl.layers.dropout import BertDropout
-from keras_bert_impl.training.checkpointing import TrainingCheckpoint, seed_states
+from keras_bert_impl.training.checkpointing import (
+    TrainingCheckpoint,
+    fit_to_step,
+    seed_states,
+)
 
 
 def _model_and_optimizer():
@@ -71,18 +75,47 @@ def test_resume_skips_the_batches_read_also_when_fp16_loss_scaling_skipped_steps
     restarted = TrainingCheckpoint(str(tmp_path), restarted_model, restarted_optimizer)
     assert restarted.restore() == 5  # batches read, though fewer steps were applied
     assert restarted.step < 5
-    # A rerun asking for no more steps than were applied is done, though more batches
-    # were read; one asking for fewer than were applied is refused.
-    import types
 
-    from keras_bert_impl.training.pretraining import PretrainingRun
-    run = types.SimpleNamespace(initial_step=5, checkpoint=restarted, model_dir=str(tmp_path))
-    steps = restarted.step + 1
-    assert PretrainingRun.fit(run, None, num_train_steps=steps,
-                              save_checkpoints_steps=steps) is None
-    restarted_optimizer.iterations.assign(5)
-    with pytest.raises(ValueError, match="at step 5, past num_train_steps=4"):
-        PretrainingRun.fit(run, None, num_train_steps=4, save_checkpoints_steps=4)
+
+def _fit_to_four_steps(model_dir, steps_per_epoch, x):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    # Gradients of ~1e8 overflow float32 at this scale: the first steps are skipped
+    # (halving it each time) though their batches are read.
+    optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e-12),
+                                                    initial_scale=2.0**100)
+    model.compile(optimizer=optimizer, loss="mse")
+    checkpoint = TrainingCheckpoint(str(model_dir), model, optimizer)
+    checkpoint.restore()
+    rows = tf.data.Dataset.from_tensor_slices((x, np.zeros((len(x), 2), "float32")))
+    history = fit_to_step(model, lambda batches: rows.repeat().batch(2).skip(batches),
+                          checkpoint, num_train_steps=4, steps_per_epoch=steps_per_epoch,
+                          shuffle=False, verbose=0)
+    return model, checkpoint, history
+
+
+def test_a_run_applies_its_whole_step_budget_whatever_its_checkpoint_interval(tmp_path):
+    x = np.arange(48, dtype="float32").reshape(16, 3) * 1e3
+    runs = {interval: _fit_to_four_steps(tmp_path / str(interval), interval, x)
+            for interval in (2, 4)}
+    for model, checkpoint, history in runs.values():
+        # As the original's global_step: steps applied, so the schedule runs to its end.
+        assert checkpoint.step == 4 and int(checkpoint.batches.numpy()) > 4
+        assert history is not None
+    (model_2, checkpoint_2, _), (model_4, checkpoint_4, _) = runs.values()
+    assert int(checkpoint_2.batches.numpy()) == int(checkpoint_4.batches.numpy())
+    for a, b in zip(model_2.weights, model_4.weights):
+        np.testing.assert_array_equal(a, b)
+    # Rerun at the budget: nothing to do, though more batches than steps were read.
+    _, again, history = _fit_to_four_steps(tmp_path / "2", 2, x)
+    assert history is None and again.step == 4
+
+
+def test_a_run_whose_every_step_overflows_stops_with_an_error_not_forever(tmp_path):
+    x = np.full((8, 3), np.nan, "float32")
+    with pytest.raises(FloatingPointError, match=r"no step was applied in the last 64 batches "
+                                                 r"\(at step 0\): fp16 loss scaling skipped"):
+        _fit_to_four_steps(tmp_path, 4, x)
 
 
 def test_the_position_counts_the_batches_of_a_last_execution_the_data_cut_short(tmp_path):
@@ -213,3 +246,18 @@ def test_no_readable_checkpoint_is_an_error_naming_them(tmp_path):
     with pytest.raises(ValueError, match=r"no checkpoint in .*checkpoints can be read "
                                          r"\(.*ckpt-2\); use another model_dir"):
         restarted.restore()
+
+
+@pytest.mark.filterwarnings("ignore:Your input ran out of data")
+def test_training_data_that_ends_before_the_budget_is_an_error_not_a_loop(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    model.compile(optimizer=optimizer, loss="mse")
+    checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
+    checkpoint.restore()
+    # One batch: Keras starts it again for the second epoch, then the skip leaves nothing.
+    rows = tf.data.Dataset.from_tensor_slices((np.ones((2, 3), "float32"),
+                                               np.zeros((2, 2), "float32")))
+    with pytest.raises(ValueError, match="the training data ended after 2 batches, at step 2 "
+                                         "of 4; it must repeat"):
+        fit_to_step(model, lambda batches: rows.batch(2).skip(batches), checkpoint,
+                    num_train_steps=4, steps_per_epoch=2, shuffle=False, verbose=0)

@@ -21,7 +21,6 @@ by skipping that many batches of the seeded input order, data position).
 """
 
 import json
-import math
 import os
 
 import tensorflow as tf
@@ -185,7 +184,7 @@ def main(argv):
     from keras_bert_impl.cli import finetune_tasks
     from keras_bert_impl.text.preprocessor import BertPreprocessor
     from keras_bert_impl.text.tokenizer import BertTokenizer
-    from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
+    from keras_bert_impl.training.checkpointing import TrainingCheckpoint, fit_to_step
     from keras_bert_impl.training.optimization import create_optimizer
     from keras_bert_impl.training.strategy import (
         get_strategy,
@@ -254,22 +253,18 @@ def main(argv):
         with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "labels.txt"), "w") as f:
             f.write("".join(f"{label}\n" for label in task.labels))
     if step:
-        print(f"Resuming from {checkpoint.restored_from} at step {step}", flush=True)
+        print(f"Resuming from {checkpoint.restored_from} at step {checkpoint.step}", flush=True)
     elif loaded:
         print(f"Started from {loaded.path}: {len(loaded.loaded)} variables"
               + (f"; {', '.join(loaded.missing)} start fresh" if loaded.missing else ""))
-    if step < num_train_steps:
-        model.fit(
-            task.train_dataset(FLAGS.batch_size, FLAGS.seed).skip(step),
-            steps_per_epoch=steps_per_epoch,
-            epochs=math.ceil(num_train_steps / steps_per_epoch),
-            initial_epoch=step // steps_per_epoch,
-            callbacks=[checkpoint.callback(), StopAtStep(num_train_steps),
-                       StepTensorBoard(os.path.join(
-                           FLAGS.model_dir, "logs" if chief else f".worker_{worker}"))],
-            shuffle=False,
-            verbose=2,
-        )
+    fit_to_step(
+        model, lambda batches: task.train_dataset(FLAGS.batch_size, FLAGS.seed).skip(batches),
+        checkpoint, num_train_steps, steps_per_epoch,
+        callbacks=[StepTensorBoard(os.path.join(
+            FLAGS.model_dir, "logs" if chief else f".worker_{worker}"))],
+        shuffle=False,
+        verbose=2,
+    )
     results = task.evaluate(model, FLAGS.batch_size, FLAGS.model_dir)
     results["skipped_records"] = task.skipped_records
     if not chief:

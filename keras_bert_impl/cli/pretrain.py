@@ -126,7 +126,7 @@ def main(argv):
         init_checkpoint=FLAGS.init_checkpoint,
     )
     if run.initial_step:
-        print(f"Resuming from {run.checkpoint.restored_from} at step {run.initial_step}")
+        print(f"Resuming from {run.checkpoint.restored_from} at step {run.checkpoint.step}")
     elif run.heads_not_in_init_checkpoint:
         print(f"--init_checkpoint={FLAGS.init_checkpoint} has no pretraining heads; "
               f"{', '.join(run.heads_not_in_init_checkpoint)} start from their initial values")

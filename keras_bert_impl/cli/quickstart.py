@@ -198,7 +198,7 @@ def _pretrain(train_file: str, vocab_file: str):
               steps_per_execution=steps_per_execution)
     print(f"Pretraining BERT-tiny (L2, H128) for {FLAGS.steps} steps of {FLAGS.batch_size} x "
           f"{FLAGS.seq_length} tokens (MLM + NSP); checkpoints in {run.model_dir}"
-          + (f"; resuming at step {run.initial_step}" if run.initial_step else ""))
+          + (f"; resuming at step {run.checkpoint.step}" if run.initial_step else ""))
     run.fit(
         lambda context, start_step: pretraining_dataset(
             train_file, run.tokenizer, seq_length=FLAGS.seq_length,

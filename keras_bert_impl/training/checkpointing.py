@@ -1,6 +1,8 @@
 """Preemption-safe training state: model, optimizer and step in model_dir/checkpoints."""
 
+import math
 import os
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -186,3 +188,55 @@ class StopAtStep(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if int(self.model.optimizer.iterations.numpy()) >= self.last_step:
             self.model.stop_training = True
+
+
+# Batches fp16 loss scaling may skip in a row: by then it has divided its scale by 2**64,
+# so gradients that still overflow are not finite.
+MOST_BATCHES_WITHOUT_A_STEP = 64
+
+
+def fit_to_step(
+    model: keras.Model,
+    dataset_from: Callable[[int], tf.data.Dataset | tf.distribute.DistributedDataset],
+    checkpoint: TrainingCheckpoint,
+    num_train_steps: int,
+    steps_per_epoch: int,
+    callbacks: list[keras.callbacks.Callback] = (),
+    **fit_kwargs,
+) -> keras.callbacks.History | None:
+    """Trains from the restored checkpoint until the optimizer has applied
+    `num_train_steps` steps, saving at the end of every `steps_per_epoch` batches.
+
+    `dataset_from(batches)` is the endless input stream with its first `batches`
+    batches skipped. A step fp16 loss scaling skips on overflow reads a batch but
+    applies nothing and does not advance the learning-rate schedule, so the run
+    reads on until that many steps are applied, as the original's `global_step`
+    counts them: its length and final learning rate never depend on where
+    checkpoints fall. Returns the last `fit`'s History; None when the checkpoint
+    is already at the budget.
+    """
+    history = None
+    stalled_since = int(checkpoint.batches.numpy())  # batches read when a step last applied
+    while checkpoint.step < num_train_steps:
+        step, batches = checkpoint.step, int(checkpoint.batches.numpy())
+        initial_epoch = batches // steps_per_epoch
+        history = model.fit(
+            dataset_from(batches),
+            initial_epoch=initial_epoch,
+            epochs=initial_epoch + math.ceil((num_train_steps - step) / steps_per_epoch),
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[checkpoint.callback(), StopAtStep(num_train_steps), *callbacks],
+            **fit_kwargs,
+        )
+        read = int(checkpoint.batches.numpy())
+        if read == batches:
+            raise ValueError(f"the training data ended after {batches} batches, at step {step} "
+                             f"of {num_train_steps}; it must repeat")
+        if checkpoint.step > step:
+            stalled_since = read
+        elif read - stalled_since >= MOST_BATCHES_WITHOUT_A_STEP:
+            raise FloatingPointError(
+                f"no step was applied in the last {read - stalled_since} batches (at step "
+                f"{step}): fp16 loss scaling skipped every one, halving its scale each time, "
+                "so their gradients are not finite at any scale (is the loss finite?)")
+    return history

@@ -1,6 +1,5 @@
 """One pretraining run: strategy, model, optimizer, resumable fit, final export."""
 
-import math
 import os
 from collections.abc import Callable
 
@@ -11,7 +10,7 @@ from keras_bert_impl.config import BertConfig
 from keras_bert_impl.models.encoder import BertEncoder
 from keras_bert_impl.models.pretrainer import BertPretrainer
 from keras_bert_impl.text.tokenizer import BertTokenizer
-from keras_bert_impl.training.checkpointing import StopAtStep, TrainingCheckpoint
+from keras_bert_impl.training.checkpointing import TrainingCheckpoint, fit_to_step
 from keras_bert_impl.training.loss_scaling import ReplicaConsistentLossScaleOptimizer
 from keras_bert_impl.training.optimization import create_optimizer
 from keras_bert_impl.training.strategy import get_strategy, is_chief, task_id
@@ -106,40 +105,33 @@ class PretrainingRun:
         save_checkpoints_steps: int,
         verbose: str | int = "auto",
     ) -> keras.callbacks.History | None:
-        """Trains to `num_train_steps`, one epoch per checkpoint interval.
+        """Trains until `num_train_steps` optimizer steps are applied, one epoch per
+        checkpoint interval (`fit_to_step`).
 
         `dataset_fn(input_context, start_step)` returns one input pipeline's
         endless, deterministic stream of per-replica batches with the first
         `start_step` batches skipped (`pretraining_dataset` does); the run
         passes how many its pipeline has already trained on.
         """
-        steps_per_epoch = min(save_checkpoints_steps, num_train_steps)
-        epochs = math.ceil(num_train_steps / steps_per_epoch)
-        initial_epoch = self.initial_step // steps_per_epoch
         # Optimizer steps, not batches: fp16 steps skipped on overflow read batches too.
         if self.checkpoint.step > num_train_steps:
             raise ValueError(
                 f"{self.model_dir} holds a run at step {self.checkpoint.step}, past "
                 f"num_train_steps={num_train_steps}; give at least {self.checkpoint.step} to "
                 "finish it, or another model_dir to train a shorter run")
-        if self.initial_step >= num_train_steps:
-            return None
         log_dir = os.path.join(self.model_dir, "logs" if self.is_chief else f".worker_{self.task_id}")
-        callbacks = [
-            self.checkpoint.callback(),
-            StopAtStep(num_train_steps),
-            StepTensorBoard(log_dir=log_dir),
-        ]
-        def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            batches_per_step = context.num_replicas_in_sync // context.num_input_pipelines
-            return dataset_fn(context, self.initial_step * batches_per_step)
 
-        return self.pretrainer.fit(
-            self.strategy.distribute_datasets_from_function(pipeline),
-            epochs=epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
+        def datasets_from(batches: int) -> tf.distribute.DistributedDataset:
+            def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
+                batches_per_step = context.num_replicas_in_sync // context.num_input_pipelines
+                return dataset_fn(context, batches * batches_per_step)
+
+            return self.strategy.distribute_datasets_from_function(pipeline)
+
+        return fit_to_step(
+            self.pretrainer, datasets_from, self.checkpoint, num_train_steps,
+            steps_per_epoch=min(save_checkpoints_steps, num_train_steps),
+            callbacks=[StepTensorBoard(log_dir=log_dir)],
             verbose=verbose if self.is_chief else 0,
             shuffle=False,
         )
