@@ -72,6 +72,26 @@ def test_gradients_are_clipped_to_global_norm_one():
     np.testing.assert_allclose(np.array(clipped), [0.6, 0.8, 0.0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("optimizer_type", ["adamw", "lamb"])
+def test_a_half_precision_encoder_under_float32_heads_trains_with_clipping(optimizer_type):
+    # One global norm over float16 and float32 gradients, each clipped in its own dtype.
+    opt = create_optimizer(1e-3, num_train_steps=10, num_warmup_steps=0,
+                           optimizer_type=optimizer_type)
+    clipped = opt._clip_gradients([np.array([300.0, 0.0], "float16"),
+                                   np.array([400.0], "float32")])
+    assert [c.dtype for c in clipped] == ["float16", "float32"]
+    np.testing.assert_allclose(np.concatenate([np.array(c, "float32") for c in clipped]),
+                               [0.6, 0.0, 0.8], rtol=1e-3)
+    config = BertConfig.from_preset("bert_tiny", vocab_size=100)
+    classifier = BertClassifier(BertEncoder(config, dtype="float16"), num_classes=2)
+    classifier.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True))
+    ids = np.arange(32, dtype="int32").reshape(2, 16) + 5
+    loss = classifier.train_on_batch({"input_word_ids": ids, "input_mask": np.ones_like(ids),
+                                      "input_type_ids": np.zeros_like(ids)}, np.array([0, 1]))
+    assert np.isfinite(loss)
+
+
 def test_adamw_and_lamb_use_the_original_hyperparameters():
     adamw = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1)
     lamb = create_optimizer(1e-4, num_train_steps=10, num_warmup_steps=1, optimizer_type="lamb")

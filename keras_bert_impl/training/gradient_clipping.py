@@ -20,5 +20,13 @@ class PerReplicaGlobalNormClipping:
         if not self.global_clipnorm or self.global_clipnorm <= 0:
             return super()._clip_gradients(grads)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        clipped, _ = tf.clip_by_global_norm(grads, self.global_clipnorm / replicas)
-        return clipped
+        clip_norm = self.global_clipnorm / replicas
+        if len({grad.dtype for grad in grads if grad is not None}) <= 1:
+            clipped, _ = tf.clip_by_global_norm(grads, clip_norm)
+            return clipped
+        # Variables of several dtypes (a half-precision encoder under float32 heads):
+        # tf.clip_by_global_norm cannot add their norms, so it is done in float32.
+        clipped, _ = tf.clip_by_global_norm(
+            [None if grad is None else tf.cast(grad, tf.float32) for grad in grads], clip_norm)
+        return [None if grad is None else tf.cast(value, grad.dtype)
+                for grad, value in zip(grads, clipped)]
