@@ -454,6 +454,33 @@ def test_noheader_needs_column_numbers(train, uncased_vocab, tmp_path, monkeypat
             "not one") in capsys.readouterr().err
 
 
+def test_two_workers_fine_tune_in_lockstep_and_only_the_chief_writes_results(
+        uncased_vocab, tmp_path):
+    from two_workers import run_two_workers
+
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "good fun\t1\nbad film\t0\n" * 4, encoding="utf-8")
+    model_dir, export_dir = tmp_path / "model", tmp_path / "export"
+    run_two_workers([sys.executable, "-m", "keras_bert_impl.cli.finetune",
+                     "--strategy=multi_worker", "--task=classify", f"--train_file={train}",
+                     f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
+                     "--preset=bert_tiny", f"--model_dir={model_dir}", "--seq_length=16",
+                     "--batch_size=4", "--num_train_steps=2", f"--export_dir={export_dir}"])
+    assert set(results(model_dir)) >= {"accuracy", "mcc", "f1", "skipped_records"}
+    assert (model_dir / "model.keras").exists() and (export_dir / "1").is_dir()
+    assert not (model_dir / ".worker_1" / "eval_results.json").exists()
+    weights = {}
+    for directory in (model_dir, model_dir / ".worker_1"):
+        reader = tf.train.load_checkpoint(str(directory / "checkpoints"))
+        weights[directory] = {name: reader.get_tensor(name) for name, _ in
+                              tf.train.list_variables(str(directory / "checkpoints"))
+                              if "_trainable_variables" in name}
+    chief, other = weights.values()
+    assert chief.keys() == other.keys() and chief
+    for name in chief:
+        np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
+
+
 def test_classify_is_refused_where_tpu_hosts_run_the_input_pipelines(
         train, uncased_vocab, tmp_path, monkeypatch, capsys):
     from keras_bert_impl.training import strategy

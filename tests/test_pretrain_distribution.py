@@ -1,14 +1,13 @@
 """Pretraining under tf.distribute: MirroredStrategy and MultiWorkerMirroredStrategy on CPU."""
 
 import json
-import os
 import pathlib
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import tensorflow as tf
+from two_workers import run_two_workers
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -42,16 +41,6 @@ def test_mirrored_over_two_devices_trains_to_the_one_device_weights_xla_asked_or
     assert abs(metrics["loss"] - metrics["mlm_loss"] - metrics["nsp_loss"]) < 1e-5
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _trainable_variables(directory):
     directory = directory / "checkpoints"
     reader = tf.train.load_checkpoint(str(directory))
@@ -68,7 +57,6 @@ def test_two_workers_on_loopback_train_in_lockstep_to_identical_weights(
         "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 64,
         "type_vocab_size": 2, "initializer_range": 0.02}))
     model_dir = tmp_path / "model"
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     command = [
         sys.executable, "-m", "keras_bert_impl.cli.pretrain", "--strategy=multi_worker",
         f"--vocab_file={uncased_vocab}", f"--bert_config={config}",
@@ -77,15 +65,7 @@ def test_two_workers_on_loopback_train_in_lockstep_to_identical_weights(
         "--num_train_steps=4", "--num_warmup_steps=1", "--save_checkpoints_steps=2",
         "--steps_per_execution=2",
     ]
-    workers = []
-    for index in range(2):
-        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
-        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True))
-    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
-    for worker, output in zip(workers, outputs):
-        assert worker.returncode == 0, output[-3000:]
+    run_two_workers(command)
 
     chief = _trainable_variables(model_dir)
     other = _trainable_variables(model_dir / ".worker_1")

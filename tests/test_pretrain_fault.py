@@ -69,3 +69,32 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     assert resumed.keys() == uninterrupted.keys() and resumed
     for name in resumed:
         np.testing.assert_allclose(resumed[name], uninterrupted[name], atol=1e-6, err_msg=name)
+
+
+def test_sigterm_ends_every_worker_of_a_multi_worker_run_promptly(
+        tmp_path, shared_data, uncased_vocab, tiny_config):
+    # TensorFlow's preemption notifier would log the signal and train on to the end.
+    from two_workers import start_two_workers
+
+    model_dir = tmp_path / "model"
+    command = _command(model_dir, uncased_vocab, str(shared_data / "sample_text.txt"),
+                       tiny_config)
+    command = [flag for flag in command if not flag.startswith("--num_train_steps")]
+    workers = start_two_workers([*command, "--strategy=multi_worker", "--num_train_steps=100000"])
+    try:
+        deadline = time.time() + 300
+        while tf.train.latest_checkpoint(str(model_dir / "checkpoints")) is None:
+            assert all(w.poll() is None for w in workers), workers[0].communicate()[0][-3000:]
+            assert time.time() < deadline, "no checkpoint written within 5 minutes"
+            time.sleep(0.2)
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.communicate(timeout=60)
+        assert workers[0].returncode == -signal.SIGTERM
+        assert workers[1].returncode == -signal.SIGTERM
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate()

@@ -58,3 +58,19 @@ def test_xla_is_kept_for_one_replica_and_auto_stays_keras_choice():
 
 def test_input_pipelines_run_in_this_process_without_a_tpu():
     assert not strategy.input_pipelines_are_remote(tf.distribute.get_strategy())
+
+
+@pytest.mark.parametrize("tf_config, message", [
+    ("{bad", "TF_CONFIG is not valid JSON"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}}', 'TF_CONFIG needs a "task"'),
+    ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG needs a "cluster"'),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "wrker", "index": 0}}',
+     "TF_CONFIG's task type 'wrker' is not in its cluster"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}',
+     "TF_CONFIG's task index 5 is not one of the 2 'worker' addresses"),
+])
+def test_a_malformed_tf_config_is_an_error_naming_it_before_any_connection(
+        tf_config, message, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match=message):
+        strategy.get_strategy("multi_worker")

@@ -202,6 +202,9 @@ def main(argv):
     check_model_dir(FLAGS.model_dir)
     export_version = _export_version()
     check_lower_case_fits(FLAGS.vocab_file, FLAGS.lower_case)
+    # Before any TensorFlow op: a multi-worker strategy configures the collective ops,
+    # which TensorFlow allows only before its runtime starts.
+    strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
     tokenizer = BertTokenizer(FLAGS.vocab_file, lower_case=FLAGS.lower_case)
     preprocessor = BertPreprocessor(tokenizer, seq_length=FLAGS.seq_length)
     task = finetune_tasks.TASKS[FLAGS.task](FLAGS, tokenizer, preprocessor)
@@ -213,7 +216,6 @@ def main(argv):
         steps_from=None if FLAGS.num_train_steps else
         f"--num_train_epochs={FLAGS.num_train_epochs:g}")
     steps_per_epoch = min(FLAGS.save_checkpoints_steps, num_train_steps)
-    strategy = get_strategy(FLAGS.strategy, FLAGS.tpu)
     check_global_batch_splits("batch_size", FLAGS.batch_size, strategy, FLAGS.strategy)
     tf.io.gfile.makedirs(FLAGS.model_dir)
     if FLAGS.task == "classify" and input_pipelines_are_remote(strategy):

@@ -69,6 +69,23 @@ class BertTaskModel(keras.Model):
             inspect.signature(keras.Model.evaluate).bind_partial(self, *args, **kwargs).arguments)
         return super().evaluate(*args, **kwargs)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras reads a batch here to build compiled losses and metrics,
+        # averaging a distributed batch with `strategy.reduce`, which fails on dict batches
+        # under MultiWorkerMirroredStrategy. Shapes and dtypes are all the build needs, so
+        # this worker's first replica's part of the batch serves.
+        if iterator is not None and self._distribute_strategy is not None:
+            for *_, batches in iterator:  # (begin, end, iterator) in Keras >= 3.11
+                data_batch = tf.nest.map_structure(self._local_part, next(batches))
+                break
+            iterator = None
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _local_part(self, value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return self.distribute_strategy.experimental_local_results(value)[0]
+        return value
+
     def _check_data_arguments(self, given: dict) -> None:
         """Hook: raises for `fit`/`evaluate` arguments (by name) the model cannot take."""
 

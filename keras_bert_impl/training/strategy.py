@@ -1,7 +1,11 @@
 """The tf.distribute strategy named on the command line."""
 
 import glob
+import json
 import os
+import signal
+import sys
+import threading
 
 import tensorflow as tf
 from absl import logging
@@ -15,7 +19,7 @@ def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy
     `tpu` is the TPU as TPUClusterResolver takes it: a TPU name or grpc://
     address, "local" for the chips of this machine (a TPU VM, Colab), or ""
     for "find it" (see `tpu_address`). "multi_worker" reads the cluster from
-    the TF_CONFIG environment variable.
+    the TF_CONFIG environment variable (see `_multi_worker_strategy`).
     """
     if name == "default":
         return tf.distribute.get_strategy()
@@ -25,7 +29,7 @@ def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     if name == "tpu":
         address = tpu_address(tpu)
         if not address and not any(os.environ.get(v) for v in _TPU_NAMING_VARIABLES):
@@ -42,6 +46,55 @@ def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy
                              f"({error.message.splitlines()[0]})") from None
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")
+
+
+def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MultiWorkerMirroredStrategy on TF_CONFIG's cluster, checked first; SIGTERM kept fatal.
+
+    TensorFlow's preemption notifier takes over SIGTERM when the strategy
+    connects, so without a `PreemptionCheckpointHandler` a worker would log
+    the signal and train on until the scheduler's SIGKILL. Its default action
+    is restored: the worker ends at once, its peers fail on the lost worker
+    within seconds, and a restart resumes from the newest checkpoint.
+    """
+    tasks = _tf_config_tasks(os.environ.get("TF_CONFIG", ""))
+    if tasks > 1:
+        print(f"Joining the {tasks} tasks of TF_CONFIG's cluster; this waits until every one "
+              "has started", file=sys.stderr, flush=True)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return strategy
+
+
+def _tf_config_tasks(text: str) -> int:
+    """The number of tasks in TF_CONFIG's cluster; a ValueError naming TF_CONFIG if malformed."""
+    if not text:
+        return 1  # one worker on its own, as MultiWorkerMirroredStrategy takes it
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]}") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) \
+        else (None, None)
+    if not isinstance(cluster, dict) or not cluster:
+        raise ValueError(f'TF_CONFIG needs a "cluster" of task types and addresses: {text[:200]}')
+    if not isinstance(task, dict) or "type" not in task:
+        raise ValueError('TF_CONFIG needs a "task" with this process\'s "type" and "index" '
+                         f"in the cluster: {text[:200]}")
+    if task["type"] == "evaluator":  # evaluates beside the cluster, not in it
+        return 1
+    addresses = cluster.get(task["type"])
+    if not isinstance(addresses, list):
+        raise ValueError(f"TF_CONFIG's task type {task['type']!r} is not in its cluster "
+                         f"({', '.join(map(str, cluster))})")
+    index = task.get("index", 0)
+    if isinstance(index, str) and index.isdigit():
+        index = int(index)
+    if not isinstance(index, int) or not 0 <= index < len(addresses):
+        raise ValueError(f"TF_CONFIG's task index {index!r} is not one of the "
+                         f"{len(addresses)} {task['type']!r} addresses")
+    return sum(len(a) for a in cluster.values() if isinstance(a, list))
 
 
 _TPU_NAMING_VARIABLES = ("TPU_NAME", "COLAB_TPU_ADDR", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS")
