@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from two_workers import run_two_workers
+from two_workers import run_two_workers, start_two_workers
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -46,6 +46,21 @@ def _trainable_variables(directory):
     reader = tf.train.load_checkpoint(str(directory))
     names = [n for n, _ in tf.train.list_variables(str(directory)) if "_trainable_variables" in n]
     return {n: reader.get_tensor(n) for n in names}
+
+
+def test_workers_started_with_different_flags_all_stop_naming_them(
+        tmp_path, shared_data, uncased_vocab, tiny_config):
+    workers = start_two_workers([
+        sys.executable, "-m", "keras_bert_impl.cli.pretrain", "--strategy=multi_worker",
+        f"--vocab_file={uncased_vocab}", f"--bert_config={tiny_config}",
+        f"--input_files={shared_data / 'sample_text.txt'}", f"--model_dir={tmp_path / 'model'}",
+        "--seq_length=32", "--max_predictions_per_seq=5", "--num_train_steps=4",
+        "--num_warmup_steps=1"], own_flags=(["--train_batch_size=8"], ["--train_batch_size=16"]))
+    for worker in workers:
+        output = worker.communicate(timeout=300)[0]
+        assert worker.returncode == 1, output[-3000:]
+        assert "the workers of this run differ in --train_batch_size; start every worker" in output
+    assert not (tmp_path / "model" / "checkpoints").exists()
 
 
 def test_two_workers_on_loopback_train_in_lockstep_to_identical_weights(

@@ -16,15 +16,17 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def start_two_workers(command: list[str]) -> list[subprocess.Popen]:
-    """`command` started twice, as workers 0 (the chief) and 1 of one TF_CONFIG cluster."""
+def start_two_workers(command: list[str], own_flags=((), ())) -> list[subprocess.Popen]:
+    """`command` started twice, as workers 0 (the chief) and 1 of one TF_CONFIG cluster,
+    each with its `own_flags` after the common ones."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
         tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
-        workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True))
+        workers.append(subprocess.Popen([*command, *own_flags[index]], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True))
     return workers
 
 

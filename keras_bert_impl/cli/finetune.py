@@ -229,7 +229,12 @@ def main(argv):
                               derived={"training steps": num_train_steps,
                                        "vocabulary (sha256)": tokenizer.vocab_sha256}
                               # The head's classes: a resumed run must give them the same ids.
-                              | ({"labels": list(task.labels)} if task.labels else {}))
+                              | ({"labels": list(task.labels)} if task.labels else {}),
+                              strategy=strategy,
+                              workers_agree_on={f"--{name}": FLAGS[name].value for name in (
+                                  "bert_config", "preset", "init_checkpoint", "eval_file",
+                                  "save_checkpoints_steps", "steps_per_execution",
+                                  "mixed_precision", "tfds_eval_split")})
     loaded = None
     with strategy.scope():
         encoder = _encoder()

@@ -113,7 +113,8 @@ def main(argv):
     if FLAGS.whole_word_masking:  # Chinese words: jieba's, or characters without it
         derived["Chinese whole words"] = "jieba" if jieba_available() else "characters"
     check_or_record_run_flags(FLAGS.model_dir, RESUME_FLAGS, write=is_chief(run.strategy),
-                              paths=("input_files",), derived=derived)
+                              paths=("input_files",), derived=derived, strategy=run.strategy,
+                              workers_agree_on=_workers_agree_on(config))
     run.build(
         optimizer_type=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,
@@ -144,6 +145,14 @@ def main(argv):
     run.fit(dataset_fn, num_train_steps=FLAGS.num_train_steps,
             save_checkpoints_steps=FLAGS.save_checkpoints_steps)
     run.save_final_model()
+
+
+def _workers_agree_on(config) -> dict:
+    """What the workers of a multi-worker run must share beyond the resume flags."""
+    return {"the model config": config.to_dict(),
+            **{f"--{name}": FLAGS[name].value for name in (
+                "num_train_steps", "save_checkpoints_steps", "steps_per_execution",
+                "mixed_precision", "init_checkpoint")}}
 
 
 def _check_step_flags():

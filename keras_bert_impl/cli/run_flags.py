@@ -12,11 +12,14 @@ import os
 import tensorflow as tf
 from absl import app, flags
 
+from keras_bert_impl.training.strategy import check_workers_agree
+
 RUN_FLAGS_FILE = "run_flags.json"
 
 
 def check_or_record_run_flags(model_dir: str, names: list[str], write: bool = True,
-                              paths: tuple[str, ...] = (), derived: dict | None = None) -> None:
+                              paths: tuple[str, ...] = (), derived: dict | None = None,
+                              strategy=None, workers_agree_on: dict | None = None) -> None:
     """Refuses a restart whose `names` flags differ from those of the run it would resume;
     records them (when `write`, i.e. on the chief) for a run that starts afresh. Call
     `check_model_dir` first, before anything slow.
@@ -31,7 +34,14 @@ def check_or_record_run_flags(model_dir: str, names: list[str], write: bool = Tr
     values = {name: _absolute(value) if name in paths else value
               for name, value in values.items()} | (derived or {})
     path = os.path.join(model_dir, RUN_FLAGS_FILE)
-    resuming = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if strategy is not None:
+        # The flags as given (not made absolute: hosts may mount a shared disk elsewhere).
+        check_workers_agree(strategy, {
+            **{f"--{name}": _plain(flags.FLAGS[name].value) for name in names},
+            **(derived or {}), **(workers_agree_on or {}),
+            "the checkpoint to resume from": latest and os.path.basename(latest)})
+    resuming = latest is not None
     if resuming and tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path) as f:
             try:

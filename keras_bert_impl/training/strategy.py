@@ -1,6 +1,7 @@
 """The tf.distribute strategy named on the command line."""
 
 import glob
+import hashlib
 import json
 import os
 import signal
@@ -95,6 +96,36 @@ def _tf_config_tasks(text: str) -> int:
         raise ValueError(f"TF_CONFIG's task index {index!r} is not one of the "
                          f"{len(addresses)} {task['type']!r} addresses")
     return sum(len(a) for a in cluster.values() if isinstance(a, list))
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, values: dict) -> None:
+    """On every worker of a multi-worker run, a ValueError naming the `values` the workers
+    differ on (flags, the checkpoint each would resume from); one worker alone, nothing.
+
+    Workers started with different batch sizes or step counts would otherwise train on
+    without a word or fail later in a collective op with a message that names neither.
+    Each value is hashed (48 bits) and the hashes are all-gathered.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if (not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None
+            or sum(len(tasks) for tasks in resolver.cluster_spec().as_dict().values()) < 2):
+        return
+    names = sorted(values)
+    codes = []
+    for name in names:
+        text = json.dumps(values[name], sort_keys=True, default=str)
+        digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:6], "big")
+        codes += [digest >> 24, digest & 0xFFFFFF]  # float32 holds 24-bit integers exactly
+    row = tf.constant([codes], tf.float32)
+    gathered = strategy.gather(
+        strategy.experimental_distribute_values_from_function(lambda context: row), axis=0)
+    rows = gathered.numpy()
+    differ = [name for i, name in enumerate(names)
+              if (rows[:, 2 * i:2 * i + 2] != rows[0, 2 * i:2 * i + 2]).any()]
+    if differ:
+        raise ValueError(
+            f"the workers of this run differ in {', '.join(differ)}; start every worker with "
+            "the same flags and files, and a --model_dir all of them share")
 
 
 _TPU_NAMING_VARIABLES = ("TPU_NAME", "COLAB_TPU_ADDR", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS")
