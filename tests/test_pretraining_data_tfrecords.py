@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -135,13 +136,9 @@ def test_original_records_of_another_vocabulary_are_an_error_naming_the_file(
             pass
 
 
-@pytest.fixture(scope="module")
-def generated_records(shared_data, uncased_vocab, tmp_path_factory):
-    """bert-create-pretraining-data run as a real subprocess on sample_text.txt."""
-    out = tmp_path_factory.mktemp("records")
-    outputs = f"{out / 'a.tfrecord'},{out / 'b.tfrecord'}"
+def _create_records(outputs: str, input_file, uncased_vocab) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "keras_bert_impl.cli.create_pretraining_data",
-               f"--input_file={shared_data / 'sample_text.txt'}",
+               f"--input_file={input_file}",
                f"--output_file={outputs}", f"--vocab_file={uncased_vocab}",
                "--do_lower_case", f"--max_seq_length={SEQ}",
                f"--max_predictions_per_seq={P}", "--dupe_factor=2", "--random_seed=7",
@@ -149,7 +146,26 @@ def generated_records(shared_data, uncased_vocab, tmp_path_factory):
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def generated_records(shared_data, uncased_vocab, tmp_path_factory):
+    """bert-create-pretraining-data run as a real subprocess on sample_text.txt."""
+    out = tmp_path_factory.mktemp("records")
+    result = _create_records(f"{out / 'a.tfrecord'},{out / 'b.tfrecord'}",
+                             shared_data / "sample_text.txt", uncased_vocab)
     return out, result.stdout
+
+
+def test_a_rerun_with_the_same_seed_writes_the_same_bytes(generated_records, shared_data,
+                                                         uncased_vocab, tmp_path):
+    # protobuf orders a record's feature map by the process's memory layout unless asked not to.
+    out, _ = generated_records
+    _create_records(f"{tmp_path / 'a.tfrecord'},{tmp_path / 'b.tfrecord'}",
+                    shared_data / "sample_text.txt", uncased_vocab)
+    for name in ("a.tfrecord", "b.tfrecord"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
 
 
 def test_the_tool_writes_original_layout_records_with_metadata(generated_records, tokenizer):
@@ -251,8 +267,9 @@ def test_records_named_freely_beside_records_named_tfrecord_are_all_records(toke
     assert next(ds.as_numpy_iterator())["input_word_ids"].shape == (2, SEQ)
 
 
-def test_a_rerun_killed_while_writing_keeps_the_earlier_records(generated_records, uncased_vocab,
-                                                               shared_data, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT])
+def test_a_rerun_stopped_while_writing_keeps_the_earlier_records_and_only_them(
+        stop, generated_records, uncased_vocab, shared_data, tokenizer, tmp_path):
     out, _ = generated_records
     kept = tmp_path / "a.tfrecord"
     kept.write_bytes((out / "a.tfrecord").read_bytes())
@@ -264,16 +281,24 @@ def test_a_rerun_killed_while_writing_keeps_the_earlier_records(generated_record
          f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}",
          f"--max_predictions_per_seq={P}", "--dupe_factor=100000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = tmp_path / ".a.tfrecord.partial"  # hidden: no shard pattern of a.tfrecord matches
     try:
         deadline = time.monotonic() + 300  # hang guard only
-        while not any(p.stat().st_size for p in tmp_path.glob("a.tfrecord.partial")):
+        while not (partial.exists() and partial.stat().st_size):
             assert rerun.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
     finally:
-        rerun.kill()
-        rerun.wait()
+        rerun.send_signal(stop)
+        rerun.wait(timeout=60)
     assert kept.read_bytes() == (out / "a.tfrecord").read_bytes()
     assert (tmp_path / ".a.metadata.json").read_text() == metadata
+    # Ctrl-C removes the unfinished file; after SIGKILL it stays, and no pattern reads it.
+    assert partial.exists() == (stop == signal.SIGKILL)
+    assert tf.io.gfile.glob(str(tmp_path / "a.tfrecord*")) == [str(kept)]
+    expected = json.loads(metadata)["num_instances"]
+    rows = pretraining_dataset(str(tmp_path / "*"), tokenizer, seq_length=SEQ,
+                               max_predictions_per_seq=P, batch_size=1, num_epochs=1)
+    assert sum(1 for _ in rows) == expected
 
 
 def test_a_truncated_record_file_is_an_error_naming_it_before_training_starts(

@@ -111,26 +111,17 @@ def main(argv):
         if tf.io.gfile.isdir(path):  # found before the corpus is read, not at the end
             raise app.UsageError(f"--output_file={path} is a directory; name a file in it")
         tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-    # Records go to temporary files renamed at the end: a failed or interrupted
-    # run leaves earlier output and its metadata as they were.
-    partial_files = [f"{path}.partial" for path in output_files]
-    writers = [tf.io.TFRecordWriter(path) for path in partial_files]
-    counts = [0] * len(writers)
-    progress = keras.utils.Progbar(None, unit_name="instance")
-    total = random_next = 0
-    for batch in dataset.as_numpy_iterator():
-        size = len(batch["next_sentence_labels"])
-        random_next += int(batch["next_sentence_labels"].sum())
-        for row in range(size):
-            index = total % len(writers)
-            writers[index].write(tfrecords.serialize_example(
-                {name: values[row] for name, values in batch.items()}))
-            counts[index] += 1
-            total += 1
-        progress.add(size)
-    progress.update(total, finalize=True)  # ends the bar's line
-    for writer in writers:
-        writer.close()
+    # Records go to hidden temporary files renamed at the end: a failed or interrupted
+    # run leaves earlier output and its metadata as they were, and no file a shard
+    # pattern would read.
+    partial_files = [tfrecords.partial_path(path) for path in output_files]
+    try:
+        counts, total, random_next = _write_instances(dataset, partial_files)
+    except BaseException:  # also Ctrl-C: an unfinished file is no output
+        for path in partial_files:
+            if tf.io.gfile.exists(path):
+                tf.io.gfile.remove(path)
+        raise
     if total == 0:
         for path in partial_files:
             tf.io.gfile.remove(path)
@@ -161,6 +152,36 @@ def main(argv):
     print(f"Wrote {total} instances to {', '.join(output_files)}")
     if total >= 20 and random_next == total:
         print(corpus.ONE_SENTENCE_DOCUMENTS_WARNING)
+
+
+def _write_instances(dataset, paths: list[str]) -> tuple[list[int], int, int]:
+    """Writes the instances round-robin into `paths`, with a progress bar; returns the
+    count per file, the total and how many have a random next sentence."""
+    import keras
+    import tensorflow as tf
+
+    from keras_bert_impl.data import tfrecords
+
+    writers = [tf.io.TFRecordWriter(path) for path in paths]
+    counts = [0] * len(writers)
+    progress = keras.utils.Progbar(None, unit_name="instance")
+    total = random_next = 0
+    try:
+        for batch in dataset.as_numpy_iterator():
+            size = len(batch["next_sentence_labels"])
+            random_next += int(batch["next_sentence_labels"].sum())
+            for row in range(size):
+                index = total % len(writers)
+                writers[index].write(tfrecords.serialize_example(
+                    {name: values[row] for name, values in batch.items()}))
+                counts[index] += 1
+                total += 1
+            progress.add(size)
+        progress.update(total, finalize=True)  # ends the bar's line
+    finally:
+        for writer in writers:
+            writer.close()
+    return counts, total, random_next
 
 
 def run():

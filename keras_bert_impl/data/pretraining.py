@@ -121,7 +121,7 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
 
     if tfds_name is None:
         files = [f for f in corpus.expand_file_patterns(text_files)
-                 if not f.endswith(tfrecords.METADATA_SUFFIX)]
+                 if not tfrecords.is_side_file(f)]
         if is_tfrecord_input(files, input_format):
             return _marked_endless_if(num_epochs is None, tfrecords.tfrecord_dataset(
                 files, seq_length=seq_length, max_predictions_per_seq=max_predictions_per_seq,
@@ -129,7 +129,7 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
                 vocab_size=getattr(tokenizer, "vocab_size", None),
                 seed=seed, input_context=input_context, num_epochs=num_epochs,
                 start_step=start_step, drop_remainder=drop_remainder,
-                shuffle_buffer=instance_shuffle_buffer))
+                shuffle_buffer=instance_shuffle_buffer, num_parallel_calls=num_parallel_calls))
         mask_id = _mask_id(tokenizer)
         documents = corpus.file_documents(
             files, max_document_sentences, input_context=input_context,
@@ -271,11 +271,14 @@ def _document_tokenizer(tokenizer, whole_word_masking: bool):
             tokens, word_starts = by_tokenizer_words(lines)
         tokens = tf.cast(tokens, tf.int32)
         word_starts = tokens.with_flat_values(tf.cast(word_starts, tf.int32))
-        sentences = tf.RaggedTensor.from_row_splits(tokens, documents.row_splits)
-        starts = tf.RaggedTensor.from_row_splits(word_starts, documents.row_splits)
-        non_empty = sentences.row_lengths(axis=2) > 0
-        sentences = tf.ragged.boolean_mask(sentences, non_empty)
-        starts = tf.ragged.boolean_mask(starts, non_empty)
+        # Empty lines are dropped row by row: a ragged mask over [docs, lines, tokens]
+        # would pad every line of the batch to the longest (GBs for one huge line).
+        non_empty = tokens.row_lengths() > 0
+        kept = tf.where(non_empty)[:, 0]
+        per_document = tf.reduce_sum(tf.RaggedTensor.from_row_splits(
+            tf.cast(non_empty, tf.int64), documents.row_splits), axis=1)
+        sentences = tf.RaggedTensor.from_row_lengths(tf.gather(tokens, kept), per_document)
+        starts = tf.RaggedTensor.from_row_lengths(tf.gather(word_starts, kept), per_document)
         return {"tokens": sentences.merge_dims(1, 2),
                 "word_starts": starts.merge_dims(1, 2),
                 "sentence_lengths": tf.cast(sentences.row_lengths(axis=2), tf.int32)}

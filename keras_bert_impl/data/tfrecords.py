@@ -40,6 +40,7 @@ from keras_bert_impl.data.corpus import files_may_be_shuffled, pipeline_seed
 from keras_bert_impl.data.file_checks import once_per_file_version
 
 METADATA_SUFFIX = ".metadata.json"
+PARTIAL_SUFFIX = ".partial"
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".record")
 
 # Our feature name -> the original record's feature name.
@@ -83,6 +84,19 @@ def metadata_path(record_path: str) -> str:
     return os.path.join(directory, f".{name}{METADATA_SUFFIX}")
 
 
+def partial_path(record_path: str) -> str:
+    """``dir/.F.partial``: where ``dir/F`` is written until it is complete. Hidden, and
+    not named after the record file, so no shard pattern (``F*``) of a later run reads
+    an interrupted one's records."""
+    directory, name = os.path.split(record_path)
+    return os.path.join(directory, f".{name}{PARTIAL_SUFFIX}")
+
+
+def is_side_file(path: str) -> bool:
+    """Metadata or an unfinished record file: never records to read."""
+    return path.endswith((METADATA_SUFFIX, PARTIAL_SUFFIX))
+
+
 def metadata_paths(record_path: str) -> tuple[str, str]:
     """Where the metadata is written, and where earlier versions wrote it."""
     return metadata_path(record_path), record_path + METADATA_SUFFIX
@@ -118,7 +132,10 @@ def serialize_example(features: dict) -> bytes:
               for name in RECORD_NAMES if name != "masked_lm_weights"}
     record["masked_lm_weights"] = tf.train.Feature(float_list=tf.train.FloatList(
         value=[float(v) for v in _flat(features["masked_lm_weights"])]))
-    return tf.train.Example(features=tf.train.Features(feature=record)).SerializeToString()
+    # Deterministic: protobuf otherwise orders the feature map by the process's memory
+    # layout, so reruns with one seed would write equal records as different bytes.
+    return tf.train.Example(features=tf.train.Features(feature=record)).SerializeToString(
+        deterministic=True)
 
 
 def _flat(value) -> list:
@@ -290,7 +307,7 @@ def tfrecord_dataset(files: Sequence[str],
     pipelines, else by record. ``seed`` is the run's seed, the same on every
     pipeline: sharding by record needs one file order everywhere.
     """
-    files = [f for f in files if not f.endswith(METADATA_SUFFIX)]
+    files = [f for f in files if not is_side_file(f)]
     num_shards = 1 if input_context is None else input_context.num_input_pipelines
     shard = 0 if input_context is None else input_context.input_pipeline_id
     shard_files = num_shards > 1 and len(files) >= num_shards
