@@ -77,18 +77,19 @@ def test_resume_skips_the_batches_read_also_when_fp16_loss_scaling_skipped_steps
     assert restarted.step < 5
 
 
-def _fit_to_four_steps(model_dir, steps_per_epoch, x):
+def _fit_to_four_steps(model_dir, steps_per_epoch, x, steps_per_execution=1,
+                       stream=lambda rows: rows.repeat(), initial_scale=2.0**100):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     # Gradients of ~1e8 overflow float32 at this scale: the first steps are skipped
     # (halving it each time) though their batches are read.
     optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(1e-12),
-                                                    initial_scale=2.0**100)
-    model.compile(optimizer=optimizer, loss="mse")
+                                                    initial_scale=initial_scale)
+    model.compile(optimizer=optimizer, loss="mse", steps_per_execution=steps_per_execution)
     checkpoint = TrainingCheckpoint(str(model_dir), model, optimizer)
     checkpoint.restore()
     rows = tf.data.Dataset.from_tensor_slices((x, np.zeros((len(x), 2), "float32")))
-    history = fit_to_step(model, lambda batches: rows.repeat().batch(2).skip(batches),
+    history = fit_to_step(model, lambda batches: stream(rows).batch(2).skip(batches),
                           checkpoint, num_train_steps=4, steps_per_epoch=steps_per_epoch,
                           shuffle=False, verbose=0)
     return model, checkpoint, history
@@ -109,6 +110,24 @@ def test_a_run_applies_its_whole_step_budget_whatever_its_checkpoint_interval(tm
     # Rerun at the budget: nothing to do, though more batches than steps were read.
     _, again, history = _fit_to_four_steps(tmp_path / "2", 2, x)
     assert history is None and again.step == 4
+
+
+def test_several_steps_per_execution_end_exactly_at_the_budget_after_skipped_steps(tmp_path):
+    x = np.arange(48, dtype="float32").reshape(16, 3) * 1e3
+    # Three steps skipped: whole executions of two after them would end at step 5.
+    model, checkpoint, _ = _fit_to_four_steps(tmp_path, 2, x, steps_per_execution=2,
+                                              initial_scale=2.0**99)
+    assert checkpoint.step == 4 and int(checkpoint.batches.numpy()) == 7
+    assert model.steps_per_execution == 2  # as compiled, for saving and later fits
+
+
+def test_a_loss_that_turns_nan_mid_run_stops_after_64_skipped_steps_in_a_row(tmp_path):
+    x = np.ones((4, 3), "float32")  # two good batches at a scale small enough, then NaN
+    then_nan = lambda rows: rows.concatenate(  # noqa: E731
+        tf.data.Dataset.from_tensors((np.full(3, np.nan, "float32"),
+                                      np.zeros(2, "float32"))).repeat())
+    with pytest.raises(FloatingPointError, match=r"no step was applied in the last 64 batches "):
+        _fit_to_four_steps(tmp_path, 100, x, stream=then_nan)
 
 
 def test_a_run_whose_every_step_overflows_stops_with_an_error_not_forever(tmp_path):

@@ -82,6 +82,11 @@ def test_a_half_precision_encoder_under_float32_heads_trains_with_clipping(optim
     assert [c.dtype for c in clipped] == ["float16", "float32"]
     np.testing.assert_allclose(np.concatenate([np.array(c, "float32") for c in clipped]),
                                [0.6, 0.0, 0.8], rtol=1e-3)
+    # All float16: the squares (9e4, 1.6e5) would overflow a float16 sum.
+    clipped = opt._clip_gradients([np.array([300.0, 0.0], "float16"),
+                                   np.array([400.0], "float16")])
+    np.testing.assert_allclose(np.concatenate([np.array(c, "float32") for c in clipped]),
+                               [0.6, 0.0, 0.8], rtol=1e-3)
     config = BertConfig.from_preset("bert_tiny", vocab_size=100)
     classifier = BertClassifier(BertEncoder(config, dtype="float16"), num_classes=2)
     classifier.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(

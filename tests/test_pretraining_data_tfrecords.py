@@ -187,6 +187,16 @@ def test_the_tool_writes_original_layout_records_with_metadata(generated_records
     assert len(feature["input_ids"].int64_list.value) == SEQ
 
 
+def test_a_directory_of_the_tools_output_reads_as_records_beside_its_metadata(
+        generated_records):
+    from keras_bert_impl.data.corpus import expand_file_patterns
+    from keras_bert_impl.data.pretraining import is_tfrecord_input
+
+    out, _ = generated_records
+    files = expand_file_patterns(str(out / "*"))
+    assert str(out / ".a.metadata.json") in files and is_tfrecord_input(files)
+
+
 def test_a_shard_pattern_for_the_original_trainer_finds_only_records(generated_records,
                                                                      tokenizer, tmp_path):
     """run_pretraining.py globs --input_file (e.g. `a.tfrecord*`) and reads every match

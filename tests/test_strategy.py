@@ -63,7 +63,7 @@ def test_input_pipelines_run_in_this_process_without_a_tpu():
 @pytest.mark.parametrize("tf_config, message", [
     ("{bad", "TF_CONFIG is not valid JSON"),
     ('{"cluster": {"worker": ["a:1", "b:2"]}}', 'TF_CONFIG needs a "task"'),
-    ('{"task": {"type": "worker", "index": 0}}', 'TF_CONFIG needs a "cluster"'),
+    ("[1, 2]", "TF_CONFIG must be a JSON object"),
     ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "wrker", "index": 0}}',
      "TF_CONFIG's task type 'wrker' is not in its cluster"),
     ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}',
@@ -74,3 +74,8 @@ def test_a_malformed_tf_config_is_an_error_naming_it_before_any_connection(
     monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(ValueError, match=message):
         strategy.get_strategy("multi_worker")
+
+
+@pytest.mark.parametrize("tf_config", ["", "{}", '{"task": {"type": "worker", "index": 0}}'])
+def test_a_tf_config_without_cluster_is_one_worker_as_tensorflow_takes_it(tf_config):
+    assert strategy._tf_config_tasks(tf_config) == 1

@@ -66,7 +66,6 @@ def main(argv):
     del argv
     if bool(FLAGS.input_file) == bool(FLAGS.tfds_name):
         raise app.UsageError("give exactly one of --input_file and --tfds_name")
-    import keras
     import tensorflow as tf
 
     from keras_bert_impl.data import chinese_words, corpus, tfrecords

@@ -230,11 +230,7 @@ def main(argv):
                                        "vocabulary (sha256)": tokenizer.vocab_sha256}
                               # The head's classes: a resumed run must give them the same ids.
                               | ({"labels": list(task.labels)} if task.labels else {}),
-                              strategy=strategy,
-                              workers_agree_on={f"--{name}": FLAGS[name].value for name in (
-                                  "bert_config", "preset", "init_checkpoint", "eval_file",
-                                  "save_checkpoints_steps", "steps_per_execution",
-                                  "mixed_precision", "tfds_eval_split")})
+                              strategy=strategy, workers_agree_on=_workers_agree_on())
     loaded = None
     with strategy.scope():
         encoder = _encoder()
@@ -296,6 +292,13 @@ def main(argv):
                            version=export_version, labels=task.labels or None,
                            **task.export_options())
         print(f"Exported for TensorFlow Serving: {os.path.join(FLAGS.export_dir, str(export_version))}")
+
+
+def _workers_agree_on() -> dict:
+    """What the workers of a multi-worker run must share beyond the resume flags."""
+    return {f"--{name}": FLAGS[name].value for name in (
+        "bert_config", "preset", "init_checkpoint", "eval_file", "tfds_eval_split",
+        "save_checkpoints_steps", "steps_per_execution", "mixed_precision")}
 
 
 def _export_version() -> int | None:

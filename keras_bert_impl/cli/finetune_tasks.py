@@ -45,13 +45,15 @@ class ClassifyTask:
         else:
             columns = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
                        "label_column": flags.label_column}
-            if not flags.header:
-                for name, value in columns.items():
-                    if value is not None and not value.strip().isdigit():
+            for name, value in columns.items():
+                if not flags.header and value is not None:
+                    try:
+                        classification.field_number(value)
+                    except ValueError:
                         raise ValueError(
                             f"--noheader picks columns by field number, from 0: --{name}="
                             f"{value!r} is not one (GLUE's CoLA: --text_a_column=3 "
-                            "--label_column=1)")
+                            "--label_column=1)") from None
             read = columns | {"skip_bad_records": flags.skip_bad_records,
                               "header": flags.header}
             try:

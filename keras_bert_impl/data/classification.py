@@ -72,7 +72,7 @@ def read_classification_file(
             raise ValueError(f"{path}: a JSON-lines file names its fields; header=False is "
                              "for .tsv and .csv files")
         text_a_column, text_b_column, label_column = (
-            None if column is None else _field_number(column)
+            None if column is None else field_number(column)
             for column in (text_a_column, text_b_column, label_column))
     columns = [text_a_column, label_column] + ([text_b_column] if text_b_column else [])
     bad = BadRecords(skip_bad_records)
@@ -115,7 +115,7 @@ def _label(value) -> str | None:
     return None
 
 
-def _field_number(column) -> str:
+def field_number(column) -> str:
     """A column of a file without header: a field number from 0, as text (the row's key)."""
     text = str(column).strip()
     if not text.isdigit():

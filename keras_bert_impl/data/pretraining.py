@@ -223,6 +223,7 @@ def is_tfrecord_input(files: list[str], input_format: str = "auto") -> bool:
         raise ValueError(f"input_format must be 'auto', 'text' or 'tfrecord', got {input_format!r}")
     if input_format != "auto":
         return input_format == "tfrecord"
+    files = [f for f in files if not tfrecords.is_side_file(f)]
     records = [f for f in files
                if tfrecords.looks_like_tfrecord(f) or tfrecords.starts_with_a_record(f)]
     if records and len(records) < len(files):

@@ -2,7 +2,7 @@
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
@@ -168,10 +168,13 @@ class _SaveAtEpochEnd(keras.callbacks.Callback):
         self._batches_in_epoch = 0
 
     def on_train_batch_end(self, batch, logs=None):
-        # `batch` is the last step of the execution within the epoch; Keras counts
-        # a whole `steps_per_execution` also for a last execution the data cut short.
+        # Called once per execution of `steps_per_execution` steps (Keras 3.10 passes its
+        # first step as `batch`, later versions its last); a last execution the data cut
+        # short counts whole, as Keras counts it.
         steps = self.params.get("steps")
-        self._batches_in_epoch = batch + 1 if steps is None else min(batch + 1, steps)
+        self._batches_in_epoch += self.model.steps_per_execution
+        if steps is not None:
+            self._batches_in_epoch = min(self._batches_in_epoch, steps)
 
     def on_epoch_end(self, epoch, logs=None):
         self.checkpoint.batches.assign_add(self._batches_in_epoch)
@@ -201,7 +204,7 @@ def fit_to_step(
     checkpoint: TrainingCheckpoint,
     num_train_steps: int,
     steps_per_epoch: int,
-    callbacks: list[keras.callbacks.Callback] = (),
+    callbacks: Sequence[keras.callbacks.Callback] = (),
     **fit_kwargs,
 ) -> keras.callbacks.History | None:
     """Trains from the restored checkpoint until the optimizer has applied
@@ -212,31 +215,53 @@ def fit_to_step(
     applies nothing and does not advance the learning-rate schedule, so the run
     reads on until that many steps are applied, as the original's `global_step`
     counts them: its length and final learning rate never depend on where
-    checkpoints fall. Returns the last `fit`'s History; None when the checkpoint
-    is already at the budget.
+    checkpoints fall. Steps read after the planned batches (as many as were
+    skipped) run one per execution, so the run ends exactly at the budget.
+    `MOST_BATCHES_WITHOUT_A_STEP` skipped in a row are a `FloatingPointError`.
+    Returns the last `fit`'s History; None when the checkpoint is already at the
+    budget.
     """
     history = None
-    stalled_since = int(checkpoint.batches.numpy())  # batches read when a step last applied
-    while checkpoint.step < num_train_steps:
-        step, batches = checkpoint.step, int(checkpoint.batches.numpy())
-        initial_epoch = batches // steps_per_epoch
-        history = model.fit(
-            dataset_from(batches),
-            initial_epoch=initial_epoch,
-            epochs=initial_epoch + math.ceil((num_train_steps - step) / steps_per_epoch),
-            steps_per_epoch=steps_per_epoch,
-            callbacks=[checkpoint.callback(), StopAtStep(num_train_steps), *callbacks],
-            **fit_kwargs,
-        )
-        read = int(checkpoint.batches.numpy())
-        if read == batches:
-            raise ValueError(f"the training data ended after {batches} batches, at step {step} "
-                             f"of {num_train_steps}; it must repeat")
-        if checkpoint.step > step:
-            stalled_since = read
-        elif read - stalled_since >= MOST_BATCHES_WITHOUT_A_STEP:
-            raise FloatingPointError(
-                f"no step was applied in the last {read - stalled_since} batches (at step "
-                f"{step}): fp16 loss scaling skipped every one, halving its scale each time, "
-                "so their gradients are not finite at any scale (is the loss finite?)")
+    steps_per_execution = model.steps_per_execution
+    # One watch for all rounds: a round may be shorter than the limit.
+    skipped_steps = _StopOnSkippedSteps(MOST_BATCHES_WITHOUT_A_STEP, checkpoint.step)
+    try:
+        while checkpoint.step < num_train_steps:
+            step, batches = checkpoint.step, int(checkpoint.batches.numpy())
+            if history is not None and model.steps_per_execution != 1:
+                model.steps_per_execution, model.train_function = 1, None
+            initial_epoch = batches // steps_per_epoch
+            history = model.fit(
+                dataset_from(batches),
+                initial_epoch=initial_epoch,
+                epochs=initial_epoch + math.ceil((num_train_steps - step) / steps_per_epoch),
+                steps_per_epoch=steps_per_epoch,
+                callbacks=[checkpoint.callback(), StopAtStep(num_train_steps),
+                           skipped_steps, *callbacks],
+                **fit_kwargs,
+            )
+            if int(checkpoint.batches.numpy()) == batches:
+                raise ValueError(f"the training data ended after {batches} batches, at step "
+                                 f"{step} of {num_train_steps}; it must repeat")
+    finally:
+        if model.steps_per_execution != steps_per_execution:
+            model.steps_per_execution, model.train_function = steps_per_execution, None
     return history
+
+
+class _StopOnSkippedSteps(keras.callbacks.Callback):
+    """Raises once `limit` batches in a row applied no optimizer step."""
+
+    def __init__(self, limit: int, step: int):
+        super().__init__()
+        self.limit, self._step, self._skipped = limit, step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        self._skipped = self._skipped + self.model.steps_per_execution if step == self._step else 0
+        self._step = step
+        if self._skipped >= self.limit:
+            raise FloatingPointError(
+                f"no step was applied in the last {self._skipped} batches (at step {step}): "
+                "fp16 loss scaling skipped every one, halving its scale each time, so their "
+                "gradients are not finite at any scale (is the loss finite?)")

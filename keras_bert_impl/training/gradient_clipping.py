@@ -21,11 +21,12 @@ class PerReplicaGlobalNormClipping:
             return super()._clip_gradients(grads)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         clip_norm = self.global_clipnorm / replicas
-        if len({grad.dtype for grad in grads if grad is not None}) <= 1:
+        if all(grad is None or grad.dtype == tf.float32 for grad in grads):
             clipped, _ = tf.clip_by_global_norm(grads, clip_norm)
             return clipped
-        # Variables of several dtypes (a half-precision encoder under float32 heads):
-        # tf.clip_by_global_norm cannot add their norms, so it is done in float32.
+        # Half-precision gradients (a half-precision encoder, maybe under float32 heads):
+        # their squares overflow float16, and tf.clip_by_global_norm cannot add norms of
+        # several dtypes, so the norm is taken in float32.
         clipped, _ = tf.clip_by_global_norm(
             [None if grad is None else tf.cast(grad, tf.float32) for grad in grads], clip_norm)
         return [None if grad is None else tf.cast(value, grad.dtype)

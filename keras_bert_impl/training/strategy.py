@@ -54,17 +54,19 @@ def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
 
     TensorFlow's preemption notifier takes over SIGTERM when the strategy
     connects, so without a `PreemptionCheckpointHandler` a worker would log
-    the signal and train on until the scheduler's SIGKILL. Its default action
-    is restored: the worker ends at once, its peers fail on the lost worker
+    the signal and train on until the scheduler's SIGKILL. The handler from
+    before (by default, ending the process) is restored: the worker ends at once, its peers fail on the lost worker
     within seconds, and a restart resumes from the newest checkpoint.
     """
     tasks = _tf_config_tasks(os.environ.get("TF_CONFIG", ""))
     if tasks > 1:
         print(f"Joining the {tasks} tasks of TF_CONFIG's cluster; this waits until every one "
               "has started", file=sys.stderr, flush=True)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if main_thread:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return strategy
 
 
@@ -76,10 +78,14 @@ def _tf_config_tasks(text: str) -> int:
         config = json.loads(text)
     except ValueError as error:
         raise ValueError(f"TF_CONFIG is not valid JSON ({error}): {text[:200]}") from None
-    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) \
-        else (None, None)
-    if not isinstance(cluster, dict) or not cluster:
-        raise ValueError(f'TF_CONFIG needs a "cluster" of task types and addresses: {text[:200]}')
+    if not isinstance(config, dict):
+        raise ValueError(f"TF_CONFIG must be a JSON object: {text[:200]}")  # noqa: TRY004
+    cluster, task = config.get("cluster"), config.get("task")
+    if not cluster:
+        return 1  # no cluster: one worker on its own, as TensorFlow takes it
+    if not isinstance(cluster, dict):
+        raise ValueError(f'TF_CONFIG\'s "cluster" must map task types to addresses: '  # noqa: TRY004
+                         f"{text[:200]}")
     if not isinstance(task, dict) or "type" not in task:
         raise ValueError('TF_CONFIG needs a "task" with this process\'s "type" and "index" '
                          f"in the cluster: {text[:200]}")
