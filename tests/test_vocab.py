@@ -140,3 +140,53 @@ def test_bert_vocab_refuses_a_directory_as_output_before_learning(tmp_path, corp
                   f"--output_file={tmp_path}", "--vocab_size=800"])
     with pytest.raises(app.UsageError, match="is a directory"):
         vocab_cli.main([])
+
+
+def test_an_existing_vocabulary_is_kept_unless_overwrite(tmp_path, corpus, parsed_flags):
+    (tmp_path / "a.txt").write_text("\n".join(corpus[:3000]), encoding="utf-8")
+    output = tmp_path / "vocab.txt"
+    output.write_text("[PAD]\n[UNK]\n", encoding="utf-8")
+    parsed_flags(["bert-vocab", f"--input_files={tmp_path / 'a.txt'}",
+                  f"--output_file={output}", "--vocab_size=800"])
+    with pytest.raises(app.UsageError, match="exists; pass --overwrite to replace it"):
+        vocab_cli.main([])
+    assert output.read_text(encoding="utf-8") == "[PAD]\n[UNK]\n"
+    flags.FLAGS.unparse_flags()
+    parsed_flags(["bert-vocab", f"--input_files={tmp_path / 'a.txt'}",
+                  f"--output_file={output}", "--vocab_size=800", "--overwrite"])
+    vocab_cli.main([])
+    assert len(read_vocab_file(str(output))[0]) == 800
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "vocab.txt"]
+
+
+def test_a_failed_write_leaves_the_earlier_vocabulary_whole(tmp_path, monkeypatch):
+    path = tmp_path / "vocab.txt"
+    path.write_text("[PAD]\nold\n", encoding="utf-8")
+
+    def full_disk(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(tf.io.gfile, "rename", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_vocab_file(["[PAD]", "new"], str(path))
+    assert path.read_text(encoding="utf-8") == "[PAD]\nold\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.txt"]
+
+
+def test_an_empty_reserved_token_is_a_flag_error(parsed_flags):
+    with pytest.raises(flags.IllegalFlagValueError, match="empty token"):
+        parsed_flags(["bert-vocab", "--input_files=a.txt", "--output_file=v.txt",
+                      "--reserved_tokens=[PAD],[UNK],[CLS],[SEP],[MASK],"])
+
+
+def test_limit_alphabet_keeps_rare_characters_from_crowding_out_pieces(corpus):
+    rare = [chr(0x20000 + i) for i in range(300)]  # CJK Extension B, each seen once
+    texts = corpus[:3000] + [" ".join(rare)]
+    everything = learn_vocabulary(texts, vocab_size=1000)
+    limited = learn_vocabulary(texts, vocab_size=1000, limit_alphabet=100)
+    assert set(rare) <= set(everything)
+    # The 100 most frequent characters: the corpus's own, then a few of the ties.
+    assert len([token for token in limited if len(token) == 1]) <= 100
+    assert len(set(rare) & set(limited)) < 100
+    pieces = [len([t for t in v if len(t.removeprefix("##")) > 1]) for v in (everything, limited)]
+    assert pieces[1] > pieces[0]

