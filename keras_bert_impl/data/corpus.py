@@ -105,9 +105,9 @@ def check_corpus_file(path: str) -> None:
     if length > UNSPLIT_LINE_BYTES:
         warnings.warn(
             f"corpus file {path!r} starts with a line of {length:,} bytes: each line is "
-            "one sentence, and a sentence's tokens past the sequence length are dropped; "
-            "split the text into sentences, one per line, with a blank line between "
-            "documents", stacklevel=2)
+            "one sentence (in pretraining, a sentence's tokens past the sequence length are "
+            "dropped); split the text into sentences, one per line, with a blank line "
+            "between documents", stacklevel=2)
 
 
 _UTF8_SAMPLE_BYTES = 1 << 20

@@ -22,8 +22,10 @@ Only core TensorFlow ops are used, plus TF-Text's `NormalizeUTF8` for NFD.
 Character classes come from the Unicode tables of TensorFlow's RE2 (Unicode 15)
 and TF-Text's ICU (16), lower-casing from TensorFlow's ICU (13), where the
 original ran on Python's (Python 3.11: Unicode 14). Results differ only on
-characters assigned after Unicode 14, and on a final sigma before a combining
-mark new in Unicode 14 (TensorFlow's lower-casing does not know the mark).
+characters assigned after Unicode 14, on the few capitals whose lower case
+Unicode 14 added (Vithkuqi U+10570-U+10595, U+2C2F, U+A7C0, U+A7D0, U+A7D6,
+U+A7D8 stay capital here), and on a final sigma before a combining mark new in
+Unicode 14 (TensorFlow's lower-casing does not know the mark).
 Lower-casing is locale-independent, as `str.lower()`.
 """
 
