@@ -181,18 +181,6 @@ class _SaveAtEpochEnd(keras.callbacks.Callback):
         self.checkpoint.save()
 
 
-class StopAtStep(keras.callbacks.Callback):
-    """Ends training at the step budget when it falls inside the last epoch."""
-
-    def __init__(self, last_step: int):
-        super().__init__()
-        self.last_step = last_step
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.last_step:
-            self.model.stop_training = True
-
-
 # Batches fp16 loss scaling may skip in a row: by then it has divided its scale by 2**64,
 # so gradients that still overflow are not finite.
 MOST_BATCHES_WITHOUT_A_STEP = 64
@@ -223,8 +211,8 @@ def fit_to_step(
     """
     history = None
     steps_per_execution = model.steps_per_execution
-    # One watch for all rounds: a round may be shorter than the limit.
-    skipped_steps = _StopOnSkippedSteps(MOST_BATCHES_WITHOUT_A_STEP, checkpoint.step)
+    # One for all rounds: a round may be shorter than the limit on skipped steps.
+    budget = _StepBudget(num_train_steps, checkpoint.step)
     try:
         while checkpoint.step < num_train_steps:
             step, batches = checkpoint.step, int(checkpoint.batches.numpy())
@@ -236,8 +224,7 @@ def fit_to_step(
                 initial_epoch=initial_epoch,
                 epochs=initial_epoch + math.ceil((num_train_steps - step) / steps_per_epoch),
                 steps_per_epoch=steps_per_epoch,
-                callbacks=[checkpoint.callback(), StopAtStep(num_train_steps),
-                           skipped_steps, *callbacks],
+                callbacks=[checkpoint.callback(), budget, *callbacks],
                 **fit_kwargs,
             )
             if int(checkpoint.batches.numpy()) == batches:
@@ -249,18 +236,21 @@ def fit_to_step(
     return history
 
 
-class _StopOnSkippedSteps(keras.callbacks.Callback):
-    """Raises once `limit` batches in a row applied no optimizer step."""
+class _StepBudget(keras.callbacks.Callback):
+    """Ends training at `last_step` optimizer steps, inside an epoch if need be; raises
+    once `MOST_BATCHES_WITHOUT_A_STEP` batches in a row applied no step."""
 
-    def __init__(self, limit: int, step: int):
+    def __init__(self, last_step: int, step: int):
         super().__init__()
-        self.limit, self._step, self._skipped = limit, step, 0
+        self.last_step, self._step, self._skipped = last_step, step, 0
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         self._skipped = self._skipped + self.model.steps_per_execution if step == self._step else 0
         self._step = step
-        if self._skipped >= self.limit:
+        if step >= self.last_step:
+            self.model.stop_training = True
+        if self._skipped >= MOST_BATCHES_WITHOUT_A_STEP:
             raise FloatingPointError(
                 f"no step was applied in the last {self._skipped} batches (at step {step}): "
                 "fp16 loss scaling skipped every one, halving its scale each time, so their "
