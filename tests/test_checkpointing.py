@@ -123,9 +123,11 @@ def test_several_steps_per_execution_end_exactly_at_the_budget_after_skipped_ste
 
 def test_a_loss_that_turns_nan_mid_run_stops_after_64_skipped_steps_in_a_row(tmp_path):
     x = np.ones((4, 3), "float32")  # two good batches at a scale small enough, then NaN
-    then_nan = lambda rows: rows.concatenate(  # noqa: E731
-        tf.data.Dataset.from_tensors((np.full(3, np.nan, "float32"),
-                                      np.zeros(2, "float32"))).repeat())
+
+    def then_nan(rows):
+        return rows.concatenate(tf.data.Dataset.from_tensors(
+            (np.full(3, np.nan, "float32"), np.zeros(2, "float32"))).repeat())
+
     with pytest.raises(FloatingPointError, match=r"no step was applied in the last 64 batches "):
         _fit_to_four_steps(tmp_path, 100, x, stream=then_nan)
 

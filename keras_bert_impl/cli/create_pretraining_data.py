@@ -116,15 +116,13 @@ def main(argv):
     partial_files = [tfrecords.partial_path(path) for path in output_files]
     try:
         counts, total, random_next = _write_instances(dataset, partial_files)
+        if total == 0:
+            raise app.UsageError("the corpus gave no instances; see the input files")
     except BaseException:  # also Ctrl-C: an unfinished file is no output
         for path in partial_files:
             if tf.io.gfile.exists(path):
                 tf.io.gfile.remove(path)
         raise
-    if total == 0:
-        for path in partial_files:
-            tf.io.gfile.remove(path)
-        raise app.UsageError("the corpus gave no instances; see the input files")
     for partial, path in zip(partial_files, output_files):
         for metadata in tfrecords.metadata_paths(path):
             if tf.io.gfile.exists(metadata):

@@ -43,22 +43,17 @@ class ClassifyTask:
                     label_column=flags.label_column, skip_bad_records=flags.skip_bad_records)
                 for split in (flags.tfds_train_split, flags.tfds_eval_split))
         else:
-            columns = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
-                       "label_column": flags.label_column}
-            for name, value in columns.items():
-                if not flags.header and value is not None:
-                    try:
-                        classification.field_number(value)
-                    except ValueError:
-                        raise ValueError(
-                            f"--noheader picks columns by field number, from 0: --{name}="
-                            f"{value!r} is not one (GLUE's CoLA: --text_a_column=3 "
-                            "--label_column=1)") from None
-            read = columns | {"skip_bad_records": flags.skip_bad_records,
-                              "header": flags.header}
+            read = {"text_a_column": flags.text_a_column, "text_b_column": flags.text_b_column,
+                    "label_column": flags.label_column, "header": flags.header,
+                    "skip_bad_records": flags.skip_bad_records}
             try:
                 train = classification.read_classification_file(flags.train_file, **read)
                 evaluation = classification.read_classification_file(flags.eval_file, **read)
+            except classification.NotAFieldNumberError as error:
+                raise ValueError(
+                    f"--noheader picks columns by field number, from 0: --{error.argument}="
+                    f"{error.column!r} is not one (GLUE's CoLA: --text_a_column=3 "
+                    "--label_column=1)") from None
             except classification.MissingColumnsError as error:
                 hint = ("; pick the columns by number with --text_a_column, --text_b_column "
                         "(pairs) and --label_column" if not flags.header else

@@ -27,6 +27,15 @@ class MissingColumnsError(ValueError):
     """A labelled file's header lacks a column the reader was told to read."""
 
 
+class NotAFieldNumberError(ValueError):
+    """A column given for a file without header is not a field number."""
+
+    def __init__(self, argument: str, column):
+        super().__init__(f"{argument}={column!r} is not a field number; a file without a "
+                         "header line picks its columns by number, from 0")
+        self.argument, self.column = argument, column
+
+
 @dataclasses.dataclass
 class LabeledTexts:
     """Texts (pairs when `texts_b` is set), their string labels and where each came from."""
@@ -72,8 +81,10 @@ def read_classification_file(
             raise ValueError(f"{path}: a JSON-lines file names its fields; header=False is "
                              "for .tsv and .csv files")
         text_a_column, text_b_column, label_column = (
-            None if column is None else field_number(column)
-            for column in (text_a_column, text_b_column, label_column))
+            None if column is None else _field_number(argument, column)
+            for argument, column in (("text_a_column", text_a_column),
+                                     ("text_b_column", text_b_column),
+                                     ("label_column", label_column)))
     columns = [text_a_column, label_column] + ([text_b_column] if text_b_column else [])
     bad = BadRecords(skip_bad_records)
     data = LabeledTexts([], [] if text_b_column else None, [], [])
@@ -115,12 +126,11 @@ def _label(value) -> str | None:
     return None
 
 
-def field_number(column) -> str:
+def _field_number(argument: str, column) -> str:
     """A column of a file without header: a field number from 0, as text (the row's key)."""
     text = str(column).strip()
     if not text.isdigit():
-        raise ValueError(f"{column!r} is not a field number; a file without a header line "
-                         "picks its columns by number, from 0")
+        raise NotAFieldNumberError(argument, column)
     return str(int(text))
 
 

@@ -93,7 +93,7 @@ def _tf_config_tasks(text: str) -> int:
         return 1
     addresses = cluster.get(task["type"])
     if not isinstance(addresses, list):
-        raise ValueError(f"TF_CONFIG's task type {task['type']!r} is not in its cluster "
+        raise ValueError(f"TF_CONFIG's task type {task['type']!r} is not in its cluster "  # noqa: TRY004
                          f"({', '.join(map(str, cluster))})")
     index = task.get("index", 0)
     if isinstance(index, str) and index.isdigit():
