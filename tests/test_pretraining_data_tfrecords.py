@@ -427,6 +427,38 @@ def test_an_output_file_that_is_a_directory_is_refused_before_the_corpus_is_read
     assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # no .partial file left behind
 
 
+@pytest.mark.parametrize("failure", ["no instances", "interrupted"])
+def test_a_run_that_writes_nothing_or_is_interrupted_leaves_no_unfinished_file(
+        failure, uncased_vocab, shared_data, tmp_path, monkeypatch):
+    from absl import app, flags
+
+    from keras_bert_impl.cli import create_pretraining_data as tool
+
+    def instances(dataset, paths):  # what the writer leaves before each way of ending
+        for path in paths:
+            tf.io.gfile.GFile(path, "w").close()
+        if failure == "interrupted":
+            raise KeyboardInterrupt
+        return [0] * len(paths), 0, 0
+
+    monkeypatch.setattr(tool, "_write_instances", instances)
+    before = set(flags.FLAGS)
+    tool.define_flags()
+    try:
+        flags.FLAGS(["bert-create-pretraining-data", f"--output_file={tmp_path / 'a.tfrecord'}",
+                     f"--input_file={shared_data / 'sample_text.txt'}",
+                     f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}"])
+        with pytest.raises(app.UsageError if failure == "no instances" else KeyboardInterrupt,
+                           match="the corpus gave no instances" if failure == "no instances"
+                           else None):
+            tool.main([])
+    finally:
+        flags.FLAGS.unparse_flags()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_output_file_named_twice_is_refused_and_earlier_output_kept(
         uncased_vocab, shared_data, tmp_path):
     from absl import app, flags
