@@ -405,32 +405,39 @@ def test_serialized_examples_round_trip(tmp_path):
         np.testing.assert_array_equal(parsed[key].numpy()[0], value)
 
 
-def test_an_output_file_that_is_a_directory_is_refused_before_the_corpus_is_read(
-        uncased_vocab, shared_data, tmp_path):
-    from absl import app, flags
+def _run_tool_in_process(tool, output_file, shared_data, uncased_vocab):
+    """`bert-create-pretraining-data` on sample_text.txt in this process; flags removed after."""
+    from absl import flags
 
-    from keras_bert_impl.cli import create_pretraining_data as tool
-
-    (tmp_path / "out").mkdir()
     before = set(flags.FLAGS)
     tool.define_flags()
     try:
-        flags.FLAGS(["bert-create-pretraining-data", f"--output_file={tmp_path / 'out'}",
+        flags.FLAGS(["bert-create-pretraining-data", f"--output_file={output_file}",
                      f"--input_file={shared_data / 'sample_text.txt'}",
                      f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}"])
-        with pytest.raises(app.UsageError, match=r"--output_file=.*out is a directory"):
-            tool.main([])
+        tool.main([])
     finally:
         flags.FLAGS.unparse_flags()
         for name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, name)
+
+
+def test_an_output_file_that_is_a_directory_is_refused_before_the_corpus_is_read(
+        uncased_vocab, shared_data, tmp_path):
+    from absl import app
+
+    from keras_bert_impl.cli import create_pretraining_data as tool
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(app.UsageError, match=r"--output_file=.*out is a directory"):
+        _run_tool_in_process(tool, tmp_path / "out", shared_data, uncased_vocab)
     assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # no .partial file left behind
 
 
 @pytest.mark.parametrize("failure", ["no instances", "interrupted"])
 def test_a_run_that_writes_nothing_or_is_interrupted_leaves_no_unfinished_file(
         failure, uncased_vocab, shared_data, tmp_path, monkeypatch):
-    from absl import app, flags
+    from absl import app
 
     from keras_bert_impl.cli import create_pretraining_data as tool
 
@@ -442,20 +449,10 @@ def test_a_run_that_writes_nothing_or_is_interrupted_leaves_no_unfinished_file(
         return [0] * len(paths), 0, 0
 
     monkeypatch.setattr(tool, "_write_instances", instances)
-    before = set(flags.FLAGS)
-    tool.define_flags()
-    try:
-        flags.FLAGS(["bert-create-pretraining-data", f"--output_file={tmp_path / 'a.tfrecord'}",
-                     f"--input_file={shared_data / 'sample_text.txt'}",
-                     f"--vocab_file={uncased_vocab}", f"--max_seq_length={SEQ}"])
-        with pytest.raises(app.UsageError if failure == "no instances" else KeyboardInterrupt,
-                           match="the corpus gave no instances" if failure == "no instances"
-                           else None):
-            tool.main([])
-    finally:
-        flags.FLAGS.unparse_flags()
-        for name in set(flags.FLAGS) - before:
-            delattr(flags.FLAGS, name)
+    with pytest.raises(app.UsageError if failure == "no instances" else KeyboardInterrupt,
+                       match="the corpus gave no instances" if failure == "no instances"
+                       else None):
+        _run_tool_in_process(tool, tmp_path / "a.tfrecord", shared_data, uncased_vocab)
     assert list(tmp_path.iterdir()) == []
 
 
