@@ -466,9 +466,20 @@ def test_two_workers_fine_tune_in_lockstep_and_only_the_chief_writes_results(
                      f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
                      "--preset=bert_tiny", f"--model_dir={model_dir}", "--seq_length=16",
                      "--batch_size=4", "--num_train_steps=2", f"--export_dir={export_dir}"])
-    assert set(results(model_dir)) >= {"accuracy", "mcc", "f1", "skipped_records"}
+    scores = results(model_dir)
+    assert set(scores) >= {"accuracy", "mcc", "f1", "skipped_records"}
     assert (model_dir / "model.keras").exists() and (export_dir / "1").is_dir()
     assert "Model: " in chief_output and "Model: " not in other_output
+    # The evaluation is in TensorBoard beside the training curves, at the step it was
+    # measured; one set of summaries, the chief's.
+    evaluation = {value.tag: (event.step, tf.make_ndarray(value.tensor).item())
+                  for path in (model_dir / "logs" / "validation").glob("events.*")
+                  for event in tf.compat.v1.train.summary_iterator(str(path))
+                  for value in event.summary.value}
+    assert evaluation == {f"epoch_{name}": (2, pytest.approx(scores[name]))
+                          for name in ("accuracy", "mcc", "f1")}
+    assert list((model_dir / "logs" / "train").glob("events.*"))
+    assert not list(model_dir.glob(".worker_1/**/events.*"))
     weights = {}
     for directory in (model_dir, model_dir / ".worker_1"):
         reader = tf.train.load_checkpoint(str(directory / "checkpoints"))

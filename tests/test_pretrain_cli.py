@@ -53,7 +53,8 @@ def test_a_run_on_a_remote_filesystem_trains_and_writes_checkpoints_and_final_mo
     assert tf.train.latest_checkpoint(f"{model_dir}/checkpoints").endswith("ckpt-2")
 
 
-def test_fewer_steps_than_the_run_has_trained_are_refused(tmp_path, shared_data, uncased_vocab):
+def test_fewer_steps_than_the_run_has_trained_are_refused(
+        tmp_path, shared_data, uncased_vocab, capsys):
     argv = [f"--vocab_file={uncased_vocab}", f"--input_files={shared_data / 'sample_text.txt'}",
             f"--model_dir={tmp_path}", "--preset=bert_tiny", "--train_batch_size=4",
             "--seq_length=32", "--max_predictions_per_seq=4", "--num_warmup_steps=1",
@@ -62,10 +63,21 @@ def test_fewer_steps_than_the_run_has_trained_are_refused(tmp_path, shared_data,
     # TensorBoard's axis is the step, which a resume with other intervals keeps.
     _run([*argv, "--num_train_steps=4"])
     _run([*argv[:-1], "--save_checkpoints_steps=2", "--num_train_steps=8"])
-    steps = sorted(event.step for path in (tmp_path / "logs" / "train").glob("events.*")
-                   for event in tf.compat.v1.train.summary_iterator(str(path))
-                   for value in event.summary.value if value.tag == "epoch_loss")
-    assert steps == [1, 2, 3, 4, 6, 8]
+    tags = {}
+    for path in (tmp_path / "logs" / "train").glob("events.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert sorted(tags["epoch_loss"]) == [1, 2, 3, 4, 6, 8]
+    # As the original's learning_rate and global_step/sec, at the same steps.
+    assert sorted(tags["epoch_learning_rate"]) == sorted(tags["epoch_steps_per_second"]) == [
+        1, 2, 3, 4, 6, 8]
+    # Output that is not a terminal (a log file) gets one line per interval, not the
+    # progress bar's carriage returns and backspaces at every update.
+    out = capsys.readouterr().out
+    assert "\r" not in out and "\b" not in out
+    assert out.count("Epoch ") == 6
+    assert f"Wrote {tmp_path}: encoder.keras, bert_model.ckpt (Google format)" in out
     # It would finish at once and write its step-2 model as a 1-step one.
     with pytest.raises(ValueError, match="holds a run at step 8, past num_train_steps=1; "
                                          "give at least 8"):

@@ -90,3 +90,6 @@ def test_two_workers_on_loopback_train_in_lockstep_to_identical_weights(
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
     assert (model_dir / "encoder.keras").exists()  # only the chief writes the final model
     assert not (model_dir / ".worker_1" / "encoder.keras").exists()
+    # and the summaries: `tensorboard --logdir=model_dir` shows one run, not one per worker.
+    assert list((model_dir / "logs" / "train").glob("events.*"))
+    assert not list(model_dir.glob(".worker_1/**/events.*"))

@@ -5,6 +5,7 @@ import contextlib
 import subprocess
 
 import pytest
+import tensorflow as tf
 from absl import flags
 
 from keras_bert_impl.cli import quickstart
@@ -21,7 +22,7 @@ def quickstart_run(tmp_path_factory):
 
 
 def test_quickstart_trains_evaluates_exports_and_answers_fill_mask_over_grpc(quickstart_run):
-    _, result = quickstart_run
+    output_dir, result = quickstart_run
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "Corpus: " in out and "documents held out" in out
@@ -29,6 +30,9 @@ def test_quickstart_trains_evaluates_exports_and_answers_fill_mask_over_grpc(qui
     accuracy = float(out.split("Held-out documents: MLM accuracy ")[1].split()[0])
     assert 0.0 <= accuracy <= 1.0
     assert "serving it over gRPC at 127.0.0.1:" in out
+    assert f"TensorBoard: tensorboard --logdir={output_dir / 'model' / 'logs'}" in out
+    # Captured output is not a terminal: one line per interval, no progress bar redrawn.
+    assert "\r" not in out and "\b" not in out
     answers = [line for line in out.splitlines() if "answer:" in line and "predicted:" in line]
     assert len(answers) >= 2
     for line in answers:
@@ -49,6 +53,12 @@ def test_quickstart_leaves_corpus_vocab_checkpoints_model_and_export(quickstart_
         assert (model / name).exists(), name
     assert (model / "checkpoints" / "ckpt-20.index").exists()
     assert (output_dir / "export" / "1" / "saved_model.pb").exists()
+    # The held-out evaluation sits in TensorBoard beside the training curves.
+    evaluated = {value.tag: event.step
+                 for path in (model / "logs" / "validation").glob("events.*")
+                 for event in tf.compat.v1.train.summary_iterator(str(path))
+                 for value in event.summary.value}
+    assert evaluated["epoch_mlm_accuracy"] == evaluated["epoch_nsp_accuracy"] == 20
 
 
 def test_a_rerun_with_other_flags_stops_before_touching_the_trained_run(quickstart_run):
@@ -98,6 +108,19 @@ def test_a_rerun_with_the_same_flags_trains_on_the_vocabulary_it_started_with(
     with _flags(argv), pytest.raises(_StopBeforeTraining):
         quickstart.main([])
     assert (output_dir / "vocab.txt").read_bytes() == vocab
+
+
+def test_a_rerun_of_a_finished_run_says_it_keeps_the_trained_model(
+        quickstart_run, monkeypatch, capsys):
+    output_dir, result = quickstart_run
+    assert result.returncode == 0
+    monkeypatch.setattr(quickstart, "_evaluate", _stop)
+    argv = [f"--output_dir={output_dir}", "--steps=20", "--vocab_size=1500", "--batch_size=16",
+            "--seq_length=32"]
+    with _flags(argv), pytest.raises(_StopBeforeTraining):
+        quickstart.main([])
+    assert (f"for 20 steps of 16 x 32 tokens (MLM + NSP); already trained, kept from the "
+            f"earlier run in {output_dir / 'model'}\n") in capsys.readouterr().out
 
 
 def test_a_run_that_fails_before_training_leaves_the_output_dir_free(tmp_path):

@@ -79,7 +79,7 @@ def parsed_flags():
 
 
 def test_bert_vocab_writes_a_vocabulary_from_globbed_files_into_a_new_directory(
-        tmp_path, corpus, parsed_flags):
+        tmp_path, corpus, parsed_flags, capsys):
     (tmp_path / "a.txt").write_text("\n".join(corpus[:3000]), encoding="utf-8")
     (tmp_path / "b.txt").write_text("\n".join(corpus[3000:]), encoding="utf-8")
     output = tmp_path / "new" / "vocab.txt"
@@ -97,6 +97,8 @@ def test_bert_vocab_writes_a_vocabulary_from_globbed_files_into_a_new_directory(
     assert tokens[:5] == list(DEFAULT_RESERVED_TOKENS)
     assert len(tokens) <= 2000
     assert "The" in tokens  # cased
+    # Said as the other tools say what they do, not as an absl INFO log line.
+    assert capsys.readouterr().out.startswith("Learning a 2000-token vocabulary from 2 files\n")
 
 
 def test_bert_vocab_reads_gzip_files_as_the_pretraining_tools_do(tmp_path, corpus, parsed_flags):

@@ -126,6 +126,14 @@ def quiet_absl_logging() -> None:
         absl_logging.set_verbosity(absl_logging.WARNING)
 
 
+def progress_verbosity() -> int:
+    """Keras' `verbose` for long work: a live progress bar on a terminal; one line per
+    epoch (checkpoint interval) when the output goes to a file or a pipe, where the bar's
+    carriage returns and backspaces would fill the log with every update (Keras' "auto"
+    draws the bar whenever the OS is POSIX)."""
+    return 1 if sys.stdout.isatty() else 2
+
+
 def _short_usage_errors(main: Callable) -> Callable:
     """`main`, with a usage error found while it runs (a taken export version, flags that
     disagree with the run in --model_dir) said in one line, as absl says a flag parsing

@@ -18,7 +18,7 @@ import os
 
 from absl import app, flags
 
-from keras_bert_impl.cli import check_lower_case_fits, run_tool
+from keras_bert_impl.cli import check_lower_case_fits, progress_verbosity, run_tool
 
 FLAGS = flags.FLAGS
 
@@ -161,7 +161,7 @@ def _write_instances(dataset, paths: list[str]) -> tuple[list[int], int, int]:
 
     writers = [tf.io.TFRecordWriter(path) for path in paths]
     counts = [0] * len(writers)
-    progress = keras.utils.Progbar(None, unit_name="instance")
+    progress = keras.utils.Progbar(None, unit_name="instance", verbose=progress_verbosity())
     total = random_next = 0
     try:
         for batch in dataset.as_numpy_iterator():

@@ -34,6 +34,7 @@ from keras_bert_impl.cli import (
     check_seq_length_fits,
     check_steps_per_execution,
     load_keras_file,
+    progress_verbosity,
     quiet_absl_logging,
     require_positive,
     run_tool,
@@ -192,7 +193,7 @@ def main(argv):
         is_chief,
         task_id,
     )
-    from keras_bert_impl.training.summaries import StepTensorBoard
+    from keras_bert_impl.training.summaries import StepTensorBoard, write_evaluation
 
     keras.utils.set_random_seed(FLAGS.seed)
     check_mixed_precision_for_tpu(FLAGS.strategy, FLAGS.mixed_precision)
@@ -260,18 +261,20 @@ def main(argv):
     elif loaded:
         print(f"Started from {loaded.path}: {len(loaded.loaded)} variables"
               + (f"; {', '.join(loaded.missing)} start fresh" if loaded.missing else ""))
+    log_dir = os.path.join(FLAGS.model_dir, "logs")
     fit_to_step(
         model, lambda batches: task.train_dataset(FLAGS.batch_size, FLAGS.seed).skip(batches),
         checkpoint, num_train_steps, steps_per_epoch,
-        callbacks=[StepTensorBoard(os.path.join(
-            FLAGS.model_dir, "logs" if chief else f".worker_{worker}"))],
+        # One set of summaries: the chief's (the workers' curves are the same).
+        callbacks=[StepTensorBoard(log_dir)] if chief else [],
         shuffle=False,
-        verbose=2,
+        verbose=progress_verbosity() if chief else 0,
     )
     results = task.evaluate(model, FLAGS.batch_size, FLAGS.model_dir)
-    results["skipped_records"] = task.skipped_records
     if not chief:
         return
+    write_evaluation(log_dir, checkpoint.step, results)
+    results["skipped_records"] = task.skipped_records
     with tf.io.gfile.GFile(os.path.join(FLAGS.model_dir, "eval_results.json"), "w") as f:
         f.write(json.dumps(results, indent=2))
     print(json.dumps(results))

@@ -20,6 +20,7 @@ from keras_bert_impl.cli import (
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
     check_steps_per_execution,
+    progress_verbosity,
     quiet_absl_logging,
     require_positive,
     run_tool,
@@ -143,8 +144,12 @@ def main(argv):
         whole_word_masking=FLAGS.whole_word_masking,
     )
     run.fit(dataset_fn, num_train_steps=FLAGS.num_train_steps,
-            save_checkpoints_steps=FLAGS.save_checkpoints_steps)
+            save_checkpoints_steps=FLAGS.save_checkpoints_steps, verbose=progress_verbosity())
     run.save_final_model()
+    if is_chief(run.strategy):
+        print(f"Wrote {FLAGS.model_dir}: encoder.keras, bert_model.ckpt (Google format), "
+              f"bert_config.json and vocab.txt; training checkpoints in checkpoints/, "
+              f"TensorBoard logs in logs/ (tensorboard --logdir={run.log_dir})")
 
 
 def _workers_agree_on(config) -> dict:

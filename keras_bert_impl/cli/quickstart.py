@@ -1,4 +1,4 @@
-"""bert-quickstart: pretrain a tiny BERT from scratch, offline, in 5-11 minutes on 2 CPU cores.
+"""bert-quickstart: pretrain a tiny BERT from scratch, offline, in 2-11 minutes on 2 CPU cores.
 
     bert-quickstart                       # Python's own help texts as the corpus
     bert-quickstart --corpus='books/*.txt' --steps=5000
@@ -9,7 +9,11 @@ line between documents) and hold out every tenth document; learn a
 WordPiece vocabulary; pretrain MLM + NSP with `model.fit`; measure MLM
 accuracy on the held-out documents; export a fill-mask SavedModel, serve it
 over gRPC on a free loopback port and ask it to fill masked held-out
-sentences. A rerun with the same --output_dir resumes or reuses the training.
+sentences. A rerun with the same --output_dir and flags resumes or reuses the
+training; with other flags it stops and names them.
+
+Writes OUTPUT_DIR/corpus, vocab.txt and model/ (encoder.keras, a Google-format
+bert_model.ckpt, training checkpoints/ and TensorBoard logs/).
 """
 
 import json
@@ -20,7 +24,12 @@ import unicodedata
 
 from absl import app, flags
 
-from keras_bert_impl.cli import quiet_absl_logging, require_positive, run_tool
+from keras_bert_impl.cli import (
+    progress_verbosity,
+    quiet_absl_logging,
+    require_positive,
+    run_tool,
+)
 
 FLAGS = flags.FLAGS
 
@@ -108,7 +117,11 @@ def _documents() -> list[list[str]]:
     if FLAGS.corpus:
         import gzip
 
-        from keras_bert_impl.data.corpus import check_corpus_file, expand_file_patterns, is_gzip
+        from keras_bert_impl.data.corpus import (
+            check_corpus_file,
+            expand_file_patterns,
+            is_gzip,
+        )
 
         documents = []
         for path in expand_file_patterns(FLAGS.corpus):
@@ -196,9 +209,14 @@ def _pretrain(train_file: str, vocab_file: str):
     run.build(learning_rate=FLAGS.learning_rate, num_train_steps=FLAGS.steps,
               num_warmup_steps=FLAGS.steps // 10, jit_compile=True,
               steps_per_execution=steps_per_execution)
+    if run.checkpoint.step >= FLAGS.steps:
+        state = f"; already trained, kept from the earlier run in {run.model_dir}"
+    elif run.initial_step:
+        state = f"; resuming at step {run.checkpoint.step}"
+    else:
+        state = ""
     print(f"Pretraining BERT-tiny (L2, H128) for {FLAGS.steps} steps of {FLAGS.batch_size} x "
-          f"{FLAGS.seq_length} tokens (MLM + NSP); checkpoints in {run.model_dir}"
-          + (f"; resuming at step {run.checkpoint.step}" if run.initial_step else ""))
+          f"{FLAGS.seq_length} tokens (MLM + NSP){state}")
     run.fit(
         lambda context, start_step: pretraining_dataset(
             train_file, run.tokenizer, seq_length=FLAGS.seq_length,
@@ -206,8 +224,11 @@ def _pretrain(train_file: str, vocab_file: str):
             input_context=context, start_step=start_step),
         num_train_steps=FLAGS.steps,
         save_checkpoints_steps=_largest_divisor_up_to(FLAGS.steps, FLAGS.steps // 4, steps_per_execution),
+        verbose=progress_verbosity(),
     )
     run.save_final_model()
+    print(f"Model in {run.model_dir} (encoder.keras, Google-format bert_model.ckpt, training "
+          f"checkpoints/); TensorBoard: tensorboard --logdir={run.log_dir}")
     return run
 
 
@@ -220,6 +241,7 @@ def _largest_divisor_up_to(steps: int, limit: int, multiple_of: int = 1) -> int:
 
 def _evaluate(run, held_out_file: str) -> None:
     from keras_bert_impl.data.pretraining import pretraining_dataset
+    from keras_bert_impl.training.summaries import write_evaluation
 
     held_out = pretraining_dataset(
         held_out_file, run.tokenizer, seq_length=FLAGS.seq_length,
@@ -228,6 +250,7 @@ def _evaluate(run, held_out_file: str) -> None:
     # A known length, so that evaluate does not run past the end of the data.
     steps = int(held_out.reduce(0, lambda count, _: count + 1))
     scores = run.pretrainer.evaluate(held_out, steps=steps, return_dict=True, verbose=0)
+    write_evaluation(run.log_dir, run.checkpoint.step, scores)
     print(f"Held-out documents: MLM accuracy {scores['mlm_accuracy']:.3f} "
           f"(MLM loss {scores['mlm_loss']:.3f}), NSP accuracy {scores['nsp_accuracy']:.3f}")
 

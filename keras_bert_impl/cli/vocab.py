@@ -12,9 +12,9 @@ cannot be learned again.
 
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 
-from keras_bert_impl.cli import run_tool
+from keras_bert_impl.cli import quiet_absl_logging, run_tool
 
 FLAGS = flags.FLAGS
 
@@ -60,6 +60,7 @@ def _missing_special_tokens(tokens) -> list[str]:
 
 def main(argv):
     del argv
+    quiet_absl_logging()
     import tensorflow as tf
 
     from keras_bert_impl.data.corpus import check_corpus_file, lines_dataset
@@ -78,7 +79,8 @@ def main(argv):
             "is not deterministic: a vocabulary a model was trained with cannot be made again)")
     tf.io.gfile.makedirs(os.path.dirname(FLAGS.output_file) or ".")
     _check_writable(partial_vocab_path(FLAGS.output_file))
-    logging.info("Learning a %d-token vocabulary from %d files", FLAGS.vocab_size, len(files))
+    print(f"Learning a {FLAGS.vocab_size}-token vocabulary from {len(files)} file"
+          f"{'' if len(files) == 1 else 's'}", flush=True)
     vocab = learn_vocabulary(
         tf.data.Dataset.from_tensor_slices(files).flat_map(lines_dataset),
         vocab_size=FLAGS.vocab_size,

@@ -42,6 +42,8 @@ class PretrainingRun:
         tpu: str = "",
     ):
         self.model_dir = model_dir
+        # TensorBoard's runs: train/ (fit) and validation/ (write_evaluation).
+        self.log_dir = os.path.join(model_dir, "logs")
         self.vocab_file = vocab_file
         self.config = config
         self.strategy = get_strategy(strategy_name, tpu=tpu)
@@ -119,7 +121,6 @@ class PretrainingRun:
                 f"{self.model_dir} holds a run at step {self.checkpoint.step}, past "
                 f"num_train_steps={num_train_steps}; give at least {self.checkpoint.step} to "
                 "finish it, or another model_dir to train a shorter run")
-        log_dir = os.path.join(self.model_dir, "logs" if self.is_chief else f".worker_{self.task_id}")
 
         def datasets_from(batches: int) -> tf.distribute.DistributedDataset:
             def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -131,7 +132,8 @@ class PretrainingRun:
         return fit_to_step(
             self.pretrainer, datasets_from, self.checkpoint, num_train_steps,
             steps_per_epoch=min(save_checkpoints_steps, num_train_steps),
-            callbacks=[StepTensorBoard(log_dir=log_dir)],
+            # One set of summaries: the chief's (the workers' curves are the same).
+            callbacks=[StepTensorBoard(self.log_dir)] if self.is_chief else [],
             verbose=verbose if self.is_chief else 0,
             shuffle=False,
         )

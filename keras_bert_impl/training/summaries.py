@@ -1,6 +1,16 @@
-"""TensorBoard summaries of training runs, on one step axis across restarts."""
+"""TensorBoard summaries of training runs, on one step axis across restarts.
+
+The runs sit under `model_dir/logs` as Keras writes them: `train/` (the training
+metrics, `learning_rate` and `steps_per_second` at each checkpoint interval's end)
+and `validation/` (evaluations), with Keras' `epoch_` prefix on every tag, so a
+metric's training and evaluation curves share one chart.
+"""
+
+import numbers
+import os
 
 import keras
+import tensorflow as tf
 
 
 class StepTensorBoard(keras.callbacks.TensorBoard):
@@ -9,8 +19,25 @@ class StepTensorBoard(keras.callbacks.TensorBoard):
     The tools' epochs are checkpoint intervals: at the epoch index, a run resumed
     with another `--save_checkpoints_steps` would log the same index twice with two
     meanings. The step (`optimizer.iterations`, saved in the checkpoints) is one
-    axis for the whole run, as the original's `global_step`.
+    axis for the whole run, as the original's `global_step`. Steps per second are
+    logged as the original's `global_step/sec`.
     """
+
+    def __init__(self, log_dir: str, **kwargs):
+        kwargs.setdefault("write_steps_per_second", True)
+        super().__init__(log_dir=log_dir, **kwargs)
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(int(self.model.optimizer.iterations.numpy()), logs)
+
+
+def write_evaluation(log_dir: str, step: int, results: dict) -> None:
+    """Writes the numbers among `results` (e.g. `eval_results.json`'s) to the
+    `validation` run under `log_dir`, at the optimizer step they were measured at,
+    tagged as `StepTensorBoard` tags the training metrics (`epoch_accuracy`)."""
+    writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
+    with writer.as_default(step=step):
+        for name, value in results.items():
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                tf.summary.scalar(f"epoch_{name}", float(value))
+    writer.close()
