@@ -44,8 +44,8 @@ class BertConfig:
     Defaults are BERT-Base, uncased vocabulary. Keys of a config file that are
     not BERT encoder hyperparameters (the Chinese and multilingual releases
     carry `directionality` and `pooler_*` keys that the original modeling code
-    never reads) are kept in `extra` so that `to_json_file` writes the file back
-    unchanged; the model ignores them.
+    never reads) are kept in `extra` so that `to_json_file` writes them back (keys
+    sorted, indented by 2); the model ignores them.
 
     ```python
     config = BertConfig.from_json_file("uncased_L-12_H-768_A-12/bert_config.json")

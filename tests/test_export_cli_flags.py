@@ -86,6 +86,13 @@ def test_qa_window_flags_for_a_model_that_is_not_a_span_labeler_are_refused(
     assert not os.path.exists(flags.FLAGS.export_dir), "nothing is written"
 
 
+def test_top_k_for_a_model_without_a_masked_lm_head_is_refused(saved_models, bert_export):
+    with pytest.raises(app.UsageError, match=r"--top_k applies only to a masked-LM export "
+                                             r"\(a BertPretrainer\); .* is a BertClassifier"):
+        bert_export(f"--model={saved_models['classifier']}", "--top_k=3")
+    assert not os.path.exists(flags.FLAGS.export_dir), "nothing is written"
+
+
 def test_a_missing_or_damaged_keras_file_is_named_as_such(saved_models, bert_export, tmp_path):
     with pytest.raises(app.UsageError, match=r"--model=.*absent.keras: no such file"):
         bert_export(f"--model={tmp_path / 'absent.keras'}")

@@ -287,6 +287,32 @@ def test_classify_trains_on_a_tfds_glue_pair_task_with_its_class_names(
     assert set(signature.structured_input_signature[1]) == {"text", "text_pair"}
 
 
+@pytest.mark.parametrize("tfds_name, splits", [
+    ("glue/sst2", ["train", "validation"]),
+    # As run_classifier.py's MnliProcessor: MNLI has no split named validation.
+    ("glue/mnli", ["train", "validation_matched"]),
+    ("glue/mnli:2.0.0", ["train", "validation_matched"]),
+])
+def test_a_tfds_set_is_evaluated_on_its_development_split(
+        tfds_name, splits, uncased_vocab, tmp_path, monkeypatch):
+    from keras_bert_impl.data import classification
+
+    read = []
+
+    def record_and_stop(name, split, **kwargs):
+        read.append(split)
+        if len(read) == 2:
+            raise KeyboardInterrupt
+        return [], {}
+
+    monkeypatch.setattr(classification, "read_tfds_glue", record_and_stop)
+    with pytest.raises(KeyboardInterrupt):
+        finetune_in_process(monkeypatch, "--task=classify", f"--tfds_name={tfds_name}",
+                            f"--vocab_file={uncased_vocab}", "--preset=bert_tiny",
+                            f"--model_dir={tmp_path / 'model'}")
+    assert read == splits
+
+
 @pytest.mark.parametrize("flag_args, message", [
     (["--train_file=train.tsv", "--eval_file=dev.tsv", "--tfds_name=glue/sst2"],
      "--tfds_name=glue/sst2 cannot be combined with --train_file or --eval_file"),
@@ -443,6 +469,16 @@ def test_a_file_without_header_trains_on_numbered_columns_and_its_labels_bind_a_
     assert finetune_in_process(monkeypatch, *common) == 1
     assert "labels: ['0', '1'] then, ['0', '1', '2'] now" in capsys.readouterr().err
     assert (tmp_path / "model" / "labels.txt").read_text() == "0\n1\n"
+
+
+def test_an_export_version_without_an_export_dir_is_refused(
+        train, uncased_vocab, tmp_path, monkeypatch, capsys):
+    assert finetune_in_process(monkeypatch, "--task=classify", f"--train_file={train}",
+                               f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
+                               "--preset=bert_tiny", f"--model_dir={tmp_path / 'model'}",
+                               "--export_version=3") == 1
+    assert "--export_version=3 needs --export_dir" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
 
 
 def test_noheader_needs_column_numbers(train, uncased_vocab, tmp_path, monkeypatch, capsys):

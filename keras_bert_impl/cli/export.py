@@ -170,6 +170,15 @@ def _check_span_labeler_flags(model, pair_inputs: bool) -> None:
                              f"BertSpanLabeler; the model to export is a {type(model).__name__}")
 
 
+def _check_top_k_flag(model) -> None:
+    """--top_k only means something for a fill-mask (masked-LM) export."""
+    from keras_bert_impl.models.pretrainer import BertPretrainer
+
+    if FLAGS["top_k"].present and not isinstance(model, BertPretrainer):
+        raise app.UsageError("--top_k applies only to a masked-LM export (a BertPretrainer); "
+                             f"the model to export is a {type(model).__name__}")
+
+
 def main(argv):
     del argv
     quiet_absl_logging()
@@ -184,6 +193,7 @@ def main(argv):
     model = _load_model()
     version = FLAGS.version if FLAGS.version is not None else next_version(FLAGS.export_dir)
     _check_span_labeler_flags(model, options["pair_inputs"])
+    _check_top_k_flag(model)
     path = export_saved_model(
         model, FLAGS.export_dir, vocab_file=FLAGS.vocab_file, version=version,
         top_k=FLAGS.top_k, labels=options.pop("labels_file"),

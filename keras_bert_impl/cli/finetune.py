@@ -68,8 +68,9 @@ def define_flags() -> None:
                         "classify: a TFDS classification set instead of files, e.g. glue/sst2 or "
                         "glue/mrpc (texts, pairs and classes from the dataset's features).")
     flags.DEFINE_string("tfds_train_split", "train", "--tfds_name: the training split.")
-    flags.DEFINE_string("tfds_eval_split", "validation",
-                        "--tfds_name: the evaluation split (glue/mnli: validation_matched).")
+    flags.DEFINE_string("tfds_eval_split", None,
+                        "--tfds_name: the evaluation split; default validation "
+                        "(validation_matched for glue/mnli, which has no validation split).")
     flags.DEFINE_string("tfds_data_dir", None,
                         "--tfds_name: TFDS data directory (default ~/tensorflow_datasets).")
     flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
@@ -200,6 +201,8 @@ def main(argv):
     keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[FLAGS.mixed_precision])
     if FLAGS.seq_length is None:
         FLAGS.seq_length = DEFAULT_SEQ_LENGTH[FLAGS.task]
+    if FLAGS.tfds_name and FLAGS.tfds_eval_split is None:
+        FLAGS.tfds_eval_split = default_eval_split(FLAGS.tfds_name)
     check_model_dir(FLAGS.model_dir)
     export_version = _export_version()
     check_lower_case_fits(FLAGS.vocab_file, FLAGS.lower_case)
@@ -297,6 +300,12 @@ def main(argv):
         print(f"Exported for TensorFlow Serving: {os.path.join(FLAGS.export_dir, str(export_version))}")
 
 
+def default_eval_split(tfds_name: str) -> str:
+    """GLUE's MNLI has two development sets (validation_matched, validation_mismatched);
+    run_classifier.py's MnliProcessor evaluates on the matched one."""
+    return "validation_matched" if tfds_name.split(":")[0] == "glue/mnli" else "validation"
+
+
 def _workers_agree_on() -> dict:
     """What the workers of a multi-worker run must share beyond the resume flags."""
     return {f"--{name}": FLAGS[name].value for name in (
@@ -309,6 +318,9 @@ def _export_version() -> int | None:
     from keras_bert_impl.cli.export import next_version
 
     if not FLAGS.export_dir:
+        if FLAGS.export_version is not None:
+            raise app.UsageError(f"--export_version={FLAGS.export_version} needs --export_dir, "
+                                 "the directory the version is written under")
         return None
     if tf.io.gfile.exists(FLAGS.export_dir) and not tf.io.gfile.isdir(FLAGS.export_dir):
         raise app.UsageError(f"--export_dir={FLAGS.export_dir} is a file; give a directory "

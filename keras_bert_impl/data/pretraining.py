@@ -84,8 +84,15 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
         checked against ``seq_length``, ``max_predictions_per_seq`` and the
         tokenizer's vocabulary. None when ``tfds_name`` is given.
       tokenizer: a ``BertTokenizer``; its vocabulary needs ``[MASK]``.
+      seq_length: tokens per instance, [CLS] and [SEP]s included.
+      max_predictions_per_seq: masked positions per instance (the padded
+        width of the ``masked_lm_*`` features).
       batch_size: the global batch size; with ``input_context`` each pipeline
         batches ``input_context.get_per_replica_batch_size(batch_size)``.
+      masked_lm_prob: share of an instance's tokens to mask (rounded, at least
+        one, at most ``max_predictions_per_seq``), as the original.
+      short_seq_prob: share of instances built to a random shorter length, as
+        the original (so fine-tuning on short texts meets familiar lengths).
       whole_word_masking: mask all wordpieces of a word together (Chinese
         words found by jieba, see ``chinese_words``).
       seed: fixes the stream, together with TensorFlow's global seed (tf.data
@@ -101,7 +108,10 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
       input_format: ``"auto"`` (by file name or content), ``"text"`` or ``"tfrecord"``.
       tfds_name, tfds_text_key, tfds_split, tfds_data_dir: read a TFDS text
         dataset instead of files, one example per document.
+      document_shuffle_buffer, instance_shuffle_buffer: sizes of the shuffle
+        buffers over documents and over the instances made from them.
       max_document_sentences: longer documents are cut (bounded memory).
+      num_parallel_calls: parallelism of the tokenizing and masking maps.
 
     Example:
 

@@ -77,7 +77,9 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     whose CPU bf16 matmuls are slow) and on TPUs. The version is
     written under a temporary name and renamed when complete, so a polling
     server never loads half of it; the ops are checked against TensorFlow
-    Serving 2.12. Returns the version directory.
+    Serving 2.12. `model_name` is the name the warm-up requests
+    (`assets.extra/tf_serving_warmup_requests`) address; give the server's
+    `--model_name`. Returns the version directory.
 
     ```python
     export_saved_model(classifier, "/models/bert", vocab_file="vocab.txt", version=2)

@@ -27,6 +27,12 @@ class BertEncoder(keras.Model):
     (one [batch, seq, hidden] per block). Variables keep the original
     checkpoint shapes; `google_variable_map()` gives their TF1 names.
 
+    `dtype` (a Keras dtype policy, e.g. "mixed_bfloat16"; default the global one) sets
+    the layers' precision. Freeze with `trainable=False` or by setting sublayers'
+    `trainable` after construction; `frozen_layers` (paths such as
+    "transformer/layer_0", which `get_config` records) is how a saved model's frozen
+    sublayers come back frozen, so `.keras` files keep them.
+
     ```python
     encoder = BertEncoder(BertConfig.from_preset("bert_tiny"))
     out = encoder({"input_word_ids": ids, "input_mask": mask, "input_type_ids": types})

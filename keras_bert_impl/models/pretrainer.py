@@ -28,7 +28,8 @@ class BertPretrainer(BertTaskModel):
     ```python
     pretrainer = BertPretrainer(BertEncoder(BertConfig.from_preset("bert_tiny")))
     pretrainer.compile(optimizer=create_optimizer(1e-4, 10000, 1000), jit_compile=True)
-    pretrainer.fit(pretraining_dataset(files, tokenizer, batch_size=32))
+    # The dataset is endless (re-masked at every pass): give the epoch's length.
+    pretrainer.fit(pretraining_dataset(files, tokenizer, batch_size=32), steps_per_epoch=1000)
     ```
     """
 

@@ -16,7 +16,9 @@ class BertTaskModel(keras.Model):
 
     Subclasses set `self.encoder` and extend `get_config()` with their own
     arguments; the encoder is stored as a nested Keras object and rebuilt
-    before the subclass constructor runs.
+    before the subclass constructor runs. `trainable=False` freezes the whole
+    model; `frozen_layers` (paths of frozen layers outside the encoder, which
+    `get_config` records) brings frozen heads back frozen from a `.keras` file.
     """
 
     #: Whether the task's outputs read the encoder's pooled output. Those that do not

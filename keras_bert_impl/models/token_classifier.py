@@ -22,8 +22,10 @@ class BertTokenClassifier(BertTaskModel):
 
     ```python
     tagger = BertTokenClassifier(encoder, num_classes=len(tags))
+    # The mean over labelled positions: a plain mean would divide by the padding too.
     tagger.compile(optimizer=create_optimizer(5e-5, 1000, 100),
-                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+                   loss=keras.losses.SparseCategoricalCrossentropy(
+                       from_logits=True, reduction="mean_with_sample_weight"))
     tagger.fit(ner_dataset(inputs, labels, batch_size=32))
     ```
     """

@@ -25,12 +25,16 @@ def create_optimizer(
 ) -> keras.optimizers.Optimizer:
     """Returns the original BERT recipe as a Keras optimizer.
 
-    Linear warmup to `init_lr` over `num_warmup_steps`, then linear decay to
-    `end_lr` at `num_train_steps`; decoupled weight decay on every variable
-    except LayerNorm and bias variables; gradients clipped to a global norm
-    of 1.0; AdamW without Adam's bias correction, as the original's
-    `AdamWeightDecayOptimizer` (`BertAdamW`). `optimizer_type="lamb"` uses
-    LAMB's layer-wise trust ratio for large batches (clipped as well).
+    The original's schedule (`WarmupPolynomialDecay`): a linear decay from
+    `init_lr` at step 0 to `end_lr` at `num_train_steps`, with its first
+    `num_warmup_steps` replaced by a linear warmup `init_lr * step /
+    num_warmup_steps`, so the rate peaks just under `init_lr`; decoupled
+    weight decay on every variable except LayerNorm and bias variables;
+    gradients clipped to a global norm of `global_clipnorm` (None: no
+    clipping); AdamW with `beta_1`, `beta_2`, `epsilon` and without Adam's
+    bias correction, as the original's `AdamWeightDecayOptimizer`
+    (`BertAdamW`). `optimizer_type="lamb"` uses LAMB's layer-wise trust ratio
+    for large batches (clipped as well).
 
     Under a distribution strategy each replica's gradient is clipped to the
     global norm, as on the original's TPU shards, and the clipped gradients are
