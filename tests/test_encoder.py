@@ -113,6 +113,13 @@ def test_a_sequence_too_long_for_a_graph_of_unknown_length_is_a_clear_error(enco
         predict(make_inputs(seq=65))
 
 
+def test_ragged_token_ids_are_a_clear_error_pointing_to_packing(encoder):
+    ids = tf.ragged.constant([[101, 7592, 102], [101, 102]])
+    with pytest.raises(TypeError, match="not ragged ones .* pack them with BertPreprocessor"):
+        encoder({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
+                 "input_type_ids": tf.zeros_like(ids)})
+
+
 def test_dropout_applies_only_in_training(encoder):
     inputs = make_inputs()
     np.testing.assert_array_equal(

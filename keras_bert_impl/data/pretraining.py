@@ -101,7 +101,10 @@ def pretraining_dataset(text_files: str | Sequence[str] | None,
       input_context: from ``strategy.distribute_datasets_from_function``;
         each input pipeline reads disjoint documents.
       num_epochs: passes over the corpus (None: endless).
-      start_step: number of batches to skip, to resume a run deterministically.
+      start_step: number of this pipeline's batches to skip, to resume a run
+        deterministically. Each training step reads ``num_replicas_in_sync //
+        num_input_pipelines`` batches of every pipeline, so a run resumed at
+        step S passes S times that (``PretrainingRun`` does).
       reseed_on_resume: resume at ``start_step`` with a stream reseeded from it
         instead of skipping (see the module docstring).
       drop_remainder: keep True for static shapes (TPUs, XLA).

@@ -97,6 +97,12 @@ class BertEmbeddings(keras.layers.Layer):
         self.built = True
 
     def call(self, input_word_ids, input_type_ids, training=None):
+        if isinstance(input_word_ids, tf.RaggedTensor) or isinstance(input_type_ids,
+                                                                       tf.RaggedTensor):
+            raise TypeError(
+                "BERT takes padded int32 [batch, seq] tensors, not ragged ones (as "
+                "BertTokenizer.tokenize gives): pack them with BertPreprocessor, which adds "
+                "[CLS]/[SEP], input_mask and input_type_ids, or pad them with .to_tensor()")
         seq_length = input_word_ids.shape[1]
         message = f"exceeds max_position_embeddings ({self.max_position_embeddings})"
         if seq_length is not None and seq_length > self.max_position_embeddings:
