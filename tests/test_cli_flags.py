@@ -152,3 +152,33 @@ def test_importing_the_model_server_defines_no_flags():
     before = set(flags.FLAGS)
     importlib.import_module("keras_bert_impl.serving.model_server")
     assert set(flags.FLAGS) == before
+
+
+class _Stdout:
+    def __init__(self, terminal=False, closed=False):
+        self.terminal, self.closed = terminal, closed
+
+    def isatty(self):
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        return self.terminal
+
+
+@pytest.mark.parametrize("stdout, environment, verbose", [
+    (_Stdout(terminal=True), {}, 1),  # Keras' live bar
+    (_Stdout(), {}, 2),  # a log file or pipe: one line per interval
+    (_Stdout(), {"JPY_PARENT_PID": "7"}, 1),  # a notebook's `!tool` cell renders the bar
+    (_Stdout(), {"COLAB_RELEASE_TAG": "release-colab"}, 1),
+    (_Stdout(closed=True), {}, 0),
+    (None, {}, 0),
+])
+def test_progress_is_a_bar_where_it_renders_and_lines_where_it_is_logged(
+        stdout, environment, verbose, monkeypatch):
+    from keras_bert_impl import cli
+
+    for name in cli.NOTEBOOK_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert cli.progress_verbosity() == verbose

@@ -434,6 +434,19 @@ def test_an_output_file_that_is_a_directory_is_refused_before_the_corpus_is_read
     assert list(tmp_path.iterdir()) == [tmp_path / "out"]  # no .partial file left behind
 
 
+def test_the_tool_logs_plain_progress_lines_into_a_file_or_pipe(
+        uncased_vocab, shared_data, tmp_path, monkeypatch, capsys):
+    from keras_bert_impl.cli import create_pretraining_data as tool
+
+    monkeypatch.setattr(tool.ProgressLines, "interval", 0.0)  # a line per batch written
+    _run_tool_in_process(tool, tmp_path / "a.tfrecord", shared_data, uncased_vocab)
+    out = capsys.readouterr().out  # captured: not a terminal
+    assert "\r" not in out and "\b" not in out and "\x1b" not in out
+    counts = [int(line.split()[0]) for line in out.splitlines() if " instances (" in line]
+    assert counts and counts == sorted(counts)
+    assert f"Wrote {counts[-1]} instances to " in out
+
+
 @pytest.mark.parametrize("failure", ["no instances", "interrupted"])
 def test_a_run_that_writes_nothing_or_is_interrupted_leaves_no_unfinished_file(
         failure, uncased_vocab, shared_data, tmp_path, monkeypatch):

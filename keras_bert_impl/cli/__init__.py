@@ -127,11 +127,21 @@ def quiet_absl_logging() -> None:
 
 
 def progress_verbosity() -> int:
-    """Keras' `verbose` for long work: a live progress bar on a terminal; one line per
-    epoch (checkpoint interval) when the output goes to a file or a pipe, where the bar's
-    carriage returns and backspaces would fill the log with every update (Keras' "auto"
-    draws the bar whenever the OS is POSIX)."""
-    return 1 if sys.stdout.isatty() else 2
+    """Keras' `verbose` for long work: a live progress bar on a terminal or in a notebook
+    (Jupyter's and Colab's `!tool` cells render it); one line per epoch (checkpoint
+    interval) when the output goes to a file or a pipe, where the bar's carriage returns
+    and backspaces would fill the log with every update (Keras' "auto" draws the bar
+    whenever the OS is POSIX); nothing without a usable stdout."""
+    try:
+        terminal = sys.stdout.isatty()
+    except (AttributeError, ValueError):  # no stdout (None), or a closed one
+        return 0
+    in_notebook = any(name in os.environ for name in NOTEBOOK_ENVIRONMENT)
+    return 1 if terminal or in_notebook else 2
+
+
+# Set by Jupyter (and so Colab) for its kernels and inherited by the commands they run.
+NOTEBOOK_ENVIRONMENT = ("JPY_PARENT_PID", "COLAB_RELEASE_TAG")
 
 
 def _short_usage_errors(main: Callable) -> Callable:

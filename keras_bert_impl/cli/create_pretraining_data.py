@@ -15,6 +15,7 @@ pattern ``F.tfrecord*`` for the original trainer does not pick it up).
 """
 
 import os
+import time
 
 from absl import app, flags
 
@@ -161,7 +162,9 @@ def _write_instances(dataset, paths: list[str]) -> tuple[list[int], int, int]:
 
     writers = [tf.io.TFRecordWriter(path) for path in paths]
     counts = [0] * len(writers)
-    progress = keras.utils.Progbar(None, unit_name="instance", verbose=progress_verbosity())
+    verbosity = progress_verbosity()
+    progress = (ProgressLines("instances") if verbosity == 2 else
+                keras.utils.Progbar(None, unit_name="instance", verbose=verbosity))
     total = random_next = 0
     try:
         for batch in dataset.as_numpy_iterator():
@@ -179,6 +182,30 @@ def _write_instances(dataset, paths: list[str]) -> tuple[list[int], int, int]:
         for writer in writers:
             writer.close()
     return counts, total, random_next
+
+
+class ProgressLines:
+    """Progress for a log file or pipe, where Keras' bar (with no known total, its
+    verbose=2 prints nothing until the end) would redraw itself at every update: a
+    plain line every `interval` seconds."""
+
+    interval = 60.0
+
+    def __init__(self, unit: str):
+        self.unit = unit
+        self.count = 0
+        self.start = self.last = time.monotonic()
+
+    def add(self, count: int) -> None:
+        self.count += count
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            print(f"{self.count} {self.unit} ({self.count / (now - self.start):.0f}/s)",
+                  flush=True)
+
+    def update(self, current: int, finalize: bool = False) -> None:
+        """Progbar's end of the line; the tool's closing line says the total."""
 
 
 def run():

@@ -146,7 +146,7 @@ def main(argv):
     run.fit(dataset_fn, num_train_steps=FLAGS.num_train_steps,
             save_checkpoints_steps=FLAGS.save_checkpoints_steps, verbose=progress_verbosity())
     run.save_final_model()
-    if is_chief(run.strategy):
+    if run.is_chief:
         print(f"Wrote {FLAGS.model_dir}: encoder.keras, bert_model.ckpt (Google format), "
               f"bert_config.json and vocab.txt; training checkpoints in checkpoints/, "
               f"TensorBoard logs in logs/ (tensorboard --logdir={run.log_dir})")

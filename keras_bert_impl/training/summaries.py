@@ -6,10 +6,10 @@ and `validation/` (evaluations), with Keras' `epoch_` prefix on every tag, so a
 metric's training and evaluation curves share one chart.
 """
 
-import numbers
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -19,8 +19,10 @@ class StepTensorBoard(keras.callbacks.TensorBoard):
     The tools' epochs are checkpoint intervals: at the epoch index, a run resumed
     with another `--save_checkpoints_steps` would log the same index twice with two
     meanings. The step (`optimizer.iterations`, saved in the checkpoints) is one
-    axis for the whole run, as the original's `global_step`. Steps per second are
-    logged as the original's `global_step/sec`.
+    axis for the whole run, as the original's `global_step`. `steps_per_second` is
+    taken over each interval's wall time, its checkpoint save included (and, in the
+    first interval after a start, tracing and compilation), as the original's
+    `global_step/sec`.
     """
 
     def __init__(self, log_dir: str, **kwargs):
@@ -38,6 +40,7 @@ def write_evaluation(log_dir: str, step: int, results: dict) -> None:
     writer = tf.summary.create_file_writer(os.path.join(log_dir, "validation"))
     with writer.as_default(step=step):
         for name, value in results.items():
-            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            value = np.asarray(value)  # Python, NumPy and eager TensorFlow numbers alike
+            if value.ndim == 0 and np.issubdtype(value.dtype, np.number):
                 tf.summary.scalar(f"epoch_{name}", float(value))
     writer.close()
