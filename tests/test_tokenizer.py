@@ -1,8 +1,9 @@
 """BertTokenizer gives the original BERT FullTokenizer's ids, in a graph that exports.
 
 The reference is `bert_reference_tokenization.FullTokenizer`, a port of
-google-research/bert `tokenization.py`; `transformers.BertTokenizerLegacy`
-(its pure-Python port) is checked against it on real text.
+google-research/bert `tokenization.py`; transformers' pure-Python port of it
+(`BertTokenizerLegacy` from transformers 5, `BertTokenizer` before) is checked against it
+on real text.
 """
 
 import csv
@@ -174,7 +175,8 @@ def test_transformers_legacy_port_agrees_with_the_reference_on_real_text(
     uncased, uncased_vocab, english_texts
 ):
     transformers = pytest.importorskip("transformers")
-    legacy = transformers.BertTokenizerLegacy(
+    port = getattr(transformers, "BertTokenizerLegacy", None) or transformers.BertTokenizer
+    legacy = port(
         uncased_vocab, do_lower_case=True, tokenize_chinese_chars=True, strip_accents=None
     )
     _, reference = uncased
