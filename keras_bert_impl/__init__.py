@@ -1,7 +1,7 @@
 """BERT for TensorFlow 2 / Keras 3.
 
-The public names below are the contract in DESIGN.md; code outside this repo
-relies on them.
+The public names below are the project's contract (its DESIGN.md); code outside
+this package relies on them.
 """
 
 import os

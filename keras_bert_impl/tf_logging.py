@@ -2,20 +2,54 @@
 
 import contextlib
 import os
+import re
 import sys
+import tempfile
+
+# TensorFlow's C++ log records (absl's and the older TF format), and absl's notice that
+# they precede its set-up.
+_CPP_LOG_RECORD = re.compile(
+    r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\] "
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called")
+# The second line of cpu_feature_guard's two-line record.
+_CPP_LOG_CONTINUATION = re.compile(r"To enable the following instructions: ")
+
+
+def _without_tensorflow_records(text: str) -> str:
+    """`text` less TensorFlow's C++ log records: what else was written to stderr."""
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if not (_CPP_LOG_RECORD.match(line) or _CPP_LOG_CONTINUATION.match(line)))
 
 
 @contextlib.contextmanager
-def _stderr_muted():
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+def _stderr_held_back():
+    """Holds the process's stderr (file descriptor 2) back, then writes out all of it if
+    the block raised, else all but TensorFlow's C++ log records: so what explains a broken
+    installation, and other threads' output, is delayed, not lost."""
+    try:
+        held = tempfile.TemporaryFile()
+    except OSError:  # no writable temporary directory: nothing can be held back
+        yield
+        return
     sys.stderr.flush()
-    os.dup2(devnull, 2)
+    saved = os.dup(2)
+    os.dup2(held.fileno(), 2)
+    failed = True
     try:
         yield
+        failed = False
     finally:
+        sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
-        os.close(devnull)
+        held.seek(0)
+        text = held.read().decode("utf-8", "replace")
+        held.close()
+        text = text if failed else _without_tensorflow_records(text)
+        if text:
+            sys.stderr.write(text)
+            sys.stderr.flush()
 
 
 def import_tensorflow_quietly() -> None:
@@ -25,15 +59,15 @@ def import_tensorflow_quietly() -> None:
     ("Could not find cuda drivers", "failed call to cuInit" on machines
     without a GPU), which TF_CPP_MIN_LOG_LEVEL cannot silence. Unless the
     user asked for those logs (TF_CPP_MIN_LOG_LEVEL=0), the import and the
-    device discovery run with the process's stderr closed, and so does one
-    int64 transpose (`_run_an_int64_transpose`). Python errors still surface:
-    they propagate after stderr is back. Listing physical devices leaves
-    logical-device configuration open.
+    device discovery run with the process's stderr held back, and so does
+    one int64 transpose (`_run_an_int64_transpose`); then what was held back
+    is written out less TensorFlow's C++ records, or all of it if the import
+    failed. Listing physical devices leaves logical-device configuration open.
     """
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") == "0":
         return
     imported = "tensorflow" in sys.modules
-    with _stderr_muted():
+    with _stderr_held_back():
         import tensorflow as tf
 
         if not imported:

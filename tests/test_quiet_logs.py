@@ -57,3 +57,51 @@ def test_importing_the_package_leaves_the_devices_open_to_configuration():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2"
 
+
+
+CHATTER_SCRIPT = """
+import sys, threading, time
+done = threading.Event()
+def chatter():
+    count = 0
+    while not done.is_set():
+        print(f"tick {count}", file=sys.stderr, flush=True)
+        count += 1
+        time.sleep(0.01)
+    print(count)
+thread = threading.Thread(target=chatter)
+thread.start()
+import keras_bert_impl
+done.set()
+thread.join()
+"""
+
+
+def test_what_others_write_to_stderr_during_the_import_is_delayed_not_lost():
+    # Another thread of the user's program writes while TensorFlow's start-up lines are
+    # held back; only TensorFlow's own C++ records are dropped.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TF_CPP")}
+    result = subprocess.run([sys.executable, "-c", CHATTER_SCRIPT], capture_output=True,
+                            text=True, env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    count = int(result.stdout)
+    assert count > 10
+    assert result.stderr.splitlines() == [f"tick {i}" for i in range(count)]
+
+
+def test_a_failing_tensorflow_import_shows_what_tensorflow_wrote(tmp_path):
+    # What explains a broken installation (written by TensorFlow before it fails) is
+    # shown with the traceback, not swallowed with the start-up lines.
+    package = tmp_path / "tensorflow"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "import sys\n"
+        "sys.stderr.write('The TensorFlow library was compiled to use AVX instructions\\n')\n"
+        "raise ImportError('cannot load TensorFlow')\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TF_CPP")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), *sys.path])
+    result = subprocess.run([sys.executable, "-c", "import keras_bert_impl"], capture_output=True,
+                            text=True, env=env, timeout=300, check=False)
+    assert result.returncode != 0
+    assert result.stderr.startswith("The TensorFlow library was compiled to use AVX instructions\n")
+    assert "ImportError: cannot load TensorFlow" in result.stderr
