@@ -52,6 +52,21 @@ def test_other_workers_keep_only_their_newest_copy(tmp_path):
     assert copies == ["ckpt-6.index"]
 
 
+def test_restoring_deletes_what_a_save_killed_midway_left_behind(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
+    optimizer.iterations.assign(4)
+    checkpoint.save()
+    # What a SIGKILL during TensorFlow's save of step 8 leaves: its shards' temporary files.
+    leftover = tmp_path / "checkpoints" / "ckpt-8_temp"
+    leftover.mkdir()
+    (leftover / "part-00000-of-00001.data-00000-of-00001.tempstate123").write_bytes(b"\0" * 64)
+    restarted_model, restarted_optimizer = _model_and_optimizer()
+    assert TrainingCheckpoint(str(tmp_path), restarted_model, restarted_optimizer).restore() == 4
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+
+
 def test_a_first_run_starts_at_step_zero(tmp_path):
     model, optimizer = _model_and_optimizer()
     checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)

@@ -305,3 +305,24 @@ def test_training_batches_have_a_static_batch_size_as_tpus_compile_for(tmp_path,
     assert {name: spec.shape.as_list() for name, spec in inputs_spec.items()} == {
         "input_word_ids": [4, 8], "input_mask": [4, 8], "input_type_ids": [4, 8]}
     assert labels_spec.shape.as_list() == [4]
+
+
+def test_a_resumed_stream_skips_batches_before_tokenizing_them_and_goes_on_alike(
+        tmp_path, uncased_vocab):
+    from keras_bert_impl.data.classification import classification_dataset
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    rows = "".join(f"word{i} text\t{'yes' if i % 3 else 'no'}\n" for i in range(10))
+    data = read_classification_file(write(tmp_path, "train.tsv", "q\tlabel\n" + rows),
+                                    text_a_column="q")
+    data, ids = encode_labels(data, sorted_labels(data.labels))
+    preprocessor = BertPreprocessor(BertTokenizer(uncased_vocab), seq_length=8)
+
+    def batches(skip, count):
+        dataset = classification_dataset(data, ids, preprocessor, batch_size=4, shuffle=True,
+                                         repeat=True, seed=7, skip_batches=skip)
+        return [(inputs["input_word_ids"].numpy().tolist(), labels.numpy().tolist())
+                for inputs, labels in dataset.take(count)]
+
+    assert batches(3, 5) == batches(0, 8)[3:]  # over epochs too: 10 rows, 4 a batch

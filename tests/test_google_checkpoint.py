@@ -193,6 +193,17 @@ def test_save_then_load_round_trip_is_exact(tmp_path, encoder):
     np.testing.assert_array_equal(encoder(x)["pooled_output"], restored(x)["pooled_output"])
 
 
+def test_a_prefix_loads_where_the_file_system_also_calls_it_a_directory(encoder):
+    # TensorFlow's in-memory ram:// (the tests' stand-in for gs://) reports any prefix of a
+    # file as a directory: "ram://.../bert_model.ckpt" beside its .index file.
+    prefix = save_google_checkpoint(encoder, "ram://prefix_and_directory/bert_model.ckpt")
+    assert tf.io.gfile.isdir(prefix)
+    restored = BertEncoder(CONFIG)
+    assert load_google_checkpoint(restored, prefix).path == prefix
+    for ours, theirs in zip(encoder.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
 def test_saved_checkpoint_has_the_original_names_and_restores_in_tf1(tmp_path, encoder):
     prefix = save_google_checkpoint(encoder, str(tmp_path / "bert_model.ckpt"))
     reader = tf.train.load_checkpoint(prefix)

@@ -56,6 +56,8 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted_r
     assert restarted.returncode == 0, restarted.stdout[-2000:] + restarted.stderr[-2000:]
     assert " at step " in restarted.stdout, restarted.stdout[-2000:]
     resumed_at = int(restarted.stdout.split(" at step ")[1].split()[0])
+    # Re-reading the stream up to there takes a while: the run says so.
+    assert f"Re-reading the {resumed_at:,} batches trained on" in restarted.stdout
     assert SAVE_EVERY <= resumed_at < STEPS  # continued from a checkpoint, not from zero
     reference_output = reference.communicate(timeout=300)[0]
     assert reference.returncode == 0, reference_output[-2000:]

@@ -34,6 +34,18 @@ def test_an_empty_tpu_address_stays_empty_without_tpu_chips(monkeypatch, no_tpu_
     assert strategy.tpu_address("") == ""
 
 
+def test_colab_tpu_addr_is_a_grpc_address_the_resolver_would_not_read(monkeypatch,
+                                                                      no_tpu_variables):
+    # TPUClusterResolver reads TPU_NAME and GKE's variable, never COLAB_TPU_ADDR: passing
+    # "" on with it set failed with "Please provide a TPU Name to connect to".
+    monkeypatch.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
+    monkeypatch.setattr(strategy.glob, "glob", lambda pattern: [])
+    assert strategy.tpu_address("") == "grpc://10.0.0.2:8470"
+    monkeypatch.setattr(strategy.glob, "glob",
+                        lambda pattern: ["/dev/accel0"] if pattern == "/dev/accel*" else [])
+    assert strategy.tpu_address("") == "local"
+
+
 def test_asking_for_a_tpu_where_there_is_none_says_so(monkeypatch, no_tpu_variables):
     monkeypatch.setattr(strategy.glob, "glob", lambda pattern: [])
     with pytest.raises(ValueError, match="no TPU found: this machine has no TPU chips.*--tpu=NAME"):
@@ -46,6 +58,8 @@ def test_the_local_chips_of_a_machine_without_them_are_a_clear_error():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode != 0
+    # Said before connecting, where an address nobody answers at hangs without a word.
+    assert result.stderr.startswith("Connecting to the TPU local\n")
     assert "ValueError: --strategy=tpu --tpu=local: no TPU found there" in result.stderr
 
 

@@ -58,7 +58,8 @@ def resolve_checkpoint_prefix(path: str | os.PathLike) -> str:
     `*.index` file.
     """
     path = os.fspath(path)
-    if tf.io.gfile.isdir(path):
+    # A prefix first: on some file systems (TF's ram://) a prefix of a file is also a directory.
+    if tf.io.gfile.isdir(path) and not tf.io.gfile.exists(path + ".index"):
         latest = tf.train.latest_checkpoint(path)
         if latest:
             return latest
@@ -92,7 +93,8 @@ def _encoder_layer_count(names) -> int:
 
 def _read_checkpoint(prefix: str):
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        # The prefix's reader itself: tf.train.load_checkpoint takes a "directory" first.
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
         return reader, reader.get_variable_to_shape_map()
     except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
         message = getattr(e, "message", str(e))

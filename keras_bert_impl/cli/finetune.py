@@ -266,7 +266,7 @@ def main(argv):
               + (f"; {', '.join(loaded.missing)} start fresh" if loaded.missing else ""))
     log_dir = os.path.join(FLAGS.model_dir, "logs")
     fit_to_step(
-        model, lambda batches: task.train_dataset(FLAGS.batch_size, FLAGS.seed).skip(batches),
+        model, lambda batches: task.train_dataset(FLAGS.batch_size, FLAGS.seed, skip=batches),
         checkpoint, num_train_steps, steps_per_epoch,
         # One set of summaries: the chief's (the workers' curves are the same).
         callbacks=[StepTensorBoard(log_dir)] if chief else [],

@@ -83,10 +83,11 @@ class ClassifyTask:
         return {"loss": _sparse_loss(),
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
-    def train_dataset(self, batch_size, seed):
+    def train_dataset(self, batch_size, seed, skip=0):
+        """The seeded, endless training batches from the `skip`-th on."""
         return classification.classification_dataset(
             self.train, self.train_ids, self.preprocessor, batch_size,
-            shuffle=True, repeat=True, seed=seed)
+            shuffle=True, repeat=True, seed=seed, skip_batches=skip)
 
     def evaluate(self, model, batch_size, model_dir) -> dict:
         dataset = classification.classification_dataset(
@@ -133,9 +134,10 @@ class NerTask:
         return {"loss": _sparse_loss(reduction="mean_with_sample_weight"),
                 "weighted_metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
-    def train_dataset(self, batch_size, seed):
+    def train_dataset(self, batch_size, seed, skip=0):
+        """The seeded, endless training batches from the `skip`-th on."""
         return ner.ner_dataset(self.train_inputs, self.train_labels, batch_size,
-                               shuffle=True, repeat=True, seed=seed)
+                               shuffle=True, repeat=True, seed=seed).skip(skip)
 
     def evaluate(self, model, batch_size, model_dir) -> dict:
         logits = model.predict(self.eval_inputs, batch_size=batch_size, verbose=0)
@@ -180,8 +182,10 @@ class SquadTask:
         return {"loss": {"start_logits": _sparse_loss(), "end_logits": _sparse_loss()},
                 "loss_weights": {"start_logits": 0.5, "end_logits": 0.5}}
 
-    def train_dataset(self, batch_size, seed):
-        return squad.squad_dataset(self.train, batch_size, shuffle=True, repeat=True, seed=seed)
+    def train_dataset(self, batch_size, seed, skip=0):
+        """The seeded, endless training batches from the `skip`-th on."""
+        return squad.squad_dataset(self.train, batch_size, shuffle=True, repeat=True,
+                                   seed=seed).skip(skip)
 
     def evaluate(self, model, batch_size, model_dir) -> dict:
         outputs = model.predict(self.eval.inputs, batch_size=batch_size, verbose=0)

@@ -129,6 +129,10 @@ def main(argv):
     )
     if run.initial_step:
         print(f"Resuming from {run.checkpoint.restored_from} at step {run.checkpoint.step}")
+        if not FLAGS.reseed_on_resume:
+            # It takes time in proportion to the step, with no other output meanwhile.
+            print(f"Re-reading the {run.initial_step:,} batches trained on, to go on in the "
+                  "same order (--reseed_on_resume starts at once, in another order)", flush=True)
     elif run.heads_not_in_init_checkpoint:
         print(f"--init_checkpoint={FLAGS.init_checkpoint} has no pretraining heads; "
               f"{', '.join(run.heads_not_in_init_checkpoint)} start from their initial values")

@@ -337,11 +337,13 @@ def classification_dataset(
     shuffle: bool = False,
     repeat: bool = False,
     seed: int | None = None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """Batches of (encoder inputs, label ids), tokenized and packed by `preprocessor`.
 
     The `BertPreprocessor` runs inside the tf.data graph, the same one the
-    export embeds.
+    export embeds. `skip_batches` starts at that batch of the same order, as a
+    resumed run does, without tokenizing the ones before it.
     """
     texts = (data.texts_a,) if data.texts_b is None else (data.texts_a, data.texts_b)
     dataset = tf.data.Dataset.from_tensor_slices((texts, label_ids))
@@ -349,7 +351,7 @@ def classification_dataset(
         dataset = dataset.shuffle(len(label_ids), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.batch(batch_size, drop_remainder=repeat)
+    dataset = dataset.batch(batch_size, drop_remainder=repeat).skip(skip_batches)
 
     def pack(batch_texts, labels):
         inputs = preprocessor(batch_texts[0] if len(texts) == 1 else tuple(batch_texts))

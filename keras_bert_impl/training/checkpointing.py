@@ -68,8 +68,15 @@ class TrainingCheckpoint:
         """Restores the newest checkpoint if there is one; returns the batches to skip.
 
         A newest checkpoint that cannot be read (a truncated or corrupt file) is
-        passed over, with a warning, for the newest older one that can.
+        passed over, with a warning, for the newest older one that can. What a save
+        killed midway left in this worker's directory (`ckpt-N_temp/`, as large as
+        a checkpoint) is deleted: no save runs while a run restores.
         """
+        for leftover in tf.io.gfile.glob(os.path.join(self.manager.directory, "ckpt-*_temp*")):
+            if tf.io.gfile.isdir(leftover):
+                tf.io.gfile.rmtree(leftover)
+            else:
+                tf.io.gfile.remove(leftover)
         if not self.optimizer.built:
             # Slots must exist before restoring into them.
             self.optimizer.build(self.model.trainable_variables)

@@ -33,11 +33,14 @@ def get_strategy(name: str = "default", tpu: str = "") -> tf.distribute.Strategy
         return _multi_worker_strategy()
     if name == "tpu":
         address = tpu_address(tpu)
-        if not address and not any(os.environ.get(v) for v in _TPU_NAMING_VARIABLES):
+        if not address and not any(os.environ.get(v) for v in _RESOLVER_VARIABLES):
             raise ValueError(
                 "--strategy=tpu: no TPU found: this machine has no TPU chips (/dev/accel*) and "
-                f"none of {', '.join(_TPU_NAMING_VARIABLES)} is set; pass --tpu=NAME or "
-                "--tpu=grpc://HOST:8470, or run on a TPU VM or Colab's TPU runtime")
+                f"none of {', '.join(_RESOLVER_VARIABLES + ('COLAB_TPU_ADDR',))} is set; pass "
+                "--tpu=NAME or --tpu=grpc://HOST:8470, or run on a TPU VM or Colab's TPU runtime")
+        # An address nobody answers at hangs in TensorFlow's connect without a word.
+        named = address or os.environ.get("TPU_NAME") or "(from the environment)"
+        print(f"Connecting to the TPU {named}", file=sys.stderr, flush=True)
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
         tf.config.experimental_connect_to_cluster(resolver)
         try:
@@ -134,22 +137,27 @@ def check_workers_agree(strategy: tf.distribute.Strategy, values: dict) -> None:
             "the same flags and files, and a --model_dir all of them share")
 
 
-_TPU_NAMING_VARIABLES = ("TPU_NAME", "COLAB_TPU_ADDR", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS")
+# What TPUClusterResolver reads for tpu="" (TPU Nodes, GKE).
+_RESOLVER_VARIABLES = ("TPU_NAME", "KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS")
 _TPU_DEVICE_FILES = ("/dev/accel*", "/dev/vfio/[0-9]*")
 
 
 def tpu_address(tpu: str) -> str:
-    """`tpu`, except that "" becomes "local" on a machine with TPU chips attached.
+    """`tpu`, except that "" becomes "local" on a machine with TPU chips attached,
+    or the `grpc://` address in COLAB_TPU_ADDR (Colab's former TPU Node runtime).
 
-    TPUClusterResolver resolves "" only from an environment variable naming
-    a TPU (as TPU Nodes and GKE set); a TPU VM, which is what Colab's TPU
-    runtime is now, sets none, and "" fails there with "Please provide a TPU
-    Name to connect to".
+    TPUClusterResolver resolves "" only from TPU_NAME or GKE's variable; a
+    TPU VM, which is what Colab's TPU runtime is now, sets neither, and ""
+    fails there with "Please provide a TPU Name to connect to". The resolver
+    never reads COLAB_TPU_ADDR, so a runtime that still sets it beside its
+    own chips is local too.
     """
-    if tpu or any(os.environ.get(name) for name in _TPU_NAMING_VARIABLES):
+    if tpu or any(os.environ.get(name) for name in _RESOLVER_VARIABLES):
         return tpu
     if any(glob.glob(pattern) for pattern in _TPU_DEVICE_FILES):
         return "local"
+    if os.environ.get("COLAB_TPU_ADDR"):
+        return "grpc://" + os.environ["COLAB_TPU_ADDR"]
     return tpu
 
 
