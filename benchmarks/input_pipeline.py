@@ -1,6 +1,7 @@
 """Input-pipeline throughput and memory: pretraining_dataset alone, no model.
 
-Prints one line per configuration: examples/s and tokens/s for dynamic
+Prints one line per configuration: examples/s and tokens/s (real tokens, padding
+not counted) for dynamic
 masking from raw text and for reading pre-generated TFRecords, with 1 and 2
 parallel calls, and the peak resident memory while streaming a corpus made
 by repeating the shared corpora ``--corpus_repeats`` times (streaming keeps
@@ -120,12 +121,12 @@ def main(argv):
         for calls in map(int, FLAGS.parallel_calls):
             examples, tokens = _time(_dataset(str(corpus), tokenizer, calls))
             print(f"raw text, dynamic masking, parallel_calls={calls}: "
-                  f"{examples:.0f} examples/s, {tokens:.0f} tokens/s")
+                  f"{examples:.0f} examples/s, {tokens:.0f} tokens/s (not padding)")
         records = _write_records(corpus, tmp, tokenizer)
         for calls in map(int, FLAGS.parallel_calls):
             examples, tokens = _time(_dataset(records, tokenizer, calls))
             print(f"TFRecords, static masks, parallel_calls={calls}: "
-                  f"{examples:.0f} examples/s, {tokens:.0f} tokens/s")
+                  f"{examples:.0f} examples/s, {tokens:.0f} tokens/s (not padding)")
         # Fresh processes, so the peak belongs to the streaming pass alone.
         for name, path in (("a tenth of the corpus", _head(corpus, tmp, 0.1)),
                            ("the whole corpus", corpus)):

@@ -1,15 +1,18 @@
 """Pretraining throughput and MFU: our BertPretrainer fit vs keras-nlp (and PyTorch) BERT.
 
-One line per (implementation, preset, mode): training tokens/s, ms per step
-(median over timed chunks), achieved model TFLOP/s and MFU against this
-machine's measured matmul peak at the same precision (the higher of the
-measurement at start-up and the one right after the row's own timing, in its
-process). Model FLOPs count the training step as 3x the forward matmuls
-(encoder, pooler, the MLM transform and vocabulary decoder at the P masked
-positions), identical for every implementation, so MFU is throughput in
-common units. Ours computes the last block only where the heads read it
-([CLS] and the P masked positions); its HFU counts only the FLOPs it executes.
-Also prints the input pipeline's examples/s when --corpus is given.
+One line per (implementation, preset, mode): training tokens/s (batch x seq
+positions; the synthetic batches have no padding), ms per step (median over
+timed chunks), achieved model TFLOP/s and MFU against this machine's measured
+matmul peak at the same precision, with or without XLA, whichever is faster
+(the higher of the measurement at start-up and the one right after the row's
+own timing, in its process). Model FLOPs count the training step as 3x the
+forward matmuls (encoder, pooler, the MLM transform and vocabulary decoder at
+the P masked positions), identical for every implementation, so MFU is
+throughput in common units (PaLM's model FLOPs). HFU counts the FLOPs a row
+executes: ours computes the last block only where the heads read it ([CLS] and
+the P masked positions), fewer; transformers' BertForPreTraining, as shipped,
+decodes the vocabulary at every position, more (2.4x the model FLOPs at
+bert_mini). Also prints the input pipeline's examples/s when --corpus is given.
 
 Every configuration runs in its own Python process, so dtype policies,
 compiled functions and allocators never leak between rows. Steps are timed
@@ -54,7 +57,8 @@ flags.DEFINE_string("vocab_file", None, "Vocabulary for the input pipeline measu
 flags.DEFINE_integer("pipeline_batches", 100, "Batches timed for the input pipeline.")
 flags.DEFINE_list("reference_allocators", ["default", "bfc"],
                   "TensorFlow CPU allocators the keras_nlp reference runs under.")
-flags.DEFINE_integer("warmup_executions", 2, "Executions of steps_per_execution steps not timed.")
+flags.DEFINE_integer("warmup_executions", 2, "Executions of steps_per_execution steps not timed.",
+                     lower_bound=1)
 flags.DEFINE_integer("rounds", 1, "Rounds over all rows; each row keeps its best round, so a "
                      "slow spell of a shared machine does not decide a ratio.")
 flags.DEFINE_string("only", None, "Internal: run one 'implementation:preset:mode' and print it.")
@@ -70,6 +74,13 @@ def model_flops_per_step(config, batch: int, seq: int, predictions: int) -> floa
     return 3 * (encoder + heads)
 
 
+def all_position_decoder_flops_per_step(config, batch: int, seq: int, predictions: int) -> float:
+    """Training FLOPs transformers' BertForPreTraining adds to the counted ones: its MLM
+    transform and vocabulary decoder run at every position, not only the P masked ones."""
+    h, vocab = config.hidden_size, config.vocab_size
+    return 3 * 2 * batch * (seq - predictions) * (h * h + h * vocab)
+
+
 def unexecuted_flops_per_step(config, batch: int, seq: int, predictions: int) -> float:
     """Model FLOPs our pretrainer skips: the last block's query, attention output and
     feed-forward rows that no head reads (all but [CLS] and the P masked positions)."""
@@ -79,18 +90,21 @@ def unexecuted_flops_per_step(config, batch: int, seq: int, predictions: int) ->
 
 
 def matmul_peak_tflops(size: int, dtype: str) -> float:
-    """The best TFLOP/s of a large XLA matmul over 10 runs, at `dtype`."""
+    """The best TFLOP/s of a large matmul at `dtype` over 10 runs each with and without XLA:
+    the machine's peak whichever path a row takes (on CPUs oneDNN's bf16 matmul runs at
+    about twice XLA's, and its fp32 one up to 1.4x)."""
     import tensorflow as tf
 
     a = tf.cast(tf.random.normal([size, size]), dtype)
     b = tf.cast(tf.random.normal([size, size]), dtype)
-    matmul = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=True)
-    matmul(a, b).numpy()
     best = float("inf")
-    for _ in range(10):
-        start = time.perf_counter()
+    for jit_compile in (True, False):
+        matmul = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit_compile)
         matmul(a, b).numpy()
-        best = min(best, time.perf_counter() - start)
+        for _ in range(10):
+            start = time.perf_counter()
+            matmul(a, b).numpy()
+            best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e12
 
 
@@ -250,6 +264,9 @@ def time_in_subprocess(name: str, preset: str, mode: str,
     """(seconds per step, matmul peak TFLOP/s measured right after) of one
     configuration in a fresh process, or why it did not run."""
     env = dict(os.environ)
+    # PyTorch's OpenMP threads spin after each op by default and take the cores from the
+    # rest of a small model's step (2-6x slower steps on a 2-core VM).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if allocator is not None:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = "true" if allocator == "bfc" else "false"
     flag_args = [arg for arg in sys.argv[1:] if not arg.startswith("--only")]
@@ -261,7 +278,10 @@ def time_in_subprocess(name: str, preset: str, mode: str,
     if len(values) == 2:
         return values["SECONDS_PER_STEP"], values["PEAK_TFLOPS"]
     lines = (result.stderr or result.stdout).strip().splitlines()
-    return lines[-1] if lines else f"exit code {result.returncode}"
+    # A crash dump ends with a list of extension modules; its first line says what happened.
+    reason = next((line for line in lines if line.startswith("Fatal Python error")),
+                  lines[-1] if lines else "")
+    return f"exit code {result.returncode}: {reason}"
 
 
 def main(argv):
@@ -315,6 +335,11 @@ def main(argv):
                 executed = ""
                 if name == "ours":
                     hfu = (flops - unexecuted_flops_per_step(config, batch, seq, predictions)
+                           ) / seconds / 1e12 / peak
+                    executed = f" HFU {hfu:6.1%}"
+                elif name == "torch":
+                    hfu = (flops + all_position_decoder_flops_per_step(config, batch, seq,
+                                                                       predictions)
                            ) / seconds / 1e12 / peak
                     executed = f" HFU {hfu:6.1%}"
                 print(f"{label:17s} {preset:10s} {mode:10s} {tokens_per_second:9.0f} tokens/s "
