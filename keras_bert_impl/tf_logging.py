@@ -22,34 +22,39 @@ def _without_tensorflow_records(text: str) -> str:
                    if not (_CPP_LOG_RECORD.match(line) or _CPP_LOG_CONTINUATION.match(line)))
 
 
+def _temporary_file_or_devnull():
+    try:
+        return tempfile.TemporaryFile()
+    except OSError:  # no writable temporary directory: muted, as nothing can be held
+        return open(os.devnull, "w+b")  # noqa: SIM115 - closed by the caller
+
+
 @contextlib.contextmanager
 def _stderr_held_back():
     """Holds the process's stderr (file descriptor 2) back, then writes out all of it if
-    the block raised, else all but TensorFlow's C++ log records: so what explains a broken
-    installation, and other threads' output, is delayed, not lost."""
-    try:
-        held = tempfile.TemporaryFile()
-    except OSError:  # no writable temporary directory: nothing can be held back
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(held.fileno(), 2)
-    failed = True
-    try:
-        yield
-        failed = False
-    finally:
+    the block raised, else all but TensorFlow's C++ log records: so what explains a
+    failed import, and other threads' output, is delayed (and may come after lines written
+    meanwhile), not lost. A process that dies in the block (abort, signal) shows nothing."""
+    with _temporary_file_or_devnull() as held:
         sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        held.seek(0)
-        text = held.read().decode("utf-8", "replace")
-        held.close()
-        text = text if failed else _without_tensorflow_records(text)
-        if text:
-            sys.stderr.write(text)
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
             sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", "replace")
+            text = text if failed else _without_tensorflow_records(text)
+            try:
+                sys.stderr.write(text)
+                sys.stderr.flush()
+            except OSError:  # stderr gone (a closed pipe): what the block did stands
+                pass
 
 
 def import_tensorflow_quietly() -> None:

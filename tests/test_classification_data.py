@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_bert_impl.data.bad_records import BadRecordError
 from keras_bert_impl.data.classification import (
@@ -171,6 +172,8 @@ def test_a_file_without_header_needs_field_numbers_and_a_tsv_or_csv(tmp_path):
     path = write(tmp_path, "train.tsv", "a\t1\n")
     with pytest.raises(ValueError, match="'sentence' is not a field number"):
         read_classification_file(path, header=False)
+    with pytest.raises(ValueError, match="'²' is not a field number"):  # str.isdigit() takes it
+        read_classification_file(path, text_a_column="²", label_column=1, header=False)
     jsonl = write(tmp_path, "train.jsonl", '{"sentence": "a", "label": 1}\n')
     with pytest.raises(ValueError, match="header=False is for .tsv and .csv"):
         read_classification_file(jsonl, text_a_column=0, label_column=1, header=False)
@@ -326,3 +329,27 @@ def test_a_resumed_stream_skips_batches_before_tokenizing_them_and_goes_on_alike
                 for inputs, labels in dataset.take(count)]
 
     assert batches(3, 5) == batches(0, 8)[3:]  # over epochs too: 10 rows, 4 a batch
+
+
+def test_skipped_batches_never_reach_the_tokenizer(tmp_path, uncased_vocab):
+    from keras_bert_impl.data.classification import classification_dataset
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
+    preprocessor = BertPreprocessor(BertTokenizer(uncased_vocab), seq_length=8)
+
+    def refusing_poison(texts):
+        clean = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(tf.strings.regex_full_match(texts, ".*poison.*"))),
+            [texts])
+        with tf.control_dependencies([clean]):
+            return {name: tf.identity(value) for name, value in preprocessor(texts).items()}
+
+    rows = "poison\tno\n" + "".join(f"word{i}\tyes\n" for i in range(9))
+    data = read_classification_file(write(tmp_path, "train.tsv", "q\tlabel\n" + rows),
+                                    text_a_column="q")
+    data, ids = encode_labels(data, sorted_labels(data.labels))
+    resumed = classification_dataset(data, ids, refusing_poison, batch_size=4, skip_batches=1)
+    assert [labels.numpy().tolist() for _, labels in resumed] == [[1] * 4, [1] * 2]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        list(classification_dataset(data, ids, refusing_poison, batch_size=4))

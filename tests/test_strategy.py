@@ -41,6 +41,8 @@ def test_colab_tpu_addr_is_a_grpc_address_the_resolver_would_not_read(monkeypatc
     monkeypatch.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
     monkeypatch.setattr(strategy.glob, "glob", lambda pattern: [])
     assert strategy.tpu_address("") == "grpc://10.0.0.2:8470"
+    monkeypatch.setenv("COLAB_TPU_ADDR", "grpc://10.0.0.2:8470")
+    assert strategy.tpu_address("") == "grpc://10.0.0.2:8470"
     monkeypatch.setattr(strategy.glob, "glob",
                         lambda pattern: ["/dev/accel0"] if pattern == "/dev/accel*" else [])
     assert strategy.tpu_address("") == "local"
@@ -82,6 +84,8 @@ def test_input_pipelines_run_in_this_process_without_a_tpu():
      "TF_CONFIG's task type 'wrker' is not in its cluster"),
     ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}',
      "TF_CONFIG's task index 5 is not one of the 2 'worker' addresses"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": "\u00b2"}}',
+     "TF_CONFIG's task index '²' is not one of the 2 'worker' addresses"),
 ])
 def test_a_malformed_tf_config_is_an_error_naming_it_before_any_connection(
         tf_config, message, monkeypatch):

@@ -129,7 +129,7 @@ def _label(value) -> str | None:
 def _field_number(argument: str, column) -> str:
     """A column of a file without header: a field number from 0, as text (the row's key)."""
     text = str(column).strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise NotAFieldNumberError(argument, column)
     return str(int(text))
 

@@ -98,7 +98,9 @@ class TrainingCheckpoint:
     def _restore_from(self, path: str) -> None:
         self.batches.assign(0)  # not what a damaged newer checkpoint left
         try:
-            names = [name for name, _ in tf.train.list_variables(path)]
+            # The prefix's reader: tf.train.list_variables takes a "directory" first, and
+            # TF's ram:// calls any prefix of a file one.
+            names = list(tf.compat.v1.train.NewCheckpointReader(path).get_variable_to_shape_map())
         except tf.errors.OpError as error:
             raise _DamagedCheckpoint(path, error) from None
         shards = tf.io.gfile.glob(f"{path}.data-*-of-*")

@@ -99,7 +99,7 @@ def _tf_config_tasks(text: str) -> int:
         raise ValueError(f"TF_CONFIG's task type {task['type']!r} is not in its cluster "  # noqa: TRY004
                          f"({', '.join(map(str, cluster))})")
     index = task.get("index", 0)
-    if isinstance(index, str) and index.isdigit():
+    if isinstance(index, str) and index.isascii() and index.isdigit():
         index = int(index)
     if not isinstance(index, int) or not 0 <= index < len(addresses):
         raise ValueError(f"TF_CONFIG's task index {index!r} is not one of the "
@@ -156,8 +156,8 @@ def tpu_address(tpu: str) -> str:
         return tpu
     if any(glob.glob(pattern) for pattern in _TPU_DEVICE_FILES):
         return "local"
-    if os.environ.get("COLAB_TPU_ADDR"):
-        return "grpc://" + os.environ["COLAB_TPU_ADDR"]
+    if address := os.environ.get("COLAB_TPU_ADDR"):
+        return address if address.startswith("grpc://") else "grpc://" + address
     return tpu
 
 
