@@ -87,7 +87,7 @@ def _seconds(step) -> float:
     return time.perf_counter() - start
 
 
-def measure(preset: str, batch: int, mode: str, peak_gflops: float) -> tuple[float, str]:
+def measure(preset: str, batch: int, mode: str) -> tuple[float, str]:
     """(the row's GFLOP/s, its line less the MFU)."""
     config = BertConfig.from_preset(
         preset,
@@ -139,7 +139,7 @@ def main(argv):
     for preset in FLAGS.presets:
         for batch in (int(b) for b in FLAGS.batch_sizes):
             for mode in FLAGS.modes:
-                gflops, line = measure(preset, batch, mode, peak)
+                gflops, line = measure(preset, batch, mode)
                 if FLAGS.matmul_size:
                     # The peak drifts on a shared VM: the higher measurement, the lower MFU.
                     peak = max(peak, matmul_peak_gflops(FLAGS.matmul_size, dtype))

@@ -92,8 +92,10 @@ def test_mask_hides_keys_as_if_they_were_absent(encoder):
 
 
 def test_sequences_shorter_than_max_positions_use_the_first_position_rows(encoder):
-    inputs = make_inputs(seq=5)
-    assert encoder(inputs)["sequence_output"].shape == (3, 5, 128)
+    ids, types = make_inputs()["input_word_ids"], make_inputs()["input_type_ids"]
+    np.testing.assert_allclose(encoder.embedding_layer(ids[:, :5], types[:, :5]),
+                               encoder.embedding_layer(ids, types)[:, :5], atol=1e-6)
+    assert encoder(make_inputs(seq=5))["sequence_output"].shape == (3, 5, 128)
 
 
 def test_sequence_longer_than_max_positions_is_a_clear_error(encoder):

@@ -150,7 +150,8 @@ def test_the_labels_recorded_beside_a_fine_tuned_model_are_found(
     bert_export(f"--model={model_dir / 'model.keras'}")
     served = tf.saved_model.load(str(tmp_path / "export" / "1")).signatures["serving_default"](
         text=tf.constant(["a movie"]))
-    assert served["label"][0].numpy().decode() in ("negative", "positive")
+    labels = ["negative", "positive"]  # the recorded labels file's, in its order
+    assert served["label"][0].numpy().decode() == labels[int(np.argmax(served["logits"][0]))]
 
 
 def test_a_sequence_length_beyond_the_position_table_is_refused_before_writing(

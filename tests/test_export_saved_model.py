@@ -264,7 +264,8 @@ def test_a_core_op_newer_than_tensorflow_2_12_is_refused(tmp_path):
 def test_export_command_numbers_versions_after_the_newest(tmp_path):
     from keras_bert_impl.cli.export import next_version
     assert next_version(str(tmp_path / "missing")) == 1
-    for name in ("1", "7", ".7-incomplete-x", "notes"):
+    # Only ASCII digits name a version: "²" and "٣" pass str.isdigit().
+    for name in ("1", "7", ".7-incomplete-x", "notes", "²", "٣٣"):
         (tmp_path / name).mkdir()
     assert next_version(str(tmp_path)) == 8
 

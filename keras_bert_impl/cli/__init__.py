@@ -13,6 +13,24 @@ from absl import logging as absl_logging
 MIXED_PRECISION_POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
 
 
+def define_distribution_flags() -> None:
+    """The flags bert-pretrain and bert-finetune share for where and how the step runs."""
+    from keras_bert_impl.training.strategy import STRATEGIES
+
+    flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
+    flags.DEFINE_string("tpu", "", "TPU for --strategy=tpu: a name or grpc:// address, 'local' for "
+                        "this machine's chips (TPU VM, Colab); '' finds either.")
+    flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
+    flags.DEFINE_enum("mixed_precision", "none", list(MIXED_PRECISION_POLICIES),
+                      "Train in bf16 (TPUs; CPUs with AVX512_BF16 or AMX, best without "
+                      "--jit_compile), fp16 with loss scaling (GPUs) or none (float32). The "
+                      "saved model and its export compute in the same precision "
+                      "(bert-export --mixed_precision=none re-exports it in float32).")
+    flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call (one "
+                         "TPU program; e.g. 100 there). --save_checkpoints_steps and the step "
+                         "count must be multiples of it.", lower_bound=1)
+
+
 def check_global_batch_splits(flag: str, batch_size: int, strategy, strategy_flag: str) -> None:
     """The global batch is split evenly over the replicas (TPUs need equal static shapes;
     tf.distribute's `get_per_replica_batch_size` would fail only once training starts)."""
@@ -81,6 +99,17 @@ def load_keras_file(path: str, flag: str):
     except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
         raise app.UsageError(f"{flag}={path}: cannot be loaded as a Keras model "
                              f"({type(error).__name__}: {error})") from None
+
+
+def bert_config_from_flags(bert_config: str | None, preset: str | None, vocab_file: str):
+    """`--bert_config`'s BertConfig, else `--preset`'s sized to `--vocab_file`'s vocabulary."""
+    from keras_bert_impl.config import BertConfig
+    from keras_bert_impl.text.vocab_file import read_vocab_file
+
+    if bert_config:
+        return BertConfig.from_json_file(bert_config)
+    tokens, _ = read_vocab_file(vocab_file)
+    return BertConfig.from_preset(preset, vocab_size=len(tokens))
 
 
 def check_seq_length_fits(seq_length: int, config, source: str) -> None:

@@ -20,6 +20,7 @@ from absl import app, flags
 
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
+    bert_config_from_flags,
     check_lower_case_fits,
     load_keras_file,
     quiet_absl_logging,
@@ -73,7 +74,8 @@ def define_flags() -> None:
                       "saved (bert-pretrain --mixed_precision=bf16 saves a bf16 model).")
     flags.mark_flags_as_required(["vocab_file", "export_dir"])
     flags.register_validator(
-        "seq_length_buckets", lambda buckets: all(b.strip().isdigit() for b in buckets),
+        "seq_length_buckets",
+        lambda buckets: all(b.strip().isascii() and b.strip().isdigit() for b in buckets),
         message="--seq_length_buckets must be comma-separated whole numbers, e.g. 32,64,128")
     flags.mark_flags_as_mutual_exclusive(["model", "init_checkpoint"], required=True)
 
@@ -115,13 +117,16 @@ def _recorded_options() -> dict:
 
 
 def next_version(export_dir: str) -> int:
-    """One above the highest numeric subdirectory of `export_dir` (1 when there is none)."""
+    """One above the highest numeric subdirectory of `export_dir` (1 when there is none).
+
+    Only ASCII digits name a version, as for TF Serving: str.isdigit() also takes "²"
+    (which int() refuses) and "٣" (which int() reads as 3)."""
     import tensorflow as tf
 
     if not tf.io.gfile.isdir(export_dir):
         return 1
     names = (name.rstrip("/") for name in tf.io.gfile.listdir(export_dir))
-    versions = [int(name) for name in names if name.isdigit()]
+    versions = [int(name) for name in names if name.isascii() and name.isdigit()]
     return max(versions, default=0) + 1
 
 
@@ -129,19 +134,13 @@ def _load_model():
     if FLAGS.model:
         return load_keras_file(FLAGS.model, "--model")
     from keras_bert_impl.checkpoints.google import load_google_checkpoint
-    from keras_bert_impl.config import BertConfig
     from keras_bert_impl.models.encoder import BertEncoder
     from keras_bert_impl.models.pretrainer import BertPretrainer
-    from keras_bert_impl.text.vocab_file import read_vocab_file
 
-    if FLAGS.bert_config:
-        config = BertConfig.from_json_file(FLAGS.bert_config)
-    elif FLAGS.preset:
-        config = BertConfig.from_preset(FLAGS.preset,
-                                        vocab_size=len(read_vocab_file(FLAGS.vocab_file)[0]))
-    else:
+    if not (FLAGS.bert_config or FLAGS.preset):
         raise app.UsageError("--init_checkpoint needs --bert_config or --preset")
-    encoder = BertEncoder(config)
+    encoder = BertEncoder(bert_config_from_flags(FLAGS.bert_config, FLAGS.preset,
+                                                 FLAGS.vocab_file))
     model = BertPretrainer(encoder) if FLAGS.model_kind == "masked_lm" else encoder
     # A fill-mask export never reads the next-sentence head.
     missing = [name for name in load_google_checkpoint(

@@ -28,11 +28,13 @@ from absl import app, flags
 
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
+    bert_config_from_flags,
     check_global_batch_splits,
     check_lower_case_fits,
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
     check_steps_per_execution,
+    define_distribution_flags,
     load_keras_file,
     progress_verbosity,
     quiet_absl_logging,
@@ -41,7 +43,6 @@ from keras_bert_impl.cli import (
 )
 from keras_bert_impl.cli.export import EXPORT_OPTIONS_FILE
 from keras_bert_impl.cli.run_flags import check_model_dir, check_or_record_run_flags
-from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
 
@@ -120,19 +121,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("version_2_with_negative", False, "squad: SQuAD v2.0 (unanswerable questions).")
     flags.DEFINE_float("null_score_diff_threshold", 0.0,
                        "squad v2.0: predict no answer when null score - best span score exceeds this.")
-    flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
-    flags.DEFINE_string("tpu", "", "TPU for --strategy=tpu: a name or grpc:// address, 'local' for "
-                        "this machine's chips (TPU VM, Colab); '' finds either.")
-    flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-    flags.DEFINE_enum("mixed_precision", "none", list(MIXED_PRECISION_POLICIES),
-                      "Train in bf16 (TPUs; CPUs with AVX512_BF16 or AMX, best without "
-                      "--jit_compile), fp16 with loss scaling (GPUs) or none (float32). The "
-                      "saved model and its export compute in the same precision "
-                      "(bert-export --mixed_precision=none re-exports it in float32).")
+    define_distribution_flags()
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
-    flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call (one "
-                         "TPU program; e.g. 100 there). --save_checkpoints_steps and the step "
-                         "count must be multiples of it.", lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
     require_positive("learning_rate", "num_train_epochs")
     flags.mark_flags_as_required(["task", "vocab_file", "model_dir"])
@@ -346,9 +336,7 @@ def _check_encoder_fits(config, tokenizer) -> None:
 def _encoder():
     import keras
 
-    from keras_bert_impl.config import BertConfig
     from keras_bert_impl.models.encoder import BertEncoder
-    from keras_bert_impl.text.vocab_file import read_vocab_file
 
     path = FLAGS.init_checkpoint
     if path and path.endswith(".keras"):
@@ -361,12 +349,7 @@ def _encoder():
 
             encoder = with_dtype_policy(encoder, keras.config.dtype_policy().name)
         return encoder
-    if FLAGS.bert_config:
-        config = BertConfig.from_json_file(FLAGS.bert_config)
-    else:
-        tokens, _ = read_vocab_file(FLAGS.vocab_file)
-        config = BertConfig.from_preset(FLAGS.preset, vocab_size=len(tokens))
-    return BertEncoder(config)
+    return BertEncoder(bert_config_from_flags(FLAGS.bert_config, FLAGS.preset, FLAGS.vocab_file))
 
 
 def run():

@@ -15,18 +15,19 @@ from absl import app, flags
 
 from keras_bert_impl.cli import (
     MIXED_PRECISION_POLICIES,
+    bert_config_from_flags,
     check_global_batch_splits,
     check_lower_case_fits,
     check_mixed_precision_for_tpu,
     check_seq_length_fits,
     check_steps_per_execution,
+    define_distribution_flags,
     progress_verbosity,
     quiet_absl_logging,
     require_positive,
     run_tool,
 )
 from keras_bert_impl.cli.run_flags import check_model_dir, check_or_record_run_flags
-from keras_bert_impl.training.strategy import STRATEGIES
 
 FLAGS = flags.FLAGS
 
@@ -42,14 +43,7 @@ def define_flags() -> None:
     tool never defines or requires flags of another in the same process."""
     if "strategy" in FLAGS:
         return
-    flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
-    flags.DEFINE_string("tpu", "", "TPU for --strategy=tpu: a name or grpc:// address, 'local' for "
-                        "this machine's chips (TPU VM, Colab); '' finds either.")
-    flags.DEFINE_bool("jit_compile", False, "Compile the training step with XLA.")
-    flags.DEFINE_enum("mixed_precision", "none", list(MIXED_PRECISION_POLICIES),
-                      "Mixed precision policy.")
-    flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call.",
-                         lower_bound=1)
+    define_distribution_flags()
     flags.DEFINE_integer("train_batch_size", 32, "Global batch size.", lower_bound=1)
     flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.", lower_bound=1)
     flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.", lower_bound=0)
@@ -93,7 +87,7 @@ def main(argv):
 
     keras.utils.set_random_seed(FLAGS.seed)
     keras.mixed_precision.set_global_policy(MIXED_PRECISION_POLICIES[FLAGS.mixed_precision])
-    config = _bert_config()
+    config = bert_config_from_flags(FLAGS.bert_config, FLAGS.preset, FLAGS.vocab_file)
     check_seq_length_fits(FLAGS.seq_length, config, FLAGS.bert_config or f"--preset={FLAGS.preset}")
     check_lower_case_fits(FLAGS.vocab_file, FLAGS.lower_case)
     run = pretraining.PretrainingRun(
@@ -192,16 +186,6 @@ def _check_input_runs_where_the_pipelines_run(strategy):
             "--input_files: this TPU runs the input pipelines on its own hosts (a TPU Node or "
             "a multi-host TPU), whose TensorFlow servers lack TF-Text's tokenizer ops; write "
             "TFRecords with bert-create-pretraining-data and pass those instead of raw text")
-
-
-def _bert_config():
-    from keras_bert_impl.config import BertConfig
-    from keras_bert_impl.text.vocab_file import read_vocab_file
-
-    if FLAGS.bert_config:
-        return BertConfig.from_json_file(FLAGS.bert_config)
-    tokens, _ = read_vocab_file(FLAGS.vocab_file)
-    return BertConfig.from_preset(FLAGS.preset, vocab_size=len(tokens))
 
 
 def _pipeline(input_files, tokenizer, input_context, start_step, **kwargs):

@@ -22,10 +22,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-# The ranges the original tokenizer's _is_chinese_char treats as CJK.
-_HAN_CLASS = (
-    "\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
-    "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f")
+from keras_bert_impl.text.basic_tokenization import CJK_RANGES
+
+_HAN_CLASS = "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES)
 _HAN_RUN = re.compile(f"([{_HAN_CLASS}]+)")
 HAN_PATTERN = f".*[{_HAN_CLASS}].*"
 

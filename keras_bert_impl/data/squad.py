@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from keras_bert_impl.data.bad_records import LONE_SURROGATE, BadRecords, lone_surrogate
 from keras_bert_impl.data.text_files import read_utf8
+from keras_bert_impl.text.basic_tokenization import CJK_RANGES
 
 _UNK = "[UNK]"
 
@@ -294,11 +295,7 @@ def _is_punctuation(char: str) -> bool:
 
 def _is_cjk(char: str) -> bool:
     code = ord(char)
-    return (
-        0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF
-        or 0x2A700 <= code <= 0x2B73F or 0x2B740 <= code <= 0x2B81F
-        or 0x2B820 <= code <= 0x2CEAF or 0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F
-    )
+    return any(low <= code <= high for low, high in CJK_RANGES)
 
 
 @dataclasses.dataclass

@@ -17,10 +17,9 @@ from keras_bert_impl.export.tokenized_inputs import (
     check_tokenized_inputs,
 )
 from keras_bert_impl.export.warmup import write_warmup_requests
+from keras_bert_impl.models.encoder import INPUT_NAMES
 from keras_bert_impl.text.preprocessor import BertPreprocessor
 from keras_bert_impl.text.tokenizer import BertTokenizer
-
-TOKENIZED_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 def _encoder_config(model: keras.Model) -> BertConfig | None:
@@ -206,7 +205,7 @@ def _write(model, head, tokenizer, path: str, pair_inputs: bool,
 
     archive.add_endpoint("serving_default", serve_text, input_signature=text_signature)
     archive.add_endpoint("serving_tokenized", serve_tokenized, input_signature=[
-        tf.TensorSpec([None, None], tf.int32, name=name) for name in TOKENIZED_INPUTS])
+        tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES])
     archive.write_out(path, verbose=False)
 
 

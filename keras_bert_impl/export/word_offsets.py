@@ -16,12 +16,12 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from keras_bert_impl.text.basic_tokenization import (
-    _CJK_IDEOGRAPHS,
-    _PUNCTUATION,
-    _WHITESPACE,
+    CJK_IDEOGRAPHS,
+    PUNCTUATION,
+    WHITESPACE,
 )
 
-_OWN_WORD = f"[{_PUNCTUATION}{_CJK_IDEOGRAPHS}]"
+_OWN_WORD = f"[{PUNCTUATION}{CJK_IDEOGRAPHS}]"
 
 
 def split_words(texts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
@@ -32,7 +32,7 @@ def split_words(texts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.
     # from the text as it came.
     searchable = tf.strings.regex_replace(texts, "\x00", "\x01")
     _, begin, end = tf_text.regex_split_with_offsets(
-        searchable, delim_regex_pattern=f"{_WHITESPACE}|{_OWN_WORD}",
+        searchable, delim_regex_pattern=f"{WHITESPACE}|{_OWN_WORD}",
         keep_delim_regex_pattern=_OWN_WORD)
     flat_texts = tf.gather(texts, begin.value_rowids())
     words = begin.with_flat_values(

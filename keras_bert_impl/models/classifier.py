@@ -4,10 +4,8 @@ import keras
 
 from keras_bert_impl.layers.dropout import BertDropout
 from keras_bert_impl.layers.logits_head import LogitsHead
-from keras_bert_impl.models.encoder import BertEncoder
+from keras_bert_impl.models.encoder import INPUT_NAMES, BertEncoder
 from keras_bert_impl.models.task_model import BertTaskModel
-
-ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
@@ -41,7 +39,7 @@ class BertClassifier(BertTaskModel):
 
         # === Functional model ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
-                  for name in ENCODER_INPUTS}
+                  for name in INPUT_NAMES}
         pooled = encoder(inputs)["pooled_output"]
         logits = head(dropout_layer(pooled))
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
@@ -54,7 +52,7 @@ class BertClassifier(BertTaskModel):
         self.dropout = dropout
 
     def call(self, inputs, training=None, mask=None):
-        inputs = self.checked_inputs(inputs, ENCODER_INPUTS)
+        inputs = self.checked_inputs(inputs, INPUT_NAMES)
         if type(self.encoder) is not BertEncoder:
             return super().call(inputs, training=training, mask=mask)
         # The functional graph's result; the pooled output needs the last block only

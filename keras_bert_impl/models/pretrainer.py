@@ -5,11 +5,10 @@ import tensorflow as tf
 
 from keras_bert_impl.layers.masked_lm_head import MaskedLMHead
 from keras_bert_impl.layers.next_sentence_head import NextSentenceHead
-from keras_bert_impl.models.encoder import BertEncoder
+from keras_bert_impl.models.encoder import INPUT_NAMES, BertEncoder
 from keras_bert_impl.models.task_model import BertTaskModel
 
-MODEL_INPUTS = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions")
-ENCODER_INPUTS = MODEL_INPUTS[:3]
+MODEL_INPUTS = (*INPUT_NAMES, "masked_lm_positions")
 LABEL_KEYS = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
 
@@ -53,7 +52,7 @@ class BertPretrainer(BertTaskModel):
         inputs = {
             name: keras.Input(shape=(None,), dtype="int32", name=name) for name in MODEL_INPUTS
         }
-        encoded = encoder({name: inputs[name] for name in ENCODER_INPUTS})
+        encoded = encoder({name: inputs[name] for name in INPUT_NAMES})
         outputs = {
             "mlm_logits": mlm_head(encoded["sequence_output"], inputs["masked_lm_positions"]),
             "nsp_logits": nsp_head(encoded["pooled_output"]),

@@ -3,9 +3,8 @@
 import keras
 
 from keras_bert_impl.layers.logits_head import LogitsHead
+from keras_bert_impl.models.encoder import INPUT_NAMES
 from keras_bert_impl.models.task_model import BertTaskModel
-
-ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
@@ -37,7 +36,7 @@ class BertSpanLabeler(BertTaskModel):
 
         # === Functional model ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
-                  for name in ENCODER_INPUTS}
+                  for name in INPUT_NAMES}
         logits = head(encoder(inputs)["sequence_output"])
         outputs = {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)

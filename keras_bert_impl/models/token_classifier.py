@@ -4,9 +4,8 @@ import keras
 
 from keras_bert_impl.layers.dropout import BertDropout
 from keras_bert_impl.layers.logits_head import LogitsHead
+from keras_bert_impl.models.encoder import INPUT_NAMES
 from keras_bert_impl.models.task_model import BertTaskModel
-
-ENCODER_INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 @keras.saving.register_keras_serializable(package="keras_bert_impl")
@@ -46,7 +45,7 @@ class BertTokenClassifier(BertTaskModel):
 
         # === Functional model ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
-                  for name in ENCODER_INPUTS}
+                  for name in INPUT_NAMES}
         sequence = encoder(inputs)["sequence_output"]
         logits = head(dropout_layer(sequence))
         super().__init__(inputs=inputs, outputs=logits, **kwargs)

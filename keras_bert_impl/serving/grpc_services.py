@@ -119,9 +119,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise invalid_argument(f"Metadata field {unsupported[0]} is not supported; "
                                    "the only one is 'signature_def'")
         servable = _servable_for(self._manager, request)
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for key, signature in servable.signature_defs.items():
-            signature_map.signature_def[key].CopyFrom(signature)
+        signature_map = servable.signature_def_map()
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version

@@ -26,7 +26,6 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2
 
 from keras_bert_impl.serving.errors import ServingError, invalid_argument, not_found
 from keras_bert_impl.serving.model_manager import ModelManager
@@ -386,9 +385,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._malformed()
         if _method(match) == "/metadata":
             servable = self._servable(match)
-            signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, signature in servable.signature_defs.items():
-                signature_map.signature_def[key].CopyFrom(signature)
+            signature_map = servable.signature_def_map()
             return {"model_spec": {"name": servable.name, "signature_name": "",
                                    "version": str(servable.version)},
                     # TF Serving prints fields at their defaults too (`"unknown_rank": false`).

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
-from tensorflow_serving.apis import prediction_log_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
 from keras_bert_impl.serving.batching import Batcher
 from keras_bert_impl.serving.batching_parameters import BatchingOptions
@@ -152,6 +152,13 @@ class Servable:
             batchers, self._batchers = list(self._batchers.values()), {}
         for batcher in batchers:
             batcher.close()
+
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+        """The signatures as GetModelMetadata answers them (gRPC and REST `/metadata`)."""
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in self.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(signature)
+        return signature_map
 
     def _signature(self, signature_name: str) -> meta_graph_pb2.SignatureDef:
         if signature_name not in self._functions:

@@ -48,7 +48,7 @@ _LINE_SEPARATORS = r"[\x{2028}\x{2029}]"
 # Printable ASCII and the three whitespace controls: nothing to clean, and
 # lower-casing is ASCII's, with no accents to strip.
 _PLAIN_ASCII = r"[\t\n\r\x20-\x7E]*"
-_WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
+WHITESPACE = r"[\t\n\r\p{Zs}\x{2028}\x{2029}]"
 # Unicode 16 punctuation that RE2's tables (Unicode 15) lack: FastWordpiece's
 # splitting (ICU, Unicode 16) separates them, so the word-by-word path must too,
 # or a text's tokens would depend on the other texts of its batch.
@@ -56,15 +56,15 @@ _UNICODE_16_PUNCTUATION = (
     r"\x{1B4E}\x{1B4F}\x{1B7F}\x{10D6E}\x{113D4}\x{113D5}\x{113D7}\x{113D8}\x{11BE1}"
     r"\x{16D6D}-\x{16D6F}\x{1E5FF}"
 )
-_PUNCTUATION = rf"!-/:-@\[-`{{-~\p{{P}}{_UNICODE_16_PUNCTUATION}"
-_CJK_IDEOGRAPHS = (
-    r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
-    r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}"
-)
+PUNCTUATION = rf"!-/:-@\[-`{{-~\p{{P}}{_UNICODE_16_PUNCTUATION}"
+# The code point ranges the original's _is_chinese_char takes for CJK ideographs.
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+              (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+CJK_IDEOGRAPHS = "".join(rf"\x{{{low:X}}}-\x{{{high:X}}}" for low, high in CJK_RANGES)
 # One pass turns whitespace into spaces (the group is empty for it) and
 # surrounds each punctuation character and CJK ideograph with spaces;
 # splitting on spaces then yields the original's words.
-_SEPARATE = rf"{_WHITESPACE}|([{_PUNCTUATION}{_CJK_IDEOGRAPHS}])"
+_SEPARATE = rf"{WHITESPACE}|([{PUNCTUATION}{CJK_IDEOGRAPHS}])"
 _NON_SPACING_MARK = r"\p{Mn}"
 
 
