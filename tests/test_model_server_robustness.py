@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import grpc
 import numpy as np
@@ -291,6 +292,41 @@ def test_a_stalled_rest_client_is_timed_out_and_holds_nothing(toy_base, stalled)
         _assert_serves(handle)
 
 
+def test_a_rest_client_trickling_a_request_is_hung_up_on(toy_base):
+    # A byte now and then passes every read's timeout; the request as a whole must still
+    # arrive within twice the read timeout of its first byte.
+    request = _good_request()
+    with start_server(toy_base, rest_api_port=0, file_system_poll_wait_seconds=0,
+                      rest_api_timeout_in_ms=300) as handle:
+        with _connect(handle.rest_api_port) as connection:
+            started, sent = time.monotonic(), 0
+            with pytest.raises(OSError):  # the server hung up: a send fails
+                for sent in range(len(request)):  # noqa: B007 - how far it got is kept
+                    connection.sendall(request[sent:sent + 1])
+                    time.sleep(0.1)
+                raise AssertionError("the whole request trickled in")
+            assert time.monotonic() - started < 5 and sent < len(request)
+        wait_for(lambda: not handle._rest_server._open, timeout=10, what="connection let go")
+        _assert_serves(handle)
+
+
+def test_rest_connections_past_the_limit_get_503_and_the_rest_are_served(toy_base):
+    with start_server(toy_base, rest_api_port=0, file_system_poll_wait_seconds=0,
+                      rest_api_max_connections=3) as handle:
+        idle = [_connect(handle.rest_api_port) for _ in range(3)]
+        wait_for(lambda: len(handle._rest_server._open) == 3, timeout=10, what="3 connections")
+        with _connect(handle.rest_api_port) as refused:  # answered on accepting it
+            answer = _read_reply(refused.makefile("rb"))
+        assert answer[0] == 503 and "limit of 3 connections" in answer[2]["error"], answer
+        assert answer[1].get("connection") == "close"
+        idle.pop().close()
+        wait_for(lambda: handle._rest_server._connections == 2, timeout=10, what="one closed")
+        (answer,), _ = _exchange(handle.rest_api_port, _good_request())
+        assert answer[0] == 200 and answer[2] == GOOD_ANSWER
+        for connection in idle:
+            connection.close()
+
+
 def test_a_rest_read_timeout_must_be_positive(toy_base):
     with pytest.raises(ValueError, match="timeout must be > 0"):
         start_server(toy_base, rest_api_port=0, rest_api_timeout_in_ms=0)
@@ -299,6 +335,7 @@ def test_a_rest_read_timeout_must_be_positive(toy_base):
 @pytest.mark.parametrize("body, words", [
     (b'{"instances": ["\\ud800"]}', "not valid Unicode"),
     (b'{"instances": [{"text": "\\udfff x"}]}', "not valid Unicode"),
+    (b'{"instances": [{"\\ud800": "x"}]}', "does not have named input"),  # a 500 before
     (b'{"instances": ' + b"[" * 100000 + b"]" * 100000 + b"}", "nested too deeply"),
     (b'{"instances": [' + b"[" * 5000 + b'"a"' + b"]" * 5000 + b"]}", "nested too deeply"),
 ])
@@ -334,10 +371,14 @@ def _request(method: str, path: str, body: bytes = b"") -> bytes:
     (_request("GET", "/v1/models"), 400, "Missing model name in request."),
     (_request("GET", "/v1/models/bert/versions/99999999999999999999"), 400,
      "Failed to convert version: 99999999999999999999 to numeric."),
+    # Past Python's 4,300 digits int() refuses: a 500 before.
+    (_request("GET", "/v1/models/bert/versions/" + "9" * 5000), 400,
+     "Failed to convert version: 9999"),
     (_request("GET", "/healthz"), 404, "no REST endpoint '/healthz'"),
     (b"HELLO\r\n\r\n", 400, "Bad request syntax"),
 ], ids=["PUT", "DELETE", "OPTIONS", "unknown method", "GET predict", "POST metadata",
-        "POST classify", "no model name", "version overflow", "outside the API", "no HTTP"])
+        "POST classify", "no model name", "version overflow", "5,000-digit version",
+        "outside the API", "no HTTP"])
 def test_requests_outside_the_rest_api_get_a_json_error_as_tf_serving_answers(
         server, request_bytes, status, words):
     (answer,), _ = _exchange(server.rest_api_port, request_bytes)
@@ -550,3 +591,13 @@ def test_polling_keeps_going_after_an_unexpected_error(tmp_path, monkeypatch):
         wait_for(lambda: client.predict(["abc"])["length"].tolist() == [30.0], timeout=20,
                  what="version 2 served after the failed polls")
     assert len(failures) == 2
+
+
+def test_an_error_quoting_a_megabyte_of_the_request_keeps_its_code(server):
+    # The message quotes the model name; whole, it was over gRPC's 16 KiB for status
+    # details, and the client saw RESOURCE_EXHAUSTED instead of NOT_FOUND.
+    with pytest.raises(ServingError) as error:
+        Client(f"127.0.0.1:{server.port}", model_name="m" * 1_000_000).predict(["abc"])
+    assert error.value.code == grpc.StatusCode.NOT_FOUND, error.value
+    assert "more characters" in error.value.message
+    _assert_serves(server)

@@ -2,6 +2,8 @@
 
 import grpc
 
+MAX_MESSAGE_CHARS = 3000  # at most 12 kB of UTF-8, under gRPC's 16 KiB of metadata
+
 
 class ServingError(Exception):
     """A request failed with a TensorFlow-Serving status `code` and a readable message.
@@ -11,6 +13,11 @@ class ServingError(Exception):
     """
 
     def __init__(self, code: grpc.StatusCode, message: str):
+        # Messages quote what the request sent; a megabyte of it would not fit gRPC's
+        # 16 KiB limit on a status message (the client would see RESOURCE_EXHAUSTED).
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = (f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS:,} "
+                       "more characters)")
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message

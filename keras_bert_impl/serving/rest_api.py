@@ -7,10 +7,14 @@ Bodies come with Content-Length or chunked Transfer-Encoding, up to
 `MAX_BODY_BYTES` (413 above it); a body whose end cannot be found gets 400 and
 the connection is closed, so its bytes are never read as a next request. A
 connection that sends nothing for the read timeout (`--rest_api_timeout_in_ms`)
-is closed, with 408 if a request was under way, so stalled clients hold no thread.
+is closed, with 408 if a request was under way, and one whose request has not
+arrived whole within twice that time after its first byte is hung up on, so
+stalled or trickling clients hold no thread for long. At most `MAX_CONNECTIONS` connections
+are open at once (each has a thread); more get 503 and are closed at once.
 """
 
 import base64
+import errno
 import http.server
 import json
 import re
@@ -41,6 +45,9 @@ _MAX_VERSION = (1 << 63) - 1
 # Python's JSON parser needs several times the body in memory; bigger batches go by gRPC.
 MAX_BODY_BYTES = 256 << 20
 DEFAULT_READ_TIMEOUT = 30.0  # seconds; TF Serving's --rest_api_timeout_in_ms default
+# Each connection holds a thread and a file handle: past this many, new ones get 503, so
+# that idle or trickling clients cannot take every handle (gRPC's included) from the process.
+MAX_CONNECTIONS = 512
 _READ_PIECE = 1 << 20  # a body is read in pieces, so a claimed size reserves no memory
 _MAX_LINE = 1 << 16
 _ASCII_DIGITS = re.compile(r"[0-9]+")
@@ -163,6 +170,13 @@ def _float32_decimal(value: np.float32) -> float:
     return short if np.float32(short) == value else float(f"{value:.9g}")
 
 
+def _names_input(key: str, signature) -> bool:
+    try:
+        return key in signature.inputs
+    except UnicodeEncodeError:  # a lone surrogate, which the protobuf map cannot look up
+        return False
+
+
 def parse_predict_body(body: dict, signature) -> dict[str, np.ndarray]:
     """Turns a REST predict body into named arrays typed by the signature's inputs."""
     names = sorted(signature.inputs)
@@ -190,7 +204,7 @@ def parse_predict_body(body: dict, signature) -> dict[str, np.ndarray]:
     if all(isinstance(i, dict) and "b64" not in i for i in instances) and instances:
         keys = set(instances[0])
         for index, instance in enumerate(instances):
-            extra = [key for key in instance if key not in signature.inputs]
+            extra = [key for key in instance if not _names_input(key, signature)]
             if extra:  # TF Serving's wording (json_tensor.cc)
                 raise invalid_argument(
                     f"Failed to process element: {index} key: {extra[0]} of 'instances' list. "
@@ -242,6 +256,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not self.server.awaiting_request(self):
             self.close_connection = True
             return
+        try:
+            first_byte = self.rfile.peek(1)  # idle up to the read timeout
+        except TimeoutError:
+            first_byte = b""
+        if not first_byte:
+            self.close_connection = True
+            return
+        # From its first byte the request must arrive whole within twice the read timeout.
+        self.server.request_arriving(self)
         super().handle_one_request()
 
     def parse_request(self):
@@ -281,6 +304,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except TimeoutError:
                 raise _HttpError(408, f"the request body stalled: nothing arrived for "
                                       f"{self.timeout:g} s (the REST API's read timeout)")
+            finally:
+                self.server.request_arrived(self)
             match = _PATH.match(self.path)
             if match is None:
                 if _NO_MODEL_NAME.match(self.path):
@@ -467,10 +492,11 @@ def _label(match) -> str:
 def _version(match) -> int | None:
     if not match["version"]:
         return None
-    version = int(match["version"])
-    if version > _MAX_VERSION:
-        raise invalid_argument(f"Failed to convert version: {match['version']} to numeric.")
-    return version
+    text = match["version"]
+    # Python refuses int() of over 4,300 digits; any number that long is too large anyway.
+    if len(text.lstrip("0")) > len(str(_MAX_VERSION)) or int(text) > _MAX_VERSION:
+        raise invalid_argument(f"Failed to convert version: {text} to numeric.")
+    return int(text)
 
 
 class _RestServer(http.server.ThreadingHTTPServer):
@@ -483,13 +509,76 @@ class _RestServer(http.server.ThreadingHTTPServer):
     # retried after a 1, 3, 7 s SYN back-off); the kernel caps it at net.core.somaxconn.
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, address, handler, max_body_bytes: int):
+    def __init__(self, address, handler, max_body_bytes: int, max_connections: int):
         super().__init__(address, handler)
         self.max_body_bytes = max_body_bytes
+        self.max_connections = max_connections
         self.draining = False
         self._changed = threading.Condition()
         self._open: set[_Handler] = set()
         self._busy: set[_Handler] = set()
+        self._connections = 0  # admitted by process_request, their threads not yet ended
+        self._arriving: dict[_Handler, float] = {}  # when each request's first byte came
+        self._reaper = threading.Thread(target=self._hang_up_late_arrivals, daemon=True,
+                                        name="rest-api-reaper")
+        self._reaper.start()
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE):
+                # Out of file handles: the listener stays readable, and socketserver would
+                # retry at once, in a loop taking a core until handles come free.
+                time.sleep(0.1)
+            raise
+
+    def process_request(self, request, client_address):
+        with self._changed:
+            admitted = self._connections < self.max_connections
+            self._connections += admitted
+        if not admitted:
+            _refuse(request, self.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connection_ended()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connection_ended()
+
+    def _connection_ended(self) -> None:
+        with self._changed:
+            self._connections -= 1
+
+    def request_arriving(self, handler: _Handler) -> None:
+        with self._changed:
+            self._arriving[handler] = time.monotonic()
+
+    def request_arrived(self, handler: _Handler) -> None:
+        with self._changed:
+            self._arriving.pop(handler, None)
+
+    def _hang_up_late_arrivals(self) -> None:
+        """Hangs up on requests still arriving twice the read timeout after their first
+        byte: a client sending a byte now and then would otherwise hold its thread for
+        ever. (A body that stops for the read timeout gets its 408 before that.)"""
+        limit = 2 * self.RequestHandlerClass.timeout
+        while not self.draining:
+            time.sleep(min(1.0, limit / 8))
+            now = time.monotonic()
+            with self._changed:
+                late = [h for h, since in self._arriving.items() if now - since > limit]
+                for handler in late:
+                    del self._arriving[handler]
+            for handler in late:
+                _hang_up(handler)
 
     def opened(self, handler: _Handler) -> None:
         with self._changed:
@@ -499,6 +588,7 @@ class _RestServer(http.server.ThreadingHTTPServer):
         with self._changed:
             self._open.discard(handler)
             self._busy.discard(handler)
+            self._arriving.pop(handler, None)
             self._changed.notify_all()
 
     def awaiting_request(self, handler: _Handler) -> bool:
@@ -533,6 +623,19 @@ class _RestServer(http.server.ThreadingHTTPServer):
             logging.exception("REST connection from %s failed", client_address[0])
 
 
+def _refuse(request: socket.socket, limit: int) -> None:
+    """A 503 to a connection over the limit, written without waiting on the client."""
+    body = json.dumps({"error": f"the REST API has its limit of {limit} connections open; "
+                                "retry later, reuse a connection, or use gRPC"}).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    try:
+        request.setblocking(False)
+        request.send(head + body)
+    except OSError:
+        pass
+
+
 def _hang_up(handler: _Handler) -> None:
     """Ends the connection; a handler blocked reading it sees the end of the stream."""
     try:
@@ -543,14 +646,17 @@ def _hang_up(handler: _Handler) -> None:
 
 def make_rest_server(manager: ModelManager, host: str, port: int,
                      max_body_bytes: int = MAX_BODY_BYTES,
-                     read_timeout: float = DEFAULT_READ_TIMEOUT) -> _RestServer:
+                     read_timeout: float = DEFAULT_READ_TIMEOUT,
+                     max_connections: int = MAX_CONNECTIONS) -> _RestServer:
     """A threaded HTTP server for the REST API; call `serve_forever()` in a thread and
-    `drain(grace)` to stop it. A connection silent for `read_timeout` seconds is closed."""
+    `drain(grace)` to stop it. A connection silent for `read_timeout` seconds is closed,
+    one whose request takes twice that to arrive is hung up on, and connections past
+    `max_connections` get 503."""
     if not read_timeout > 0:
         raise ValueError(f"the REST read timeout must be > 0 seconds, not {read_timeout}")
     # socketserver's StreamRequestHandler applies `timeout` to every read of the socket.
     handler = type("RestHandler", (_Handler,), {"manager": manager, "timeout": read_timeout})
-    return _RestServer((host, port), handler, max_body_bytes)
+    return _RestServer((host, port), handler, max_body_bytes, max_connections)
 
 
 def serve_in_thread(server: http.server.HTTPServer) -> threading.Thread:

@@ -22,7 +22,7 @@ from keras_bert_impl.serving.model_manager import (
     read_model_config_file,
     single_model_config,
 )
-from keras_bert_impl.serving.rest_api import make_rest_server, serve_in_thread
+from keras_bert_impl.serving.rest_api import MAX_CONNECTIONS, make_rest_server, serve_in_thread
 
 _UNLIMITED = -1
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", _UNLIMITED),
@@ -92,6 +92,7 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
                  enable_model_warmup: bool = True,
                  allow_version_labels_for_unavailable_models: bool = False,
                  rest_api_timeout_in_ms: int = 30_000,
+                 rest_api_max_connections: int = MAX_CONNECTIONS,
                  grpc_channel_arguments: list[tuple[str, int | str]] = (),
                  grpc_socket_path: str | None = None) -> ServerHandle:
     """Starts the server in this process; port 0 picks a free port (see `handle.port`).
@@ -103,7 +104,9 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
     requests at once. With `model_config_file`, `model_config_file_poll_wait_seconds` > 0 re-reads the file
     that often and reloads it when it changed (0, the default: read once).
     `grpc_channel_arguments` are (key, value) gRPC server options; `grpc_socket_path`
-    also serves gRPC on that UNIX socket.
+    also serves gRPC on that UNIX socket. `rest_api_max_connections` (not a TF Serving
+    flag: its REST server is event-driven, ours has a thread per connection) caps the
+    open REST connections; more get 503.
 
     Example:
         server = start_server("/tmp/export", port=0)
@@ -165,7 +168,8 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
     if rest_api_port is not None:
         try:
             rest_server = make_rest_server(manager, host, rest_api_port,
-                                           read_timeout=rest_api_timeout_in_ms / 1000)
+                                           read_timeout=rest_api_timeout_in_ms / 1000,
+                                           max_connections=rest_api_max_connections)
         except (OSError, ValueError) as error:
             server.stop(0)
             manager.stop()
