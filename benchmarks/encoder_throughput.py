@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
+from matmul_peak import matmul_peak_flops
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["bert_mini", "bert_base"], "BertConfig presets to measure.")
@@ -66,19 +67,6 @@ def forward_flops(config: BertConfig, batch: int, seq: int) -> float:
     tokens = batch * seq
     per_layer = 2 * tokens * (4 * h * h + 2 * h * ffn) + 2 * 2 * batch * seq * seq * h
     return layers * per_layer  # the pooler is not run: only sequence_output is fetched
-
-
-def matmul_peak_gflops(size: int, dtype: str) -> float:
-    """The best GFLOP/s of a large matmul at `dtype` over 10 runs each with and without XLA:
-    the peak MFU is relative to."""
-    a = tf.cast(tf.random.normal([size, size]), dtype)
-    b = tf.cast(tf.random.normal([size, size]), dtype)
-    best = float("inf")
-    for jit_compile in (True, False):
-        matmul = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit_compile)
-        matmul(a, b).numpy()
-        best = min(best, *(_seconds(lambda: matmul(a, b).numpy()) for _ in range(10)))
-    return 2 * size**3 / best / 1e9
 
 
 def _seconds(step) -> float:
@@ -127,7 +115,7 @@ def main(argv):
     del argv
     keras.config.set_dtype_policy(FLAGS.dtype_policy)
     dtype = keras.config.dtype_policy().compute_dtype
-    peak = matmul_peak_gflops(FLAGS.matmul_size, dtype) if FLAGS.matmul_size else 0.0
+    peak = matmul_peak_flops(FLAGS.matmul_size, dtype) / 1e9 if FLAGS.matmul_size else 0.0
     print(
         f"TensorFlow {tf.__version__}, {FLAGS.dtype_policy}, "
         f"{dtype} matmul {FLAGS.matmul_size}^3 peak: {peak:.1f} GFLOP/s",
@@ -142,7 +130,7 @@ def main(argv):
                 gflops, line = measure(preset, batch, mode)
                 if FLAGS.matmul_size:
                     # The peak drifts on a shared VM: the higher measurement, the lower MFU.
-                    peak = max(peak, matmul_peak_gflops(FLAGS.matmul_size, dtype))
+                    peak = max(peak, matmul_peak_flops(FLAGS.matmul_size, dtype) / 1e9)
                     print(line.format(mfu=f"{100 * gflops / peak:5.1f}% of {peak:.0f}"),
                           flush=True)
                 else:

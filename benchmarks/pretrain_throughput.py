@@ -38,6 +38,7 @@ import sys
 import time
 
 from absl import app, flags
+from matmul_peak import matmul_peak_flops
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("presets", ["bert_mini", "bert_small"], "BertConfig presets.")
@@ -87,25 +88,6 @@ def unexecuted_flops_per_step(config, batch: int, seq: int, predictions: int) ->
     h, ffn = config.hidden_size, config.intermediate_size
     rows = batch * (seq - 1 - predictions)
     return 3 * 2 * rows * (2 * h * h + 2 * h * ffn + 2 * seq * h)
-
-
-def matmul_peak_tflops(size: int, dtype: str) -> float:
-    """The best TFLOP/s of a large matmul at `dtype` over 10 runs each with and without XLA:
-    the machine's peak whichever path a row takes (on CPUs oneDNN's bf16 matmul runs at
-    about twice XLA's, and its fp32 one up to 1.4x)."""
-    import tensorflow as tf
-
-    a = tf.cast(tf.random.normal([size, size]), dtype)
-    b = tf.cast(tf.random.normal([size, size]), dtype)
-    best = float("inf")
-    for jit_compile in (True, False):
-        matmul = tf.function(lambda a, b: tf.matmul(a, b), jit_compile=jit_compile)
-        matmul(a, b).numpy()
-        for _ in range(10):
-            start = time.perf_counter()
-            matmul(a, b).numpy()
-            best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e12
 
 
 def synthetic_features(vocab_size: int, batch: int, seq: int, predictions: int, seed: int = 0):
@@ -256,7 +238,7 @@ def run_one(spec: str) -> None:
                                   FLAGS.max_predictions_per_seq)
     print(f"SECONDS_PER_STEP {IMPLEMENTATIONS[name](config, mode, features)!r}", flush=True)
     dtype = "bfloat16" if mode.endswith("bf16") else "float32"
-    print(f"PEAK_TFLOPS {matmul_peak_tflops(FLAGS.matmul_size, dtype)!r}", flush=True)
+    print(f"PEAK_TFLOPS {matmul_peak_flops(FLAGS.matmul_size, dtype) / 1e12!r}", flush=True)
 
 
 def time_in_subprocess(name: str, preset: str, mode: str,
@@ -291,8 +273,8 @@ def main(argv):
         return
     from keras_bert_impl import BertConfig
 
-    peaks = {"float32": matmul_peak_tflops(FLAGS.matmul_size, "float32"),
-             "mixed_bfloat16": matmul_peak_tflops(FLAGS.matmul_size, "bfloat16")}
+    peaks = {"float32": matmul_peak_flops(FLAGS.matmul_size, "float32") / 1e12,
+             "mixed_bfloat16": matmul_peak_flops(FLAGS.matmul_size, "bfloat16") / 1e12}
     print(f"matmul peak: fp32 {peaks['float32'] * 1e3:.1f} GFLOP/s, "
           f"bf16 {peaks['mixed_bfloat16'] * 1e3:.1f} GFLOP/s", flush=True)
     if FLAGS.corpus and FLAGS.vocab_file:
