@@ -182,3 +182,14 @@ def test_progress_is_a_bar_where_it_renders_and_lines_where_it_is_logged(
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "stdout", stdout)
     assert cli.progress_verbosity() == verbose
+
+
+@pytest.mark.parametrize("tool", ["pretrain", "finetune"])
+def test_short_help_lists_the_distribution_flags_a_tool_shares_with_another(tool):
+    # Defined once in keras_bert_impl.cli, they are still this tool's key flags.
+    wrapper = f"import sys; from keras_bert_impl.cli.{tool} import run; sys.exit(run())"
+    result = subprocess.run([sys.executable, "-c", wrapper, "--helpshort"],
+                            capture_output=True, text=True, timeout=300, check=False)
+    for name in ("strategy", "tpu", "jit_compile", "mixed_precision", "steps_per_execution",
+                 "save_checkpoints_steps"):
+        assert f"--{name}:" in result.stdout or f"--[no]{name}:" in result.stdout, name

@@ -310,15 +310,31 @@ def test_a_rest_client_trickling_a_request_is_hung_up_on(toy_base):
         _assert_serves(handle)
 
 
+def test_a_slow_but_steady_rest_upload_is_not_hung_up_on(toy_base):
+    # Past twice the read timeout, only a request arriving slower than MIN_UPLOAD_RATE
+    # is cut off: a large body on a slow link still gets its answer.
+    body = json.dumps({"instances": ["a" * 200_000]}).encode()
+    request = _post("/v1/models/bert:predict", f"Content-Length: {len(body)}\r\n", body)
+    with start_server(toy_base, rest_api_port=0, file_system_poll_wait_seconds=0,
+                      rest_api_timeout_in_ms=300) as handle:
+        with _connect(handle.rest_api_port) as connection:
+            for start in range(0, len(request), 25_000):  # ~250 kB/s for 0.9 s
+                connection.sendall(request[start:start + 25_000])
+                time.sleep(0.1)
+            answer = _read_reply(connection.makefile("rb"))
+        assert answer[0] == 200 and answer[2]["predictions"][0]["length"] == 200_000.0
+
+
 def test_rest_connections_past_the_limit_get_503_and_the_rest_are_served(toy_base):
     with start_server(toy_base, rest_api_port=0, file_system_poll_wait_seconds=0,
                       rest_api_max_connections=3) as handle:
         idle = [_connect(handle.rest_api_port) for _ in range(3)]
         wait_for(lambda: len(handle._rest_server._open) == 3, timeout=10, what="3 connections")
-        with _connect(handle.rest_api_port) as refused:  # answered on accepting it
-            answer = _read_reply(refused.makefile("rb"))
-        assert answer[0] == 503 and "limit of 3 connections" in answer[2]["error"], answer
-        assert answer[1].get("connection") == "close"
+        for _ in range(5):  # a client sending its request sees the 503, not a reset
+            (answer,), closed = _exchange(handle.rest_api_port, _good_request(),
+                                          check_closed=True)
+            assert answer[0] == 503 and "limit of 3 connections" in answer[2]["error"], answer
+            assert answer[1].get("connection") == "close" and closed
         idle.pop().close()
         wait_for(lambda: handle._rest_server._connections == 2, timeout=10, what="one closed")
         (answer,), _ = _exchange(handle.rest_api_port, _good_request())
@@ -374,10 +390,12 @@ def _request(method: str, path: str, body: bytes = b"") -> bytes:
     # Past Python's 4,300 digits int() refuses: a 500 before.
     (_request("GET", "/v1/models/bert/versions/" + "9" * 5000), 400,
      "Failed to convert version: 9999"),
+    (_request("GET", "/v1/models/bert/versions/" + "0" * 5000 + "7"), 404, "7"),
     (_request("GET", "/healthz"), 404, "no REST endpoint '/healthz'"),
     (b"HELLO\r\n\r\n", 400, "Bad request syntax"),
 ], ids=["PUT", "DELETE", "OPTIONS", "unknown method", "GET predict", "POST metadata",
         "POST classify", "no model name", "version overflow", "5,000-digit version",
+        "5,000 leading zeros",
         "outside the API", "no HTTP"])
 def test_requests_outside_the_rest_api_get_a_json_error_as_tf_serving_answers(
         server, request_bytes, status, words):
@@ -593,11 +611,14 @@ def test_polling_keeps_going_after_an_unexpected_error(tmp_path, monkeypatch):
     assert len(failures) == 2
 
 
-def test_an_error_quoting_a_megabyte_of_the_request_keeps_its_code(server):
-    # The message quotes the model name; whole, it was over gRPC's 16 KiB for status
-    # details, and the client saw RESOURCE_EXHAUSTED instead of NOT_FOUND.
+@pytest.mark.parametrize("name", ["m" * 1_000_000, "中" * 5000, "é" * 3000],
+                         ids=["a megabyte of ASCII", "5,000 CJK", "3,000 accented"])
+def test_an_error_quoting_a_long_part_of_the_request_keeps_its_code(server, name):
+    # The message quotes the model name; whole, it was over gRPC's limit for a status
+    # message (percent-encoded: 9 bytes a CJK character), and the client saw
+    # RESOURCE_EXHAUSTED instead of NOT_FOUND.
     with pytest.raises(ServingError) as error:
-        Client(f"127.0.0.1:{server.port}", model_name="m" * 1_000_000).predict(["abc"])
+        Client(f"127.0.0.1:{server.port}", model_name=name).predict(["abc"])
     assert error.value.code == grpc.StatusCode.NOT_FOUND, error.value
     assert "more characters" in error.value.message
     _assert_serves(server)

@@ -13,8 +13,9 @@ from absl import logging as absl_logging
 MIXED_PRECISION_POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
 
 
-def define_distribution_flags() -> None:
-    """The flags bert-pretrain and bert-finetune share for where and how the step runs."""
+def define_distribution_flags() -> tuple[str, ...]:
+    """Defines the flags bert-pretrain and bert-finetune share for where and how the step
+    runs; returns their names, which the tool declares its key flags (for `--helpshort`)."""
     from keras_bert_impl.training.strategy import STRATEGIES
 
     flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy.")
@@ -29,6 +30,7 @@ def define_distribution_flags() -> None:
     flags.DEFINE_integer("steps_per_execution", 1, "Training steps per tf.function call (one "
                          "TPU program; e.g. 100 there). --save_checkpoints_steps and the step "
                          "count must be multiples of it.", lower_bound=1)
+    return "strategy", "tpu", "jit_compile", "mixed_precision", "steps_per_execution"
 
 
 def check_global_batch_splits(flag: str, batch_size: int, strategy, strategy_flag: str) -> None:

@@ -121,7 +121,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("version_2_with_negative", False, "squad: SQuAD v2.0 (unanswerable questions).")
     flags.DEFINE_float("null_score_diff_threshold", 0.0,
                        "squad v2.0: predict no answer when null score - best span score exceeds this.")
-    define_distribution_flags()
+    for name in define_distribution_flags():
+        flags.declare_key_flag(name)  # this tool's, though defined in keras_bert_impl.cli
     flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
     require_positive("learning_rate", "num_train_epochs")

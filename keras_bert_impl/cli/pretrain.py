@@ -43,7 +43,8 @@ def define_flags() -> None:
     tool never defines or requires flags of another in the same process."""
     if "strategy" in FLAGS:
         return
-    define_distribution_flags()
+    for name in define_distribution_flags():
+        flags.declare_key_flag(name)  # this tool's, though defined in keras_bert_impl.cli
     flags.DEFINE_integer("train_batch_size", 32, "Global batch size.", lower_bound=1)
     flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.", lower_bound=1)
     flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.", lower_bound=0)

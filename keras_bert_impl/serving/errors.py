@@ -2,7 +2,9 @@
 
 import grpc
 
-MAX_MESSAGE_CHARS = 3000  # at most 12 kB of UTF-8, under gRPC's 16 KiB of metadata
+# gRPC sends a status message percent-encoded (3 bytes for each byte outside printable
+# ASCII) and may refuse metadata over 8 KiB; a cut message stays well under it.
+MAX_MESSAGE_BYTES = 6000
 
 
 class ServingError(Exception):
@@ -14,13 +16,27 @@ class ServingError(Exception):
 
     def __init__(self, code: grpc.StatusCode, message: str):
         # Messages quote what the request sent; a megabyte of it would not fit gRPC's
-        # 16 KiB limit on a status message (the client would see RESOURCE_EXHAUSTED).
-        if len(message) > MAX_MESSAGE_CHARS:
-            message = (f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS:,} "
-                       "more characters)")
+        # limit on a status message (the client would see RESOURCE_EXHAUSTED instead).
+        message = _cut_to_wire_size(message, MAX_MESSAGE_BYTES)
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+
+
+def _wire_size(char: str) -> int:
+    """Bytes of `char` in a percent-encoded gRPC status message."""
+    return 1 if " " <= char <= "~" and char != "%" else 3 * len(char.encode("utf-8", "replace"))
+
+
+def _cut_to_wire_size(message: str, limit: int) -> str:
+    if len(message) * 12 <= limit:  # no character takes more than 12 bytes
+        return message
+    size = 0
+    for end, char in enumerate(message):
+        size += _wire_size(char)
+        if size > limit:
+            return f"{message[:end]}... ({len(message) - end:,} more characters)"
+    return message
 
 
 def invalid_argument(message: str) -> ServingError:

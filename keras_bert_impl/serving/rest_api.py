@@ -8,9 +8,10 @@ Bodies come with Content-Length or chunked Transfer-Encoding, up to
 the connection is closed, so its bytes are never read as a next request. A
 connection that sends nothing for the read timeout (`--rest_api_timeout_in_ms`)
 is closed, with 408 if a request was under way, and one whose request has not
-arrived whole within twice that time after its first byte is hung up on, so
-stalled or trickling clients hold no thread for long. At most `MAX_CONNECTIONS` connections
-are open at once (each has a thread); more get 503 and are closed at once.
+arrived whole within twice that time after its first byte, and arrives slower
+than `MIN_UPLOAD_RATE`, is hung up on, so stalled or trickling clients hold no
+thread for long. At most `MAX_CONNECTIONS` connections are open at once (each
+has a thread); more are answered 503 and closed.
 """
 
 import base64
@@ -48,6 +49,13 @@ DEFAULT_READ_TIMEOUT = 30.0  # seconds; TF Serving's --rest_api_timeout_in_ms de
 # Each connection holds a thread and a file handle: past this many, new ones get 503, so
 # that idle or trickling clients cannot take every handle (gRPC's included) from the process.
 MAX_CONNECTIONS = 512
+# A request still arriving twice the read timeout after its first byte is hung up on when
+# its bytes come slower than this (a body at this rate is never cut off).
+MIN_UPLOAD_RATE = 64 << 10  # bytes per second
+# A refused connection's request is read (and dropped) before the socket closes: closing
+# over unread bytes resets the connection, and the client would see that, not the 503.
+_REFUSED_LINGER = 2.0  # seconds
+_MAX_REFUSED_LINGERING = 64
 _READ_PIECE = 1 << 20  # a body is read in pieces, so a claimed size reserves no memory
 _MAX_LINE = 1 << 16
 _ASCII_DIGITS = re.compile(r"[0-9]+")
@@ -232,6 +240,7 @@ class _HttpError(Exception):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     manager: ModelManager  # set by make_rest_server
+    received = 0  # bytes of the body of the request arriving
     server: "_RestServer"
     protocol_version = "HTTP/1.1"
     # TCP_NODELAY: headers and body are two writes, which Nagle's algorithm and the
@@ -263,7 +272,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not first_byte:
             self.close_connection = True
             return
-        # From its first byte the request must arrive whole within twice the read timeout.
+        # From its first byte the request must arrive within twice the read timeout, or
+        # at least at MIN_UPLOAD_RATE.
+        self.received = 0
         self.server.request_arriving(self)
         super().handle_one_request()
 
@@ -394,7 +405,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _read_exactly(self, size: int, what: str) -> bytes:
         pieces, left = [], size
         while left:
-            piece = self.rfile.read(min(left, _READ_PIECE))
+            piece = self.rfile.read1(min(left, _READ_PIECE))  # what has come: counted as it comes
+            self.received += len(piece)
             if not piece:
                 raise _HttpError(400, f"the request ended {size - left} bytes into a "
                                       f"{size}-byte {what}")
@@ -494,9 +506,10 @@ def _version(match) -> int | None:
         return None
     text = match["version"]
     # Python refuses int() of over 4,300 digits; any number that long is too large anyway.
-    if len(text.lstrip("0")) > len(str(_MAX_VERSION)) or int(text) > _MAX_VERSION:
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(_MAX_VERSION)) or int(digits) > _MAX_VERSION:
         raise invalid_argument(f"Failed to convert version: {text} to numeric.")
-    return int(text)
+    return int(digits)
 
 
 class _RestServer(http.server.ThreadingHTTPServer):
@@ -510,18 +523,29 @@ class _RestServer(http.server.ThreadingHTTPServer):
     request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address, handler, max_body_bytes: int, max_connections: int):
+        # Set first: a failed bind calls server_close() from socketserver's __init__.
+        self._stopped = threading.Event()
+        self._changed = threading.Condition()
+        self._refused: list[tuple[socket.socket, float]] = []  # answered 503, until when read
         super().__init__(address, handler)
         self.max_body_bytes = max_body_bytes
         self.max_connections = max_connections
         self.draining = False
-        self._changed = threading.Condition()
         self._open: set[_Handler] = set()
         self._busy: set[_Handler] = set()
         self._connections = 0  # admitted by process_request, their threads not yet ended
         self._arriving: dict[_Handler, float] = {}  # when each request's first byte came
-        self._reaper = threading.Thread(target=self._hang_up_late_arrivals, daemon=True,
-                                        name="rest-api-reaper")
-        self._reaper.start()
+        self._watchdog = threading.Thread(target=self._watch, daemon=True,
+                                          name="rest-api-watchdog")
+        self._watchdog.start()
+
+    def server_close(self):
+        self._stopped.set()
+        super().server_close()
+        with self._changed:
+            refused, self._refused = self._refused, []
+        for request, _ in refused:
+            self.shutdown_request(request)
 
     def get_request(self):
         try:
@@ -538,7 +562,11 @@ class _RestServer(http.server.ThreadingHTTPServer):
             admitted = self._connections < self.max_connections
             self._connections += admitted
         if not admitted:
-            _refuse(request, self.max_connections)
+            _answer_503(request, self.max_connections)
+            with self._changed:
+                if len(self._refused) < _MAX_REFUSED_LINGERING:
+                    self._refused.append((request, time.monotonic() + _REFUSED_LINGER))
+                    return
             self.shutdown_request(request)
             return
         try:
@@ -565,20 +593,29 @@ class _RestServer(http.server.ThreadingHTTPServer):
         with self._changed:
             self._arriving.pop(handler, None)
 
-    def _hang_up_late_arrivals(self) -> None:
-        """Hangs up on requests still arriving twice the read timeout after their first
-        byte: a client sending a byte now and then would otherwise hold its thread for
-        ever. (A body that stops for the read timeout gets its 408 before that.)"""
+    def _watch(self) -> None:
+        """Until the server closes: hangs up on requests still arriving twice the read
+        timeout after their first byte and slower than MIN_UPLOAD_RATE (a client sending
+        a byte now and then would otherwise hold its thread for ever; a body that stops
+        for the read timeout gets its 408 before that), and closes refused connections
+        once their request is read."""
         limit = 2 * self.RequestHandlerClass.timeout
-        while not self.draining:
-            time.sleep(min(1.0, limit / 8))
+        while not self._stopped.wait(max(0.05, min(0.5, limit / 8))):
             now = time.monotonic()
             with self._changed:
-                late = [h for h, since in self._arriving.items() if now - since > limit]
-                for handler in late:
-                    del self._arriving[handler]
-            for handler in late:
-                _hang_up(handler)
+                for handler, since in list(self._arriving.items()):
+                    if now - since > limit and handler.received < MIN_UPLOAD_RATE * (now - since):
+                        del self._arriving[handler]
+                        _hang_up(handler)
+                refused, self._refused = self._refused, []
+            lingering = []
+            for request, until in refused:
+                if now < until and not _read_to_end(request):
+                    lingering.append((request, until))
+                else:
+                    self.shutdown_request(request)
+            with self._changed:
+                self._refused.extend(lingering)
 
     def opened(self, handler: _Handler) -> None:
         with self._changed:
@@ -623,8 +660,22 @@ class _RestServer(http.server.ThreadingHTTPServer):
             logging.exception("REST connection from %s failed", client_address[0])
 
 
-def _refuse(request: socket.socket, limit: int) -> None:
-    """A 503 to a connection over the limit, written without waiting on the client."""
+def _read_to_end(request: socket.socket) -> bool:
+    """Reads what has arrived without waiting; True once the client has closed (or the
+    connection failed)."""
+    try:
+        while request.recv(_READ_PIECE):
+            pass
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _answer_503(request: socket.socket, limit: int) -> None:
+    """A 503 to a connection over the limit, written without waiting on the client, and
+    the end of what the server sends."""
     body = json.dumps({"error": f"the REST API has its limit of {limit} connections open; "
                                 "retry later, reuse a connection, or use gRPC"}).encode()
     head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -632,6 +683,7 @@ def _refuse(request: socket.socket, limit: int) -> None:
     try:
         request.setblocking(False)
         request.send(head + body)
+        request.shutdown(socket.SHUT_WR)
     except OSError:
         pass
 
@@ -650,10 +702,12 @@ def make_rest_server(manager: ModelManager, host: str, port: int,
                      max_connections: int = MAX_CONNECTIONS) -> _RestServer:
     """A threaded HTTP server for the REST API; call `serve_forever()` in a thread and
     `drain(grace)` to stop it. A connection silent for `read_timeout` seconds is closed,
-    one whose request takes twice that to arrive is hung up on, and connections past
-    `max_connections` get 503."""
+    one whose request takes twice that to arrive, slower than MIN_UPLOAD_RATE, is hung
+    up on, and connections past `max_connections` get 503."""
     if not read_timeout > 0:
         raise ValueError(f"the REST read timeout must be > 0 seconds, not {read_timeout}")
+    if max_connections < 1:
+        raise ValueError(f"the REST API needs max_connections >= 1, not {max_connections}")
     # socketserver's StreamRequestHandler applies `timeout` to every read of the socket.
     handler = type("RestHandler", (_Handler,), {"manager": manager, "timeout": read_timeout})
     return _RestServer((host, port), handler, max_body_bytes, max_connections)
