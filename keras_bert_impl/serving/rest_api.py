@@ -615,7 +615,11 @@ class _RestServer(http.server.ThreadingHTTPServer):
                 else:
                     self.shutdown_request(request)
             with self._changed:
-                self._refused.extend(lingering)
+                if not self._stopped.is_set():
+                    self._refused.extend(lingering)
+                    continue
+            for request, _ in lingering:  # server_close() ran meanwhile
+                self.shutdown_request(request)
 
     def opened(self, handler: _Handler) -> None:
         with self._changed:
