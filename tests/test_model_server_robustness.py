@@ -299,13 +299,13 @@ def test_a_rest_client_trickling_a_request_is_hung_up_on(toy_base):
     with start_server(toy_base, rest_api_port=0, file_system_poll_wait_seconds=0,
                       rest_api_timeout_in_ms=300) as handle:
         with _connect(handle.rest_api_port) as connection:
-            started, sent = time.monotonic(), 0
+            sent = 0
             with pytest.raises(OSError):  # the server hung up: a send fails
                 for sent in range(len(request)):  # noqa: B007 - how far it got is kept
                     connection.sendall(request[sent:sent + 1])
                     time.sleep(0.1)
                 raise AssertionError("the whole request trickled in")
-            assert time.monotonic() - started < 5 and sent < len(request)
+            assert sent < len(request)
         wait_for(lambda: not handle._rest_server._open, timeout=10, what="connection let go")
         _assert_serves(handle)
 
@@ -313,16 +313,16 @@ def test_a_rest_client_trickling_a_request_is_hung_up_on(toy_base):
 def test_a_slow_but_steady_rest_upload_is_not_hung_up_on(toy_base):
     # Past twice the read timeout, only a request arriving slower than MIN_UPLOAD_RATE
     # is cut off: a large body on a slow link still gets its answer.
-    body = json.dumps({"instances": ["a" * 200_000]}).encode()
+    body = json.dumps({"instances": ["a" * 400_000]}).encode()
     request = _post("/v1/models/bert:predict", f"Content-Length: {len(body)}\r\n", body)
     with start_server(toy_base, rest_api_port=0, file_system_poll_wait_seconds=0,
                       rest_api_timeout_in_ms=300) as handle:
         with _connect(handle.rest_api_port) as connection:
-            for start in range(0, len(request), 25_000):  # ~250 kB/s for 0.9 s
-                connection.sendall(request[start:start + 25_000])
+            for start in range(0, len(request), 50_000):  # ~500 kB/s for 0.8 s
+                connection.sendall(request[start:start + 50_000])
                 time.sleep(0.1)
             answer = _read_reply(connection.makefile("rb"))
-        assert answer[0] == 200 and answer[2]["predictions"][0]["length"] == 200_000.0
+        assert answer[0] == 200 and answer[2]["predictions"][0]["length"] == 400_000.0
 
 
 def test_rest_connections_past_the_limit_get_503_and_the_rest_are_served(toy_base):

@@ -22,9 +22,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_bert_impl.text.basic_tokenization import CJK_RANGES
+from keras_bert_impl.text.basic_tokenization import CJK_CHARACTERS as _HAN_CLASS
 
-_HAN_CLASS = "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES)
 _HAN_RUN = re.compile(f"([{_HAN_CLASS}]+)")
 HAN_PATTERN = f".*[{_HAN_CLASS}].*"
 

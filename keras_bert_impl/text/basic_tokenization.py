@@ -60,7 +60,8 @@ PUNCTUATION = rf"!-/:-@\[-`{{-~\p{{P}}{_UNICODE_16_PUNCTUATION}"
 # The code point ranges the original's _is_chinese_char takes for CJK ideographs.
 CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-CJK_IDEOGRAPHS = "".join(rf"\x{{{low:X}}}-\x{{{high:X}}}" for low, high in CJK_RANGES)
+CJK_IDEOGRAPHS = "".join(rf"\x{{{low:X}}}-\x{{{high:X}}}" for low, high in CJK_RANGES)  # RE2's
+CJK_CHARACTERS = "".join(f"{chr(low)}-{chr(high)}" for low, high in CJK_RANGES)  # Python re's
 # One pass turns whitespace into spaces (the group is empty for it) and
 # surrounds each punctuation character and CJK ideograph with spaces;
 # splitting on spaces then yields the original's words.
