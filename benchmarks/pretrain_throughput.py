@@ -304,7 +304,7 @@ def main(argv):
                     print(f"{label:17s} {preset:10s} {mode:10s} did not run: {result}", flush=True)
                 elif label not in best.get(mode, {}) or result[0] < best[mode][label][0]:
                     best.setdefault(mode, {})[label] = result
-        for label, name, mode, allocator in rows:
+        for label, name, mode, _allocator in rows:
             if label in best.get(mode, {}):
                 seconds, child_peak = best[mode][label]
                 # This VM's matmul peak drifts by up to 1.4x between runs; the

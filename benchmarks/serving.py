@@ -358,8 +358,8 @@ def bench_in_process(preset, rows: dict) -> None:
         report(preset, f"{name} batch={batch}",
                f"{throughput[name]:.1f} seq/s ({np.median(t[:, 0]) * 1e3:.1f} ms/call, "
                f"{np.median(t[:, 1]) * 1e3:.1f} CPU ms/call, median of {len(t)})")
-    regimes = {"steady": dict(settle=FLAGS.settle_calls),
-               f"after {FLAGS.idle_ms} ms idle": dict(idle=FLAGS.idle_ms / 1e3)}
+    regimes = {"steady": {"settle": FLAGS.settle_calls},
+               f"after {FLAGS.idle_ms} ms idle": {"idle": FLAGS.idle_ms / 1e3}}
     p50 = {regime: {} for regime in regimes}
     for regime, timing in regimes.items():
         for name, t in time_rows(rows, 1, **timing).items():
@@ -434,8 +434,10 @@ def bench_grpc_overhead(preset, export_dir, export_base, texts):
     signature = tf.saved_model.load(export_dir).signatures["serving_default"]
     with start_server(export_base, file_system_poll_wait_seconds=0) as server:
         client = Client(f"127.0.0.1:{server.port}", timeout=120)
-        calls = (lambda text: {k: v.numpy() for k, v in signature(text=tf.constant([text])).items()},
-                 lambda text: client.predict([text]))
+        def in_process(text):
+            return {k: v.numpy() for k, v in signature(text=tf.constant([text])).items()}
+
+        calls = (in_process, lambda text: client.predict([text]))
         rows = []
         for step in range(3 + FLAGS.iterations * 10):
             row = []
@@ -481,7 +483,8 @@ def bench_grpc(preset, export_base, texts):
     unbatched = {}
     for batching in (False, True):
         allowed = tuple(int(size) for size in FLAGS.allowed_batch_sizes)
-        options = BatchingOptions(max_batch_size=allowed[-1] if allowed else max(32, FLAGS.batch_size),
+        largest = allowed[-1] if allowed else max(32, FLAGS.batch_size)
+        options = BatchingOptions(max_batch_size=largest,
                                   batch_timeout_micros=FLAGS.batch_timeout_micros,
                                   num_batch_threads=FLAGS.num_batch_threads,
                                   allowed_batch_sizes=allowed) if batching else None
@@ -508,7 +511,8 @@ def bench_grpc(preset, export_base, texts):
                     extra = f" = {rate / unbatched[clients]:.2f}x unbatched"
                 else:
                     unbatched[clients] = rate
-                report(preset, f"gRPC batch=1 clients={clients} batching={'on' if batching else 'off'}",
+                state = "on" if batching else "off"
+                report(preset, f"gRPC batch=1 clients={clients} batching={state}",
                        f"{rate:.1f} req/s {percentiles(latencies)} {cpu_ms:.2f} CPU ms/req "
                        f"{rows_per_call:.1f} rows/call{extra}")
 

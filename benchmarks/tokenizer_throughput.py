@@ -102,7 +102,8 @@ def main(argv):
             ("BertPreprocessor tf.function", pack),
         ):
             runs[name] = lambda f=function, ts=tensors: [f(t) for t in ts]
-        for name, function in (("BertTokenizer tf.data", tokenize), ("BertPreprocessor tf.data", pack)):
+        for name, function in (("BertTokenizer tf.data", tokenize),
+                               ("BertPreprocessor tf.data", pack)):
             runs[name] = _in_tf_data(texts, batch_size, function)
         for name, encode in rivals.items():
             runs[name] = lambda e=encode, bs=batches: [e(b) for b in bs]

@@ -26,7 +26,7 @@ def _temporary_file_or_devnull():
     try:
         return tempfile.TemporaryFile()
     except OSError:  # no writable temporary directory: muted, as nothing can be held
-        return open(os.devnull, "w+b")  # noqa: SIM115 - closed by the caller
+        return open(os.devnull, "w+b")
 
 
 @contextlib.contextmanager

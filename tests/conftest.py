@@ -74,10 +74,11 @@ def tf_2_12_python() -> str:
     python = os.environ.get("KBI_TF_2_12_PYTHON")
     if not python:
         pytest.skip("set KBI_TF_2_12_PYTHON to a Python with tensorflow-cpu==2.12.0 and "
-                    "tensorflow-text==2.12.0 to run exports under TensorFlow Serving 2.12's kernels")
+                    "tensorflow-text==2.12.0 to run exports under TensorFlow Serving 2.12's "
+                    "kernels")
     result = subprocess.run(
-        [python, "-c", "import tensorflow as tf, tensorflow_text as text; "
-                       "print(tf.__version__, text.__version__)"],
+        [python, "-c", ("import tensorflow as tf, tensorflow_text as text; "
+                        "print(tf.__version__, text.__version__)")],
         capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     versions = result.stdout.split()

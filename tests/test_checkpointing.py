@@ -114,7 +114,7 @@ def test_a_run_applies_its_whole_step_budget_whatever_its_checkpoint_interval(tm
     x = np.arange(48, dtype="float32").reshape(16, 3) * 1e3
     runs = {interval: _fit_to_four_steps(tmp_path / str(interval), interval, x)
             for interval in (2, 4)}
-    for model, checkpoint, history in runs.values():
+    for _model, checkpoint, history in runs.values():
         # As the original's global_step: steps applied, so the schedule runs to its end.
         assert checkpoint.step == 4 and int(checkpoint.batches.numpy()) > 4
         assert history is not None

@@ -108,7 +108,7 @@ def test_sequence_longer_than_max_positions_is_a_clear_error(encoder):
 def test_a_sequence_too_long_for_a_graph_of_unknown_length_is_a_clear_error(encoder):
     spec = tf.TensorSpec([None, None], tf.int32)
     predict = tf.function(lambda x: encoder(x)["pooled_output"], input_signature=[
-        {name: spec for name in ("input_word_ids", "input_mask", "input_type_ids")}])
+        dict.fromkeys(("input_word_ids", "input_mask", "input_type_ids"), spec)])
     assert predict(make_inputs(seq=64)).shape == (3, 128)
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"sequence length exceeds max_position_embeddings \(64\)"):

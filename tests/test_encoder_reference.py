@@ -165,7 +165,8 @@ def test_mlm_head_matches_keras_hubs_masked_lm_head_with_the_original_settings(m
         intermediate_activation=lambda x: keras.activations.gelu(x, approximate=True),
         layer_norm_epsilon=1e-12,
     )
-    sequence = backbone({"token_ids": inputs["input_word_ids"], "padding_mask": inputs["input_mask"],
+    sequence = backbone({"token_ids": inputs["input_word_ids"],
+                         "padding_mask": inputs["input_mask"],
                          "segment_ids": inputs["input_type_ids"]})["sequence_output"]
     head(sequence, mask_positions=positions)  # builds the head's variables
     for variable, name in ((head._intermediate_dense.kernel, "transform/dense/kernel"),

@@ -107,7 +107,8 @@ print(json.dumps(signature(text=tf.constant(texts), text_pair=tf.constant(pairs)
 def test_a_bfloat16_export_gives_the_same_logits_under_tensorflow_2_12(exports, tf_2_12_python):
     """TensorFlow Serving 2.12 has CPU kernels for every bf16 op the export uses."""
     result = subprocess.run(
-        [tf_2_12_python, "-c", LOGITS_SCRIPT, exports["mixed_bfloat16"], json.dumps([TEXTS, PAIRS])],
+        [tf_2_12_python, "-c", LOGITS_SCRIPT, exports["mixed_bfloat16"],
+         json.dumps([TEXTS, PAIRS])],
         capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""`export_saved_model`: raw strings in, the Keras model's exact outputs out, servable by TF Serving.
+"""`export_saved_model`: raw strings in, the Keras model's exact outputs out, for TF Serving.
 
 The exports are reloaded in a fresh Python that imports only tensorflow and
 tensorflow_text, after the vocabulary file they were built from is deleted.

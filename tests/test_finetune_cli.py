@@ -111,9 +111,9 @@ def test_a_file_without_the_default_columns_is_an_error_naming_the_column_flags(
         uncased_vocab, tmp_path):
     result = classify_on("Quality\t#1 String\t#2 String\n1\ta\tb\n", uncased_vocab, tmp_path)
     assert result.returncode != 0
-    assert "lacks column(s) ['sentence', 'label']; name the file's columns with " \
-        "--text_a_column, --text_b_column (pairs) and --label_column, or, for a file without " \
-        "a header line, pass --noheader and their numbers" in result.stderr
+    assert ("lacks column(s) ['sentence', 'label']; name the file's columns with "
+            "--text_a_column, --text_b_column (pairs) and --label_column, or, for a file without "
+            "a header line, pass --noheader and their numbers") in result.stderr
 
 
 def test_ner_learns_entities_that_an_all_o_tagger_never_finds(shared_data, cased_vocab, tmp_path):
@@ -497,7 +497,8 @@ def test_two_workers_fine_tune_in_lockstep_and_only_the_chief_writes_results(
     train = tmp_path / "train.tsv"
     train.write_text("sentence\tlabel\n" + "good fun\t1\nbad film\t0\n" * 4, encoding="utf-8")
     model_dir, export_dir = tmp_path / "model", tmp_path / "export"
-    chief_output, other_output = run_two_workers([sys.executable, "-m", "keras_bert_impl.cli.finetune",
+    chief_output, other_output = run_two_workers([
+                     sys.executable, "-m", "keras_bert_impl.cli.finetune",
                      "--strategy=multi_worker", "--task=classify", f"--train_file={train}",
                      f"--eval_file={train}", f"--vocab_file={uncased_vocab}",
                      "--preset=bert_tiny", f"--model_dir={model_dir}", "--seq_length=16",
@@ -643,10 +644,10 @@ def test_epochs_give_the_originals_step_count_rounded_down(train, uncased_vocab,
 
 
 @pytest.mark.parametrize("step_flags, error", [
-    (["--num_train_steps=5"], "--num_train_steps=5 must be a multiple of "
-                              "--steps_per_execution=2: pass --num_train_steps=6 or 4"),
-    (["--num_train_epochs=3"], "--num_train_epochs=3 gives 3 steps, which must be a multiple "
-                               "of --steps_per_execution=2: pass --num_train_steps=4 or 2"),
+    (["--num_train_steps=5"], ("--num_train_steps=5 must be a multiple of "
+                               "--steps_per_execution=2: pass --num_train_steps=6 or 4")),
+    (["--num_train_epochs=3"], ("--num_train_epochs=3 gives 3 steps, which must be a multiple "
+                                "of --steps_per_execution=2: pass --num_train_steps=4 or 2")),
     (["--num_train_steps=4", "--save_checkpoints_steps=3"],
      "--save_checkpoints_steps=3 must be a multiple of --steps_per_execution=2"),
 ])

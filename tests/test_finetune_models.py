@@ -272,18 +272,18 @@ def test_a_mixed_float16_model_loaded_in_a_float32_process_still_scales_its_loss
 
 
 @pytest.mark.parametrize("kind", ["classifier", "pretrainer"])
-@pytest.mark.parametrize("bad, words", [
-    (lambda x: {k: v[0] for k, v in x.items()}, "input 'input_word_ids' has shape (8,); "
-                                                "expected [batch, sequence]"),
-    (lambda x: {k: v[None] for k, v in x.items()}, "has shape (1, 3, 8)"),
-    (lambda x: tuple(x.values()), "takes a dict of ['input_word_ids'"),
+@pytest.mark.parametrize("bad, error, words", [
+    (lambda x: {k: v[0] for k, v in x.items()}, ValueError,
+     "input 'input_word_ids' has shape (8,); expected [batch, sequence]"),
+    (lambda x: {k: v[None] for k, v in x.items()}, ValueError, "has shape (1, 3, 8)"),
+    (lambda x: tuple(x.values()), TypeError, "takes a dict of ['input_word_ids'"),
 ])
-def test_malformed_inputs_are_errors_saying_what_is_wrong(kind, bad, words):
+def test_malformed_inputs_are_errors_saying_what_is_wrong(kind, bad, error, words):
     from keras_bert_impl.models.pretrainer import BertPretrainer
     model = BUILDERS["classifier"]() if kind == "classifier" else BertPretrainer(encoder())
     features = inputs()
     if kind == "pretrainer":
         features["masked_lm_positions"] = np.ones((3, 2), "int32")
-    with pytest.raises(ValueError) as raised:
+    with pytest.raises(error) as raised:
         model(bad(features))
     assert words in str(raised.value)

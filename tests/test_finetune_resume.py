@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import random
 import signal
 import subprocess
@@ -107,7 +108,7 @@ def test_a_restart_with_other_data_or_batching_flags_is_refused_naming_them(
     assert "--seq_length: 32 then, 64 now; --batch_size: 8 then, 16 now" in restarted.stderr
     assert "Traceback" not in restarted.stderr
     # Another vocabulary of the same size would feed the weights other token ids.
-    lines = open(uncased_vocab, encoding="utf-8").read().splitlines()
+    lines = pathlib.Path(uncased_vocab).read_text(encoding="utf-8").splitlines()
     lines[2000], lines[2001] = lines[2001], lines[2000]
     swapped = tmp_path / "swapped_vocab.txt"
     swapped.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -171,7 +171,8 @@ def test_predict_with_pairs_and_tokenized_signatures(server):
 
 
 def test_predict_answers_in_the_typed_value_fields_as_tf_serving_does(server):
-    # Clients read `outputs[...].float_val`; TF Serving fills it (kAsProtoField), not tensor_content.
+    # Clients read `outputs[...].float_val`; TF Serving fills it (kAsProtoField), not
+    # tensor_content.
     lengths = _raw_predict(server, {"text": ["ab", "北京欢"]}).outputs["length"]
     assert list(lengths.float_val) == [2.0, 3.0] and not lengths.tensor_content
     total = _raw_predict(server, {"input_word_ids": np.array([[1, 2], [3, 4]], np.int32)},
@@ -271,7 +272,8 @@ def _raw_predict(server, inputs, model_name="bert", signature="", version=None, 
     for name, value in inputs.items():
         request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
     with grpc.insecure_channel(server.target) as channel:
-        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        return stub.Predict(request, timeout=30)
 
 
 BAD_REQUESTS = {
@@ -283,8 +285,8 @@ BAD_REQUESTS = {
     "unknown input": ({"text": ["a"], "txet": ["b"]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
                       ["Sent extra: {txet}"]),
     "misspelled input": ({"txet": ["a"]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
-                         ["input tensor alias not found in signature: txet. Inputs expected to "
-                          "be in the set {text}."]),
+                         [("input tensor alias not found in signature: txet. Inputs expected "
+                           "to be in the set {text}.")]),
     "wrong rank": ({"text": [["a", "b"]]}, {}, grpc.StatusCode.INVALID_ARGUMENT,
                    ["'text'", "[1, 2]", "[None]"]),
     "empty batch": ({"text": np.array([], dtype=object)}, {}, grpc.StatusCode.INVALID_ARGUMENT,
@@ -859,13 +861,14 @@ def test_model_config_file_serves_several_models_with_version_policies(tmp_path)
     config = tmp_path / "models.config"
     config.write_text(
         'model_config_list {\n'
-        f'  config {{ name: "alpha" base_path: "{tmp_path / "alpha"}" model_platform: "tensorflow" }}\n'
+        f'  config {{ name: "alpha" base_path: "{tmp_path / "alpha"}"\n'
+        '    model_platform: "tensorflow" }\n'
         f'  config {{ name: "beta" base_path: "{tmp_path / "beta"}" model_platform: "tensorflow"\n'
         '    model_version_policy { specific { versions: 1 versions: 3 } }\n'
         '    version_labels { key: "stable" value: 1 } }\n'
         '}\n')
     # TF Serving starts with labels only under this flag (it labels before loading).
-    allow = dict(allow_version_labels_for_unavailable_models=True)
+    allow = {"allow_version_labels_for_unavailable_models": True}
     with start_server(model_config_file=str(config), file_system_poll_wait_seconds=0,
                       **allow) as handle:
         target = f"127.0.0.1:{handle.port}"
@@ -941,7 +944,8 @@ def test_rest_float32_digits_follow_tf_servings_rule_at_every_magnitude():
 
     rng = np.random.default_rng(0)
     values = np.concatenate([
-        rng.standard_normal(20000), rng.choice([-1, 1], 20000) * 10.0 ** rng.uniform(-45, 38, 20000),
+        rng.standard_normal(20000),
+        rng.choice([-1, 1], 20000) * 10.0 ** rng.uniform(-45, 38, 20000),
         [0.0, -0.0, 1e6, 1048576.5, 3.4e38, 1.4e-45, np.inf, -np.inf]]).astype(np.float32)
 
     def tf_serving(value):  # json_tensor.cc: StrCat ("%g") unless it does not read back
@@ -1050,13 +1054,14 @@ def test_command_line_server_exits_on_sigterm_while_a_request_still_runs(
     ("--saved_model_tags=serve,gpu", "--saved_model_tags=serve,gpu: exports hold one"),
     ("--grpc_channel_arguments=grpc.max_connection_age_ms", "is not key=value"),
     ("--model_base_path=relative/bert", "Expected model default to have an absolute path"),
-    ("--tensorflow_session_parallelism=1 --tensorflow_intra_op_parallelism=1 "
-     "--tensorflow_inter_op_parallelism=1", "You cannot configure all."),
+    (("--tensorflow_session_parallelism=1 --tensorflow_intra_op_parallelism=1 "
+      "--tensorflow_inter_op_parallelism=1"), "You cannot configure all."),
 ])
 def test_command_line_server_refuses_what_it_cannot_honour(tmp_path, flag, error):
     args = [sys.executable, "-m", "keras_bert_impl.serving.model_server",
             f"--port={free_port()}", f"--model_base_path={tmp_path}", *flag.split()]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+                          check=False)
     assert done.returncode == 1 and "Cannot start the model server: " in done.stderr
     assert error in done.stderr, done.stderr
 
@@ -1079,7 +1084,7 @@ def test_a_channel_argument_grpc_cannot_take_is_a_value_error(tmp_path):
 
 def test_command_line_server_prints_its_version():
     done = subprocess.run([sys.executable, "-m", "keras_bert_impl.serving.model_server",
-                           "--version"], capture_output=True, text=True, timeout=180)
+                           "--version"], capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0
     assert done.stdout.startswith("TensorFlow ModelServer: keras_bert_impl ")
     assert f"TensorFlow Library: {tf.__version__}" in done.stdout

@@ -301,7 +301,7 @@ def test_a_rest_client_trickling_a_request_is_hung_up_on(toy_base):
         with _connect(handle.rest_api_port) as connection:
             sent = 0
             with pytest.raises(OSError):  # the server hung up: a send fails
-                for sent in range(len(request)):  # noqa: B007 - how far it got is kept
+                for sent in range(len(request)):  # how far it got is kept
                     connection.sendall(request[sent:sent + 1])
                     time.sleep(0.1)
                 raise AssertionError("the whole request trickled in")
@@ -464,8 +464,8 @@ def _write_config(tmp_path, toy_base, models_text: str) -> str:
     # Not a URI scheme to TensorFlow's io::ParseURI: a relative path.
     ('  config { name: "m" base_path: "my-fs://m" model_platform: "tensorflow" }\n',
      "got base_path\\(\\)=my-fs://m"),
-    ('  config { name: "m" base_path: "BASE" model_platform: "tensorflow" '
-     'model_type: TENSORFLOW }\n', "Illegal setting both ModelServerConfig::model_type"),
+    (('  config { name: "m" base_path: "BASE" model_platform: "tensorflow" '
+      'model_type: TENSORFLOW }\n'), "Illegal setting both ModelServerConfig::model_type"),
 ])
 def test_configs_tf_serving_would_not_start_with_are_refused(tmp_path, toy_base, models_text,
                                                               error):
@@ -502,8 +502,9 @@ def test_version_labels_at_start_up_are_refused_unless_allowed_as_tf_serving_doe
         tmp_path, toy_base):
     # TF Serving assigns labels before its first load, so even version 1, which is on
     # disk and would load, is not available to label yet.
-    loadable = _write_config(tmp_path, toy_base, '  config { name: "m" base_path: "BASE"\n'
-                                                 '    version_labels { key: "stable" value: 1 } }\n')
+    loadable = _write_config(tmp_path, toy_base,
+                             '  config { name: "m" base_path: "BASE"\n'
+                             '    version_labels { key: "stable" value: 1 } }\n')
     with pytest.raises(ValueError, match="label 'stable' to version 1 of model m, which is "
                                          "not currently available.*allow_version_labels"):
         start_server(model_config_file=loadable, file_system_poll_wait_seconds=0)

@@ -250,7 +250,8 @@ print(json.dumps([float(x) for x in w.numpy()]))
 
 
 def test_an_overflow_on_one_replica_skips_the_step_on_every_replica():
-    """fp16: Keras' loss scaling followed replica 0's verdict and put the other's inf in the weights."""
+    """fp16: Keras' loss scaling followed replica 0's verdict, putting the other's inf in the
+    weights."""
     script = pathlib.Path(__file__).with_name("mirrored_loss_scaling.py")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                             timeout=300, check=False)

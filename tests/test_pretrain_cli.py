@@ -7,10 +7,10 @@ ops can reach. TensorFlow's in-memory `ram://` filesystem stands in for it.
 import pytest
 import tensorflow as tf
 from absl import app, flags
+from two_replicas import run_on_two_replicas
 
 from keras_bert_impl.cli import pretrain
 from keras_bert_impl.training import strategy
-from two_replicas import run_on_two_replicas
 
 
 def _copy_to_ram(path, name):
@@ -118,8 +118,8 @@ def test_a_global_batch_that_does_not_split_over_the_replicas_is_refused_before_
 
 @pytest.mark.parametrize("step_flags, error", [
     (["--num_train_steps=10", "--save_checkpoints_steps=4"],
-     "--num_train_steps=10 must be a multiple of --steps_per_execution=4: pass "
-     "--num_train_steps=12 or 8"),
+     ("--num_train_steps=10 must be a multiple of --steps_per_execution=4: pass "
+      "--num_train_steps=12 or 8")),
     (["--num_train_steps=8", "--save_checkpoints_steps=6"],
      "--save_checkpoints_steps=6 must be a multiple of --steps_per_execution=4"),
 ])

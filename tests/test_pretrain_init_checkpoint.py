@@ -28,7 +28,8 @@ def test_fp16_run_from_a_google_checkpoint_continues_from_its_weights(
     config_file.write_text(json.dumps(TINY))
     keras.utils.set_random_seed(0)
     start = save_google_checkpoint(
-        BertPretrainer(BertEncoder(BertConfig.from_dict(TINY))), tmp_path / "start" / "bert_model.ckpt")
+        BertPretrainer(BertEncoder(BertConfig.from_dict(TINY))),
+        tmp_path / "start" / "bert_model.ckpt")
     model_dir = tmp_path / "run"
 
     result = subprocess.run(

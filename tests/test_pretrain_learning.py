@@ -32,7 +32,8 @@ def test_two_hundred_steps_on_a_novel_lower_mlm_loss_and_raise_accuracy_on_anoth
         optimizer=create_optimizer(2e-3, num_train_steps=STEPS, num_warmup_steps=20),
         jit_compile=True, steps_per_execution=STEPS_PER_EXECUTION)
     train = _batches(shared_data / "corpus/en/pg1342_pride_and_prejudice.txt", tokenizer, 1)
-    held_out = _batches(shared_data / "corpus/en/pg2701_moby_dick.txt", tokenizer, 2).take(10).cache()
+    moby_dick = shared_data / "corpus/en/pg2701_moby_dick.txt"
+    held_out = _batches(moby_dick, tokenizer, 2).take(10).cache()
 
     before = pretrainer.evaluate(held_out, return_dict=True, verbose=0)
     history = pretrainer.fit(train, steps_per_epoch=STEPS, verbose=0, shuffle=False).history

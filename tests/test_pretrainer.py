@@ -78,7 +78,8 @@ def test_mlm_logits_are_the_original_transform_and_tied_decoder_at_masked_positi
                    + variables[prefix + "transform/dense/bias"])
     hidden = _layer_norm(hidden, variables[prefix + "transform/LayerNorm/gamma"],
                          variables[prefix + "transform/LayerNorm/beta"])
-    expected = hidden @ variables["bert/embeddings/word_embeddings"].T + variables[prefix + "output_bias"]
+    word_embeddings = variables["bert/embeddings/word_embeddings"]
+    expected = hidden @ word_embeddings.T + variables[prefix + "output_bias"]
     np.testing.assert_allclose(pretrainer(features)["mlm_logits"], expected, atol=1e-4, rtol=1e-4)
 
 
@@ -188,7 +189,8 @@ def test_mlm_accuracy_is_the_weighted_fraction_of_hits(pretrainer):
     pretrainer.compute_metrics(
         features, None, {"mlm_logits": logits, "nsp_logits": np.zeros((BATCH, 2), "float32")})
     weights = features["masked_lm_weights"]
-    assert float(pretrainer.mlm_accuracy.result()) == pytest.approx(weights[1].sum() / weights.sum())
+    accuracy = float(pretrainer.mlm_accuracy.result())
+    assert accuracy == pytest.approx(weights[1].sum() / weights.sum())
 
 
 def test_decoder_and_its_gradients_are_2d_matmuls_over_all_masked_positions(pretrainer):
@@ -225,8 +227,8 @@ def test_a_batch_without_masked_positions_gives_empty_mlm_logits(pretrainer):
     features["masked_lm_positions"] = np.zeros((BATCH, 0), "int32")
     for outputs in (pretrainer(features), tf.function(pretrainer, jit_compile=True)(features)):
         assert outputs["mlm_logits"].shape == (BATCH, 0, VOCAB)
-        np.testing.assert_allclose(outputs["nsp_logits"],
-                                   _full_sequence_outputs(pretrainer, features, False)["nsp_logits"],
+        full = _full_sequence_outputs(pretrainer, features, False)
+        np.testing.assert_allclose(outputs["nsp_logits"], full["nsp_logits"],
                                    rtol=1e-5, atol=1e-6)
 
 

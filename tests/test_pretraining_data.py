@@ -81,7 +81,7 @@ def _marker_index(vocab_file):
 
 
 def _collect(dataset, num_batches):
-    batches = [b for b in dataset.take(num_batches).as_numpy_iterator()]
+    batches = list(dataset.take(num_batches).as_numpy_iterator())
     assert len(batches) == num_batches, "the dataset ended early"
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 

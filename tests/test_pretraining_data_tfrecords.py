@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -97,8 +98,8 @@ def test_original_records_of_another_vocabulary_are_an_error_naming_the_file(
     found up front in the first records, and in any batch read later (on a GPU an
     out-of-range lookup would give zeros, silently)."""
     small_vocab = tmp_path / "vocab_3000.txt"
-    small_vocab.write_text("".join(open(uncased_vocab, encoding="utf-8").readlines()[:3000]),
-                           encoding="utf-8")
+    lines = pathlib.Path(uncased_vocab).read_text(encoding="utf-8").splitlines(keepends=True)
+    small_vocab.write_text("".join(lines[:3000]), encoding="utf-8")
     small = BertTokenizer(str(small_vocab))
     up_front = str(tmp_path / "original.tfrecord")
     with tf.io.TFRecordWriter(up_front) as writer:  # ids up to 5000

@@ -176,7 +176,8 @@ def test_a_file_of_another_shape_is_an_error_naming_where(tmp_path, data, where)
 
 @pytest.mark.parametrize("is_training", [True, False])
 @pytest.mark.parametrize("question, error", [
-    ({"question": "Who?", "answers": []}, r"qas\[0\]: expected a non-empty string 'id', found None"),
+    ({"question": "Who?", "answers": []},
+     r"qas\[0\]: expected a non-empty string 'id', found None"),
     (qa("", "Who?", []), r"qas\[0\]: expected a non-empty string 'id', found ''"),
     (qa("q", "Who?", {"text": "Paris", "answer_start": 0}),
      r"qas\[0\] \(id 'q'\).answers: expected a list of objects"),
@@ -198,7 +199,8 @@ def test_evaluation_questions_need_unique_ids_as_their_scores_are_keyed_by_id(tm
     answers = [{"text": "Paris", "answer_start": 0}]
     path = write_squad(tmp_path, [
         {"context": "Paris is in France.", "qas": [qa("q1", "Who?", answers)]},
-        {"context": "Paris is big.", "qas": [qa(7, "What?", answers), qa("q1", "Where?", answers)]}])
+        {"context": "Paris is big.",
+         "qas": [qa(7, "What?", answers), qa("q1", "Where?", answers)]}])
     with pytest.raises(ValueError, match=r"data\[0\].paragraphs\[1\].qas\[1\]: question id "
                        r"'q1' is also the id of data\[0\].paragraphs\[0\].qas\[0\]"):
         read_squad(path, is_training=False)

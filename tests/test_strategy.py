@@ -56,7 +56,8 @@ def test_asking_for_a_tpu_where_there_is_none_says_so(monkeypatch, no_tpu_variab
 
 def test_the_local_chips_of_a_machine_without_them_are_a_clear_error():
     # A subprocess: connecting to a cluster changes the process's TensorFlow context.
-    script = "from keras_bert_impl.training.strategy import get_strategy; get_strategy('tpu', 'local')"
+    script = ("from keras_bert_impl.training.strategy import get_strategy; "
+              "get_strategy('tpu', 'local')")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode != 0

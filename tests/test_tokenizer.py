@@ -251,8 +251,8 @@ def test_a_word_over_the_limit_in_bytes_but_not_in_characters_is_split_like_the_
 
 # Punctuation new in Unicode 16: FastWordpiece splits at it; the original (Python 3.11,
 # Unicode 14) did not know it.
-UNICODE_16_PUNCTUATION = "\u1b4e\u1b4f\u1b7f\U00010d6e\U000113d4\U000113d5\U000113d7" \
-    "\U000113d8\U00011be1\U00016d6d\U00016d6e\U00016d6f\U0001e5ff"
+UNICODE_16_PUNCTUATION = ("\u1b4e\u1b4f\u1b7f\U00010d6e\U000113d4\U000113d5\U000113d7"
+                          "\U000113d8\U00011be1\U00016d6d\U00016d6e\U00016d6f\U0001e5ff")
 
 
 def test_a_texts_tokens_do_not_depend_on_the_other_texts_of_its_batch(uncased):
@@ -268,7 +268,7 @@ def test_a_texts_tokens_do_not_depend_on_the_other_texts_of_its_batch(uncased):
 
 def test_lower_casing_does_not_follow_a_turkish_locale(uncased_vocab, uncased):
     """ICU lower-cases "I" to dotless "ı" under LANG=tr_TR; the original's str.lower() never."""
-    tokenizer, reference = uncased
+    _, reference = uncased
     texts = ["I café", "İstanbul IS big", "ISI über"]
     script = (
         "import json, sys, tensorflow as tf\n"

@@ -33,7 +33,8 @@ def define_flags() -> None:
                         "Input raw text file (or comma-separated list of files, globs allowed; "
                         "plain or .gz).")
     flags.DEFINE_string("output_file", None, "Output TF example file (or comma-separated list).")
-    flags.DEFINE_string("vocab_file", None, "The vocabulary file that the BERT model was trained on.")
+    flags.DEFINE_string("vocab_file", None,
+                        "The vocabulary file that the BERT model was trained on.")
     flags.DEFINE_bool("do_lower_case", True, "Whether to lower case the input text.")
     flags.DEFINE_bool("do_whole_word_mask", False,
                       "Whether to use whole word masking rather than per-WordPiece masking. "

@@ -11,13 +11,14 @@ dataset defines them.
 Files without a header line (GLUE's CoLA) take `--noheader` and column numbers
 (`--text_a_column=3 --label_column=1`).
 
-Writes DIR/eval_results.json (classify: accuracy, Matthews correlation (mcc), f1 for two classes; ner:
-entity precision/recall/f1; squad: exact_match/f1 in percent; all with
-skipped_records), DIR/labels.txt (classify, ner) or DIR/predictions.json (squad), DIR/model.keras, training
-checkpoints and TensorBoard logs. --model_dir, the data and the vocabulary may be
-on any `tf.io.gfile` file system (e.g. gs://). A restarted run with the same flags resumes
-from the newest checkpoint in --model_dir (weights, optimizer state, step and,
-by skipping that many batches of the seeded input order, data position).
+Writes DIR/eval_results.json (classify: accuracy, Matthews correlation (mcc), f1 for
+two classes; ner: entity precision/recall/f1; squad: exact_match/f1 in percent; all
+with skipped_records), DIR/labels.txt (classify, ner) or DIR/predictions.json
+(squad), DIR/model.keras, training checkpoints and TensorBoard logs. --model_dir,
+the data and the vocabulary may be on any `tf.io.gfile` file system (e.g. gs://). A
+restarted run with the same flags resumes from the newest checkpoint in --model_dir
+(weights, optimizer state, step and, by skipping that many batches of the seeded
+input order, data position).
 """
 
 import json
@@ -50,8 +51,8 @@ FLAGS = flags.FLAGS
 # (its length is compared as the step count --num_train_steps or --num_train_epochs gives).
 RESUME_FLAGS = ["task", "train_file", "tfds_name", "tfds_train_split", "text_a_column",
                 "text_b_column", "label_column", "header", "lower_case", "seq_length",
-                "batch_size", "warmup_proportion", "learning_rate", "weight_decay_rate", "doc_stride",
-                "max_query_length", "version_2_with_negative", "seed"]
+                "batch_size", "warmup_proportion", "learning_rate", "weight_decay_rate",
+                "doc_stride", "max_query_length", "version_2_with_negative", "seed"]
 
 # The original run_squad.py and run_classifier.py defaults.
 DEFAULT_SEQ_LENGTH = {"squad": 384, "classify": 128, "ner": 128}
@@ -78,7 +79,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
     flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset; neither "
                         "with a .keras --init_checkpoint, which holds its config).")
-    flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
+    flags.DEFINE_string("preset", None,
+                        "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
     flags.DEFINE_string("init_checkpoint", None,
                         "Google-format checkpoint (bert_model.ckpt) or a .keras BertEncoder or "
                         "BertPretrainer to start from; random initialisation without it.")
@@ -114,16 +116,20 @@ def define_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_integer("max_query_length", 64, "squad: question tokens kept.", lower_bound=1)
     flags.DEFINE_integer("max_answer_length", 30, "squad: longest answer in tokens.", lower_bound=1)
-    flags.DEFINE_integer("n_best_size", 20, "squad: start/end candidates per window.", lower_bound=1)
+    flags.DEFINE_integer("n_best_size", 20, "squad: start/end candidates per window.",
+                         lower_bound=1)
     flags.DEFINE_enum("squad_metric", "squad", ["squad", "cmrc2018"],
                       "squad: exact_match/f1 by the official SQuAD script, or by CMRC 2018's "
                       "(F1 over Chinese characters, for Chinese SQuAD-format sets).")
-    flags.DEFINE_bool("version_2_with_negative", False, "squad: SQuAD v2.0 (unanswerable questions).")
+    flags.DEFINE_bool("version_2_with_negative", False,
+                      "squad: SQuAD v2.0 (unanswerable questions).")
     flags.DEFINE_float("null_score_diff_threshold", 0.0,
-                       "squad v2.0: predict no answer when null score - best span score exceeds this.")
+                       "squad v2.0: predict no answer when null score - best span score "
+                       "exceeds this.")
     for name in define_distribution_flags():
         flags.declare_key_flag(name)  # this tool's, though defined in keras_bert_impl.cli
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.",
+                         lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order and initialization.")
     require_positive("learning_rate", "num_train_epochs")
     flags.mark_flags_as_required(["task", "vocab_file", "model_dir"])
@@ -288,7 +294,8 @@ def main(argv):
         export_saved_model(model, FLAGS.export_dir, vocab_file=FLAGS.vocab_file,
                            version=export_version, labels=task.labels or None,
                            **task.export_options())
-        print(f"Exported for TensorFlow Serving: {os.path.join(FLAGS.export_dir, str(export_version))}")
+        version_dir = os.path.join(FLAGS.export_dir, str(export_version))
+        print(f"Exported for TensorFlow Serving: {version_dir}")
 
 
 def default_eval_split(tfds_name: str) -> str:

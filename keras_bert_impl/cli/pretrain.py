@@ -47,7 +47,8 @@ def define_flags() -> None:
         flags.declare_key_flag(name)  # this tool's, though defined in keras_bert_impl.cli
     flags.DEFINE_integer("train_batch_size", 32, "Global batch size.", lower_bound=1)
     flags.DEFINE_integer("num_train_steps", 100000, "Total training steps.", lower_bound=1)
-    flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.", lower_bound=0)
+    flags.DEFINE_integer("num_warmup_steps", 10000, "Linear learning-rate warmup steps.",
+                         lower_bound=0)
     flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate: the paper's 1e-4 for "
                        "pretraining from scratch (run_pretraining.py's flag defaulted to 5e-5); "
                        "smaller, e.g. 2e-5, to continue from a Google checkpoint.")
@@ -55,7 +56,8 @@ def define_flags() -> None:
                        lower_bound=0.0)
     flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
     flags.DEFINE_string("bert_config", None, "Google bert_config.json (or use --preset).")
-    flags.DEFINE_string("preset", None, "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
+    flags.DEFINE_string("preset", None,
+                        "Preset name, e.g. bert_tiny (vocab_size from --vocab_file).")
     flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary, one token per line.")
     flags.DEFINE_bool("lower_case", True, "Lower-case and strip accents (uncased vocabularies).")
     flags.DEFINE_list("input_files", None, "Raw text (one sentence per line, blank line between "
@@ -67,7 +69,8 @@ def define_flags() -> None:
                       "word). TFRecords carry their masks: see bert-create-pretraining-data.")
     flags.DEFINE_string("init_checkpoint", None, "Google-format checkpoint to start from.")
     flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the final model.")
-    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.", lower_bound=1)
+    flags.DEFINE_integer("save_checkpoints_steps", 1000, "Steps between checkpoints.",
+                         lower_bound=1)
     flags.DEFINE_integer("seed", 12345, "Seed of the data order, masking and initialization.")
     flags.DEFINE_bool("reseed_on_resume", False, "Resume with the data stream reseeded from the "
                       "step instead of skipping the batches already trained on: instant for long "

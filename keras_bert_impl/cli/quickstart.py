@@ -41,7 +41,8 @@ def define_flags() -> None:
         return
     flags.DEFINE_list("corpus", None, "Text files in the BERT corpus format (default: Python's "
                       "help topics from pydoc_data); globs allowed.")
-    flags.DEFINE_string("tfds_name", None, "A TFDS text dataset (already downloaded) as the corpus.")
+    flags.DEFINE_string("tfds_name", None,
+                        "A TFDS text dataset (already downloaded) as the corpus.")
     flags.DEFINE_string("tfds_text_key", "text", "The text feature of --tfds_name.")
     flags.DEFINE_integer("max_documents", 20000, "Documents read from --tfds_name.", lower_bound=1)
     flags.DEFINE_string("output_dir", os.path.join(tempfile.gettempdir(), "bert_quickstart"),
@@ -223,7 +224,8 @@ def _pretrain(train_file: str, vocab_file: str):
             max_predictions_per_seq=MAX_PREDICTIONS, batch_size=FLAGS.batch_size, seed=1,
             input_context=context, start_step=start_step),
         num_train_steps=FLAGS.steps,
-        save_checkpoints_steps=_largest_divisor_up_to(FLAGS.steps, FLAGS.steps // 4, steps_per_execution),
+        save_checkpoints_steps=_largest_divisor_up_to(FLAGS.steps, FLAGS.steps // 4,
+                                                      steps_per_execution),
         verbose=progress_verbosity(),
     )
     run.save_final_model()
@@ -255,7 +257,8 @@ def _evaluate(run, held_out_file: str) -> None:
           f"(MLM loss {scores['mlm_loss']:.3f}), NSP accuracy {scores['nsp_accuracy']:.3f}")
 
 
-def _masked_sentences(held_out_documents: list[list[str]], vocab: set[str]) -> list[tuple[str, str]]:
+def _masked_sentences(held_out_documents: list[list[str]],
+                      vocab: set[str]) -> list[tuple[str, str]]:
     """Held-out sentences with one whole, in-vocabulary word (or Chinese character) masked."""
     chosen = []
     for sentence in (s for doc in held_out_documents for s in doc):

@@ -121,7 +121,7 @@ def _label(value) -> str | None:
     """A label as text: JSON's 1 and 1.0 are both "1"; None for booleans, lists, 0.5 ..."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, str) or isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
         return str(value).strip()
     return None
 

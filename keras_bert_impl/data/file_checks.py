@@ -15,7 +15,7 @@ def once_per_file_version(check: Callable[..., None]) -> Callable[..., None]:
     dataset function once per pipeline, one after another. A check that reads a
     whole corpus would otherwise read it again for each of them.
     """
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def passed(path, version, *args):
         del version  # part of the cache key only
         check(path, *args)

@@ -236,7 +236,7 @@ def _training_example(path, fields, context, word_spans, char_to_word, version_2
 
 
 def _nearest_occurrence(context: str, text: str, start: int) -> int | None:
-    """Where `text` occurs in `context` nearest to `start` (the earlier on ties); None if nowhere."""
+    """Where `text` occurs in `context` nearest to `start` (the earlier on ties), else None."""
     if start >= 0 and context[start:start + len(text)] == text:
         return start
     best = None

@@ -237,8 +237,8 @@ def _check_first_record(path, seq_length, max_predictions_per_seq):
     except DecodeError as error:
         raise ValueError(f"{path!r} does not hold tf.train.Example records: {error}") from None
     record = example.features.feature
-    lengths = {name: seq_length for name in _SEQUENCE_FEATURES}
-    lengths.update({name: max_predictions_per_seq for name in _PREDICTION_FEATURES})
+    lengths = dict.fromkeys(_SEQUENCE_FEATURES, seq_length)
+    lengths.update(dict.fromkeys(_PREDICTION_FEATURES, max_predictions_per_seq))
     lengths["next_sentence_labels"] = 1
     for name, length in lengths.items():
         record_name = RECORD_NAMES[name]
@@ -275,9 +275,9 @@ def parse_fn(seq_length: int, max_predictions_per_seq: int, vocab_size: int | No
             outside = tf.logical_or(ids < 0, ids >= vocab_size)
             with tf.control_dependencies([tf.debugging.Assert(
                     tf.logical_not(tf.reduce_any(outside)),
-                    [f"a pretraining record holds a token id outside the vocabulary of "
-                     f"{vocab_size} tokens: the records were written with another "
-                     "vocabulary; pass that one. Such ids:", tf.boolean_mask(ids, outside)],
+                    [(f"a pretraining record holds a token id outside the vocabulary of "
+                      f"{vocab_size} tokens: the records were written with another "
+                      "vocabulary; pass that one. Such ids:"), tf.boolean_mask(ids, outside)],
                     summarize=3)]):
                 features = {name: tf.identity(value) for name, value in features.items()}
         return features

@@ -1,5 +1,6 @@
 """`export_saved_model`: a SavedModel that takes raw strings, for TensorFlow Serving."""
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -63,10 +64,10 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     reads contexts in windows moving by `doc_stride` tokens, keeps the first
     `max_query_length` question tokens and answers with at most
     `max_answer_length` tokens, chosen among each window's `n_best_size`
-    best starts and ends, as the original `write_predictions`; with `version_2_with_negative` (SQuAD v2.0) it
-    answers "" when the [CLS] score beats the best span by more than
-    `null_score_diff_threshold`. The export keeps these options (e.g.
-    `tf.saved_model.load(path).doc_stride[0]`). `jit_compile=True`
+    best starts and ends, as the original `write_predictions`; with
+    `version_2_with_negative` (SQuAD v2.0) it answers "" when the [CLS] score beats the
+    best span by more than `null_score_diff_threshold`. The export keeps these options
+    (e.g. `tf.saved_model.load(path).doc_stride[0]`). `jit_compile=True`
     compiles the model call (not the tokenizer) with XLA; stock
     `tensorflow_model_server` runs such a model on CPU only when started with
     `--xla_cpu_compilation_enabled=true`, so it is off by default. `dtype_policy`
@@ -90,7 +91,8 @@ def export_saved_model(model: keras.Model, export_base: str, vocab_file: str,
     export_dir = os.path.join(export_base, str(version))
     if tf.io.gfile.exists(export_dir) and not overwrite:
         raise FileExistsError(f"{export_dir} already exists; export a new version number (TF "
-                              "Serving serves the highest) or pass overwrite=True (bert-export: --overwrite)")
+                              "Serving serves the highest) or pass overwrite=True (bert-export: "
+                              "--overwrite)")
     buckets = tuple(seq_length_buckets or ())
     if buckets and (list(buckets) != sorted(set(buckets)) or buckets[-1] != seq_length):
         raise ValueError(f"seq_length_buckets {list(buckets)} must increase and end with "
@@ -169,10 +171,8 @@ def _publish(staging: str, export_dir: str) -> None:
 
 def _remove_tree(path: str) -> None:
     # On object stores a directory whose objects are gone may no longer exist.
-    try:
+    with contextlib.suppress(tf.errors.NotFoundError):
         tf.io.gfile.rmtree(path)
-    except tf.errors.NotFoundError:
-        pass
 
 
 def _write(model, head, tokenizer, path: str, pair_inputs: bool,

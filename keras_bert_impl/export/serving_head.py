@@ -81,7 +81,7 @@ class ServingHead:
         return self.context.tokenizer.tokenize(texts)
 
     def text_outputs(self, texts: list[tf.Tensor]) -> dict[str, tf.Tensor]:
-        """One or two string tensors [batch] -> named outputs; by default tokenize, pack, `outputs`."""
+        """One or two string tensors [batch] -> named outputs: tokenize, pack, `outputs`."""
         return self.outputs(self.context.pack([self.tokenize(t) for t in texts]))
 
     def resources(self) -> list:

@@ -13,15 +13,14 @@ window's `n_best_size` best starts and ends (ties to the earlier token; padding 
 not among them, unlike the original, so a bucket's width cannot change the answer), and
 maximises start + end logit over those pairs and all windows. It is
 cut from the context at its wordpieces' characters where they spell their
-words, else widened to whole words (`word_offsets.piece_byte_spans`). Exported with `version_2_with_negative` (SQuAD v2.0),
-the answer is "" when the null score, the smallest [CLS] start + end logit
-over the windows, exceeds the best span's score by more than
-`null_score_diff_threshold`, as the original `write_predictions` and
-`decode_answers` decide. Outputs: `answer` (the context's own text, "" for no
-answer), `score` (of that answer: the null score for ""), `start_char`/`end_char`
-(character offsets into the context, end exclusive; -1 for no answer or an
-empty context), and `start_logits`/`end_logits` [batch, seq] of the window
-the answer comes from.
+words, else widened to whole words (`word_offsets.piece_byte_spans`). Exported with
+`version_2_with_negative` (SQuAD v2.0), the answer is "" when the null score, the
+smallest [CLS] start + end logit over the windows, exceeds the best span's score by more
+than `null_score_diff_threshold`, as the original `write_predictions` and
+`decode_answers` decide. Outputs: `answer` (the context's own text, "" for no answer),
+`score` (of that answer: the null score for ""), `start_char`/`end_char` (character
+offsets into the context, end exclusive; -1 for no answer or an empty context), and
+`start_logits`/`end_logits` [batch, seq] of the window the answer comes from.
 """
 
 import tensorflow as tf

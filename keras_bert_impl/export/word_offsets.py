@@ -5,11 +5,11 @@ ideograph (the basic tokenizer's character classes), as
 `keras_bert_impl.data.squad.context_words` does in Python, so an exported QA
 model sees the words its SQuAD reader made and can point back into the
 request text. (The two differ only on punctuation assigned after Unicode 14:
-Python 3.11's tables do not know it, RE2's here do.) An exported NER model gets a tag for each of these words,
-which are not always the words of its CoNLL training data: a CoNLL word
-with punctuation inside, such as "U.S." or "1-0", is one tagged word there
-but several here ("U", ".", "S", "."), as HuggingFace's BERT pipelines
-split words too (each piece is tagged on its own).
+Python 3.11's tables do not know it, RE2's here do.) An exported NER model gets
+a tag for each of these words, which are not always the words of its CoNLL
+training data: a CoNLL word with punctuation inside, such as "U.S." or "1-0", is
+one tagged word there but several here ("U", ".", "S", "."), as HuggingFace's
+BERT pipelines split words too (each piece is tagged on its own).
 """
 
 import tensorflow as tf
@@ -53,7 +53,8 @@ def word_pieces(tokenizer, words: tf.RaggedTensor, unk_for_empty: bool) -> tf.Ra
         keep = tf.maximum(pieces.row_lengths(), 1)
         positions = tf.ragged.range(padded.row_lengths())
         pieces = tf.ragged.boolean_mask(padded, positions < tf.expand_dims(keep, 1))
-    return tf.RaggedTensor.from_row_splits(pieces, tf.cast(words.row_splits, pieces.row_splits.dtype))
+    row_splits = tf.cast(words.row_splits, pieces.row_splits.dtype)
+    return tf.RaggedTensor.from_row_splits(pieces, row_splits)
 
 
 def piece_byte_spans(tokenizer, words: tf.RaggedTensor, begin: tf.RaggedTensor,

@@ -1,1 +1,2 @@
-"""Task metrics: classification accuracy/F1, conlleval entity scores, official SQuAD and CMRC 2018 EM/F1."""
+"""Task metrics: classification accuracy/F1, conlleval entity scores, official SQuAD and
+CMRC 2018 EM/F1."""

@@ -115,7 +115,7 @@ class BertEncoder(keras.Model):
         freeze_layer_paths(self, frozen_layers)
 
     def sequence_output_at(self, inputs: dict, positions, training=None):
-        """`sequence_output` at `positions` [batch, Q] only, [batch, Q, hidden] in the compute dtype.
+        """`sequence_output` at `positions` [batch, Q] only: [batch, Q, hidden], compute dtype.
 
         Equals gathering `self(inputs)["sequence_output"]` at `positions`, with the last
         block run only there: it still needs every token's keys and values, but its
@@ -138,7 +138,7 @@ class BertEncoder(keras.Model):
         tables in the compute dtype, which the embedding layer keeps out of its scope.
         """
         current = get_autocast_scope()
-        if current is not None and current.dtype != self.compute_dtype or (
+        if (current is not None and current.dtype != self.compute_dtype) or (
                 current is None and self.compute_dtype != self.variable_dtype):
             return AutocastScope(self.compute_dtype)
         return contextlib.nullcontext()
@@ -148,7 +148,7 @@ class BertEncoder(keras.Model):
         return keras.ops.cast(self.pooler_layer(cls_output), "float32")
 
     def pooled_output(self, inputs: dict, training=None):
-        """`pooled_output` alone, computing the last block only at [CLS] (see `sequence_output_at`)."""
+        """`pooled_output` alone, the last block computed only at [CLS] (`sequence_output_at`)."""
         cls_position = tf.zeros([tf.shape(inputs["input_word_ids"])[0], 1], tf.int32)
         return self.pool(self.sequence_output_at(inputs, cls_position, training)[:, 0, :])
 

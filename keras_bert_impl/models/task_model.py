@@ -117,13 +117,13 @@ class BertTaskModel(keras.Model):
                 self.optimizer.build(self.trainable_variables)
 
     def checked_inputs(self, inputs, names) -> dict:
-        """`inputs[name]` for `names`, as int32 [batch, seq] tensors; a ValueError saying
-        what is wrong otherwise, where the functional graph's own check is bypassed
-        (Keras has already named missing keys)."""
+        """`inputs[name]` for `names`, as int32 [batch, seq] tensors; otherwise a TypeError (not
+        a dict) or ValueError (wrong rank) saying what is wrong, where the functional graph's own
+        check is bypassed (Keras has already named missing keys)."""
         what = type(self).__name__
         if not isinstance(inputs, Mapping):
-            raise ValueError(f"{what} takes a dict of {list(names)}, got a "
-                             f"{type(inputs).__name__}")
+            raise TypeError(f"{what} takes a dict of {list(names)}, got a "
+                            f"{type(inputs).__name__}")
         checked = {}
         for name in names:
             value = keras.ops.convert_to_tensor(inputs[name])

@@ -161,6 +161,7 @@ class Batcher:
                     f"the batch size {padded}; this signature cannot be batched")
         results, start = [], 0
         for task in batch:
-            results.append({name: array[start:start + task.size] for name, array in outputs.items()})
+            end = start + task.size
+            results.append({name: array[start:end] for name, array in outputs.items()})
             start += task.size
         return results

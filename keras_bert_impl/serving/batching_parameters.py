@@ -110,7 +110,8 @@ def parse_batching_parameters(text: str, source: str = "<string>") -> BatchingOp
     values = {}
     for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
                  "num_batch_threads"):
-        values[name] = getattr(proto, name).value if proto.HasField(name) else getattr(defaults, name)
+        given = proto.HasField(name)
+        values[name] = getattr(proto, name).value if given else getattr(defaults, name)
     try:
         return BatchingOptions(
             allowed_batch_sizes=tuple(proto.allowed_batch_sizes), **values)

@@ -1,4 +1,5 @@
-"""TensorFlow Serving's REST API: `/v1/models/<name>[/versions/<v>|/labels/<l>][:predict|/metadata]`.
+"""TensorFlow Serving's REST API:
+`/v1/models/<name>[/versions/<v>|/labels/<l>][:predict|/metadata]`.
 
 Request and response JSON follow TF Serving: row format (`instances` ->
 `predictions`) or columnar format (`inputs` -> `outputs`); binary strings as
@@ -15,6 +16,7 @@ has a thread); more are answered 503 and closed.
 """
 
 import base64
+import contextlib
 import errno
 import http.server
 import json
@@ -314,7 +316,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 request_body = self._read_body()
             except TimeoutError:
                 raise _HttpError(408, f"the request body stalled: nothing arrived for "
-                                      f"{self.timeout:g} s (the REST API's read timeout)")
+                                      f"{self.timeout:g} s (the REST API's read timeout)") from None
             finally:
                 self.server.request_arrived(self)
             match = _PATH.match(self.path)
@@ -694,10 +696,8 @@ def _answer_503(request: socket.socket, limit: int) -> None:
 
 def _hang_up(handler: _Handler) -> None:
     """Ends the connection; a handler blocked reading it sees the end of the stream."""
-    try:
+    with contextlib.suppress(OSError):  # already closed by the client
         handler.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed by the client
 
 
 def make_rest_server(manager: ModelManager, host: str, port: int,

@@ -129,7 +129,7 @@ class Servable:
                             f"model {self.name!r} version {self.version} {what}")
 
     def warm_up(self) -> int:
-        """Replays `assets.extra/tf_serving_warmup_requests` as TF Serving does; returns the count."""
+        """Replays `assets.extra/tf_serving_warmup_requests` as TF Serving does; the count."""
         path = os.path.join(self.path, WARMUP_FILE)
         if not tf.io.gfile.exists(path):
             return 0

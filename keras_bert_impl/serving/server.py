@@ -101,8 +101,9 @@ def start_server(model_base_path: str | None = None, model_name: str = "bert", p
     differences for in-process use: `rest_api_port=None` serves no REST API and 0 picks
     a free port (`handle.rest_api_port`; the command line's `--rest_api_port=0` turns
     REST off, as TF Serving's), and `max_workers` bounds the gRPC threads answering
-    requests at once. With `model_config_file`, `model_config_file_poll_wait_seconds` > 0 re-reads the file
-    that often and reloads it when it changed (0, the default: read once).
+    requests at once. With `model_config_file`, `model_config_file_poll_wait_seconds`
+    > 0 re-reads the file that often and reloads it when it changed (0, the default:
+    read once).
     `grpc_channel_arguments` are (key, value) gRPC server options; `grpc_socket_path`
     also serves gRPC on that UNIX socket. `rest_api_max_connections` (not a TF Serving
     flag: its REST server is event-driven, ours has a thread per connection) caps the

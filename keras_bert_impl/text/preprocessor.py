@@ -67,7 +67,7 @@ class BertPreprocessor(tf.Module):
         return inputs
 
     def pack(self, segments: list[tf.RaggedTensor]) -> dict[str, tf.Tensor]:
-        """Truncates and packs 1 or 2 id segments (RaggedTensor [batch, (tokens)]) into the inputs."""
+        """Truncates and packs 1 or 2 id segments (ragged [batch, (tokens)]) into the inputs."""
         if len(segments) not in _MIN_SEQ_LENGTH:
             raise ValueError(f"pack takes 1 or 2 segments, got {len(segments)}")
         if self.seq_length < _MIN_SEQ_LENGTH[len(segments)]:

@@ -157,7 +157,7 @@ class BertTokenizer(tf.Module):
         return self._id_to_token.lookup(tf.cast(ids, tf.int64))
 
     def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        """Ids [batch, (wordpieces)] -> strings [batch]: pieces joined, `##` continuations merged."""
+        """Ids [batch, (wordpieces)] -> strings [batch]: pieces joined, `##` pieces merged."""
         tokens = self.id_to_token(ids)
         text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")
         return tf.strings.regex_replace(text, " ##", "")

@@ -70,7 +70,7 @@ class PretrainingRun:
         steps_per_execution: int = 1,
         init_checkpoint: str | None = None,
     ) -> BertPretrainer:
-        """Creates model and optimizer in the strategy's scope and restores the newest checkpoint."""
+        """Creates model and optimizer in the strategy's scope; restores the newest checkpoint."""
         with self.strategy.scope():
             self.encoder = BertEncoder(self.config, name="bert")
             self.pretrainer = BertPretrainer(self.encoder)

@@ -58,8 +58,9 @@ def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
     TensorFlow's preemption notifier takes over SIGTERM when the strategy
     connects, so without a `PreemptionCheckpointHandler` a worker would log
     the signal and train on until the scheduler's SIGKILL. The handler from
-    before (by default, ending the process) is restored: the worker ends at once, its peers fail on the lost worker
-    within seconds, and a restart resumes from the newest checkpoint.
+    before (by default, ending the process) is restored: the worker ends at once,
+    its peers fail on the lost worker within seconds, and a restart resumes from
+    the newest checkpoint.
     """
     tasks = _tf_config_tasks(os.environ.get("TF_CONFIG", ""))
     if tasks > 1:
