@@ -60,6 +60,14 @@ def test_bytes_that_are_not_utf8_are_an_error_naming_file_and_line(tmp_path):
             read_classification_file(str(path))
 
 
+def test_a_file_system_failure_is_an_os_error_naming_the_path():
+    # TensorFlow's own error (UnimplementedError here; PermissionDenied, an object store's)
+    # named neither the reader nor always the path.
+    with pytest.raises(OSError, match="cannot read nosuchfs://bucket/train.tsv: File system "
+                                      "scheme 'nosuchfs' not implemented"):
+        read_classification_file("nosuchfs://bucket/train.tsv")
+
+
 def test_an_unclosed_csv_quote_is_an_error_not_the_rest_of_the_file_in_one_field(tmp_path):
     rows = "".join(f"row {i},1\n" for i in range(6))
     path = write(tmp_path, "train.csv", f'sentence,label\nok,0\n"unclosed,1\n{rows}')

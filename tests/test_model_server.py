@@ -674,10 +674,10 @@ def test_base_paths_and_config_files_are_read_through_tensorflow_file_systems(tm
         assert client.predict(["abc"])["length"].tolist() == [3.0]
         write_toy_version(str(tmp_path / "bert"), 2, scale=10.0)
         wait_for(lambda: client.predict(["abc"])["length"][0] == 30.0, what="version 2")
-    with pytest.raises(OSError, match=f"cannot read {url}/missing.config"):
+    with pytest.raises(OSError, match=f"{url}/missing.config: file not found"):
         start_server(model_config_file=f"{url}/missing.config")
     (tmp_path / "latin1.config").write_bytes(b'model_config_list { config { name: "caf\xe9" } }')
-    with pytest.raises(ValueError, match="latin1.config is not UTF-8 text"):
+    with pytest.raises(ValueError, match="latin1.config:1: not valid UTF-8"):
         start_server(model_config_file=str(tmp_path / "latin1.config"))
 
 

@@ -16,7 +16,7 @@ from google.protobuf import (
     wrappers_pb2,
 )
 
-from keras_bert_impl.serving.file_system import read_text_file
+from keras_bert_impl.data.text_files import read_utf8
 
 _FIELDS = (
     # name, field number, wrapper message (None: a plain scalar field)
@@ -121,4 +121,4 @@ def parse_batching_parameters(text: str, source: str = "<string>") -> BatchingOp
 
 def read_batching_parameters(path: str) -> BatchingOptions:
     """Reads a `--batching_parameters_file`."""
-    return parse_batching_parameters(read_text_file(path), source=path)
+    return parse_batching_parameters(read_utf8(path), source=path)

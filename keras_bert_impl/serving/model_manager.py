@@ -14,9 +14,9 @@ from absl import logging
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from keras_bert_impl.data.text_files import read_utf8
 from keras_bert_impl.serving.batching_parameters import BatchingOptions
 from keras_bert_impl.serving.errors import ServingError, invalid_argument, not_found
-from keras_bert_impl.serving.file_system import read_text_file
 from keras_bert_impl.serving.servable import Servable
 
 
@@ -45,7 +45,7 @@ def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfi
     """Parses a `--model_config_file` (text-format ModelServerConfig)."""
     config = model_server_config_pb2.ModelServerConfig()
     try:
-        text_format.Parse(read_text_file(path), config)
+        text_format.Parse(read_utf8(path), config)
     except text_format.ParseError as error:
         raise ValueError(f"{path}: not a valid ModelServerConfig text proto: {error}") from None
     if config.WhichOneof("config") != "model_config_list":
