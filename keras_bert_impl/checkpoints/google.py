@@ -102,7 +102,7 @@ def _read_checkpoint(prefix: str):
 
 
 def load_google_checkpoint(
-    model, path: str | os.PathLike, *, allow_missing_heads: bool = False
+    model: keras.Model, path: str | os.PathLike, *, allow_missing_heads: bool = False
 ) -> CheckpointLoadResult:
     """Assigns a model's variables from an original-format BERT checkpoint.
 
@@ -190,7 +190,7 @@ def load_google_checkpoint(
     return result
 
 
-def save_google_checkpoint(model, path: str | os.PathLike) -> str:
+def save_google_checkpoint(model: keras.Model, path: str | os.PathLike) -> str:
     """Writes the model's variables under their original TF1 names; returns the prefix.
 
     The files (`path.index`, `path.data-00000-of-00001`) are a V2 tensor

@@ -29,6 +29,7 @@ random either way and nothing is skipped. With the default
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 from absl import logging
@@ -37,6 +38,9 @@ from keras_bert_impl.data import chinese_words, corpus, tfrecords
 from keras_bert_impl.data.instances import create_instances
 from keras_bert_impl.data.masking import mask_batch
 
+if TYPE_CHECKING:
+    from keras_bert_impl.text.tokenizer import BertTokenizer
+
 # Documents tokenized per call (amortizes the TF-Text op overhead).
 TOKENIZE_BATCH_SIZE = 64
 FEATURE_NAMES = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_positions",
@@ -44,7 +48,7 @@ FEATURE_NAMES = ("input_word_ids", "input_mask", "input_type_ids", "masked_lm_po
 
 
 def pretraining_dataset(text_files: str | Sequence[str] | None,
-                        tokenizer,
+                        tokenizer: BertTokenizer,
                         seq_length: int = 128,
                         max_predictions_per_seq: int = 20,
                         batch_size: int = 32,

@@ -1,6 +1,7 @@
 """BertEncoder: the BERT Transformer encoder as a functional Keras model."""
 
 import contextlib
+import os
 
 import keras
 import tensorflow as tf
@@ -114,7 +115,8 @@ class BertEncoder(keras.Model):
             self.trainable = False
         freeze_layer_paths(self, frozen_layers)
 
-    def sequence_output_at(self, inputs: dict, positions, training=None):
+    def sequence_output_at(self, inputs: dict, positions: tf.Tensor,
+                           training: bool | None = None) -> tf.Tensor:
         """`sequence_output` at `positions` [batch, Q] only: [batch, Q, hidden], compute dtype.
 
         Equals gathering `self(inputs)["sequence_output"]` at `positions`, with the last
@@ -143,16 +145,17 @@ class BertEncoder(keras.Model):
             return AutocastScope(self.compute_dtype)
         return contextlib.nullcontext()
 
-    def pool(self, cls_output):
+    def pool(self, cls_output: tf.Tensor) -> tf.Tensor:
         """`pooled_output` from the last block's [CLS] output [batch, hidden]: float32."""
         return keras.ops.cast(self.pooler_layer(cls_output), "float32")
 
-    def pooled_output(self, inputs: dict, training=None):
+    def pooled_output(self, inputs: dict, training: bool | None = None) -> tf.Tensor:
         """`pooled_output` alone, the last block computed only at [CLS] (`sequence_output_at`)."""
         cls_position = tf.zeros([tf.shape(inputs["input_word_ids"])[0], 1], tf.int32)
         return self.pool(self.sequence_output_at(inputs, cls_position, training)[:, 0, :])
 
-    def export(self, filepath, format="tf_saved_model", **kwargs):
+    def export(self, filepath: str | os.PathLike, format: str = "tf_saved_model",
+               **kwargs) -> None:
         """`keras.Model.export` of the id inputs to `sequence_output` and `pooled_output`.
 
         A serving signature cannot carry the `encoder_outputs` list, so it is left
@@ -160,7 +163,7 @@ class BertEncoder(keras.Model):
         """
         outputs = {name: tensor for name, tensor in self.output.items()
                    if name != "encoder_outputs"}
-        return keras.Model(self.input, outputs).export(filepath, format=format, **kwargs)
+        keras.Model(self.input, outputs).export(filepath, format=format, **kwargs)
 
     def get_embedding_table(self) -> keras.Variable:
         """The word-embedding table [vocab, hidden], shared with the masked-LM decoder."""

@@ -5,6 +5,7 @@ for the models a `ModelManager` keeps loaded. `model_server.py` is the
 command-line entry with `tensorflow_model_server`'s flags.
 """
 
+import http.server
 import threading
 from concurrent import futures
 
@@ -32,7 +33,8 @@ _CHANNEL_OPTIONS = [("grpc.max_send_message_length", _UNLIMITED),
 class ServerHandle:
     """A running server: `port` (gRPC), `rest_api_port` (or None), `stop()`."""
 
-    def __init__(self, grpc_server, port, rest_server, manager: ModelManager,
+    def __init__(self, grpc_server: grpc.Server, port: int,
+                 rest_server: http.server.HTTPServer | None, manager: ModelManager,
                  config_file_poller: ConfigFilePoller | None = None):
         self._grpc_server = grpc_server
         self._rest_server = rest_server
