@@ -940,7 +940,7 @@ def test_rest_writes_float32_outputs_with_the_digits_tf_serving_writes(tmp_path)
 
 
 def test_rest_float32_digits_follow_tf_servings_rule_at_every_magnitude():
-    from keras_bert_impl.serving.rest_api import _json_value
+    from keras_bert_impl.serving.rest_json import json_value
 
     rng = np.random.default_rng(0)
     values = np.concatenate([
@@ -952,7 +952,7 @@ def test_rest_float32_digits_follow_tf_servings_rule_at_every_magnitude():
         short = f"{value:g}"
         return float(short if np.float32(short) == value else f"{value:.9g}")
 
-    written = _json_value(values.reshape(2, -1), "x")
+    written = json_value(values.reshape(2, -1), "x")
     assert [repr(v) for row in written for v in row] == [repr(tf_serving(v)) for v in values]
 
 
