@@ -6,12 +6,8 @@ import pytest
 
 from keras_bert_impl.config import BertConfig
 from keras_bert_impl.data.ner import TaggedSentences, ner_features
-from keras_bert_impl.data.squad import (
-    SquadExample,
-    SquadExamples,
-    context_words,
-    squad_features,
-)
+from keras_bert_impl.data.squad import SquadExample, SquadExamples, context_words
+from keras_bert_impl.data.squad_windows import squad_features
 from keras_bert_impl.export import export_saved_model
 from keras_bert_impl.metrics.squad_decoding import decode_answers
 from keras_bert_impl.models.encoder import BertEncoder

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from keras_bert_impl.data.squad import _doc_spans, _is_max_context
+from keras_bert_impl.data.squad_windows import _doc_spans, _is_max_context
 from keras_bert_impl.export.span_labeler import _Windows
 
 

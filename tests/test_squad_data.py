@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from keras_bert_impl.data.bad_records import BadRecordError
-from keras_bert_impl.data.squad import context_words, read_squad, squad_features
+from keras_bert_impl.data.squad import context_words, read_squad
+from keras_bert_impl.data.squad_windows import squad_features
 
 
 def write_squad(tmp_path, paragraphs):

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from keras_bert_impl.data import classification, ner, squad
+from keras_bert_impl.data import classification, ner, squad, squad_windows
 from keras_bert_impl.metrics import classification as classification_metrics
 from keras_bert_impl.metrics.ner import entity_scores
 from keras_bert_impl.metrics.squad import squad_scores
@@ -166,12 +166,12 @@ class SquadTask:
         train = squad.read_squad(flags.train_file, skip_bad_records=flags.skip_bad_records,
                                  version_2_with_negative=flags.version_2_with_negative)
         require_examples(len(train.examples), flags.train_file, train.skipped_records)
-        self.train = squad.squad_features(train, tokenizer, **windows)
+        self.train = squad_windows.squad_features(train, tokenizer, **windows)
         self.eval_examples = squad.read_squad(
             flags.eval_file, version_2_with_negative=flags.version_2_with_negative,
             is_training=False)
         require_examples(len(self.eval_examples.examples), flags.eval_file, 0)
-        self.eval = squad.squad_features(self.eval_examples, tokenizer, **windows)
+        self.eval = squad_windows.squad_features(self.eval_examples, tokenizer, **windows)
         self.num_train_examples = len(train.examples)
         self.skipped_records = train.skipped_records
 
@@ -184,7 +184,7 @@ class SquadTask:
 
     def train_dataset(self, batch_size, seed, skip=0):
         """The seeded, endless training batches from the `skip`-th on."""
-        return squad.squad_dataset(self.train, batch_size, shuffle=True, repeat=True,
+        return squad_windows.squad_dataset(self.train, batch_size, shuffle=True, repeat=True,
                                    seed=seed).skip(skip)
 
     def evaluate(self, model, batch_size, model_dir) -> dict:

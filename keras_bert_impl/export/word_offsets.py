@@ -62,7 +62,7 @@ def piece_byte_spans(tokenizer, words: tf.RaggedTensor, begin: tf.RaggedTensor,
     """Byte [begin, end) of each wordpiece in its text, [batch, (words), (pieces)] each.
 
     `words`/`begin` are `split_words`' and `pieces` `word_pieces`'. As
-    `keras_bert_impl.data.squad.piece_char_spans`: where a word's pieces spell
+    `keras_bert_impl.data.squad_windows.piece_char_spans`: where a word's pieces spell
     it character for character, each piece covers its own characters;
     otherwise (an [UNK], a decomposed accent, bytes that are not UTF-8) every
     piece covers the whole word.

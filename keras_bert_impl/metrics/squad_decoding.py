@@ -13,7 +13,8 @@ import dataclasses
 
 import numpy as np
 
-from keras_bert_impl.data.squad import SquadExamples, SquadFeatures
+from keras_bert_impl.data.squad import SquadExamples
+from keras_bert_impl.data.squad_windows import SquadFeatures
 
 
 @dataclasses.dataclass
@@ -39,7 +40,7 @@ def decode_answers(
     Answer texts are cut from the original context by character offsets, so
     they keep its spelling, case and spacing; a span may start or end inside a
     word, at a wordpiece boundary, as the original's `get_final_text`
-    (`squad.piece_char_spans` says when).
+    (`squad_windows.piece_char_spans` says when).
     """
     windows_of = {}
     for feature, example in enumerate(features.example_index):
