@@ -11,7 +11,7 @@ from keras_bert_impl.serving.batching_parameters import (
     BatchingParametersProto,
     read_batching_parameters,
 )
-from keras_bert_impl.serving.model_manager import read_model_config_file
+from keras_bert_impl.serving.model_config import read_model_config_file
 
 EXPORT = pathlib.Path(__file__).resolve().parents[1] / "export"
 

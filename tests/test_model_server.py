@@ -770,7 +770,8 @@ def test_versions_follow_the_disk_as_tf_servings_availability_preserving_policy(
 
 def test_a_retry_due_while_the_base_path_is_missing_waits_another_interval(tmp_path):
     """Else the retry loop (polling off, or a reload awaiting its first loads) spins."""
-    from keras_bert_impl.serving.model_manager import ModelManager, single_model_config
+    from keras_bert_impl.serving.model_config import single_model_config
+    from keras_bert_impl.serving.model_manager import ModelManager
     base = tmp_path / "bert"
     base.mkdir()
     (base / "1").mkdir()
@@ -801,7 +802,8 @@ def test_a_failing_version_whose_directory_is_deleted_ends(tmp_path):
 
 def test_a_version_retired_between_lookup_and_model_call_still_answers(tmp_path):
     """As TF Serving's ServableHandle: a request holds the version it looked up."""
-    from keras_bert_impl.serving.model_manager import ModelManager, single_model_config
+    from keras_bert_impl.serving.model_config import single_model_config
+    from keras_bert_impl.serving.model_manager import ModelManager
     write_toy_version(str(tmp_path), 1, scale=1.0)
     manager = ModelManager([single_model_config("bert", str(tmp_path))],
                            poll_wait_seconds=0, warm_up=False)

@@ -5,7 +5,8 @@ import threading
 from absl import logging
 
 from keras_bert_impl.serving.errors import ServingError
-from keras_bert_impl.serving.model_manager import ModelManager, read_model_config_file
+from keras_bert_impl.serving.model_config import read_model_config_file
+from keras_bert_impl.serving.model_manager import ModelManager
 
 
 class ConfigFilePoller:

@@ -3,7 +3,6 @@
 import contextlib
 import dataclasses
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -11,12 +10,11 @@ from collections.abc import Iterator
 import grpc
 import tensorflow as tf
 from absl import logging
-from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from keras_bert_impl.data.text_files import read_utf8
 from keras_bert_impl.serving.batching_parameters import BatchingOptions
 from keras_bert_impl.serving.errors import ServingError, invalid_argument, not_found
+from keras_bert_impl.serving.model_config import check_base_paths, check_model_configs
 from keras_bert_impl.serving.servable import Servable
 
 
@@ -41,64 +39,6 @@ class _Model:
     reported_no_versions: bool = False
 
 
-def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
-    """Parses a `--model_config_file` (text-format ModelServerConfig)."""
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(read_utf8(path), config)
-    except text_format.ParseError as error:
-        raise ValueError(f"{path}: not a valid ModelServerConfig text proto: {error}") from None
-    if config.WhichOneof("config") != "model_config_list":
-        raise ValueError(f"{path}: expected a model_config_list {{ config {{ ... }} }}")
-    return check_model_configs(config.model_config_list.config, source=path)
-
-
-def _is_relative_path(path: str) -> bool:
-    """TF Serving's UriIsRelativePath: no scheme (gs://, file://, ...; TensorFlow's
-    io::ParseURI) and not absolute."""
-    return not re.match(r"[a-zA-Z][0-9a-zA-Z.]*://", path) and not path.startswith("/")
-
-
-def check_model_configs(configs, source: str) -> list[model_server_config_pb2.ModelConfig]:
-    """The configs of a ModelConfigList as a list; ValueError naming `source` for what TF
-    Serving refuses too: a config without a name or base path, a name listed twice, no
-    model_platform or one other than TensorFlow, a relative base path."""
-    models = list(configs)
-    names = set()
-    for index, model in enumerate(models):
-        if not model.name or not model.base_path:
-            raise ValueError(f"{source}: config #{index} needs both `name` and `base_path`")
-        if model.name in names:
-            # TF Serving's wording; merging the two silently would serve only the last.
-            raise ValueError(f"{source}: Illegal to list model {model.name} multiple times in "
-                             "config list")
-        names.add(model.name)
-        if model.model_type and model.model_platform:
-            raise ValueError(f"{source}: model {model.name!r}: Illegal setting both "
-                             "ModelServerConfig::model_type (deprecated) and "
-                             "ModelServerConfig::model_platform")
-        platform = model.model_platform or (
-            "tensorflow" if model.model_type == model_server_config_pb2.TENSORFLOW else "")
-        if not platform:
-            raise ValueError(f"{source}: model {model.name!r}: Illegal setting neither "
-                             "ModelServerConfig::model_type (deprecated) nor "
-                             'ModelServerConfig::model_platform; add model_platform: "tensorflow"')
-        if platform != "tensorflow":
-            raise ValueError(f"{source}: model {model.name!r} has model_platform "
-                             f"{platform!r}; only 'tensorflow' is served")
-        if _is_relative_path(model.base_path):
-            raise ValueError(f"{source}: Expected model {model.name} to have an absolute path "
-                             f"or URI; got base_path()={model.base_path}")
-    return models
-
-
-def _check_base_paths(configs) -> None:
-    for config in configs:
-        if tf.io.gfile.exists(config.base_path) and not tf.io.gfile.isdir(config.base_path):
-            raise ValueError(f"model {config.name!r}: base_path {config.base_path} is not "
-                             "a directory")
-
-
 def _unavailable_label(label: str, version: int, model: str, available: list[int],
                        remedy: str) -> str:
     # TF Serving's wording (server_core.cc), with the versions there are and a remedy.
@@ -109,12 +49,6 @@ def _unavailable_label(label: str, version: int, model: str, available: list[int
 
 def _shutting_down() -> ServingError:
     return ServingError(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
-
-
-def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelConfig:
-    """The config `--model_name`/`--model_base_path` stand for."""
-    return model_server_config_pb2.ModelConfig(
-        name=name, base_path=base_path, model_platform="tensorflow")
 
 
 def _versions_on_disk(base_path: str) -> list[int] | None:
@@ -187,7 +121,7 @@ class ModelManager:
         without `allow_unavailable_labels`."""
         configs = check_model_configs([model.config for model in self._models.values()],
                                       source="model config")
-        _check_base_paths(configs)
+        check_base_paths(configs)
         self._check_startup_labels()
         self.poll()
         if self._poll_wait_seconds <= 0:
@@ -240,7 +174,7 @@ class ModelManager:
         """
         try:
             configs = check_model_configs(configs, source="ReloadConfigRequest")
-            _check_base_paths(configs)
+            check_base_paths(configs)
         except ValueError as error:
             raise invalid_argument(str(error)) from None
         with self._reload_lock:

@@ -18,11 +18,8 @@ from keras_bert_impl.serving.batching_parameters import (
 )
 from keras_bert_impl.serving.config_file_poller import ConfigFilePoller
 from keras_bert_impl.serving.grpc_services import ModelServicer, PredictionServicer
-from keras_bert_impl.serving.model_manager import (
-    ModelManager,
-    read_model_config_file,
-    single_model_config,
-)
+from keras_bert_impl.serving.model_config import read_model_config_file, single_model_config
+from keras_bert_impl.serving.model_manager import ModelManager
 from keras_bert_impl.serving.rest_api import MAX_CONNECTIONS, make_rest_server, serve_in_thread
 
 _UNLIMITED = -1
