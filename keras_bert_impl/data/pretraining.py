@@ -9,7 +9,10 @@ The pipeline, all TensorFlow ops except jieba for Chinese whole-word masking:
 
 Every random choice is a stateless op fed by a seed drawn from
 ``tf.data.Dataset.random(seed)``, so a seed fixes the whole stream
-(``tf.data`` keeps element order under parallel calls). Each pass over the
+(``tf.data`` keeps element order under parallel calls) for a given batch size
+per input pipeline: masks are drawn per batch, so the same seed on another
+number of replicas yields the same examples with other masks (TFRecords hold
+their masks). Each pass over the
 corpus draws new NSP pairs and new masks (dynamic masking), and so does each
 new iteration of a finite dataset, e.g. each ``fit`` epoch.
 

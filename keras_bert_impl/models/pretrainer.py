@@ -22,7 +22,11 @@ class BertPretrainer(BertTaskModel):
     own loss as the original: the MLM cross entropy weighted by
     `masked_lm_weights` (sum(w * loss) / (sum(w) + 1e-5)) plus the NSP cross
     entropy on `next_sentence_labels`; `fit`/`evaluate` report `mlm_loss`,
-    `mlm_accuracy` (weighted), `nsp_loss` and `nsp_accuracy`.
+    `mlm_accuracy` (weighted), `nsp_loss` and `nsp_accuracy`. Under R replicas
+    each replica's loss is its own batch's (the MLM term divided by its own
+    weights' sum) and the gradients are averaged, as the original on TPU shards
+    and Model Garden do: where the replicas' parts hold unequal numbers of
+    masked tokens, that is not the per-token mean over the global batch.
 
     ```python
     pretrainer = BertPretrainer(BertEncoder(BertConfig.from_preset("bert_tiny")))

@@ -1,5 +1,6 @@
 """`BertTaskModel`: the shared base of models built on a `BertEncoder`."""
 
+import contextlib
 import inspect
 from collections.abc import Mapping
 
@@ -64,22 +65,43 @@ class BertTaskModel(keras.Model):
         if "shuffle" not in given and isinstance(
                 given.get("x"), (tf.data.Dataset, tf.distribute.DistributedDataset)):
             kwargs["shuffle"] = False
-        return super().fit(*args, **kwargs)
+        with self._building_from(given.get("x")):
+            return super().fit(*args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        self._check_data_arguments(
-            inspect.signature(keras.Model.evaluate).bind_partial(self, *args, **kwargs).arguments)
-        return super().evaluate(*args, **kwargs)
+        given = inspect.signature(keras.Model.evaluate).bind_partial(self, *args, **kwargs)
+        self._check_data_arguments(given.arguments)
+        with self._building_from(given.arguments.get("x")):
+            return super().evaluate(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _building_from(self, data):
+        """While `fit`/`evaluate` run: the element spec of `data`, a dataset of dense
+        tensors, for `_maybe_symbolic_build`."""
+        spec = data.element_spec if isinstance(data, tf.data.Dataset) else None
+        dense = spec is not None and all(
+            isinstance(leaf, tf.TensorSpec) for leaf in tf.nest.flatten(spec))
+        self._data_spec = spec if dense else None
+        try:
+            yield
+        finally:
+            self._data_spec = None
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Under a strategy Keras reads a batch here to build compiled losses and metrics,
-        # averaging a distributed batch with `strategy.reduce`, which fails on dict batches
-        # under MultiWorkerMirroredStrategy. Shapes and dtypes are all the build needs, so
-        # this worker's first replica's part of the batch serves.
+        # Under a strategy Keras reads a batch here to build compiled losses and metrics.
+        # That is a pass of its own over the dataset: one that reshuffles each pass then
+        # trains in its second order (and a resumed run, skipping the batches trained
+        # on, reads other data than it skips). Shapes and dtypes are all the build needs:
+        # the dataset's element spec gives them. Other data: this worker's first
+        # replica's part of a batch (Keras averages a distributed batch with
+        # `strategy.reduce`, which fails on dict batches under MultiWorkerMirroredStrategy).
         if iterator is not None and self._distribute_strategy is not None:
-            for *_, batches in iterator:  # (begin, end, iterator) in Keras >= 3.11
-                data_batch = tf.nest.map_structure(self._local_part, next(batches))
-                break
+            if getattr(self, "_data_spec", None) is not None:
+                data_batch = self._data_spec
+            else:
+                for *_, batches in iterator:  # (begin, end, iterator) in Keras >= 3.11
+                    data_batch = tf.nest.map_structure(self._local_part, next(batches))
+                    break
             iterator = None
         super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 

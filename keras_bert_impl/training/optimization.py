@@ -38,8 +38,12 @@ def create_optimizer(
 
     Under a distribution strategy each replica's gradient is clipped to the
     global norm, as on the original's TPU shards, and the clipped gradients are
-    averaged, so a run takes the same steps on any number of replicas. The
-    original's `CrossShardOptimizer` summed them instead; without bias
+    averaged, so the step does not grow with the number of replicas R. While
+    clipping is active the step still depends on R (the mean of R clipped
+    gradients is not the clipped mean): a run moved to another replica count,
+    or one with another R, follows another path, as the original's did on
+    another number of TPU shards. The original's `CrossShardOptimizer` summed
+    the clipped gradients instead; without bias
     correction that is the mean with `epsilon` divided by the number of
     replicas R, so `epsilon=1e-6 / R` reproduces an original TPU run exactly.
 
