@@ -193,3 +193,33 @@ def test_short_help_lists_the_distribution_flags_a_tool_shares_with_another(tool
     for name in ("strategy", "tpu", "jit_compile", "mixed_precision", "steps_per_execution",
                  "save_checkpoints_steps"):
         assert f"--{name}:" in result.stdout or f"--[no]{name}:" in result.stdout, name
+
+
+def _flag_defaults(tool: str, names: tuple[str, ...]) -> dict:
+    module = importlib.import_module(f"keras_bert_impl.cli.{tool}")
+    before = set(flags.FLAGS)
+    module.define_flags()
+    try:
+        return {name: flags.FLAGS[name].default for name in names}
+    finally:
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+
+
+def test_create_pretraining_data_defaults_to_the_original_flags():
+    assert _flag_defaults("create_pretraining_data", (
+        "do_lower_case", "do_whole_word_mask", "max_seq_length", "max_predictions_per_seq",
+        "random_seed", "dupe_factor", "masked_lm_prob", "short_seq_prob")) == {
+        "do_lower_case": True, "do_whole_word_mask": False, "max_seq_length": 128,
+        "max_predictions_per_seq": 20, "random_seed": 12345, "dupe_factor": 10,
+        "masked_lm_prob": 0.15, "short_seq_prob": 0.1}
+
+
+def test_finetune_defaults_to_the_original_recipe():
+    # run_classifier.py: 5e-5, 3 epochs, warmup over the first tenth; AdamW's 0.01 decay.
+    assert _flag_defaults("finetune", (
+        "warmup_proportion", "learning_rate", "weight_decay_rate", "num_train_epochs",
+        "batch_size")) == {
+        "warmup_proportion": 0.1, "learning_rate": 5e-5, "weight_decay_rate": 0.01,
+        "num_train_epochs": 3.0, "batch_size": 32}
+

@@ -1,4 +1,4 @@
-"""BertDropout: Keras Dropout semantics with a Threefry mask."""
+"""BertDropout: Keras Dropout semantics with a Threefry mask; the original's dropout sites."""
 
 import json
 import subprocess
@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_bert_impl import BertClassifier, BertConfig, BertEncoder
 from keras_bert_impl.layers.dropout import BertDropout
 
 
@@ -108,3 +109,46 @@ calls = [[r.numpy().tolist() for r in strategy.experimental_local_results(kept()
          for _ in range(2)]
 print(json.dumps(calls))
 """
+
+
+# Each of the original's dropout sites on its own: any one left out, the others still made
+# training differ from inference, and no test noticed.
+
+
+def _encoder_inputs(vocab_size: int, batch: int = 4, seq: int = 16) -> dict:
+    ids = np.random.default_rng(0).integers(0, vocab_size, (batch, seq)).astype("int32")
+    return {"input_word_ids": ids, "input_mask": np.ones_like(ids),
+            "input_type_ids": np.zeros_like(ids)}
+
+
+def test_the_embeddings_drop_their_output_at_hidden_dropout_prob_in_training():
+    keras.utils.set_random_seed(0)
+    encoder = BertEncoder(BertConfig.from_preset("bert_tiny", vocab_size=97,
+                                                 hidden_dropout_prob=0.5))
+    x = _encoder_inputs(97)
+    trained = encoder.embedding_layer(x["input_word_ids"], x["input_type_ids"], training=True)
+    # A LayerNorm's output is never exactly 0: the zeros are dropped values.
+    assert 0.4 < np.mean(np.asarray(trained) == 0.0) < 0.6
+    inferred = encoder.embedding_layer(x["input_word_ids"], x["input_type_ids"])
+    assert np.mean(np.asarray(inferred) == 0.0) == 0.0
+
+
+def test_attention_probabilities_are_dropped_in_training():
+    keras.utils.set_random_seed(0)
+    # Hidden dropout off: only attention_probs_dropout_prob can make training differ.
+    encoder = BertEncoder(BertConfig.from_preset(
+        "bert_tiny", vocab_size=97, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.3))
+    x = _encoder_inputs(97)
+    trained = np.asarray(encoder(x, training=True)["sequence_output"])
+    inferred = np.asarray(encoder(x, training=False)["sequence_output"])
+    assert np.abs(trained - inferred).max() > 1e-3
+
+
+def test_the_classifier_drops_the_pooled_output_in_training():
+    keras.utils.set_random_seed(0)
+    encoder = BertEncoder(BertConfig.from_preset(
+        "bert_tiny", vocab_size=97, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    classifier = BertClassifier(encoder, num_classes=3, dropout=0.5)
+    x = _encoder_inputs(97)
+    trained, inferred = classifier(x, training=True), classifier(x, training=False)
+    assert np.abs(np.asarray(trained) - np.asarray(inferred)).max() > 1e-4

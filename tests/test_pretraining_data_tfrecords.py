@@ -137,12 +137,14 @@ def test_original_records_of_another_vocabulary_are_an_error_naming_the_file(
             pass
 
 
-def _create_records(outputs: str, input_file, uncased_vocab) -> subprocess.CompletedProcess:
+def _create_records(outputs: str, input_file, uncased_vocab,
+                    dupe_factor: int = 2) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "keras_bert_impl.cli.create_pretraining_data",
                f"--input_file={input_file}",
                f"--output_file={outputs}", f"--vocab_file={uncased_vocab}",
                "--do_lower_case", f"--max_seq_length={SEQ}",
-               f"--max_predictions_per_seq={P}", "--dupe_factor=2", "--random_seed=7",
+               f"--max_predictions_per_seq={P}", f"--dupe_factor={dupe_factor}",
+               "--random_seed=7",
                "--do_whole_word_mask"]
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -167,6 +169,18 @@ def test_a_rerun_with_the_same_seed_writes_the_same_bytes(generated_records, sha
                     shared_data / "sample_text.txt", uncased_vocab)
     for name in ("a.tfrecord", "b.tfrecord"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_dupe_factor_is_the_number_of_passes_over_the_corpus(generated_records, shared_data,
+                                                           uncased_vocab, tmp_path):
+    out, _ = generated_records  # --dupe_factor=2
+    _create_records(str(tmp_path / "once.tfrecord"), shared_data / "sample_text.txt",
+                    uncased_vocab, dupe_factor=1)
+    once = json.loads((tmp_path / ".once.metadata.json").read_text())["num_instances"]
+    twice = sum(json.loads((out / f".{name}.metadata.json").read_text())["num_instances"]
+                for name in ("a", "b"))
+    # Each pass draws its own pairs and short targets, so the count varies a little.
+    assert once > 0 and 1.6 * once < twice < 2.4 * once
 
 
 def test_the_tool_writes_original_layout_records_with_metadata(generated_records, tokenizer):
