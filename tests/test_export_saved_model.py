@@ -281,7 +281,8 @@ def test_export_refuses_to_overwrite_a_version(exports):
 
 def test_export_rejects_a_vocabulary_of_the_wrong_size(exports, cased_vocab, tmp_path):
     with pytest.raises(ValueError, match="28996 tokens but the model's vocab_size is 30522"):
-        export_saved_model(exports["models"]["encoder"], str(tmp_path), vocab_file=cased_vocab)
+        export_saved_model(exports["models"]["encoder"], str(tmp_path), vocab_file=cased_vocab,
+                           lower_case=False)
 
 
 def test_a_labels_file_saved_with_windows_line_ends_is_named_as_such(exports, uncased_vocab,
