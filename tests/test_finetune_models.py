@@ -289,27 +289,40 @@ def test_malformed_inputs_are_errors_saying_what_is_wrong(kind, bad, error, word
     assert words in str(raised.value)
 
 
-def _one_step_of_fit(strategy, initial_weights):
+def _one_step_of_fit(kind, strategy, initial_weights):
     config = BertConfig(**CONFIG, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    with strategy.scope():
-        model = BertClassifier(BertEncoder(config), num_classes=3)
-        model.compile(optimizer=keras.optimizers.SGD(0.5),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.set_weights(initial_weights or model.get_weights())
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     rows = inputs(batch=64)
-    dataset = tf.data.Dataset.from_tensor_slices((rows, np.arange(64) % 3))
+    with strategy.scope():
+        if kind == "classifier":
+            model = BertClassifier(BertEncoder(config), num_classes=3)
+            model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss)
+            data = (rows, np.arange(64) % 3)
+        elif kind == "token_classifier":  # with per-token sample weights
+            model = BertTokenClassifier(BertEncoder(config), num_classes=5, dropout=0.0)
+            model.compile(optimizer=keras.optimizers.SGD(0.5), loss=loss)
+            data = (rows, np.arange(64 * 8).reshape(64, 8) % 5,
+                    (np.arange(64 * 8).reshape(64, 8) % 3 == 0).astype("float32"))
+        else:  # a dict of targets
+            model = BertSpanLabeler(BertEncoder(config))
+            model.compile(optimizer=keras.optimizers.SGD(0.5),
+                          loss={"start_logits": loss, "end_logits": loss})
+            data = (rows, {"start_logits": np.arange(64) % 8, "end_logits": np.arange(64) % 5})
+    model.set_weights(initial_weights or model.get_weights())
+    dataset = tf.data.Dataset.from_tensor_slices(data)
     dataset = dataset.shuffle(64, seed=1, reshuffle_each_iteration=True).batch(8).repeat()
     start = model.get_weights()
     model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0)
     return start, model.get_weights()
 
 
-def test_fit_under_a_strategy_trains_on_the_batches_it_would_without_one():
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_fit_under_a_strategy_trains_on_the_batches_it_would_without_one(kind):
     """Under a strategy Keras read a batch to build the model: a throwaway pass of the
     dataset, so a reshuffling one trained in its second order, and a resumed
     `bert-finetune`, skipping the batches trained on in the first, read other data."""
-    initial, plain = _one_step_of_fit(tf.distribute.get_strategy(), None)
-    _, distributed = _one_step_of_fit(tf.distribute.OneDeviceStrategy("/cpu:0"), initial)
+    initial, plain = _one_step_of_fit(kind, tf.distribute.get_strategy(), None)
+    _, distributed = _one_step_of_fit(kind, tf.distribute.OneDeviceStrategy("/cpu:0"), initial)
     assert max(np.abs(a - b).max() for a, b in zip(plain, initial)) > 1e-3  # it trained
     for before, after in zip(plain, distributed):
         np.testing.assert_allclose(after, before, atol=1e-6)

@@ -81,11 +81,14 @@ class BertTaskModel(keras.Model):
         spec = data.element_spec if isinstance(data, tf.data.Dataset) else None
         dense = spec is not None and all(
             isinstance(leaf, tf.TensorSpec) for leaf in tf.nest.flatten(spec))
-        self._data_spec = spec if dense else None
+        outer = getattr(self, "_data_spec", None)
+        # Past Keras' attribute tracking, which would wrap the spec's dicts in TrackedDicts
+        # that Keras' own losses then take for single tensors.
+        object.__setattr__(self, "_data_spec", spec if dense else None)
         try:
             yield
-        finally:
-            self._data_spec = None
+        finally:  # fit's validation runs evaluate inside fit
+            object.__setattr__(self, "_data_spec", outer)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a strategy Keras reads a batch here to build compiled losses and metrics.
