@@ -59,7 +59,13 @@ class BertTaskModel(keras.Model):
 
     def fit(self, *args, **kwargs):
         """`keras.Model.fit`; a `tf.data` dataset is not "shuffled" by default (it cannot
-        be: Keras' default `shuffle=True` only warns so, on every call)."""
+        be: Keras' default `shuffle=True` only warns so, on every call).
+
+        Under a distribution strategy a `tf.data.Dataset` is read once per epoch, as
+        without one (the model is built from its element spec). A dataset already
+        distributed (`strategy.experimental_distribute_dataset`) is read once more to
+        build the model, as Keras does: one that reshuffles each pass then trains in
+        its second order."""
         given = inspect.signature(keras.Model.fit).bind_partial(self, *args, **kwargs).arguments
         self._check_data_arguments(given)
         if "shuffle" not in given and isinstance(
@@ -142,13 +148,15 @@ class BertTaskModel(keras.Model):
                 self.optimizer.build(self.trainable_variables)
 
     def checked_inputs(self, inputs, names) -> dict:
-        """`inputs[name]` for `names`, as int32 [batch, seq] tensors; otherwise a TypeError (not
-        a dict) or ValueError (wrong rank) saying what is wrong, where the functional graph's own
-        check is bypassed (Keras has already named missing keys)."""
+        """`inputs[name]` for `names`, as int32 [batch, seq] tensors; a ValueError saying
+        what is wrong otherwise, where the functional graph's own check is bypassed
+        (Keras has already named missing keys)."""
         what = type(self).__name__
         if not isinstance(inputs, Mapping):
-            raise TypeError(f"{what} takes a dict of {list(names)}, got a "
-                            f"{type(inputs).__name__}")
+            # Not a TypeError: Keras' build under a strategy passes only a ValueError on as
+            # it is, and buries any other in "Unable to automatically build the model".
+            raise ValueError(f"{what} takes a dict of {list(names)}, got a "  # noqa: TRY004
+                             f"{type(inputs).__name__}")
         checked = {}
         for name in names:
             value = keras.ops.convert_to_tensor(inputs[name])

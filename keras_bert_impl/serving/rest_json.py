@@ -70,7 +70,7 @@ def _to_array(value, name: str, dtype: tf.DType) -> np.ndarray:
                                f"{error}") from None
 
 
-def json_value(array: np.ndarray, alias: str) -> list | int | float | str | bool:
+def json_value(array: np.ndarray, alias: str) -> list | dict | int | float | str | bool:
     """An output array as TF Serving writes it in JSON (`_bytes` aliases as base64)."""
     if array.dtype.kind == "O":
         if alias.endswith("_bytes"):
