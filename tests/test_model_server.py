@@ -679,6 +679,16 @@ def test_base_paths_and_config_files_are_read_through_tensorflow_file_systems(tm
     (tmp_path / "latin1.config").write_bytes(b'model_config_list { config { name: "caf\xe9" } }')
     with pytest.raises(ValueError, match="latin1.config:1: not valid UTF-8"):
         start_server(model_config_file=str(tmp_path / "latin1.config"))
+    # Refused by TF Serving's parser too: a config that would not load in production.
+    for name, flag in (("models.config", "model_config_file"),
+                       ("batching.txt", "batching_parameters_file")):
+        (tmp_path / f"bom_{name}").write_bytes(b"\xef\xbb\xbf" + (tmp_path / name).read_bytes())
+        options = {flag: f"{url}/bom_{name}"} | (
+            {"enable_batching": True, "model_config_file": f"{url}/models.config"}
+            if flag == "batching_parameters_file" else {})
+        with pytest.raises(ValueError, match=f"bom_{name}: starts with a UTF-8 byte-order mark, "
+                                             "which TensorFlow Serving's text-proto parser"):
+            start_server(**options)
 
 
 def test_a_second_server_on_ports_in_use_is_refused_and_the_first_keeps_its_clients(tmp_path):

@@ -17,6 +17,7 @@ from google.protobuf import (
 )
 
 from keras_bert_impl.data.text_files import read_utf8
+from keras_bert_impl.serving.model_config import TEXT_PROTO_PARSER
 
 _FIELDS = (
     # name, field number, wrapper message (None: a plain scalar field)
@@ -121,4 +122,5 @@ def parse_batching_parameters(text: str, source: str = "<string>") -> BatchingOp
 
 def read_batching_parameters(path: str) -> BatchingOptions:
     """Reads a `--batching_parameters_file`."""
-    return parse_batching_parameters(read_utf8(path), source=path)
+    text = read_utf8(path, bom_refused_by=TEXT_PROTO_PARSER)
+    return parse_batching_parameters(text, source=path)

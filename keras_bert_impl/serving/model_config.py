@@ -9,12 +9,15 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from keras_bert_impl.data.text_files import read_utf8
 
+# What reads these files in production; it fails on a UTF-8 byte-order mark.
+TEXT_PROTO_PARSER = "TensorFlow Serving's text-proto parser"
+
 
 def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfig]:
     """Parses a `--model_config_file` (text-format ModelServerConfig)."""
     config = model_server_config_pb2.ModelServerConfig()
     try:
-        text_format.Parse(read_utf8(path), config)
+        text_format.Parse(read_utf8(path, bom_refused_by=TEXT_PROTO_PARSER), config)
     except text_format.ParseError as error:
         raise ValueError(f"{path}: not a valid ModelServerConfig text proto: {error}") from None
     if config.WhichOneof("config") != "model_config_list":
