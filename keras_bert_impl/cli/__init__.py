@@ -5,9 +5,15 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from absl import app, flags
 from absl import logging as absl_logging
+
+if TYPE_CHECKING:  # the tools import TensorFlow only once their flags parse
+    import tensorflow as tf
+
+    from keras_bert_impl.config import BertConfig
 
 # --mixed_precision of bert-pretrain, bert-finetune and bert-export: Keras policy names.
 MIXED_PRECISION_POLICIES = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16", "none": "float32"}
@@ -33,7 +39,8 @@ def define_distribution_flags() -> tuple[str, ...]:
     return "strategy", "tpu", "jit_compile", "mixed_precision", "steps_per_execution"
 
 
-def check_global_batch_splits(flag: str, batch_size: int, strategy, strategy_flag: str) -> None:
+def check_global_batch_splits(flag: str, batch_size: int, strategy: "tf.distribute.Strategy",
+                              strategy_flag: str) -> None:
     """The global batch is split evenly over the replicas (TPUs need equal static shapes;
     tf.distribute's `get_per_replica_batch_size` would fail only once training starts)."""
     replicas = strategy.num_replicas_in_sync
@@ -114,7 +121,7 @@ def bert_config_from_flags(bert_config: str | None, preset: str | None, vocab_fi
     return BertConfig.from_preset(preset, vocab_size=len(tokens))
 
 
-def check_seq_length_fits(seq_length: int, config, source: str) -> None:
+def check_seq_length_fits(seq_length: int, config: "BertConfig", source: str) -> None:
     """--seq_length beyond the model's position table is a usage error naming both."""
     if seq_length > config.max_position_embeddings:
         raise app.UsageError(f"--seq_length={seq_length} exceeds max_position_embeddings="

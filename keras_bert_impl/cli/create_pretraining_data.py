@@ -64,7 +64,7 @@ def define_flags() -> None:
                              "--dupe_factor must be at least 1 (passes over the corpus)")
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     if bool(FLAGS.input_file) == bool(FLAGS.tfds_name):
         raise app.UsageError("give exactly one of --input_file and --tfds_name")

@@ -178,7 +178,7 @@ def _check_top_k_flag(model) -> None:
                              f"the model to export is a {type(model).__name__}")
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     quiet_absl_logging()
     from keras_bert_impl.export.saved_model import export_saved_model

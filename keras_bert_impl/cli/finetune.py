@@ -174,7 +174,7 @@ def _check_data_flags(values: dict) -> bool:
     return True
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     quiet_absl_logging()
     import keras

@@ -76,20 +76,20 @@ class ClassifyTask:
         self.num_train_examples = len(self.train_ids)
         self.skipped_records = self.train.skipped_records + self.eval.skipped_records
 
-    def build_model(self, encoder):
+    def build_model(self, encoder: keras.Model) -> keras.Model:
         return BertClassifier(encoder, num_classes=len(self.labels))
 
     def compile_args(self) -> dict:
         return {"loss": _sparse_loss(),
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
-    def train_dataset(self, batch_size, seed, skip=0):
+    def train_dataset(self, batch_size: int, seed: int, skip: int = 0) -> tf.data.Dataset:
         """The seeded, endless training batches from the `skip`-th on."""
         return classification.classification_dataset(
             self.train, self.train_ids, self.preprocessor, batch_size,
             shuffle=True, repeat=True, seed=seed, skip_batches=skip)
 
-    def evaluate(self, model, batch_size, model_dir) -> dict:
+    def evaluate(self, model: keras.Model, batch_size: int, model_dir: str) -> dict:
         dataset = classification.classification_dataset(
             self.eval, self.eval_ids, self.preprocessor, batch_size)
         predictions = np.argmax(model.predict(dataset, verbose=0), axis=-1)
@@ -125,7 +125,7 @@ class NerTask:
         self.num_train_examples = len(train.words)
         self.skipped_records = train.skipped_records + evaluation.skipped_records
 
-    def build_model(self, encoder):
+    def build_model(self, encoder: keras.Model) -> keras.Model:
         return BertTokenClassifier(encoder, num_classes=len(self.labels))
 
     def compile_args(self) -> dict:
@@ -134,12 +134,12 @@ class NerTask:
         return {"loss": _sparse_loss(reduction="mean_with_sample_weight"),
                 "weighted_metrics": [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]}
 
-    def train_dataset(self, batch_size, seed, skip=0):
+    def train_dataset(self, batch_size: int, seed: int, skip: int = 0) -> tf.data.Dataset:
         """The seeded, endless training batches from the `skip`-th on."""
         return ner.ner_dataset(self.train_inputs, self.train_labels, batch_size,
                                shuffle=True, repeat=True, seed=seed).skip(skip)
 
-    def evaluate(self, model, batch_size, model_dir) -> dict:
+    def evaluate(self, model: keras.Model, batch_size: int, model_dir: str) -> dict:
         logits = model.predict(self.eval_inputs, batch_size=batch_size, verbose=0)
         predicted = ner.predicted_tags(logits, self.eval_positions, self.eval, self.labels)
         return entity_scores(self.eval.tags, predicted)
@@ -175,19 +175,19 @@ class SquadTask:
         self.num_train_examples = len(train.examples)
         self.skipped_records = train.skipped_records
 
-    def build_model(self, encoder):
+    def build_model(self, encoder: keras.Model) -> keras.Model:
         return BertSpanLabeler(encoder)
 
     def compile_args(self) -> dict:
         return {"loss": {"start_logits": _sparse_loss(), "end_logits": _sparse_loss()},
                 "loss_weights": {"start_logits": 0.5, "end_logits": 0.5}}
 
-    def train_dataset(self, batch_size, seed, skip=0):
+    def train_dataset(self, batch_size: int, seed: int, skip: int = 0) -> tf.data.Dataset:
         """The seeded, endless training batches from the `skip`-th on."""
         return squad_windows.squad_dataset(self.train, batch_size, shuffle=True, repeat=True,
                                    seed=seed).skip(skip)
 
-    def evaluate(self, model, batch_size, model_dir) -> dict:
+    def evaluate(self, model: keras.Model, batch_size: int, model_dir: str) -> dict:
         outputs = model.predict(self.eval.inputs, batch_size=batch_size, verbose=0)
         predictions, _ = decode_answers(
             self.eval_examples, self.eval, outputs["start_logits"], outputs["end_logits"],

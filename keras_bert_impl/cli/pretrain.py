@@ -80,7 +80,7 @@ def define_flags() -> None:
     flags.mark_flags_as_mutual_exclusive(["bert_config", "preset"], required=True)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     _check_step_flags()
     check_model_dir(FLAGS.model_dir)

@@ -66,7 +66,7 @@ RUN_FLAGS = ("corpus", "tfds_name", "tfds_text_key", "max_documents", "steps", "
 SETTINGS_FILE = "quickstart_flags.json"
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     quiet_absl_logging()
     os.makedirs(FLAGS.output_dir, exist_ok=True)

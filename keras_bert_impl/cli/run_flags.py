@@ -19,7 +19,8 @@ RUN_FLAGS_FILE = "run_flags.json"
 
 def check_or_record_run_flags(model_dir: str, names: list[str], write: bool = True,
                               paths: tuple[str, ...] = (), derived: dict | None = None,
-                              strategy=None, workers_agree_on: dict | None = None) -> None:
+                              strategy: tf.distribute.Strategy | None = None,
+                              workers_agree_on: dict | None = None) -> None:
     """Refuses a restart whose `names` flags differ from those of the run it would resume;
     records them (when `write`, i.e. on the chief) for a run that starts afresh. Call
     `check_model_dir` first, before anything slow.

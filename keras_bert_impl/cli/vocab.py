@@ -58,7 +58,7 @@ def _missing_special_tokens(tokens) -> list[str]:
     return [token for token in REQUIRED_TOKENS.values() if token not in tokens]
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     quiet_absl_logging()
     import tensorflow as tf

@@ -1,5 +1,7 @@
 """What the fine-tuning readers do with a record they cannot use."""
 
+from collections.abc import Iterable
+
 
 class BadRecordError(ValueError):
     """A record in a data file that cannot be used; the message names where it is."""
@@ -24,7 +26,7 @@ class BadRecords:
         self.skipped += 1
 
 
-def lone_surrogate(texts) -> str | None:
+def lone_surrogate(texts: Iterable[object]) -> str | None:
     """The first of `texts` (strings; others are passed over) that is not valid Unicode,
     shortened for a message, or None.
 

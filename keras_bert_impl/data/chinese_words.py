@@ -18,11 +18,15 @@ import atexit
 import logging
 import re
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from keras_bert_impl.text.basic_tokenization import CJK_CHARACTERS as _HAN_CLASS
+
+if TYPE_CHECKING:
+    from keras_bert_impl.text.tokenizer import BertTokenizer
 
 _HAN_RUN = re.compile(f"([{_HAN_CLASS}]+)")
 HAN_PATTERN = f".*[{_HAN_CLASS}].*"
@@ -91,7 +95,8 @@ def _segment(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.array(is_han, dtype=bool))
 
 
-def tokenize_with_jieba_words(lines: tf.Tensor, tokenizer) -> tuple[tf.Tensor, tf.Tensor]:
+def tokenize_with_jieba_words(lines: tf.Tensor,
+                              tokenizer: BertTokenizer) -> tuple[tf.Tensor, tf.Tensor]:
     """Tokens of ``lines`` and a word-start flag per token, jieba words for Han.
 
     Returns ``tokens`` (int32 RaggedTensor [lines, (tokens)]) and

@@ -14,6 +14,7 @@ import io
 import json
 import math
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +22,9 @@ import tensorflow as tf
 from keras_bert_impl.data.bad_records import LONE_SURROGATE, BadRecords, lone_surrogate
 from keras_bert_impl.data.text_files import read_utf8
 from keras_bert_impl.data.tfds_datasets import load_tfds
+
+if TYPE_CHECKING:
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
 
 
 class MissingColumnsError(ValueError):
@@ -332,7 +336,7 @@ def encode_labels(
 def classification_dataset(
     data: LabeledTexts,
     label_ids: np.ndarray,
-    preprocessor,
+    preprocessor: "BertPreprocessor",
     batch_size: int,
     shuffle: bool = False,
     repeat: bool = False,

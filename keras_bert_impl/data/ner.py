@@ -9,12 +9,17 @@ sample weight 0, so they are ignored in the loss.
 
 import dataclasses
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from keras_bert_impl.data.bad_records import BadRecords
 from keras_bert_impl.data.text_files import read_utf8
+
+if TYPE_CHECKING:
+    from keras_bert_impl.text.preprocessor import BertPreprocessor
+    from keras_bert_impl.text.tokenizer import BertTokenizer
 
 IGNORED_LABEL = -1
 
@@ -80,7 +85,8 @@ def read_conll(path: str, skip_bad_records: bool = False) -> TaggedSentences:
 
 
 def ner_features(
-    data: TaggedSentences, tokenizer, preprocessor, tag_list: list[str] | None = None
+    data: TaggedSentences, tokenizer: "BertTokenizer", preprocessor: "BertPreprocessor",
+    tag_list: list[str] | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Encoder inputs, wordpiece labels and the first-wordpiece position of every word.
 

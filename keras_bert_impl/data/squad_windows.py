@@ -8,11 +8,15 @@ that gives it the most context.
 """
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from keras_bert_impl.data.squad import SquadExamples
+
+if TYPE_CHECKING:
+    from keras_bert_impl.text.tokenizer import BertTokenizer
 
 _UNK = "[UNK]"
 
@@ -39,7 +43,7 @@ class SquadFeatures:
 
 def squad_features(
     examples: SquadExamples,
-    tokenizer,
+    tokenizer: "BertTokenizer",
     seq_length: int = 384,
     doc_stride: int = 128,
     max_query_length: int = 64,

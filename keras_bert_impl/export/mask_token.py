@@ -4,12 +4,17 @@ The original BERT basic tokenizer splits `[MASK]` into `[`, `mask`, `]`;
 fill-mask requests need it kept whole, as HuggingFace keeps special tokens.
 """
 
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    from keras_bert_impl.text.tokenizer import BertTokenizer
 
 MASK_TEXT = "[MASK]"
 
 
-def tokenize_with_mask_token(tokenizer, texts: tf.Tensor) -> tf.RaggedTensor:
+def tokenize_with_mask_token(tokenizer: "BertTokenizer", texts: tf.Tensor) -> tf.RaggedTensor:
     """Strings [batch] -> int32 ids [batch, (tokens)], each literal `[MASK]` -> `mask_id`.
 
     The text between masks is tokenized as usual, so everything else matches

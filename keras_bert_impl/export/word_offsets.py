@@ -12,6 +12,8 @@ one tagged word there but several here ("U", ".", "S", "."), as HuggingFace's
 BERT pipelines split words too (each piece is tagged on its own).
 """
 
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 import tensorflow_text as tf_text
 
@@ -20,6 +22,9 @@ from keras_bert_impl.text.basic_tokenization import (
     PUNCTUATION,
     WHITESPACE,
 )
+
+if TYPE_CHECKING:
+    from keras_bert_impl.text.tokenizer import BertTokenizer
 
 _OWN_WORD = f"[{PUNCTUATION}{CJK_IDEOGRAPHS}]"
 
@@ -40,7 +45,8 @@ def split_words(texts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.
     return words, begin, end
 
 
-def word_pieces(tokenizer, words: tf.RaggedTensor, unk_for_empty: bool) -> tf.RaggedTensor:
+def word_pieces(tokenizer: "BertTokenizer", words: tf.RaggedTensor,
+                unk_for_empty: bool) -> tf.RaggedTensor:
     """Words [batch, (words)] -> wordpiece ids [batch, (words), (pieces)], each word alone.
 
     With `unk_for_empty`, a word that tokenizes to nothing becomes [UNK] (as
@@ -57,7 +63,7 @@ def word_pieces(tokenizer, words: tf.RaggedTensor, unk_for_empty: bool) -> tf.Ra
     return tf.RaggedTensor.from_row_splits(pieces, row_splits)
 
 
-def piece_byte_spans(tokenizer, words: tf.RaggedTensor, begin: tf.RaggedTensor,
+def piece_byte_spans(tokenizer: "BertTokenizer", words: tf.RaggedTensor, begin: tf.RaggedTensor,
                      pieces: tf.RaggedTensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
     """Byte [begin, end) of each wordpiece in its text, [batch, (words), (pieces)] each.
 

@@ -6,6 +6,8 @@ head or attention sublayer would come back trainable (and a saved optimizer
 would no longer match the trainable variables it was built for).
 """
 
+from collections.abc import Iterable
+
 import keras
 
 
@@ -14,7 +16,7 @@ def _children(layer) -> list:
             if not isinstance(child, keras.layers.InputLayer)]
 
 
-def frozen_layer_paths(model, skip=()) -> list[str]:
+def frozen_layer_paths(model: keras.Layer, skip: Iterable[keras.Layer] = ()) -> list[str]:
     """Paths ("layer_0/attention") of the outermost frozen layers under `model`.
 
     Layers in `skip` (and what they hold) are left out: they record their own.
@@ -37,7 +39,7 @@ def frozen_layer_paths(model, skip=()) -> list[str]:
     return paths
 
 
-def freeze_layer_paths(model, paths) -> None:
+def freeze_layer_paths(model: keras.Layer, paths: Iterable[str]) -> None:
     """Sets `trainable = False` on the layers `frozen_layer_paths` named."""
     for path in paths:
         layer = model

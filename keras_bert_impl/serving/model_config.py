@@ -2,6 +2,7 @@
 checked as TF Serving checks them at start-up and on HandleReloadConfigRequest."""
 
 import re
+from collections.abc import Iterable
 
 import tensorflow as tf
 from google.protobuf import text_format
@@ -31,7 +32,8 @@ def _is_relative_path(path: str) -> bool:
     return not re.match(r"[a-zA-Z][0-9a-zA-Z.]*://", path) and not path.startswith("/")
 
 
-def check_model_configs(configs, source: str) -> list[model_server_config_pb2.ModelConfig]:
+def check_model_configs(configs: Iterable[model_server_config_pb2.ModelConfig],
+                        source: str) -> list[model_server_config_pb2.ModelConfig]:
     """The configs of a ModelConfigList as a list; ValueError naming `source` for what TF
     Serving refuses too: a config without a name or base path, a name listed twice, no
     model_platform or one other than TensorFlow, a relative base path."""

@@ -5,7 +5,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import grpc
 import tensorflow as tf
@@ -158,7 +158,7 @@ class ModelManager:
             for model in list(self._models.values()):
                 self._poll_model(model)
 
-    def reload(self, configs) -> None:
+    def reload(self, configs: Iterable[model_server_config_pb2.ModelConfig]) -> None:
         """Serves exactly `configs` (ModelConfigs) from now on, without a restart.
 
         As TF Serving's HandleReloadConfigRequest: a version label may only name a

@@ -142,7 +142,7 @@ def _check_flags() -> list[tuple[str, int | str]]:
     return parse_channel_arguments(FLAGS.grpc_channel_arguments)
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     del argv
     import tensorflow as tf
 

@@ -12,6 +12,7 @@ import reprlib
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from keras_bert_impl.serving.errors import invalid_argument
 
@@ -130,7 +131,8 @@ def _names_input(key: str, signature) -> bool:
         return False
 
 
-def parse_predict_body(body: dict, signature) -> dict[str, np.ndarray]:
+def parse_predict_body(body: dict,
+                       signature: meta_graph_pb2.SignatureDef) -> dict[str, np.ndarray]:
     """Turns a REST predict body into named arrays typed by the signature's inputs."""
     names = sorted(signature.inputs)
     dtypes = {name: tf.as_dtype(signature.inputs[name].dtype) for name in names}

@@ -51,7 +51,7 @@ def _native_byte_order(value):
     return value
 
 
-def fill_tensor_proto(proto: tensor_pb2.TensorProto, value) -> None:
+def fill_tensor_proto(proto: tensor_pb2.TensorProto, value: np.typing.ArrayLike) -> None:
     """Writes `value` into `proto` in place, encoded as `tf.make_tensor_proto` would.
 
     Fast paths: numpy arrays of the numeric types above or of strings, and

@@ -40,7 +40,8 @@ def _non_finite_everywhere_if_anywhere(grads, finite, context):
     return grads
 
 
-def with_replica_consistent_loss_scaling(optimizer, wrap: bool):
+def with_replica_consistent_loss_scaling(optimizer: keras.optimizers.Optimizer,
+                                         wrap: bool) -> keras.optimizers.Optimizer:
     """The optimizer with loss scaling that agrees across replicas.
 
     Replaces an unbuilt Keras `LossScaleOptimizer` by the same settings here,
