@@ -297,3 +297,13 @@ def test_training_data_that_ends_before_the_budget_is_an_error_not_a_loop(tmp_pa
                                          "of 4; it must repeat"):
         fit_to_step(model, lambda batches: rows.batch(2).skip(batches), checkpoint,
                     num_train_steps=4, steps_per_epoch=2, shuffle=False, verbose=0)
+
+
+def test_the_chief_keeps_its_three_newest_checkpoints_by_default(tmp_path):
+    model, optimizer = _model_and_optimizer()
+    checkpoint = TrainingCheckpoint(str(tmp_path), model, optimizer)
+    for step in (1, 2, 3, 4, 5):
+        optimizer.iterations.assign(step)
+        checkpoint.save()
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.index"))
+    assert kept == ["ckpt-3.index", "ckpt-4.index", "ckpt-5.index"]

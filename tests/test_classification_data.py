@@ -361,3 +361,11 @@ def test_skipped_batches_never_reach_the_tokenizer(tmp_path, uncased_vocab):
     assert [labels.numpy().tolist() for _, labels in resumed] == [[1] * 4, [1] * 2]
     with pytest.raises(tf.errors.InvalidArgumentError):
         list(classification_dataset(data, ids, refusing_poison, batch_size=4))
+
+
+def test_labels_that_differ_only_in_surrounding_spaces_are_one_class(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"sentence": "a", "label": "pos "}\n{"sentence": "b", "label": " pos"}\n'
+                    '{"sentence": "c", "label": "neg"}\n', encoding="utf-8")
+    data = read_classification_file(str(path))
+    assert sorted_labels(data.labels) == ["neg", "pos"]

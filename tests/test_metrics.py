@@ -145,3 +145,39 @@ def test_a_question_without_prediction_scores_zero_in_v1_and_is_left_out_in_v2()
 
 def test_accuracy_accepts_numpy_arrays():
     assert classification.accuracy(np.array([[1], [2]]), np.array([1, 2])) == 1.0
+
+
+def test_token_f1_counts_a_repeated_token_as_often_as_both_answers_hold_it():
+    # Official evaluate-v1.1.py: Counter(prediction) & Counter(truth) -> x twice in common.
+    # precision 2/3, recall 2/3
+    assert squad.f1_score("x x y", "x x z") == pytest.approx(2 / 3)
+    # x once in the truth: it is shared once. precision 1/3, recall 1/2
+    assert squad.f1_score("x x y", "x z") == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
+
+
+@pytest.mark.parametrize("tags, entities", [
+    # S- is a whole entity: the next tag, whatever it is, starts another.
+    (["S-PER", "S-PER"], [("PER", 0, 0), ("PER", 1, 1)]),
+    (["S-PER", "B-PER", "E-PER"], [("PER", 0, 0), ("PER", 1, 2)]),
+    # B- followed by S- of the same type: two entities, the first one token long.
+    (["B-PER", "S-PER"], [("PER", 0, 0), ("PER", 1, 1)]),
+    # E- closes an entity; an E- right after one is a one-token entity (IOE).
+    (["E-PER", "E-PER"], [("PER", 0, 0), ("PER", 1, 1)]),
+    (["I-PER", "E-PER", "E-PER"], [("PER", 0, 1), ("PER", 2, 2)]),
+])
+def test_iobes_chunks_end_at_s_and_e_tags_even_before_the_same_type(tags, entities):
+    assert ner.get_entities(tags) == entities
+
+
+def test_adjacent_one_token_entities_of_one_type_score_as_separate_entities():
+    truth = [["S-LOC", "S-LOC", "O"]]
+    assert ner.entity_scores(truth, truth) == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    # Merging them into one entity finds neither.
+    assert ner.entity_scores(truth, [["B-LOC", "E-LOC", "O"]])["f1"] == 0.0
+
+
+def test_matthews_correlation_counts_a_class_that_only_the_predictions_hold():
+    labels, predictions = [0, 0, 1, 1], [0, 2, 1, 1]
+    # Gorodkin over classes {0, 1, 2}: c=3, s=4, t=(2, 2, 0), p=(1, 2, 1)
+    expected = (3 * 4 - (2 * 1 + 2 * 2 + 0 * 1)) / np.sqrt((16 - (1 + 4 + 1)) * (16 - (4 + 4)))
+    assert classification.matthews_correlation(labels, predictions) == pytest.approx(expected)

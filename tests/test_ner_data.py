@@ -135,3 +135,20 @@ def test_words_cut_by_seq_length_have_no_position(cased_vocab):
         data, tokenizer, BertPreprocessor(tokenizer, seq_length=4), ["O"])
     assert positions[0].tolist() == [1, 2, -1, -1]
     assert ner.predicted_tags(np.zeros((1, 4, 1)), positions, data, ["O"]) == [["O"] * 4]
+
+
+def test_ignored_positions_get_weight_zero_and_a_valid_label_in_the_training_batches():
+    inputs = {"input_word_ids": np.ones((2, 4), np.int32)}
+    labels = np.array([[-1, 2, -1, 0], [-1, 1, 1, -1]], np.int32)
+    (_, batch_labels, weights), = ner.ner_dataset(inputs, labels, batch_size=2)
+    assert weights.numpy().tolist() == [[0, 1, 0, 1], [0, 1, 1, 0]]
+    assert batch_labels.numpy().tolist() == [[0, 2, 0, 0], [0, 1, 1, 0]]
+
+
+def test_a_word_cut_by_seq_length_is_predicted_o_whatever_the_logits_say():
+    data = ner.TaggedSentences([["a", "b", "c"]], [["B-PER", "B-PER", "B-PER"]], ["s"])
+    positions = np.array([[1, 2, -1]], np.int32)
+    logits = np.zeros((1, 4, 2))
+    logits[..., 0] = 1.0  # B-PER everywhere, [SEP] and padding included
+    assert ner.predicted_tags(logits, positions, data, ["B-PER", "O"]) == [
+        ["B-PER", "B-PER", "O"]]
