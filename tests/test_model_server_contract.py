@@ -109,6 +109,24 @@ def test_until_a_new_version_loads_the_newest_loaded_one_keeps_serving(tmp_path)
         manager.stop()
 
 
+def test_a_specific_version_not_yet_on_disk_is_loaded_when_it_arrives(tmp_path):
+    write_toy_version(str(tmp_path), 1, scale=1.0)
+    config = model_server_config_pb2.ModelConfig(name="bert", base_path=str(tmp_path),
+                                                 model_platform="tensorflow")
+    config.model_version_policy.specific.versions.extend([1, 2])
+    manager = ModelManager([config], poll_wait_seconds=0, max_load_retries=0, warm_up=False)
+    manager.start()
+    try:
+        # Version 2 is not there yet: nothing to load, no failed load to report.
+        assert {v: s.state for v, s in manager.version_states("bert").items()} == {
+            1: "AVAILABLE"}
+        write_toy_version(str(tmp_path), 2, scale=2.0)
+        manager.poll()
+        assert manager.servable("bert").version == 2
+    finally:
+        manager.stop()
+
+
 def _batcher(model_fn, **options):
     return Batcher(model_fn, BatchingOptions(**{"num_batch_threads": 1, **options}))
 
