@@ -22,6 +22,9 @@ class BertTaskModel(keras.Model):
     `get_config` records) brings frozen heads back frozen from a `.keras` file.
     """
 
+    # While `fit`/`evaluate` run on a dataset: its element spec (see `_building_from`).
+    _data_spec = None
+
     #: Whether the task's outputs read the encoder's pooled output. Those that do not
     #: (span and token labelers) get no gradient for the pooler: it is left out of the
     #: weights the training step differentiates and updates, as the original
@@ -87,7 +90,7 @@ class BertTaskModel(keras.Model):
         spec = data.element_spec if isinstance(data, tf.data.Dataset) else None
         dense = spec is not None and all(
             isinstance(leaf, tf.TensorSpec) for leaf in tf.nest.flatten(spec))
-        outer = getattr(self, "_data_spec", None)
+        outer = self._data_spec
         # Past Keras' attribute tracking, which would wrap the spec's dicts in TrackedDicts
         # that Keras' own losses then take for single tensors.
         object.__setattr__(self, "_data_spec", spec if dense else None)
@@ -105,7 +108,7 @@ class BertTaskModel(keras.Model):
         # replica's part of a batch (Keras averages a distributed batch with
         # `strategy.reduce`, which fails on dict batches under MultiWorkerMirroredStrategy).
         if iterator is not None and self._distribute_strategy is not None:
-            if getattr(self, "_data_spec", None) is not None:
+            if self._data_spec is not None:
                 data_batch = self._data_spec
             else:
                 for *_, batches in iterator:  # (begin, end, iterator) in Keras >= 3.11
